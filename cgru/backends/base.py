@@ -1,0 +1,295 @@
+"""The ops interface: what every backend implements, and the argument rules they share.
+
+A backend is an object with the attributes and methods of :class:`Ops`. Layers only ever talk
+to the current backend through this interface, so a model runs unchanged on NumPy, the compiled
+CPU engine or a GPU.
+
+Shapes use B = batch, T = time, I = input features, H = units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+ACTIVATIONS = ("tanh", "relu", "linear")
+RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
+
+
+class GRUGrads(NamedTuple):
+    """Gradients returned by ``gru_backward``.
+
+    dx: (B, T, I); dh0: (B, H); dkernel: (I, 3H); drecurrent_kernel: (H, 3H);
+    dbias: same shape as the bias given to the forward call, or None when it was None.
+    """
+
+    dx: Any
+    dh0: Any
+    dkernel: Any
+    drecurrent_kernel: Any
+    dbias: Any
+
+
+@dataclass(frozen=True)
+class GRUSpec:
+    """The static description of one GRU direction (everything except the arrays)."""
+
+    units: int
+    reset_after: bool = True
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    reverse: bool = False
+
+
+class Ops:
+    """Base class of the backends. Subclasses set ``name``/``xp`` and implement the GRU ops.
+
+    ``xp`` is the array module (``numpy`` or ``cupy``); the small ops used by Dense layers,
+    losses and optimizers are written against it, so they serve every backend.
+    """
+
+    name: str = "base"
+    compiled: bool = False
+    xp: Any = np
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """Array on this backend's device, C-contiguous, of ``dtype`` when given."""
+        return self.xp.ascontiguousarray(self.xp.asarray(x, dtype=dtype))
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A NumPy copy (or view) of an array of this backend."""
+        return np.asarray(x)
+
+    def gru_forward(
+        self,
+        x: Any,
+        kernel: Any,
+        recurrent_kernel: Any,
+        bias: Any = None,
+        *,
+        h0: Any = None,
+        lengths: Any = None,
+        reverse: bool = False,
+        reset_after: bool = True,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
+        recurrent_mask: Any = None,
+        training: bool = False,
+    ) -> tuple[Any, Any, Any]:
+        """Run one GRU direction over a batch.
+
+        x: (B, T, I); kernel: (I, 3H); recurrent_kernel: (H, 3H), gate blocks z, r, h;
+        bias: (2, 3H) [input row, recurrent row] when ``reset_after``, (3H,) otherwise, or None;
+        h0: (B, H) initial state (zeros when None); lengths: (B,) ints in 0..T (all T when None);
+        reverse: process each sequence from its own last valid step back to step 0;
+        recurrent_mask: (B, H) multiplier applied to the state before the recurrent product
+        (recurrent dropout), or None.
+
+        Returns ``(y, h_n, cache)``: y (B, T, H) with the output at each time index (time-aligned
+        also when ``reverse``; zero at t >= length), h_n (B, H) the state after the last valid
+        step, and cache (None unless ``training``) for :meth:`gru_backward`.
+        All arrays share the dtype of ``x`` (float32 or float64).
+        """
+        raise NotImplementedError
+
+    def gru_backward(self, dy: Any, dh_n: Any, cache: Any) -> GRUGrads:
+        """Backpropagation through time.
+
+        dy: (B, T, H) gradient of the outputs (or None), dh_n: (B, H) gradient of the final
+        state (or None), cache: from ``gru_forward(..., training=True)``.
+        """
+        raise NotImplementedError
+
+
+def _float_dtype(x: np.ndarray, name: str) -> np.dtype:
+    if x.dtype == np.float64:
+        return np.dtype(np.float64)
+    if x.dtype.kind in "fiub":
+        return np.dtype(np.float32)
+    raise TypeError(f"{name} must be a numeric array, got dtype {x.dtype}")
+
+
+def _as_float(x: Any, name: str, dtype: np.dtype | None, xp: Any) -> Any:
+    if x is None:
+        raise TypeError(f"{name} must be an array, got None")
+    try:
+        arr = xp.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if dtype is None:
+        dtype = _float_dtype(arr, name)
+    return xp.ascontiguousarray(arr, dtype=dtype)
+
+
+@dataclass
+class GRUArgs:
+    """Validated, normalised arguments of ``gru_forward``.
+
+    x (B, T, I), kernel (I, 3H), recurrent_kernel (H, 3H), input_bias (3H,), recurrent_bias
+    (3H,), h0 (B, H): C-contiguous arrays of one float dtype; lengths (B,) int64 NumPy array or
+    None meaning "all T"; ``bias_shape`` is the shape of the caller's bias (None if no bias).
+    """
+
+    x: Any
+    kernel: Any
+    recurrent_kernel: Any
+    input_bias: Any
+    recurrent_bias: Any
+    h0: Any
+    lengths: np.ndarray | None
+    recurrent_mask: Any
+    bias_shape: tuple | None
+    reverse: bool
+    reset_after: bool
+    activation: str
+    recurrent_activation: str
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def time(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def units(self) -> int:
+        return self.recurrent_kernel.shape[0]
+
+
+def check_lengths(lengths: Any, batch: int, time: int) -> np.ndarray | None:
+    """Validate ``lengths``: None, or ``batch`` integers in 0..time. Returns int64 or None."""
+    if lengths is None:
+        return None
+    if hasattr(lengths, "get") and not isinstance(lengths, (dict, np.ndarray)):
+        lengths = lengths.get()  # a CuPy array
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        integral = arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr) & (arr == np.round(arr))))
+        if not integral:
+            raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.ndim != 1 or arr.shape[0] != batch:
+        raise ValueError(
+            f"lengths must have one entry per sequence: expected shape ({batch},), "
+            f"got {np.shape(lengths)}"
+        )
+    if arr.size and (arr.min() < 0 or arr.max() > time):
+        raise ValueError(f"lengths must be in 0..{time} (the time axis), got {arr.min()}..{arr.max()}")
+    if arr.size and arr.min() == time:
+        return None
+    return np.ascontiguousarray(arr)
+
+
+def check_gru_args(
+    x: Any,
+    kernel: Any,
+    recurrent_kernel: Any,
+    bias: Any,
+    *,
+    h0: Any,
+    lengths: Any,
+    reverse: bool,
+    reset_after: bool,
+    activation: str,
+    recurrent_activation: str,
+    recurrent_mask: Any = None,
+    xp: Any = np,
+) -> GRUArgs:
+    """Check every argument of ``gru_forward`` and return them normalised (see GRUArgs).
+
+    Raises TypeError for non-numeric data or wrong kinds of option, ValueError for wrong
+    ranks, sizes or values, naming the argument and what was expected.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if recurrent_activation not in RECURRENT_ACTIVATIONS:
+        raise ValueError(
+            f"recurrent_activation must be one of {RECURRENT_ACTIVATIONS}, got {recurrent_activation!r}"
+        )
+    x = _as_float(x, "x", None, xp)
+    dtype = x.dtype
+    if x.ndim != 3:
+        raise ValueError(f"x must be 3-D (batch, time, features), got shape {tuple(x.shape)}")
+    batch, time, features = x.shape
+    recurrent_kernel = _as_float(recurrent_kernel, "recurrent_kernel", dtype, xp)
+    if recurrent_kernel.ndim != 2 or recurrent_kernel.shape[1] != 3 * recurrent_kernel.shape[0]:
+        raise ValueError(
+            f"recurrent_kernel must have shape (units, 3*units), got {tuple(recurrent_kernel.shape)}"
+        )
+    units = recurrent_kernel.shape[0]
+    if units == 0:
+        raise ValueError("recurrent_kernel must have at least one unit")
+    kernel = _as_float(kernel, "kernel", dtype, xp)
+    if kernel.shape != (features, 3 * units):
+        raise ValueError(
+            f"kernel must have shape (input features, 3*units) = ({features}, {3 * units}), "
+            f"got {tuple(kernel.shape)}"
+        )
+    bias_shape = None
+    input_bias = xp.zeros(3 * units, dtype=dtype)
+    recurrent_bias = xp.zeros(3 * units, dtype=dtype)
+    if bias is not None:
+        bias = _as_float(bias, "bias", dtype, xp)
+        expected = (2, 3 * units) if reset_after else (3 * units,)
+        if bias.shape != expected:
+            raise ValueError(
+                f"bias must have shape {expected} when reset_after={reset_after}, "
+                f"got {tuple(bias.shape)}"
+            )
+        bias_shape = expected
+        if reset_after:
+            input_bias, recurrent_bias = xp.ascontiguousarray(bias[0]), xp.ascontiguousarray(bias[1])
+        else:
+            input_bias = bias
+    if h0 is None:
+        h0 = xp.zeros((batch, units), dtype=dtype)
+    else:
+        h0 = _as_float(h0, "h0", dtype, xp)
+        if h0.shape != (batch, units):
+            raise ValueError(f"h0 must have shape (batch, units) = ({batch}, {units}), got {tuple(h0.shape)}")
+    if recurrent_mask is not None:
+        recurrent_mask = _as_float(recurrent_mask, "recurrent_mask", dtype, xp)
+        if recurrent_mask.shape != (batch, units):
+            raise ValueError(
+                f"recurrent_mask must have shape (batch, units) = ({batch}, {units}), "
+                f"got {tuple(recurrent_mask.shape)}"
+            )
+    return GRUArgs(
+        x=x,
+        kernel=kernel,
+        recurrent_kernel=recurrent_kernel,
+        input_bias=input_bias,
+        recurrent_bias=recurrent_bias,
+        h0=h0,
+        lengths=check_lengths(lengths, batch, time),
+        recurrent_mask=recurrent_mask,
+        bias_shape=bias_shape,
+        reverse=bool(reverse),
+        reset_after=bool(reset_after),
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+    )
+
+
+def check_grad(g: Any, name: str, shape: tuple, dtype: Any, xp: Any = np) -> Any:
+    """Validate an upstream gradient: None becomes zeros, otherwise shape and dtype are enforced."""
+    if g is None:
+        return xp.zeros(shape, dtype=dtype)
+    g = _as_float(g, name, dtype, xp)
+    if tuple(g.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(g.shape)}")
+    return g
+
+
+def pack_bias_grad(args: GRUArgs, d_input_bias: Any, d_recurrent_bias: Any, xp: Any = np) -> Any:
+    """Gradient of the caller's bias, in the caller's layout (None when there was no bias)."""
+    if args.bias_shape is None:
+        return None
+    if args.reset_after:
+        return xp.stack([d_input_bias, d_recurrent_bias])
+    return d_input_bias
