@@ -1,0 +1,215 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Cython driver of the compiled GRU engine (gru_kernels.c over CBLAS).
+
+Checks every size against every other before any native code touches memory, then runs the
+C kernels with the GIL released. Arrays are C-contiguous float32 or float64 (one dtype per call);
+shapes use B = batch, T = time, I = input features, H = units.
+"""
+
+from libc.stdint cimport int64_t
+from cython cimport floating
+
+import numpy as np
+
+cdef extern from "gru_kernels.h" nogil:
+    int CGRU_ENOMEM
+    ctypedef struct cgru_dims:
+        int batch, time, input, units
+        int reset_after, reverse, activation, recurrent_activation
+        const int64_t *lengths
+    int cgru_forward_f32(const cgru_dims *d, const float *x, const float *W, const float *U,
+                         const float *bx, const float *bh, const float *h0, const float *rmask,
+                         float *y, float *h_n, float *saved_h, float *saved_gates)
+    int cgru_forward_f64(const cgru_dims *d, const double *x, const double *W, const double *U,
+                         const double *bx, const double *bh, const double *h0, const double *rmask,
+                         double *y, double *h_n, double *saved_h, double *saved_gates)
+    int cgru_backward_f32(const cgru_dims *d, const float *x, const float *W, const float *U,
+                          const float *rmask, const float *saved_h, const float *saved_gates,
+                          const float *dy, const float *dh_n, float *dx, float *dh0, float *dW,
+                          float *dU, float *dbx, float *dbh)
+    int cgru_backward_f64(const cgru_dims *d, const double *x, const double *W, const double *U,
+                          const double *rmask, const double *saved_h, const double *saved_gates,
+                          const double *dy, const double *dh_n, double *dx, double *dh0,
+                          double *dW, double *dU, double *dbx, double *dbh)
+    void cgru_blas_set_threads(int n)
+    int cgru_blas_get_threads()
+    const char *cgru_blas_config()
+
+ACTIVATION_CODES = {"tanh": 0, "relu": 1, "linear": 2}
+RECURRENT_ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1}
+_INT_MAX = 2**31 - 1
+
+
+def blas_config() -> str:
+    """The linked BLAS's own description (OpenBLAS: version, kernel, threading)."""
+    return cgru_blas_config().decode("utf-8", "replace")
+
+
+def blas_get_threads() -> int:
+    """Threads the linked BLAS uses (0 when it cannot say)."""
+    return cgru_blas_get_threads()
+
+
+def blas_set_threads(int n) -> None:
+    """Set the linked BLAS's thread count (n >= 1)."""
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    cgru_blas_set_threads(n)
+
+
+cdef void _check_dim(object name, object got, object expected) except *:
+    if tuple(got) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(got)}")
+
+
+cdef cgru_dims _dims(tuple x_shape, Py_ssize_t units, object lengths, bint reverse,
+                     bint reset_after, str activation, str recurrent_activation) except *:
+    cdef cgru_dims d
+    cdef Py_ssize_t batch = x_shape[0], time = x_shape[1], features = x_shape[2]
+    if units < 1:
+        raise ValueError(f"units must be >= 1, got {units}")
+    if features < 1:
+        raise ValueError("x must have at least one feature")
+    if batch * time * max(features, 4 * units) > _INT_MAX or max(features, units) * 4 > _INT_MAX:
+        raise ValueError(f"problem too large for 32-bit BLAS indices: x {x_shape}, units {units}")
+    if activation not in ACTIVATION_CODES:
+        raise ValueError(f"activation must be one of {tuple(ACTIVATION_CODES)}, got {activation!r}")
+    if recurrent_activation not in RECURRENT_ACTIVATION_CODES:
+        raise ValueError(f"recurrent_activation must be one of "
+                         f"{tuple(RECURRENT_ACTIVATION_CODES)}, got {recurrent_activation!r}")
+    d.batch = <int>batch
+    d.time = <int>time
+    d.input = <int>features
+    d.units = <int>units
+    d.reset_after = reset_after
+    d.reverse = reverse
+    d.activation = ACTIVATION_CODES[activation]
+    d.recurrent_activation = RECURRENT_ACTIVATION_CODES[recurrent_activation]
+    d.lengths = NULL
+    return d
+
+
+cdef const int64_t *_lengths_ptr(const int64_t[::1] lengths, Py_ssize_t batch, Py_ssize_t time) except? NULL:
+    cdef Py_ssize_t b
+    if lengths is None:
+        return NULL
+    if lengths.shape[0] != batch:
+        raise ValueError(f"lengths must have shape ({batch},), got ({lengths.shape[0]},)")
+    for b in range(batch):
+        if lengths[b] < 0 or lengths[b] > time:
+            raise ValueError(f"lengths must be in 0..{time}, got {lengths[b]} at index {b}")
+    if batch == 0:
+        return NULL
+    return &lengths[0]
+
+
+def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
+                const floating[:, ::1] recurrent_kernel, const floating[::1] input_bias,
+                const floating[::1] recurrent_bias, const floating[:, ::1] h0,
+                const int64_t[::1] lengths, const floating[:, ::1] recurrent_mask,
+                bint reverse, bint reset_after, str activation, str recurrent_activation,
+                bint training):
+    """Forward pass; returns (y (B,T,H), h_n (B,H), saved_h (T,B,H) or None, saved_gates (T,B,4H) or None).
+
+    input_bias/recurrent_bias: (3H,) each; lengths: int64 (B,) or None; recurrent_mask: (B,H) or None.
+    """
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
+    _check_dim("recurrent_kernel", (recurrent_kernel.shape[0], recurrent_kernel.shape[1]), (H, 3 * H))
+    _check_dim("kernel", (kernel.shape[0], kernel.shape[1]), (I, 3 * H))
+    _check_dim("input_bias", (input_bias.shape[0],), (3 * H,))
+    _check_dim("recurrent_bias", (recurrent_bias.shape[0],), (3 * H,))
+    _check_dim("h0", (h0.shape[0], h0.shape[1]), (B, H))
+    if recurrent_mask is not None:
+        _check_dim("recurrent_mask", (recurrent_mask.shape[0], recurrent_mask.shape[1]), (B, H))
+    cdef cgru_dims d = _dims((B, T, I), H, lengths, reverse, reset_after, activation, recurrent_activation)
+    d.lengths = _lengths_ptr(lengths, B, T)
+    dtype = np.float32 if floating is float else np.float64
+    y_arr = np.zeros((B, T, H), dtype=dtype)
+    h_arr = np.empty((B, H), dtype=dtype)
+    saved_h_arr = saved_gates_arr = None
+    cdef floating[:, :, ::1] y = y_arr
+    cdef floating[:, ::1] h_n = h_arr
+    cdef floating *sh = NULL
+    cdef floating *sg = NULL
+    cdef floating[:, :, ::1] sh_view, sg_view
+    if training and T > 0 and B > 0:
+        saved_h_arr = np.empty((T, B, H), dtype=dtype)
+        saved_gates_arr = np.empty((T, B, 4 * H), dtype=dtype)
+        sh_view = saved_h_arr
+        sg_view = saved_gates_arr
+        sh = &sh_view[0, 0, 0]
+        sg = &sg_view[0, 0, 0]
+    elif training:
+        saved_h_arr = np.empty((T, B, H), dtype=dtype)
+        saved_gates_arr = np.empty((T, B, 4 * H), dtype=dtype)
+    if B == 0:
+        return y_arr, h_arr, saved_h_arr, saved_gates_arr
+    cdef const floating *xp = &x[0, 0, 0] if T > 0 else NULL
+    cdef const floating *mp = &recurrent_mask[0, 0] if recurrent_mask is not None else NULL
+    cdef floating *yp = &y[0, 0, 0] if T > 0 else NULL
+    cdef int status
+    with nogil:
+        if floating is float:
+            status = cgru_forward_f32(&d, xp, &kernel[0, 0], &recurrent_kernel[0, 0], &input_bias[0],
+                                      &recurrent_bias[0], &h0[0, 0], mp, yp, &h_n[0, 0], sh, sg)
+        else:
+            status = cgru_forward_f64(&d, xp, &kernel[0, 0], &recurrent_kernel[0, 0], &input_bias[0],
+                                      &recurrent_bias[0], &h0[0, 0], mp, yp, &h_n[0, 0], sh, sg)
+    if status == CGRU_ENOMEM:
+        raise MemoryError("cgru: out of memory in gru_forward")
+    return y_arr, h_arr, saved_h_arr, saved_gates_arr
+
+
+def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
+                 const floating[:, ::1] recurrent_kernel, const floating[:, ::1] recurrent_mask,
+                 const floating[:, :, ::1] saved_h, const floating[:, :, ::1] saved_gates,
+                 const floating[:, :, ::1] dy, const floating[:, ::1] dh_n,
+                 const int64_t[::1] lengths, bint reverse, bint reset_after, str activation,
+                 str recurrent_activation):
+    """Backward pass; returns (dx (B,T,I), dh0 (B,H), dW (I,3H), dU (H,3H), dbx (3H,), dbh (3H,)).
+
+    dbh is zero when reset_after is False. dy (B,T,H) and dh_n (B,H) may be None (zero).
+    """
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
+    _check_dim("recurrent_kernel", (recurrent_kernel.shape[0], recurrent_kernel.shape[1]), (H, 3 * H))
+    _check_dim("kernel", (kernel.shape[0], kernel.shape[1]), (I, 3 * H))
+    _check_dim("saved_h", (saved_h.shape[0], saved_h.shape[1], saved_h.shape[2]), (T, B, H))
+    _check_dim("saved_gates", (saved_gates.shape[0], saved_gates.shape[1], saved_gates.shape[2]), (T, B, 4 * H))
+    if recurrent_mask is not None:
+        _check_dim("recurrent_mask", (recurrent_mask.shape[0], recurrent_mask.shape[1]), (B, H))
+    if dy is not None:
+        _check_dim("dy", (dy.shape[0], dy.shape[1], dy.shape[2]), (B, T, H))
+    if dh_n is not None:
+        _check_dim("dh_n", (dh_n.shape[0], dh_n.shape[1]), (B, H))
+    cdef cgru_dims d = _dims((B, T, I), H, lengths, reverse, reset_after, activation, recurrent_activation)
+    d.lengths = _lengths_ptr(lengths, B, T)
+    dtype = np.float32 if floating is float else np.float64
+    dx_arr = np.zeros((B, T, I), dtype=dtype)
+    dh0_arr = np.zeros((B, H), dtype=dtype)
+    dW_arr = np.zeros((I, 3 * H), dtype=dtype)
+    dU_arr = np.zeros((H, 3 * H), dtype=dtype)
+    dbx_arr = np.zeros(3 * H, dtype=dtype)
+    dbh_arr = np.zeros(3 * H, dtype=dtype)
+    if B == 0 or T == 0:
+        if dh_n is not None:
+            dh0_arr[...] = np.asarray(dh_n)
+        return dx_arr, dh0_arr, dW_arr, dU_arr, dbx_arr, dbh_arr
+    cdef floating[:, :, ::1] dx = dx_arr
+    cdef floating[:, ::1] dh0 = dh0_arr, dW = dW_arr, dU = dU_arr
+    cdef floating[::1] dbx = dbx_arr, dbh = dbh_arr
+    cdef const floating *mp = &recurrent_mask[0, 0] if recurrent_mask is not None else NULL
+    cdef const floating *dyp = &dy[0, 0, 0] if dy is not None else NULL
+    cdef const floating *dhp = &dh_n[0, 0] if dh_n is not None else NULL
+    cdef int status
+    with nogil:
+        if floating is float:
+            status = cgru_backward_f32(&d, &x[0, 0, 0], &kernel[0, 0], &recurrent_kernel[0, 0], mp,
+                                       &saved_h[0, 0, 0], &saved_gates[0, 0, 0], dyp, dhp,
+                                       &dx[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0], &dbx[0], &dbh[0])
+        else:
+            status = cgru_backward_f64(&d, &x[0, 0, 0], &kernel[0, 0], &recurrent_kernel[0, 0], mp,
+                                       &saved_h[0, 0, 0], &saved_gates[0, 0, 0], dyp, dhp,
+                                       &dx[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0], &dbx[0], &dbh[0])
+    if status == CGRU_ENOMEM:
+        raise MemoryError("cgru: out of memory in gru_backward")
+    return dx_arr, dh0_arr, dW_arr, dU_arr, dbx_arr, dbh_arr

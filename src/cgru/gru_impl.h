@@ -1,0 +1,304 @@
+/* GRU forward/backward, written once and included by gru_kernels.c for each precision.
+ * The includer defines REAL (float or double), SUFFIX (f32 or f64), GEMM (the cblas
+ * ?gemm), GEMV (the cblas ?gemv), EXP and TANH. */
+
+#define FN_(name, sfx) name##_##sfx
+#define FN2(name, sfx) FN_(name, sfx)
+#define FN(name) FN2(name, SUFFIX)
+
+/* C (M, N) = alpha * op(A) op(B) + beta * C, row-major; tolerates empty sizes. */
+static void FN(matmul)(int trans_a, int trans_b, int M, int N, int K, const REAL *A, int lda,
+                       const REAL *B, int ldb, REAL beta, REAL *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        for (int i = 0; i < M; ++i)
+            for (int j = 0; j < N; ++j)
+                C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    if (M == 1 && !trans_a) {
+        /* row vector times matrix: y = op(B)^T a, a GEMV without GEMM's packing cost */
+        if (trans_b)
+            GEMV(CblasRowMajor, CblasNoTrans, N, K, 1, B, ldb, A, 1, beta, C, 1);
+        else
+            GEMV(CblasRowMajor, CblasTrans, K, N, 1, B, ldb, A, 1, beta, C, 1);
+        return;
+    }
+    GEMM(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+         M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
+}
+
+static inline REAL FN(sigmoid)(REAL v) { return 1 / (1 + EXP(-v)); }
+
+static inline REAL FN(recurrent_act)(int kind, REAL v)
+{
+    if (kind == CGRU_SIGMOID)
+        return FN(sigmoid)(v);
+    v = (v + 3) / 6;
+    return v < 0 ? 0 : (v > 1 ? 1 : v);
+}
+
+static inline REAL FN(recurrent_act_grad)(int kind, REAL y)
+{
+    if (kind == CGRU_SIGMOID)
+        return y * (1 - y);
+    return (y > 0 && y < 1) ? (REAL)1 / 6 : 0;
+}
+
+static inline REAL FN(act)(int kind, REAL v)
+{
+    if (kind == CGRU_TANH)
+        return TANH(v);
+    if (kind == CGRU_RELU)
+        return v > 0 ? v : 0;
+    return v;
+}
+
+static inline REAL FN(act_grad)(int kind, REAL y)
+{
+    if (kind == CGRU_TANH)
+        return 1 - y * y;
+    if (kind == CGRU_RELU)
+        return y > 0 ? 1 : 0;
+    return 1;
+}
+
+/* Time index of row b at processing step s, or -1 when the step is past its length. */
+static inline int FN(time_index)(const cgru_dims *d, int b, int s)
+{
+    int len = d->lengths ? (int)d->lengths[b] : d->time;
+    if (s >= len)
+        return -1;
+    return d->reverse ? len - 1 - s : s;
+}
+
+/* reset_after=1: all of z, r, n from the input projection `a` and the recurrent product `u`. */
+static inline void FN(gates_after)(const cgru_dims *d, int H, const REAL *a, const REAL *u,
+                                   const REAL *bx, const REAL *bh, REAL *h, REAL *out,
+                                   REAL *gates)
+{
+    const int ra = d->recurrent_activation, ac = d->activation;
+    for (int j = 0; j < H; ++j) {
+        REAL z = FN(recurrent_act)(ra, a[j] + bx[j] + u[j] + bh[j]);
+        REAL r = FN(recurrent_act)(ra, a[H + j] + bx[H + j] + u[H + j] + bh[H + j]);
+        REAL uh = u[2 * H + j] + bh[2 * H + j];
+        REAL n = FN(act)(ac, a[2 * H + j] + bx[2 * H + j] + r * uh);
+        REAL hn = n + z * (h[j] - n);
+        out[j] = hn;
+        h[j] = hn;
+        if (gates) {
+            gates[j] = z;
+            gates[H + j] = r;
+            gates[2 * H + j] = n;
+            gates[3 * H + j] = uh;
+        }
+    }
+}
+
+int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
+                     const REAL *bx, const REAL *bh, const REAL *h0, const REAL *rmask,
+                     REAL *y, REAL *h_n, REAL *saved_h, REAL *saved_gates)
+{
+    const int B = d->batch, T = d->time, In = d->input, H = d->units, G = 3 * H;
+    const size_t BT = (size_t)B * T, BH = (size_t)B * H;
+    REAL *proj = malloc((BT * G + (size_t)B * G + 2 * BH + 1) * sizeof(REAL));
+    if (!proj)
+        return CGRU_ENOMEM;
+    REAL *u = proj + BT * G;   /* (B, 3H) recurrent product of this step */
+    REAL *h_in = u + (size_t)B * G; /* (B, H) state times recurrent mask */
+    REAL *rh = h_in + BH;      /* (B, H) r * h_in, reset_after=0 */
+    REAL *h = h_n;
+    memcpy(h, h0, BH * sizeof(REAL));
+    FN(matmul)(0, 0, (int)BT, G, In, x, In, W, G, 0, proj, G);
+
+    for (int s = 0; s < T; ++s) {
+        const REAL *hsrc = h;
+        if (rmask) {
+            for (size_t k = 0; k < BH; ++k)
+                h_in[k] = h[k] * rmask[k];
+            hsrc = h_in;
+        }
+        FN(matmul)(0, 0, B, d->reset_after ? G : 2 * H, H, hsrc, H, U, G, 0, u, G);
+        for (int b = 0; b < B; ++b) {
+            REAL *hb = h + (size_t)b * H;
+            REAL *sh = saved_h ? saved_h + ((size_t)s * B + b) * H : NULL;
+            REAL *sg = saved_gates ? saved_gates + ((size_t)s * B + b) * 4 * H : NULL;
+            int t = FN(time_index)(d, b, s);
+            if (sh)
+                memcpy(sh, hb, H * sizeof(REAL));
+            if (t < 0) {
+                if (sg)
+                    memset(sg, 0, 4 * H * sizeof(REAL));
+                if (!d->reset_after)
+                    memset(rh + (size_t)b * H, 0, H * sizeof(REAL));
+                continue;
+            }
+            const REAL *a = proj + ((size_t)b * T + t) * G;
+            REAL *ub = u + (size_t)b * G;
+            if (d->reset_after) {
+                FN(gates_after)(d, H, a, ub, bx, bh, hb, y + ((size_t)b * T + t) * H, sg);
+            } else {
+                const REAL *hs = hsrc + (size_t)b * H;
+                for (int j = 0; j < H; ++j) {
+                    REAL z = FN(recurrent_act)(d->recurrent_activation, a[j] + bx[j] + ub[j]);
+                    REAL r = FN(recurrent_act)(d->recurrent_activation, a[H + j] + bx[H + j] + ub[H + j]);
+                    ub[j] = z;
+                    ub[H + j] = r;
+                    rh[(size_t)b * H + j] = r * hs[j];
+                }
+            }
+        }
+        if (d->reset_after)
+            continue;
+        FN(matmul)(0, 0, B, H, H, rh, H, U + 2 * H, G, 0, u + 2 * H, G);
+        for (int b = 0; b < B; ++b) {
+            int t = FN(time_index)(d, b, s);
+            if (t < 0)
+                continue;
+            const REAL *a = proj + ((size_t)b * T + t) * G;
+            const REAL *ub = u + (size_t)b * G;
+            REAL *hb = h + (size_t)b * H;
+            REAL *out = y + ((size_t)b * T + t) * H;
+            REAL *sg = saved_gates ? saved_gates + ((size_t)s * B + b) * 4 * H : NULL;
+            for (int j = 0; j < H; ++j) {
+                REAL z = ub[j], r = ub[H + j], uh = ub[2 * H + j];
+                REAL n = FN(act)(d->activation, a[2 * H + j] + bx[2 * H + j] + uh);
+                REAL hn = n + z * (hb[j] - n);
+                out[j] = hn;
+                hb[j] = hn;
+                if (sg) {
+                    sg[j] = z;
+                    sg[H + j] = r;
+                    sg[2 * H + j] = n;
+                    sg[3 * H + j] = uh;
+                }
+            }
+        }
+    }
+    free(proj);
+    return 0;
+}
+
+int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
+                      const REAL *rmask, const REAL *saved_h, const REAL *saved_gates,
+                      const REAL *dy, const REAL *dh_n,
+                      REAL *dx, REAL *dh0, REAL *dW, REAL *dU, REAL *dbx, REAL *dbh)
+{
+    const int B = d->batch, T = d->time, In = d->input, H = d->units, G = 3 * H;
+    const size_t BT = (size_t)B * T, BH = (size_t)B * H;
+    const int ra = d->recurrent_activation, ac = d->activation;
+    /* d_proj (B*T, 3H): gradient of the input projection, at each sequence's time index;
+     * d_rec (T*B, 3H): gradient of the recurrent product, per processing step;
+     * tmp (B, H); left (T*B, H): left operand of the recurrent weight gradient. */
+    REAL *d_proj = calloc(BT * G + BT * G + BH + BT * H + 1, sizeof(REAL));
+    if (!d_proj)
+        return CGRU_ENOMEM;
+    REAL *d_rec = d_proj + BT * G;
+    REAL *tmp = d_rec + BT * G;
+    REAL *left = tmp + BH;
+    REAL *dh = dh0;
+    if (dh_n)
+        memcpy(dh, dh_n, BH * sizeof(REAL));
+    else
+        memset(dh, 0, BH * sizeof(REAL));
+
+    for (int s = T - 1; s >= 0; --s) {
+        REAL *dr_s = d_rec + (size_t)s * B * G;
+        for (int b = 0; b < B; ++b) {
+            int t = FN(time_index)(d, b, s);
+            REAL *dub = dr_s + (size_t)b * G;
+            if (t < 0)
+                continue; /* d_rec rows stay zero; dh passes through unchanged */
+            const REAL *hp = saved_h + ((size_t)s * B + b) * H;
+            const REAL *sg = saved_gates + ((size_t)s * B + b) * 4 * H;
+            const REAL *dyb = dy ? dy + ((size_t)b * T + t) * H : NULL;
+            REAL *dpb = d_proj + ((size_t)b * T + t) * G;
+            REAL *dhb = dh + (size_t)b * H;
+            for (int j = 0; j < H; ++j) {
+                REAL z = sg[j], r = sg[H + j], n = sg[2 * H + j], uh = sg[3 * H + j];
+                REAL g = dhb[j] + (dyb ? dyb[j] : 0);
+                REAL dz = g * (hp[j] - n) * FN(recurrent_act_grad)(ra, z);
+                REAL dn = g * (1 - z) * FN(act_grad)(ac, n);
+                dpb[j] = dz;
+                dpb[2 * H + j] = dn;
+                dub[j] = dz;
+                if (d->reset_after) {
+                    REAL dr = dn * uh * FN(recurrent_act_grad)(ra, r);
+                    dpb[H + j] = dr;
+                    dub[H + j] = dr;
+                    dub[2 * H + j] = dn * r;
+                } else {
+                    dub[2 * H + j] = dn;
+                }
+                dhb[j] = g * z;
+            }
+        }
+        if (!d->reset_after) {
+            /* d(r*h_in) = dn U_h^T, then the reset gate and the direct path through r*h_in */
+            FN(matmul)(0, 1, B, H, H, dr_s + 2 * H, G, U + 2 * H, G, 0, tmp, H);
+            for (int b = 0; b < B; ++b) {
+                int t = FN(time_index)(d, b, s);
+                if (t < 0)
+                    continue;
+                const REAL *hp = saved_h + ((size_t)s * B + b) * H;
+                const REAL *sg = saved_gates + ((size_t)s * B + b) * 4 * H;
+                const REAL *mb = rmask ? rmask + (size_t)b * H : NULL;
+                REAL *dpb = d_proj + ((size_t)b * T + t) * G;
+                REAL *dub = dr_s + (size_t)b * G;
+                const REAL *tb = tmp + (size_t)b * H;
+                REAL *dhb = dh + (size_t)b * H;
+                for (int j = 0; j < H; ++j) {
+                    REAL m = mb ? mb[j] : 1, r = sg[H + j];
+                    REAL dr = tb[j] * hp[j] * m * FN(recurrent_act_grad)(ra, r);
+                    dpb[H + j] = dr;
+                    dub[H + j] = dr;
+                    dhb[j] += tb[j] * r * m;
+                }
+            }
+        }
+        int K = d->reset_after ? G : 2 * H;
+        if (rmask) {
+            FN(matmul)(0, 1, B, H, K, dr_s, G, U, G, 0, tmp, H);
+            for (size_t k = 0; k < BH; ++k)
+                dh[k] += tmp[k] * rmask[k];
+        } else {
+            FN(matmul)(0, 1, B, H, K, dr_s, G, U, G, 1, dh, H);
+        }
+    }
+
+    FN(matmul)(0, 1, (int)BT, In, G, d_proj, G, W, G, 0, dx, In);
+    FN(matmul)(1, 0, In, G, (int)BT, x, In, d_proj, G, 0, dW, G);
+    for (int j = 0; j < G; ++j)
+        dbx[j] = dbh[j] = 0;
+    for (size_t k = 0; k < BT; ++k)
+        for (int j = 0; j < G; ++j)
+            dbx[j] += d_proj[k * G + j];
+
+    const REAL *h_in_all = saved_h;
+    if (rmask) {
+        for (size_t k = 0; k < BT; ++k) /* row k of step-major (T, B) is batch row k % B */
+            for (int j = 0; j < H; ++j)
+                left[k * H + j] = saved_h[k * H + j] * rmask[(k % B) * H + j];
+        h_in_all = left;
+    }
+    if (d->reset_after) {
+        FN(matmul)(1, 0, H, G, (int)BT, h_in_all, H, d_rec, G, 0, dU, G);
+        for (size_t k = 0; k < BT; ++k)
+            for (int j = 0; j < G; ++j)
+                dbh[j] += d_rec[k * G + j];
+    } else {
+        FN(matmul)(1, 0, H, 2 * H, (int)BT, h_in_all, H, d_rec, G, 0, dU, G);
+        for (size_t k = 0; k < BT; ++k)
+            for (int j = 0; j < H; ++j)
+                left[k * H + j] = h_in_all[k * H + j] * saved_gates[k * 4 * H + H + j];
+        FN(matmul)(1, 0, H, H, (int)BT, left, H, d_rec + 2 * H, G, 0, dU + 2 * H, G);
+    }
+    free(d_proj);
+    return 0;
+}
+
+#undef FN
+#undef FN2
+#undef FN_

@@ -1,0 +1,61 @@
+/* The compiled GRU engine: forward (inference and training) and backward through time.
+ *
+ * Layout (row-major, Keras convention): x (B, T, I), kernel W (I, 3H), recurrent kernel
+ * U (H, 3H), gate blocks z, r, h. Biases are given as two (3H) rows: input bias bx and
+ * recurrent bias bh (bh is all zeros when reset_after is 0).
+ *
+ * Every function checks nothing about Python objects: the Cython layer validates shapes and
+ * types before calling. All scratch memory is allocated per call, so concurrent calls on
+ * shared weights are safe. Functions return 0 on success, CGRU_ENOMEM when out of memory.
+ */
+#ifndef CGRU_GRU_KERNELS_H
+#define CGRU_GRU_KERNELS_H
+
+#include <stdint.h>
+
+#define CGRU_ENOMEM 1
+
+enum cgru_activation { CGRU_TANH = 0, CGRU_RELU = 1, CGRU_LINEAR = 2 };
+enum cgru_recurrent_activation { CGRU_SIGMOID = 0, CGRU_HARD_SIGMOID = 1 };
+
+typedef struct {
+    int batch;      /* B */
+    int time;       /* T */
+    int input;      /* I */
+    int units;      /* H */
+    int reset_after;
+    int reverse;
+    int activation;            /* enum cgru_activation */
+    int recurrent_activation;  /* enum cgru_recurrent_activation */
+    const int64_t *lengths;    /* (B,) in 0..T, or NULL for all T */
+} cgru_dims;
+
+/* Training forward saves, per processing step s: h_prev (T, B, H) and gates (T, B, 4H)
+ * holding z, r, n and u_h = h U_h + b_hh (reset_after) or (r*h) U_h (otherwise). */
+
+/* Forward. y (B, T, H) must be zero-filled by the caller; h_n (B, H) receives the final state.
+ * rmask (B, H) or NULL. saved_h/saved_gates may be NULL (inference). */
+int cgru_forward_f32(const cgru_dims *d, const float *x, const float *W, const float *U,
+                     const float *bx, const float *bh, const float *h0, const float *rmask,
+                     float *y, float *h_n, float *saved_h, float *saved_gates);
+int cgru_forward_f64(const cgru_dims *d, const double *x, const double *W, const double *U,
+                     const double *bx, const double *bh, const double *h0, const double *rmask,
+                     double *y, double *h_n, double *saved_h, double *saved_gates);
+
+/* Backward. dy (B, T, H) and dh_n (B, H) may be NULL (zero). Outputs: dx (B, T, I),
+ * dh0 (B, H), dW (I, 3H), dU (H, 3H), dbx (3H), dbh (3H); all overwritten. */
+int cgru_backward_f32(const cgru_dims *d, const float *x, const float *W, const float *U,
+                      const float *rmask, const float *saved_h, const float *saved_gates,
+                      const float *dy, const float *dh_n,
+                      float *dx, float *dh0, float *dW, float *dU, float *dbx, float *dbh);
+int cgru_backward_f64(const cgru_dims *d, const double *x, const double *W, const double *U,
+                      const double *rmask, const double *saved_h, const double *saved_gates,
+                      const double *dy, const double *dh_n,
+                      double *dx, double *dh0, double *dW, double *dU, double *dbx, double *dbh);
+
+/* BLAS threads (0 where the linked BLAS has no setter) and a description of the BLAS. */
+void cgru_blas_set_threads(int n);
+int cgru_blas_get_threads(void);
+const char *cgru_blas_config(void);
+
+#endif
