@@ -16,6 +16,7 @@ recurrent activation; ``b_x``/``b_h`` the input/recurrent bias rows)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from .base import GRUArgs, GRUGrads, Ops, check_grad, check_gru_args, pack_bias_grad
@@ -30,7 +31,8 @@ def activate(name: str, x: np.ndarray) -> np.ndarray:
     if name == "linear":
         return x
     if name == "sigmoid":
-        return 1 / (1 + np.exp(-x))
+        with np.errstate(over="ignore"):  # exp overflows to inf for x << 0, giving exactly 0
+            return 1 / (1 + np.exp(-x))
     if name == "hard_sigmoid":
         return np.clip((x + 3) / 6, 0, 1)
     raise ValueError(f"unknown activation {name!r}")
@@ -168,7 +170,7 @@ class NumpyOps(Ops):
             d_projected[rows[valid], t[valid]] = np.concatenate([dz, dr, dn], axis=1)[valid]
             dh_through = g * z + dh_in * mask
             dh = np.where(valid[:, None], dh_through, dh)
-        flat_x = args.x.reshape(batch * time, -1)
+        flat_x = args.x.reshape(batch * time, args.x.shape[2])
         flat_dp = d_projected.reshape(batch * time, 3 * H)
         dx = (flat_dp @ W.T).reshape(args.x.shape)
         dW = flat_x.T @ flat_dp

@@ -1,0 +1,360 @@
+"""The GRU ops: compiled engine vs the NumPy reference, finite differences, an independent
+float64 loop for reset_after=False, edge cases, bad input and thread safety."""
+
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+import cgru
+from cgru.backends import compiled_available
+
+requires_compiled = pytest.mark.skipif(not compiled_available(), reason="compiled engine not built")
+
+
+def random_problem(rng, batch, time, features, units, *, reset_after=True, lengths=False, mask=False,
+                   dtype=np.float64):
+    x = rng.standard_normal((batch, time, features)).astype(dtype)
+    kernel = (rng.standard_normal((features, 3 * units)) * 0.6).astype(dtype)
+    recurrent = (rng.standard_normal((units, 3 * units)) * 0.6).astype(dtype)
+    bias = rng.standard_normal((2, 3 * units) if reset_after else (3 * units,)).astype(dtype)
+    kwargs = {
+        "h0": rng.standard_normal((batch, units)).astype(dtype),
+        "lengths": rng.integers(0, time + 1, batch) if lengths else None,
+        "recurrent_mask": (rng.random((batch, units)) < 0.7).astype(dtype) / 0.7 if mask else None,
+        "reset_after": reset_after,
+    }
+    return (x, kernel, recurrent, bias), kwargs
+
+
+def forward_backward(ops, args, kwargs, dy, dh):
+    y, h, cache = ops.gru_forward(*args, training=True, **kwargs)
+    grads = ops.gru_backward(dy, dh, cache)
+    return [np.asarray(y), np.asarray(h), *(np.asarray(g) for g in grads)]
+
+
+CONFIGS = list(itertools.product(
+    [True, False],  # reset_after
+    [False, True],  # reverse
+    [False, True],  # lengths
+    [False, True],  # recurrent mask
+    [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "sigmoid")],
+    [1, 4],  # batch (1 takes the GEMV path)
+))
+
+
+@requires_compiled
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reset_after,reverse,lengths,mask,acts,batch", CONFIGS)
+def test_compiled_matches_reference(dtype, reset_after, reverse, lengths, mask, acts, batch):
+    rng = np.random.default_rng(abs(hash((reset_after, reverse, lengths, mask, acts, batch))) % 2**32)
+    args, kwargs = random_problem(rng, batch, 6, 5, 7, reset_after=reset_after, lengths=lengths,
+                                  mask=mask, dtype=dtype)
+    kwargs.update(reverse=reverse, activation=acts[0], recurrent_activation=acts[1])
+    dy = rng.standard_normal((batch, 6, 7)).astype(dtype)
+    dh = rng.standard_normal((batch, 7)).astype(dtype)
+    expected = forward_backward(cgru.get_ops("numpy"), args, kwargs, dy, dh)
+    got = forward_backward(cgru.get_ops("cpu"), args, kwargs, dy, dh)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    names = ["y", "h_n", "dx", "dh0", "dkernel", "drecurrent_kernel", "dbias"]
+    for name, e, g in zip(names, expected, got):
+        assert g.dtype == dtype, name
+        np.testing.assert_allclose(g, e, rtol=tol, atol=tol * max(1, np.abs(e).max()), err_msg=name)
+
+
+@requires_compiled
+@pytest.mark.parametrize("shape", [(3, 40, 16, 32), (2, 9, 64, 130), (17, 3, 1, 5)])
+def test_compiled_matches_reference_larger(shape, rng):
+    batch, time, features, units = shape
+    args, kwargs = random_problem(rng, batch, time, features, units, lengths=True, dtype=np.float32)
+    dy = rng.standard_normal((batch, time, units)).astype(np.float32)
+    expected = forward_backward(cgru.get_ops("numpy"), args, kwargs, dy, None)
+    got = forward_backward(cgru.get_ops("cpu"), args, kwargs, dy, None)
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * max(1, np.abs(e).max()))
+
+
+def numeric_gradient(f, array, eps=1e-6):
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + eps
+        plus = f()
+        array[index] = saved - eps
+        minus = f()
+        array[index] = saved
+        grad[index] = (plus - minus) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("reset_after,reverse,acts", [
+    (True, False, ("tanh", "sigmoid")),
+    (True, True, ("tanh", "hard_sigmoid")),
+    (False, False, ("tanh", "sigmoid")),
+    (False, True, ("linear", "sigmoid")),
+])
+def test_finite_difference_gradients(ops, rng, reset_after, reverse, acts):
+    args, kwargs = random_problem(rng, 3, 4, 3, 4, reset_after=reset_after, lengths=True, mask=True)
+    kwargs["lengths"] = np.array([4, 2, 0])
+    kwargs.update(reverse=reverse, activation=acts[0], recurrent_activation=acts[1])
+    x, kernel, recurrent, bias = args
+    h0 = kwargs.pop("h0")
+    dy = rng.standard_normal((3, 4, 4))
+    dh = rng.standard_normal((3, 4))
+
+    def loss():
+        y, h, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0, **kwargs)
+        return float(np.sum(np.asarray(y) * dy) + np.sum(np.asarray(h) * dh))
+
+    _, _, cache = ops.gru_forward(x, kernel, recurrent, bias, h0=h0, training=True, **kwargs)
+    grads = ops.gru_backward(dy, dh, cache)
+    checks = [("x", x, grads.dx), ("h0", h0, grads.dh0), ("kernel", kernel, grads.dkernel),
+              ("recurrent_kernel", recurrent, grads.drecurrent_kernel), ("bias", bias, grads.dbias)]
+    for name, array, analytic in checks:
+        np.testing.assert_allclose(np.asarray(analytic), numeric_gradient(loss, array), rtol=1e-5, atol=1e-7,
+                                   err_msg=name)
+
+
+def cho_gru_loop(x, kernel, recurrent, bias, h0):
+    """reset_after=False written out one sequence, one step and one unit block at a time."""
+    units = recurrent.shape[0]
+    blocks = lambda m: (m[..., :units], m[..., units:2 * units], m[..., 2 * units:])  # noqa: E731
+    W_z, W_r, W_h = blocks(kernel)
+    U_z, U_r, U_h = blocks(recurrent)
+    b_z, b_r, b_h = blocks(bias)
+    sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    ys, finals = [], []
+    for seq, h in zip(x, h0):
+        out = []
+        for x_t in seq:
+            z = sigmoid(x_t @ W_z + b_z + h @ U_z)
+            r = sigmoid(x_t @ W_r + b_r + h @ U_r)
+            candidate = np.tanh(x_t @ W_h + b_h + (r * h) @ U_h)
+            h = z * h + (1 - z) * candidate
+            out.append(h)
+        ys.append(out)
+        finals.append(h)
+    return np.array(ys), np.array(finals)
+
+
+def test_reset_before_matches_independent_loop(ops, rng):
+    args, kwargs = random_problem(rng, 3, 8, 4, 5, reset_after=False)
+    y, h, _ = ops.gru_forward(*args, h0=kwargs["h0"], reset_after=False)
+    y_ref, h_ref = cho_gru_loop(*args, kwargs["h0"])
+    np.testing.assert_allclose(np.asarray(y), y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(h), h_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_lengths_semantics(ops, rng):
+    """Padded rows with lengths equal each sequence run alone, unpadded; zero length keeps h0."""
+    args, kwargs = random_problem(rng, 4, 6, 3, 5)
+    x, kernel, recurrent, bias = args
+    h0 = kwargs["h0"]
+    lengths = np.array([6, 3, 0, 1])
+    for reverse in (False, True):
+        y, h, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0, lengths=lengths, reverse=reverse)
+        y, h = np.asarray(y), np.asarray(h)
+        for b, n in enumerate(lengths):
+            y_alone, h_alone, _ = ops.gru_forward(x[b:b + 1, :n], kernel, recurrent, bias, h0=h0[b:b + 1],
+                                                  reverse=reverse)
+            np.testing.assert_allclose(y[b, :n], np.asarray(y_alone)[0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_array_equal(y[b, n:], 0)
+            np.testing.assert_allclose(h[b], np.asarray(h_alone)[0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(h[2], h0[2])
+
+
+def test_reverse_without_lengths_is_flipped_forward(ops, rng):
+    args, kwargs = random_problem(rng, 2, 5, 3, 4)
+    x = args[0]
+    y_rev, h_rev, _ = ops.gru_forward(*args, h0=kwargs["h0"], reverse=True)
+    y_fwd, h_fwd, _ = ops.gru_forward(np.ascontiguousarray(x[:, ::-1]), *args[1:], h0=kwargs["h0"])
+    np.testing.assert_allclose(np.asarray(y_rev), np.asarray(y_fwd)[:, ::-1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(h_rev), np.asarray(h_fwd), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch,time", [(0, 4), (3, 0), (0, 0)])
+def test_empty_batch_or_time(ops, rng, batch, time):
+    x = np.zeros((batch, time, 3), np.float32)
+    kernel, recurrent = rng.standard_normal((3, 6)), rng.standard_normal((2, 6))
+    h0 = rng.standard_normal((batch, 2)).astype(np.float32)
+    y, h, cache = ops.gru_forward(x, kernel, recurrent, None, h0=h0, training=True)
+    assert np.asarray(y).shape == (batch, time, 2)
+    np.testing.assert_array_equal(np.asarray(h), h0)
+    grads = ops.gru_backward(np.ones((batch, time, 2)), np.ones((batch, 2)), cache)
+    np.testing.assert_array_equal(np.asarray(grads.dh0), np.ones((batch, 2)))
+    np.testing.assert_array_equal(np.asarray(grads.dkernel), 0)
+    assert grads.dbias is None
+
+
+def test_no_bias_equals_zero_bias(ops, rng):
+    args, kwargs = random_problem(rng, 2, 4, 3, 4)
+    x, kernel, recurrent, _ = args
+    y1, _, _ = ops.gru_forward(x, kernel, recurrent, None)
+    y2, _, _ = ops.gru_forward(x, kernel, recurrent, np.zeros((2, 12)))
+    np.testing.assert_array_equal(np.asarray(y1), np.asarray(y2))
+
+
+def test_dtype_and_layout_conversion(ops, rng):
+    """float32 stays float32, ints become float32, non-contiguous input gives the same answer."""
+    args, kwargs = random_problem(rng, 3, 5, 4, 6, dtype=np.float32)
+    x, kernel, recurrent, bias = args
+    y, h, _ = ops.gru_forward(x, kernel, recurrent, bias)
+    assert np.asarray(y).dtype == np.float32 and np.asarray(h).dtype == np.float32
+    wide = np.zeros((3, 10, 8), np.float32)
+    wide[:, ::2, ::2] = x
+    y_strided, _, _ = ops.gru_forward(wide[:, ::2, ::2], kernel, recurrent, bias)
+    np.testing.assert_array_equal(np.asarray(y_strided), np.asarray(y))
+    time_major = np.ascontiguousarray(x.transpose(1, 0, 2))
+    y_view, _, _ = ops.gru_forward(time_major.transpose(1, 0, 2), kernel, recurrent, bias)
+    np.testing.assert_array_equal(np.asarray(y_view), np.asarray(y))
+    y_int, _, _ = ops.gru_forward(np.ones((1, 2, 4), np.int64), kernel, recurrent, bias)
+    assert np.asarray(y_int).dtype == np.float32
+    y64, _, _ = ops.gru_forward(x.astype(np.float64), kernel, recurrent, bias)
+    assert np.asarray(y64).dtype == np.float64
+    np.testing.assert_allclose(np.asarray(y64), np.asarray(y), rtol=1e-5, atol=1e-5)
+
+
+GOOD = {"x": np.zeros((2, 3, 4)), "kernel": np.zeros((4, 15)), "recurrent_kernel": np.zeros((5, 15)),
+        "bias": np.zeros((2, 15))}
+
+BAD_INPUTS = [
+    ({"x": np.zeros((3, 4))}, {}, ValueError, "x must be 3-D"),
+    ({"x": np.zeros((2, 3, 4), dtype=object)}, {}, TypeError, "x must be a numeric array"),
+    ({"x": [["a"]]}, {}, TypeError, "x must be a numeric array"),
+    ({"x": None}, {}, TypeError, "x must be an array"),
+    ({"kernel": np.zeros((3, 15))}, {}, ValueError, r"kernel must have shape .* = \(4, 15\)"),
+    ({"recurrent_kernel": np.zeros((5, 14))}, {}, ValueError, r"recurrent_kernel must have shape \(units, 3\*u"),
+    ({"recurrent_kernel": np.zeros((0, 0))}, {}, ValueError, "at least one unit"),
+    ({"bias": np.zeros(15)}, {}, ValueError, r"bias must have shape \(2, 15\) when reset_after=True"),
+    ({}, {"reset_after": False}, ValueError, r"bias must have shape \(15,\) when reset_after=False"),
+    ({}, {"h0": np.zeros((2, 4))}, ValueError, r"h0 must have shape \(batch, units\) = \(2, 5\)"),
+    ({}, {"lengths": [3]}, ValueError, r"lengths must have one entry per sequence: expected shape \(2,\)"),
+    ({}, {"lengths": [3, 4]}, ValueError, r"lengths must be in 0..3"),
+    ({}, {"lengths": [-1, 2]}, ValueError, r"lengths must be in 0..3"),
+    ({}, {"lengths": [1.5, 2]}, TypeError, "lengths must be integers"),
+    ({}, {"lengths": ["a", "b"]}, TypeError, "lengths must be integers"),
+    ({}, {"lengths": [[1, 2]]}, ValueError, "lengths must have one entry per sequence"),
+    ({}, {"activation": "gelu"}, ValueError, "activation must be one of"),
+    ({}, {"recurrent_activation": "tanh"}, ValueError, "recurrent_activation must be one of"),
+    ({}, {"recurrent_mask": np.ones((2, 3))}, ValueError, r"recurrent_mask must have shape \(batch, units\)"),
+]
+
+
+@pytest.mark.parametrize("arrays,options,error,message", BAD_INPUTS)
+def test_bad_input_is_rejected(ops, arrays, options, error, message):
+    merged = {**GOOD, **arrays}
+    with pytest.raises(error, match=message):
+        ops.gru_forward(merged["x"], merged["kernel"], merged["recurrent_kernel"], merged["bias"], **options)
+
+
+def test_bad_upstream_gradients_are_rejected(ops, rng):
+    args, kwargs = random_problem(rng, 2, 3, 4, 5)
+    _, _, cache = ops.gru_forward(*args, training=True, **kwargs)
+    with pytest.raises(ValueError, match=r"dy must have shape \(2, 3, 5\)"):
+        ops.gru_backward(np.zeros((2, 3, 4)), None, cache)
+    with pytest.raises(ValueError, match=r"dh_n must have shape \(2, 5\)"):
+        ops.gru_backward(None, np.zeros(5), cache)
+    with pytest.raises(TypeError, match="dy must be a numeric array"):
+        ops.gru_backward(np.array([["x"]]), None, cache)
+
+
+def test_float_lengths_with_integral_values_are_accepted(ops, rng):
+    args, kwargs = random_problem(rng, 2, 3, 4, 5)
+    y1, _, _ = ops.gru_forward(*args, lengths=np.array([3.0, 1.0]))
+    y2, _, _ = ops.gru_forward(*args, lengths=[3, 1])
+    np.testing.assert_array_equal(np.asarray(y1), np.asarray(y2))
+
+
+@requires_compiled
+def test_native_driver_checks_sizes():
+    """The Cython layer checks every size itself, even when called directly."""
+    from cgru import _engine
+
+    f = np.float32
+    x, W, U = np.zeros((2, 3, 4), f), np.zeros((4, 15), f), np.zeros((5, 15), f)
+    b, h0 = np.zeros(15, f), np.zeros((2, 5), f)
+    ok = (x, W, U, b, b, h0, None, None, False, True, "tanh", "sigmoid", False)
+    _engine.gru_forward(*ok)
+    cases = [
+        (1, np.zeros((4, 12), f), "kernel"), (2, np.zeros((5, 12), f), "recurrent_kernel"),
+        (3, np.zeros(14, f), "input_bias"), (5, np.zeros((3, 5), f), "h0"),
+        (6, np.array([3, 4]), "lengths"), (6, np.array([1]), "lengths"),
+        (7, np.zeros((2, 4), f), "recurrent_mask"),
+    ]
+    for position, value, name in cases:
+        args = list(ok)
+        args[position] = value
+        with pytest.raises(ValueError, match=name):
+            _engine.gru_forward(*args)
+    with pytest.raises(ValueError, match="activation"):
+        _engine.gru_forward(*ok[:10], "gelu", "sigmoid", False)
+    y, h, sh, sg = _engine.gru_forward(*ok[:12], True)
+    with pytest.raises(ValueError, match="saved_gates"):
+        _engine.gru_backward(x, W, U, None, sh, sg[:, :, :10].copy(), None, None, None, False, True,
+                             "tanh", "sigmoid")
+    with pytest.raises(ValueError, match="dy"):
+        _engine.gru_backward(x, W, U, None, sh, sg, np.zeros((2, 3, 4), f), None, None, False, True,
+                             "tanh", "sigmoid")
+
+
+@requires_compiled
+def test_concurrent_calls_on_shared_weights(rng):
+    ops = cgru.get_ops("cpu")
+    problems = [random_problem(rng, 3, 20, 8, 16, lengths=True, dtype=np.float32) for _ in range(8)]
+    serial = [np.asarray(ops.gru_forward(*a, **k)[0]) for a, k in problems]
+    shared_weights = problems[0][0][1:]
+    serial_shared = [np.asarray(ops.gru_forward(a[0], *shared_weights, **k)[0]) for a, k in problems]
+    results = {}
+
+    def work(i):
+        for _ in range(20):
+            a, k = problems[i]
+            results[i] = np.asarray(ops.gru_forward(a[0], *shared_weights, **k)[0])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(len(problems)):
+        np.testing.assert_array_equal(results[i], serial_shared[i])
+    assert len(serial) == len(problems)
+
+
+def test_backend_info_and_threads():
+    info = cgru.backend_info()
+    assert {"backend", "compiled", "blas", "threads"} <= set(info)
+    assert info["compiled"] == compiled_available()
+    if info["compiled"]:
+        assert info["blas"].startswith("OpenBLAS")
+        assert info["backend"] == "cpu"
+    before = cgru.get_num_threads()
+    with cgru.num_threads(1):
+        assert cgru.get_num_threads() == 1
+        assert cgru.backend_info()["threads"] == 1
+    assert cgru.get_num_threads() == before
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        cgru.set_num_threads(0)
+    with pytest.raises(TypeError, match="n must be an int"):
+        cgru.set_num_threads(1.5)
+
+
+def test_backend_registry():
+    assert {"numpy", "cpu", "cuda"} <= set(cgru.available_backends())
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+        cgru.set_backend("nope")
+    with pytest.raises(TypeError, match="must be callable"):
+        cgru.register_backend("broken", 42)
+
+    class Tiny(cgru.backends.numpy_ops.NumpyOps):
+        name = "tiny"
+
+    cgru.register_backend("tiny", Tiny)
+    assert isinstance(cgru.get_ops("tiny"), Tiny)
+    previous = cgru.get_backend()
+    cgru.set_backend("tiny")
+    try:
+        assert cgru.get_backend() == "tiny"
+    finally:
+        cgru.set_backend(previous)
