@@ -9,9 +9,9 @@ a zero-argument callable returning an ``Ops``). Factories run lazily, on first u
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Callable
 
 from .base import Ops
 

@@ -35,9 +35,50 @@ cdef extern from "gru_kernels.h" nogil:
     int cgru_blas_get_threads()
     const char *cgru_blas_config()
 
+cdef extern from "gates_f32.h" nogil:
+    int cgru_isa_supported(const char *isa)
+    int cgru_set_isa(const char *isa)
+    const char *cgru_get_isa()
+    void cgru_select_best_isa()
+    void cgru_vector_math_f32(int which, const float *x, float *y, size_t n)
+
+ISAS = ("generic", "avx2", "avx512")
+VECTOR_FUNCTIONS = {"exp": 0, "sigmoid": 1, "tanh": 2}
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "linear": 2}
 RECURRENT_ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1}
 _INT_MAX = 2**31 - 1
+
+
+def isa_supported(str isa) -> bool:
+    """Whether this CPU can run the float32 gate kernels compiled for ``isa`` (see ISAS)."""
+    return isa in ISAS and cgru_isa_supported(isa.encode()) == 1
+
+
+def set_isa(str isa) -> None:
+    """Use the float32 gate kernels compiled for ``isa`` (tests use this to cover each variant)."""
+    if isa not in ISAS:
+        raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
+    if cgru_set_isa(isa.encode()) != 0:
+        raise ValueError(f"this CPU cannot run the {isa!r} kernels")
+
+
+def get_isa() -> str:
+    """Instruction set of the float32 gate kernels in use."""
+    return cgru_get_isa().decode()
+
+
+def vector_math(str function, const float[::1] x):
+    """The engine's vectorised float32 ``function`` ("exp", "sigmoid", "tanh") of x, for tests."""
+    if function not in VECTOR_FUNCTIONS:
+        raise ValueError(f"function must be one of {tuple(VECTOR_FUNCTIONS)}, got {function!r}")
+    out = np.empty(x.shape[0], dtype=np.float32)
+    cdef float[::1] y = out
+    if x.shape[0]:
+        cgru_vector_math_f32(VECTOR_FUNCTIONS[function], &x[0], &y[0], x.shape[0])
+    return out
+
+
+cgru_select_best_isa()
 
 
 def blas_config() -> str:

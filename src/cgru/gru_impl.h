@@ -110,6 +110,8 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     REAL *h_in = u + (size_t)B * G; /* (B, H) state times recurrent mask */
     REAL *rh = h_in + BH;      /* (B, H) r * h_in, reset_after=0 */
     REAL *h = h_n;
+    const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
+    (void)fast;
     memcpy(h, h0, BH * sizeof(REAL));
     FN(matmul)(0, 0, (int)BT, G, In, x, In, W, G, 0, proj, G);
 
@@ -138,7 +140,13 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
             const REAL *a = proj + ((size_t)b * T + t) * G;
             REAL *ub = u + (size_t)b * G;
             if (d->reset_after) {
-                FN(gates_after)(d, H, a, ub, bx, bh, hb, y + ((size_t)b * T + t) * H, sg);
+                REAL *out = y + ((size_t)b * T + t) * H;
+#ifdef FAST_GATES
+                if (fast)
+                    FAST_GATES_FWD(H, a, ub, bx, bh, hb, out, sg);
+                else
+#endif
+                    FN(gates_after)(d, H, a, ub, bx, bh, hb, out, sg);
             } else {
                 const REAL *hs = hsrc + (size_t)b * H;
                 for (int j = 0; j < H; ++j) {
@@ -189,6 +197,8 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
     const int B = d->batch, T = d->time, In = d->input, H = d->units, G = 3 * H;
     const size_t BT = (size_t)B * T, BH = (size_t)B * H;
     const int ra = d->recurrent_activation, ac = d->activation;
+    const int fast = ac == CGRU_TANH && ra == CGRU_SIGMOID;
+    (void)fast;
     /* d_proj (B*T, 3H): gradient of the input projection, at each sequence's time index;
      * d_rec (T*B, 3H): gradient of the recurrent product, per processing step;
      * tmp (B, H); left (T*B, H): left operand of the recurrent weight gradient. */
@@ -216,6 +226,12 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
             const REAL *dyb = dy ? dy + ((size_t)b * T + t) * H : NULL;
             REAL *dpb = d_proj + ((size_t)b * T + t) * G;
             REAL *dhb = dh + (size_t)b * H;
+#ifdef FAST_GATES
+            if (fast && d->reset_after) {
+                FAST_GATES_BWD(H, hp, sg, dyb, dpb, dub, dhb);
+                continue;
+            }
+#endif
             for (int j = 0; j < H; ++j) {
                 REAL z = sg[j], r = sg[H + j], n = sg[2 * H + j], uh = sg[3 * H + j];
                 REAL g = dhb[j] + (dyb ? dyb[j] : 0);

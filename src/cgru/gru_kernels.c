@@ -5,6 +5,7 @@
 
 #include "gru_kernels.h"
 #include "blas.h"
+#include "gates_f32.h"
 
 #define REAL float
 #define SUFFIX f32
@@ -12,7 +13,11 @@
 #define GEMV CGRU_BLAS(cblas_sgemv)
 #define EXP expf
 #define TANH tanhf
+#define FAST_GATES 1
+#define FAST_GATES_FWD cgru_gates_fwd_f32
+#define FAST_GATES_BWD cgru_gates_bwd_f32
 #include "gru_impl.h"
+#undef FAST_GATES
 #undef REAL
 #undef SUFFIX
 #undef GEMM

@@ -1,0 +1,85 @@
+/* The float32 gate passes compiled for several instruction sets, chosen at run time from the
+ * CPU's features (never -march=native: the extension must run on any x86-64 or arm64 CPU). */
+#include <stddef.h>
+#include <string.h>
+
+#include "gates_f32.h"
+#include "vmath.h"
+
+#define ISA generic
+#include "gates_f32_impl.h"
+#undef ISA
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CGRU_X86_VARIANTS 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define ISA avx2
+#include "gates_f32_impl.h"
+#undef ISA
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx2,fma")
+#define ISA avx512
+#include "gates_f32_impl.h"
+#undef ISA
+#pragma GCC pop_options
+#endif
+
+cgru_gates_fwd_f32_fn cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
+cgru_gates_bwd_f32_fn cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
+static const char *current_isa = "generic";
+
+int cgru_isa_supported(const char *isa)
+{
+    if (strcmp(isa, "generic") == 0)
+        return 1;
+#ifdef CGRU_X86_VARIANTS
+    __builtin_cpu_init();
+    if (strcmp(isa, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(isa, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return 0;
+}
+
+int cgru_set_isa(const char *isa)
+{
+    if (!cgru_isa_supported(isa))
+        return -1;
+    if (strcmp(isa, "generic") == 0) {
+        cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
+        cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
+        current_isa = "generic";
+    }
+#ifdef CGRU_X86_VARIANTS
+    else if (strcmp(isa, "avx2") == 0) {
+        cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx2;
+        cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx2;
+        current_isa = "avx2";
+    } else if (strcmp(isa, "avx512") == 0) {
+        cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx512;
+        cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx512;
+        current_isa = "avx512";
+    }
+#endif
+    return 0;
+}
+
+const char *cgru_get_isa(void) { return current_isa; }
+
+void cgru_select_best_isa(void)
+{
+    static const char *const preference[] = {"avx512", "avx2", "generic"};
+    for (size_t i = 0; i < sizeof preference / sizeof *preference; ++i)
+        if (cgru_set_isa(preference[i]) == 0)
+            return;
+}
+
+void cgru_vector_math_f32(int which, const float *x, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        y[i] = which == 0 ? cgru_vexpf(x[i]) : (which == 1 ? cgru_vsigmoidf(x[i]) : cgru_vtanhf(x[i]));
+}

@@ -1,0 +1,63 @@
+/* Float32 gate passes for the common activations (tanh, sigmoid) with reset_after=1, written
+ * so that the compiler vectorises them. Included once per instruction set by gates_f32.c,
+ * which defines ISA (the name suffix). */
+
+#define GATES_CAT_(a, b) a##_##b
+#define GATES_CAT(a, b) GATES_CAT_(a, b)
+
+/* Forward: see gates_after in gru_impl.h; `gates` (4H: z, r, n, u_h) may be NULL. */
+void GATES_CAT(cgru_gates_fwd_f32, ISA)(int H, const float *restrict a, const float *restrict u,
+                                        const float *restrict bx, const float *restrict bh,
+                                        float *restrict h, float *restrict out,
+                                        float *restrict gates)
+{
+    if (gates) {
+        for (int j = 0; j < H; ++j) {
+            float z = cgru_vsigmoidf(a[j] + bx[j] + u[j] + bh[j]);
+            float r = cgru_vsigmoidf(a[H + j] + bx[H + j] + u[H + j] + bh[H + j]);
+            float uh = u[2 * H + j] + bh[2 * H + j];
+            float n = cgru_vtanhf(a[2 * H + j] + bx[2 * H + j] + r * uh);
+            float hn = n + z * (h[j] - n);
+            out[j] = hn;
+            h[j] = hn;
+            gates[j] = z;
+            gates[H + j] = r;
+            gates[2 * H + j] = n;
+            gates[3 * H + j] = uh;
+        }
+    } else {
+        for (int j = 0; j < H; ++j) {
+            float z = cgru_vsigmoidf(a[j] + bx[j] + u[j] + bh[j]);
+            float r = cgru_vsigmoidf(a[H + j] + bx[H + j] + u[H + j] + bh[H + j]);
+            float n = cgru_vtanhf(a[2 * H + j] + bx[2 * H + j] + r * (u[2 * H + j] + bh[2 * H + j]));
+            float hn = n + z * (h[j] - n);
+            out[j] = hn;
+            h[j] = hn;
+        }
+    }
+}
+
+/* Backward of one row: g = dh + dy; writes the input-projection gradient dp (3H), the
+ * recurrent-product gradient du (3H) and dh <- g * z (the direct path). dy may be NULL. */
+void GATES_CAT(cgru_gates_bwd_f32, ISA)(int H, const float *restrict hp, const float *restrict sg,
+                                        const float *restrict dy, float *restrict dp,
+                                        float *restrict du, float *restrict dh)
+{
+    for (int j = 0; j < H; ++j) {
+        float z = sg[j], r = sg[H + j], n = sg[2 * H + j], uh = sg[3 * H + j];
+        float g = dh[j] + (dy ? dy[j] : 0.0f);
+        float dz = g * (hp[j] - n) * z * (1 - z);
+        float dn = g * (1 - z) * (1 - n * n);
+        float dr = dn * uh * r * (1 - r);
+        dp[j] = dz;
+        dp[H + j] = dr;
+        dp[2 * H + j] = dn;
+        du[j] = dz;
+        du[H + j] = dr;
+        du[2 * H + j] = dn * r;
+        dh[j] = g * z;
+    }
+}
+
+#undef GATES_CAT
+#undef GATES_CAT_
