@@ -6,6 +6,15 @@
 #include "gates_f32.h"
 #include "vmath.h"
 
+/* The rows a loop reads and writes never overlap: skip run-time alias checks. */
+#if defined(__clang__)
+#define CGRU_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define CGRU_IVDEP _Pragma("GCC ivdep")
+#else
+#define CGRU_IVDEP
+#endif
+
 #define ISA generic
 #include "gates_f32_impl.h"
 #undef ISA

@@ -12,6 +12,7 @@ void GATES_CAT(cgru_gates_fwd_f32, ISA)(int H, const float *restrict a, const fl
                                         float *restrict gates)
 {
     if (gates) {
+        CGRU_IVDEP
         for (int j = 0; j < H; ++j) {
             float z = cgru_vsigmoidf(a[j] + bx[j] + u[j] + bh[j]);
             float r = cgru_vsigmoidf(a[H + j] + bx[H + j] + u[H + j] + bh[H + j]);
@@ -26,6 +27,7 @@ void GATES_CAT(cgru_gates_fwd_f32, ISA)(int H, const float *restrict a, const fl
             gates[3 * H + j] = uh;
         }
     } else {
+        CGRU_IVDEP
         for (int j = 0; j < H; ++j) {
             float z = cgru_vsigmoidf(a[j] + bx[j] + u[j] + bh[j]);
             float r = cgru_vsigmoidf(a[H + j] + bx[H + j] + u[H + j] + bh[H + j]);
@@ -43,6 +45,7 @@ void GATES_CAT(cgru_gates_bwd_f32, ISA)(int H, const float *restrict hp, const f
                                         const float *restrict dy, float *restrict dp,
                                         float *restrict du, float *restrict dh)
 {
+    CGRU_IVDEP
     for (int j = 0; j < H; ++j) {
         float z = sg[j], r = sg[H + j], n = sg[2 * H + j], uh = sg[3 * H + j];
         float g = dh[j] + (dy ? dy[j] : 0.0f);
