@@ -84,7 +84,7 @@ class FakeRawKernel:
                 if arg is None:
                     cell = ctypes.c_void_p(None)
                 else:
-                    assert isinstance(arg, np.ndarray), f"{self.name} arg {i}: {type(arg).__name__}, not an array"
+                    assert isinstance(arg, np.ndarray), f"{self.name} arg {i}: {type(arg).__name__}"
                     assert arg.flags.c_contiguous, f"{self.name} arg {i}: array is not C-contiguous"
                     assert arg.itemsize == elem, (
                         f"{self.name} arg {i}: element size {arg.itemsize}, kernel expects {elem}"
