@@ -358,3 +358,67 @@ def test_backend_registry():
         assert cgru.get_backend() == "tiny"
     finally:
         cgru.set_backend(previous)
+
+
+def supported_isas():
+    if not compiled_available():
+        return []
+    from cgru import _engine
+
+    return [isa for isa in _engine.ISAS if _engine.isa_supported(isa)]
+
+
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("batch,units,lengths", [(1, 64, False), (1, 37, False), (5, 33, True), (8, 128, True)])
+def test_every_instruction_set_variant_matches_reference(isa, batch, units, lengths):
+    """The float32 gate passes and batch-1 product are compiled per instruction set: test each."""
+    from cgru import _engine
+
+    rng = np.random.default_rng(units)
+    args, kwargs = random_problem(rng, batch, 7, 9, units, lengths=lengths, dtype=np.float32)
+    dy = rng.standard_normal((batch, 7, units)).astype(np.float32)
+    expected = forward_backward(cgru.get_ops("numpy"), args, kwargs, dy, None)
+    previous = _engine.get_isa()
+    _engine.set_isa(isa)
+    try:
+        assert _engine.get_isa() == isa
+        got = forward_backward(cgru.get_ops("cpu"), args, kwargs, dy, None)
+    finally:
+        _engine.set_isa(previous)
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=2e-5, atol=2e-5 * max(1, np.abs(e).max()))
+
+
+@requires_compiled
+def test_unsupported_isa_is_refused():
+    from cgru import _engine
+
+    with pytest.raises(ValueError, match="isa must be one of"):
+        _engine.set_isa("sse9")
+
+
+@requires_compiled
+@pytest.mark.parametrize("function,reference", [
+    ("exp", lambda x: np.exp(np.clip(x, -87, 88))),
+    ("sigmoid", lambda x: 1 / (1 + np.exp(-x))),
+    ("tanh", np.tanh),
+])
+def test_vectorised_math_accuracy_over_whole_range(function, reference):
+    """The engine's own float32 exp/sigmoid/tanh: within a few ulps everywhere, saturating
+    correctly, and NaN-propagating."""
+    from cgru import _engine
+
+    x = np.concatenate([np.linspace(-120, 120, 1_000_001), np.geomspace(1e-30, 1, 2001),
+                        -np.geomspace(1e-30, 1, 2001), [0.0, -0.0]]).astype(np.float32)
+    got = _engine.vector_math(function, x).astype(np.float64)
+    expected = reference(x.astype(np.float64))
+    normal = np.abs(expected) > np.finfo(np.float32).tiny
+    relative = np.abs(got - expected)[normal] / np.abs(expected)[normal]
+    assert relative.max() < 4e-7, x[normal][relative.argmax()]
+    assert np.all(np.abs(got - expected)[~normal] < 1e-37)
+    special = _engine.vector_math(function, np.array([np.nan, np.inf, -np.inf], np.float32))
+    assert np.isnan(special[0])
+    if function == "tanh":
+        np.testing.assert_array_equal(special[1:], [1, -1])
+    if function == "sigmoid":
+        assert special[1] == 1 and 0 <= special[2] < 1e-37

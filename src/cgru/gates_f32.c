@@ -37,6 +37,7 @@
 
 cgru_gates_fwd_f32_fn cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
 cgru_gates_bwd_f32_fn cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
+cgru_vecmat_f32_fn cgru_vecmat_f32 = cgru_vecmat_f32_generic;
 static const char *current_isa = "generic";
 
 int cgru_isa_supported(const char *isa)
@@ -61,16 +62,19 @@ int cgru_set_isa(const char *isa)
     if (strcmp(isa, "generic") == 0) {
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
+        cgru_vecmat_f32 = cgru_vecmat_f32_generic;
         current_isa = "generic";
     }
 #ifdef CGRU_X86_VARIANTS
     else if (strcmp(isa, "avx2") == 0) {
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx2;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx2;
+        cgru_vecmat_f32 = cgru_vecmat_f32_avx2;
         current_isa = "avx2";
     } else if (strcmp(isa, "avx512") == 0) {
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx512;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx512;
+        cgru_vecmat_f32 = cgru_vecmat_f32_avx512;
         current_isa = "avx512";
     }
 #endif

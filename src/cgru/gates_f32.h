@@ -9,7 +9,11 @@ typedef void (*cgru_gates_fwd_f32_fn)(int H, const float *a, const float *u, con
 typedef void (*cgru_gates_bwd_f32_fn)(int H, const float *hp, const float *sg, const float *dy,
                                       float *dp, float *du, float *dh);
 
+typedef void (*cgru_vecmat_f32_fn)(int K, int N, const float *a, const float *B, int ldb,
+                                   float beta, float *c);
+
 extern cgru_gates_fwd_f32_fn cgru_gates_fwd_f32;
+extern cgru_vecmat_f32_fn cgru_vecmat_f32;
 extern cgru_gates_bwd_f32_fn cgru_gates_bwd_f32;
 
 /* Instruction-set variants: "generic", "avx2", "avx512". */

@@ -62,5 +62,35 @@ void GATES_CAT(cgru_gates_bwd_f32, ISA)(int H, const float *restrict hp, const f
     }
 }
 
+/* c (N) = beta * c + a (K) B (K, N), B row-major with row stride ldb; single-threaded, for
+ * the batch-1 recurrent product where a BLAS call costs more than the arithmetic. */
+void GATES_CAT(cgru_vecmat_f32, ISA)(int K, int N, const float *restrict a, const float *restrict B,
+                                     int ldb, float beta, float *restrict c)
+{
+    if (beta == 0.0f) {
+        for (int j = 0; j < N; ++j)
+            c[j] = 0.0f;
+    } else if (beta != 1.0f) {
+        for (int j = 0; j < N; ++j)
+            c[j] *= beta;
+    }
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        const float a0 = a[k], a1 = a[k + 1], a2 = a[k + 2], a3 = a[k + 3];
+        const float *restrict r0 = B + (size_t)k * ldb, *restrict r1 = r0 + ldb;
+        const float *restrict r2 = r1 + ldb, *restrict r3 = r2 + ldb;
+        CGRU_IVDEP
+        for (int j = 0; j < N; ++j)
+            c[j] += a0 * r0[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j];
+    }
+    for (; k < K; ++k) {
+        const float ak = a[k];
+        const float *restrict r = B + (size_t)k * ldb;
+        CGRU_IVDEP
+        for (int j = 0; j < N; ++j)
+            c[j] += ak * r[j];
+    }
+}
+
 #undef GATES_CAT
 #undef GATES_CAT_

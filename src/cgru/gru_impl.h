@@ -18,6 +18,12 @@ static void FN(matmul)(int trans_a, int trans_b, int M, int N, int K, const REAL
                 C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
+#ifdef FAST_VECMAT
+    if (M == 1 && !trans_a && !trans_b) {
+        FAST_VECMAT(K, N, A, B, ldb, beta, C);
+        return;
+    }
+#endif
     if (M == 1 && !trans_a) {
         /* row vector times matrix: y = op(B)^T a, a GEMV without GEMM's packing cost */
         if (trans_b)

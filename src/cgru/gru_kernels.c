@@ -16,8 +16,10 @@
 #define FAST_GATES 1
 #define FAST_GATES_FWD cgru_gates_fwd_f32
 #define FAST_GATES_BWD cgru_gates_bwd_f32
+#define FAST_VECMAT cgru_vecmat_f32
 #include "gru_impl.h"
 #undef FAST_GATES
+#undef FAST_VECMAT
 #undef REAL
 #undef SUFFIX
 #undef GEMM
