@@ -1,18 +1,54 @@
-"""cgru: gated recurrent unit networks with a compiled CPU engine and an optional GPU backend."""
+"""cgru: gated recurrent unit networks with a compiled CPU engine and an optional GPU backend.
 
+A Keras-style API over interchangeable backends::
+
+    import numpy as np
+    from cgru import GRU, Dense, Sequential
+
+    model = Sequential([GRU(20, return_sequences=True, input_shape=(5, 10)), GRU(20), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.random.rand(64, 5, 10), np.random.rand(64, 1), epochs=2)
+    model.predict(np.random.rand(4, 5, 10))
+"""
+
+from . import callbacks, initializers, losses, metrics, optimizers
 from .backends import available_backends, get_backend, get_ops, register_backend, set_backend
+from .config import epsilon, floatx, set_epsilon, set_floatx, set_random_seed
+from .layers import GRU, Bidirectional, Dense, Dropout, Embedding, Layer, Parameter, register_layer
+from .models import Sequential
 from .runtime import backend_info, get_num_threads, num_threads, set_num_threads
+from .saving import load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRU",
+    "Bidirectional",
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "Layer",
+    "Parameter",
+    "Sequential",
     "available_backends",
     "backend_info",
+    "callbacks",
+    "epsilon",
+    "floatx",
     "get_backend",
     "get_num_threads",
     "get_ops",
+    "initializers",
+    "load_model",
+    "losses",
+    "metrics",
     "num_threads",
+    "optimizers",
     "register_backend",
+    "register_layer",
     "set_backend",
+    "set_epsilon",
+    "set_floatx",
     "set_num_threads",
+    "set_random_seed",
 ]

@@ -1,0 +1,33 @@
+"""Layers: the :class:`Layer` base class, the registry and the built-in layers.
+
+- :mod:`cgru.layers.base`: ``Layer``, ``Parameter``, ``register_layer``
+- :mod:`cgru.layers.recurrent`: ``GRU``, ``Bidirectional``
+- :mod:`cgru.layers.core`: ``Dense``, ``Dropout``, ``Embedding``
+"""
+
+from .base import (
+    Layer,
+    Parameter,
+    deserialize_layer,
+    get_layer_class,
+    register_layer,
+    registered_layers,
+    serialize_layer,
+)
+from .core import Dense, Dropout, Embedding
+from .recurrent import GRU, Bidirectional
+
+__all__ = [
+    "GRU",
+    "Bidirectional",
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "Layer",
+    "Parameter",
+    "deserialize_layer",
+    "get_layer_class",
+    "register_layer",
+    "registered_layers",
+    "serialize_layer",
+]

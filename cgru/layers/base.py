@@ -1,0 +1,532 @@
+"""The :class:`Layer` base class (used by every built-in layer) and the layer registry.
+
+Writing a layer
+---------------
+Subclass :class:`Layer` and implement:
+
+``build(self, input_shape)``
+    Create the weights with :meth:`Layer.add_weight`. ``input_shape`` is the full input shape,
+    batch first, with None for unknown sizes (e.g. ``(None, None, 16)``).
+``forward(self, x, training=False) -> (y, cache)``
+    Compute the output from a backend array ``x``; ``cache`` is anything :meth:`backward` needs
+    (return None when not training). Use ``self.ops.xp`` (numpy or cupy) for array math so the
+    layer runs on every backend. Keep per-call data in ``cache``, never on ``self``: one model
+    serves several threads at once.
+``backward(self, dy, cache) -> dx``
+    Given the gradient of the output, set ``param.grad`` of each weight (same shape as the
+    weight) and return the gradient of the input (None if the input is not differentiable).
+    Only needed for training.
+``get_config(self) -> dict``
+    The constructor arguments, JSON-serialisable: ``{**super().get_config(), "units": ...}``.
+    ``from_config(config)`` calls ``cls(**config)`` by default.
+
+Optionally override ``compute_output_shape(input_shape)`` (the default runs ``forward`` on a
+small zero input), set ``uses_lengths = True`` and accept ``forward(x, training, lengths=None)``
+to see the per-sequence lengths of a right-padded batch, or override
+``compute_lengths(x, lengths)`` to produce lengths (as ``Embedding(mask_zero=True)`` does).
+
+Decorate the class with :func:`register_layer` so that ``save``/``load_model`` can rebuild it::
+
+    @cgru.register_layer
+    class Scale(cgru.Layer):
+        def __init__(self, factor=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def build(self, input_shape):
+            self.bias = self.add_weight("bias", (input_shape[-1],), initializer="zeros")
+
+        def forward(self, x, training=False):
+            return x * self.factor + self.bias.value, None
+
+        def backward(self, dy, cache):
+            self.bias.grad = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
+            return dy * self.factor
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+import numpy as np
+
+from .. import config as _config
+from .. import initializers as _initializers
+from ..backends import get_ops
+
+_name_lock = threading.Lock()
+_name_counters: dict[str, int] = {}
+
+
+def to_snake_case(name: str) -> str:
+    """Keras's layer-name rule: ``"GlobalAveragePooling1D"`` -> ``"global_average_pooling1d"``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(base: str) -> str:
+    """``base``, then ``base_1``, ``base_2``... (one counter per base name, as Keras names layers)."""
+    with _name_lock:
+        count = _name_counters.get(base, 0)
+        _name_counters[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A NumPy array from array-like ``x`` (CuPy arrays are copied to the host)."""
+    if not isinstance(x, np.ndarray) and hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):
+        x = x.get()
+    return np.asarray(x)
+
+
+def as_numeric_array(x: Any, name: str, xp: Any = np) -> Any:
+    """``x`` as an array of ``xp`` with a numeric dtype; TypeError/ValueError saying what is wrong."""
+    if x is None:
+        raise TypeError(f"{name} must be an array, got None")
+    if xp is np or not hasattr(x, "__cuda_array_interface__"):
+        try:
+            x = to_host(x)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a rectangular numeric array: {exc}") from None
+    else:
+        x = xp.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be numeric, got an array of dtype {x.dtype}")
+    return x
+
+
+def check_shape(shape: Any, name: str, allow_none: bool = True) -> tuple:
+    """A shape tuple of positive ints (None allowed for unknown sizes)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}")
+    out = []
+    for d in shape:
+        if d is None and allow_none:
+            out.append(None)
+        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
+            out.append(int(d))
+        else:
+            raise ValueError(f"{name} must contain non-negative ints or None, got {tuple(shape)}")
+    return tuple(out)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def check_rate(value: Any, name: str) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a float in [0, 1), got {value!r}") from None
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return rate
+
+
+class Parameter:
+    """One weight of a layer.
+
+    ``value`` is the array (on the layer's backend), ``grad`` its gradient from the last
+    ``backward`` (None before), ``trainable`` whether optimizers update it. Optimizers update
+    ``value`` in place, so references to it stay valid.
+    """
+
+    __slots__ = ("name", "value", "grad", "trainable")
+
+    def __init__(self, name: str, value: Any, trainable: bool = True) -> None:
+        self.name = name
+        self.value = value
+        self.grad = None
+        self.trainable = trainable
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.value.shape)
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy of the value."""
+        return np.array(to_host(self.value), copy=True)
+
+    def assign(self, value: Any) -> None:
+        """Copy ``value`` (same shape) into the parameter, in place."""
+        arr = as_numeric_array(value, f"value for {self.name}")
+        if tuple(arr.shape) != self.shape:
+            raise ValueError(f"{self.name} has shape {self.shape}, got a value of shape {tuple(arr.shape)}")
+        self.value[...] = _xp_of(self.value).asarray(arr, dtype=self.value.dtype)
+
+    def __repr__(self) -> str:
+        return f"<Parameter {self.name} shape={self.shape} dtype={self.dtype}>"
+
+
+def _xp_of(arr: Any) -> Any:
+    if isinstance(arr, np.ndarray):
+        return np
+    import importlib
+
+    return importlib.import_module(type(arr).__module__.split(".")[0])
+
+
+class Layer:
+    """Base class of every layer (see the module documentation for writing one).
+
+    Keyword arguments shared by all layers: ``name`` (unique default from the class name),
+    ``dtype`` ("float32"/"float64", default :func:`cgru.floatx`), ``input_shape`` (the shape of
+    one sample, Keras style, e.g. ``(time, features)``; lets a model build at once),
+    ``batch_input_shape`` (the same with the batch size first), ``trainable`` and ``seed``
+    (initializers and dropout draw from a generator seeded with it).
+    """
+
+    #: True when ``forward`` takes ``lengths=`` (right-padded batches, one length per row).
+    uses_lengths = False
+
+    def __init__(self, *, name: str | None = None, dtype: Any = None, input_shape: Any = None,
+                 batch_input_shape: Any = None, trainable: bool = True, seed: int | None = None,
+                 **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s): {sorted(kwargs)}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"name must be a non-empty string, got {name!r}")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self.dtype = _config.standardize_dtype(dtype)
+        self._np_dtype = np.dtype(self.dtype)
+        if input_shape is not None and batch_input_shape is not None:
+            raise ValueError("give input_shape or batch_input_shape, not both")
+        if input_shape is not None:
+            batch_input_shape = (None, *check_shape(input_shape, "input_shape"))
+        elif batch_input_shape is not None:
+            batch_input_shape = check_shape(batch_input_shape, "batch_input_shape")
+        self._batch_input_shape = batch_input_shape
+        self.trainable = bool(trainable)
+        self.seed = _config.check_seed(seed)
+        self.built = False
+        self.build_input_shape: tuple | None = None
+        self._params: list[Parameter] = []
+        self._ops = None
+        self._rng: np.random.Generator | None = None
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- backend and randomness
+    @property
+    def ops(self):
+        """The backend ops this layer runs on (the current backend until a model binds it)."""
+        return self._ops if self._ops is not None else get_ops()
+
+    @property
+    def xp(self):
+        """The array module of the layer's backend (numpy or cupy)."""
+        return self.ops.xp
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The layer's NumPy generator (seeded by ``seed``, else from :func:`cgru.set_random_seed`)."""
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed if self.seed is not None else _config.next_seed())
+        return self._rng
+
+    def _sublayers(self) -> list[Layer]:
+        """Layers owned by this one (their weights follow this layer's own)."""
+        return []
+
+    def _bind(self, ops) -> None:
+        """Run on ``ops`` from now on, moving the weights to its device when needed."""
+        old = self._ops
+        if old is not ops and self._params:
+            old_ops = old if old is not None else get_ops()
+            if old_ops.xp is not ops.xp:
+                for p in self._params:
+                    p.value = ops.asarray(old_ops.to_numpy(p.value))
+                    p.grad = None
+        self._ops = ops
+        for sub in self._sublayers():
+            sub._bind(ops)
+
+    # ----------------------------------------------------------------------------- weights
+    def add_weight(self, name: str, shape: Any, initializer: Any = "zeros", trainable: bool = True,
+                   dtype: Any = None) -> Parameter:
+        """Create a weight, initialised from ``initializer`` (name or object) with the layer's rng."""
+        shape = check_shape(shape, f"shape of weight {name!r}", allow_none=False)
+        init = _initializers.get(initializer)
+        dtype = _config.standardize_dtype(dtype if dtype is not None else self.dtype)
+        value = self.ops.asarray(init(shape, dtype=dtype, rng=self.rng))
+        param = Parameter(f"{self.name}/{name}", value, trainable=bool(trainable))
+        self._params.append(param)
+        return param
+
+    @property
+    def weights(self) -> list[Parameter]:
+        """Every weight (this layer's, then its sublayers'), in ``get_weights`` order."""
+        out = list(self._params)
+        for sub in self._sublayers():
+            out.extend(sub.weights)
+        return out
+
+    @property
+    def trainable_weights(self) -> list[Parameter]:
+        if not self.trainable:
+            return []
+        out = [p for p in self._params if p.trainable]
+        for sub in self._sublayers():
+            out.extend(sub.trainable_weights)
+        return out
+
+    @property
+    def non_trainable_weights(self) -> list[Parameter]:
+        trainable = {id(p) for p in self.trainable_weights}
+        return [p for p in self.weights if id(p) not in trainable]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """NumPy copies of the weights (Keras order and layout)."""
+        return [p.numpy() for p in self.weights]
+
+    def set_weights(self, weights: Any) -> None:
+        """Replace the weights; validates the count and every shape before changing anything."""
+        params = self.weights
+        arrays = validate_weights(params, weights, f"layer {self.name!r}")
+        assign_weights(params, arrays)
+
+    def count_params(self) -> int:
+        """Number of scalars in the weights (the layer must be built)."""
+        if not self.built:
+            raise ValueError(f"layer {self.name!r} is not built yet, so its weights do not exist; "
+                             "build the model or call the layer on data first")
+        return int(sum(int(np.prod(p.shape)) for p in self.weights))
+
+    # ------------------------------------------------------------------------ build / shapes
+    def build(self, input_shape: tuple) -> None:
+        """Create the weights for inputs of ``input_shape`` (batch first). Default: no weights."""
+
+    def _maybe_build(self, input_shape: tuple) -> None:
+        if self.built:
+            return
+        with self._lock:
+            if self.built:
+                return
+            input_shape = tuple(input_shape)
+            self.build(input_shape)
+            self.build_input_shape = input_shape
+            self.built = True
+
+    def compute_output_shape(self, input_shape: tuple) -> Any:
+        """Output shape for ``input_shape`` (batch first, None for unknown sizes).
+
+        The default runs ``forward`` on zeros (unknown sizes taken as 1) and keeps None where the
+        input had None, when the rank is unchanged. Override it when that guess is wrong.
+        """
+        concrete = tuple(1 if d is None else d for d in input_shape)
+        y, _ = self._forward(self.xp.zeros(concrete, dtype=self._np_dtype), False, None)
+        out = [None, *y.shape[1:]]
+        if len(out) == len(input_shape):
+            for i in range(1, len(out)):
+                if input_shape[i] is None:
+                    out[i] = None
+        return tuple(out)
+
+    def compute_lengths(self, x: Any, lengths: Any) -> Any:
+        """The lengths that apply to this layer's input ``x`` (default: the ones given)."""
+        return lengths
+
+    # ---------------------------------------------------------------------------- compute
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        """Compute ``(y, cache)`` from ``x`` (override this)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, training)")
+
+    def backward(self, dy: Any, cache: Any) -> Any:
+        """Fill each weight's ``grad`` and return ``dx`` (override this to train the layer)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward(dy, cache), "
+                                  "so it cannot be trained")
+
+    def _forward(self, x: Any, training: bool, lengths: Any) -> tuple[Any, Any]:
+        if self.uses_lengths:
+            return self.forward(x, training, lengths=lengths)
+        return self.forward(x, training)
+
+    def _infer(self, x: Any, lengths: Any = None) -> Any:
+        """Inference output only (built-ins override this with a leaner path)."""
+        return self._forward(x, False, lengths)[0]
+
+    def __call__(self, x: Any, training: bool = False, lengths: Any = None) -> Any:
+        """Run the layer on its own: builds it on first use, returns its output."""
+        from ..backends.base import check_lengths
+
+        ops = self.ops
+        if not self.built:
+            x_host = as_numeric_array(x, "x") if not hasattr(x, "__cuda_array_interface__") else x
+            self._bind(ops)
+            self._maybe_build((None, *x_host.shape[1:]))
+        x = self._as_layer_input(x)
+        if lengths is not None:
+            if x.ndim < 2:
+                raise ValueError("lengths need an input with a time axis (batch, time, ...)")
+            lengths = check_lengths(lengths, x.shape[0], x.shape[1])
+        lengths = self.compute_lengths(x, lengths)
+        return self._forward(x, bool(training), lengths)[0]
+
+    def _as_layer_input(self, x: Any) -> Any:
+        """``x`` as a float array of the layer's dtype on its backend."""
+        x = as_numeric_array(x, "x", self.xp)
+        return self.ops.asarray(x, dtype=self._np_dtype)
+
+    def reset_states(self) -> None:
+        """Forget the state of a stateful layer (no-op for the others)."""
+        for sub in self._sublayers():
+            if getattr(sub, "stateful", True):
+                sub.reset_states()
+
+    # ---------------------------------------------------------------------------- config
+    def get_config(self) -> dict:
+        """Constructor arguments (JSON-serialisable); subclasses extend it."""
+        config: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "trainable": self.trainable}
+        if self._batch_input_shape is not None:
+            config["batch_input_shape"] = list(self._batch_input_shape)
+        if self.seed is not None:
+            config["seed"] = self.seed
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        """A new layer from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def validate_weights(params: list[Parameter], weights: Any, owner: str) -> list[np.ndarray]:
+    """Check a list of new weight values against ``params``; returns them as NumPy arrays."""
+    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+        raise TypeError(f"weights for {owner} must be a list of arrays, got {type(weights).__name__}")
+    if len(weights) != len(params):
+        names = ", ".join(p.name for p in params) or "none"
+        raise ValueError(f"{owner} expects {len(params)} weight arrays ({names}), got {len(weights)}")
+    arrays = []
+    for i, (p, w) in enumerate(zip(params, weights)):
+        arr = as_numeric_array(w, f"weight {i} ({p.name}) of {owner}")
+        if tuple(arr.shape) != p.shape:
+            raise ValueError(f"weight {i} ({p.name}) of {owner} must have shape {p.shape}, "
+                             f"got {tuple(arr.shape)}")
+        arrays.append(arr)
+    return arrays
+
+
+def assign_weights(params: list[Parameter], arrays: list[np.ndarray]) -> None:
+    """Copy validated arrays into ``params`` in place (cannot fail after validation)."""
+    for p, arr in zip(params, arrays):
+        p.value[...] = _xp_of(p.value).asarray(arr, dtype=p.value.dtype)
+        p.grad = None
+
+
+# ------------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type] = {}
+_NAMES: dict[type, str] = {}
+_BUILTIN: set[str] = set()
+_registry_lock = threading.Lock()
+
+
+def register_layer(cls: type | None = None, *, name: str | None = None, override: bool = False):
+    """Register a :class:`Layer` subclass so ``save``/``load_model`` can rebuild it by name.
+
+    Use as ``@register_layer`` or ``@register_layer(name="mypkg.MyLayer")``. The default name is
+    the class name. Registering the same class again (or a redefinition of it from the same
+    module, e.g. a re-run notebook cell) replaces the entry; a *different* class under a taken
+    name raises ValueError unless ``override=True`` (choose a distinct ``name`` instead, e.g.
+    prefixed with your package name). Built-in names (``"GRU"``, ``"Dense"``...) are never
+    replaced without ``override=True``.
+    """
+
+    def decorate(c: type) -> type:
+        if not (isinstance(c, type) and issubclass(c, Layer)):
+            raise TypeError(f"register_layer expects a subclass of cgru.Layer, got {c!r}")
+        key = name if name is not None else c.__name__
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"layer name must be a non-empty string, got {key!r}")
+        with _registry_lock:
+            existing = _REGISTRY.get(key)
+            if existing is not None and existing is not c and not override:
+                same = (existing.__module__, existing.__qualname__) == (c.__module__, c.__qualname__)
+                if key in _BUILTIN or not same:
+                    kind = "the built-in layer" if key in _BUILTIN else "another layer class"
+                    raise ValueError(
+                        f"cannot register {c.__module__}.{c.__qualname__} as {key!r}: that name "
+                        f"belongs to {kind} {existing.__module__}.{existing.__qualname__}; pass "
+                        f"register_layer(name='yourpackage.{c.__name__}') to use another name, "
+                        "or override=True to replace it"
+                    )
+            if existing is not None and existing is not c:
+                _NAMES.pop(existing, None)
+            _REGISTRY[key] = c
+            _NAMES[c] = key
+        return c
+
+    if cls is not None:
+        return decorate(cls)
+    return decorate
+
+
+def _register_builtin(cls: type) -> type:
+    register_layer(cls)
+    _BUILTIN.add(cls.__name__)
+    return cls
+
+
+def registered_name(cls: type) -> str | None:
+    """The name ``cls`` is registered under, or None."""
+    return _NAMES.get(cls)
+
+
+def get_layer_class(name: str) -> type:
+    """The registered layer class called ``name``; ValueError naming the known ones otherwise."""
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown layer class {name!r}: register it with @cgru.register_layer before "
+                         f"loading; registered: {sorted(_REGISTRY)}")
+    return cls
+
+
+def registered_layers() -> dict[str, type]:
+    """A copy of the registry (name -> class)."""
+    return dict(_REGISTRY)
+
+
+def serialize_layer(layer: Layer) -> dict:
+    """``{"class_name", "config"}`` for a registered layer; ValueError/TypeError otherwise."""
+    import json
+
+    name = registered_name(type(layer))
+    if name is None:
+        raise ValueError(f"layer {layer.name!r} is a {type(layer).__name__}, which is not registered: "
+                         "decorate the class with @cgru.register_layer to save it")
+    config = layer.get_config()
+    try:
+        json.dumps(config)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"get_config() of layer {layer.name!r} ({type(layer).__name__}) is not "
+                        f"JSON-serialisable: {exc}") from None
+    return {"class_name": name, "config": config}
+
+
+def deserialize_layer(spec: Any) -> Layer:
+    """A layer from :func:`serialize_layer`'s output."""
+    if not isinstance(spec, dict) or "class_name" not in spec or not isinstance(spec.get("config"), dict):
+        raise ValueError(f"a layer description must be {{'class_name': ..., 'config': {{...}}}}, got {spec!r}")
+    cls = get_layer_class(spec["class_name"])
+    layer = cls.from_config(dict(spec["config"]))
+    if not isinstance(layer, Layer):
+        raise TypeError(f"{spec['class_name']}.from_config returned {type(layer).__name__}, not a Layer")
+    return layer

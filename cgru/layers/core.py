@@ -1,0 +1,234 @@
+"""Core layers: :class:`Dense`, :class:`Dropout` and :class:`Embedding`.
+
+They are written against the backend's array module (``self.xp``: numpy or cupy), so every
+backend runs them unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import activations as _act
+from .base import Layer, _register_builtin, as_numeric_array, check_positive_int, check_rate, to_host
+from .recurrent import _init_spec
+
+
+@_register_builtin
+class Dense(Layer):
+    """Fully connected layer ``activation(x @ kernel + bias)`` over the last axis.
+
+    Input ``(batch, features)`` or ``(batch, time, features)`` (any rank >= 2); output the same
+    with the last axis replaced by ``units``.
+
+    Args:
+        units: output size.
+        activation: None/"linear", "relu", "sigmoid", "tanh" or "softmax" (over the last axis).
+        use_bias: whether to add a bias.
+        kernel_initializer, bias_initializer: names or objects ("glorot_uniform", "zeros").
+        input_dim: shorthand for ``input_shape=(input_dim,)``.
+    Weights: ``[kernel (features, units), bias (units,)]``.
+    """
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 input_dim: int | None = None, **kwargs: Any) -> None:
+        if input_dim is not None:
+            kwargs.setdefault("input_shape", (check_positive_int(input_dim, "input_dim"),))
+        super().__init__(**kwargs)
+        self.units = check_positive_int(units, "units")
+        self.activation = _act.check_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = _init_spec(kernel_initializer)
+        self.bias_initializer = _init_spec(bias_initializer)
+        self.input_dim: int | None = None
+        self.kernel = self.bias = None
+
+    def build(self, input_shape: tuple) -> None:
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"Dense {self.name!r} needs input of rank >= 2 with a known last axis, "
+                             f"got input shape {tuple(input_shape)}")
+        self.input_dim = int(input_shape[-1])
+        self.kernel = self.add_weight("kernel", (self.input_dim, self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*tuple(input_shape)[:-1], self.units)
+
+    def _check_input(self, x: Any) -> Any:
+        if x.ndim < 2 or x.shape[-1] != self.input_dim:
+            raise ValueError(f"Dense {self.name!r} expects input with last axis {self.input_dim}, "
+                             f"got shape {tuple(x.shape)}")
+        if x.dtype != self._np_dtype:
+            x = x.astype(self._np_dtype)
+        return x
+
+    def _infer(self, x: Any, lengths: Any = None) -> Any:
+        x = self._check_input(x)
+        if x.ndim == 2:
+            z = x @ self.kernel.value
+        else:
+            z = (x.reshape(-1, self.input_dim) @ self.kernel.value).reshape(*x.shape[:-1], self.units)
+        if self.bias is not None:
+            z += self.bias.value
+        return _act.apply(self.activation, self.xp, z)
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        y = self._infer(x)
+        return y, ((x, y) if training else None)
+
+    def backward(self, dy: Any, cache: Any) -> Any:
+        x, y = cache
+        x = self._check_input(x)
+        dz = _act.gradient(self.activation, self.xp, y, dy).reshape(-1, self.units)
+        x2 = x.reshape(-1, self.input_dim)
+        self.kernel.grad = x2.T @ dz
+        if self.bias is not None:
+            self.bias.grad = dz.sum(axis=0)
+        return (dz @ self.kernel.value.T).reshape(x.shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
+                      kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
+        return config
+
+
+@_register_builtin
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of the inputs during training and scales the rest by 1/(1-rate).
+
+    ``noise_shape`` (e.g. ``(None, 1, None)``) shares the mask along axes of size 1; ``seed``
+    makes the masks reproducible. Inference passes the input through.
+    """
+
+    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.rate = check_rate(rate, "rate")
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+    def _infer(self, x: Any, lengths: Any = None) -> Any:
+        return x
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        if not training or self.rate == 0:
+            return x, None
+        shape = x.shape
+        if self.noise_shape is not None:
+            if len(self.noise_shape) != x.ndim:
+                raise ValueError(f"noise_shape {self.noise_shape} does not match input rank {x.ndim}")
+            shape = tuple(s if n is None else n for n, s in zip(self.noise_shape, x.shape))
+        keep = self.rng.random(shape) >= self.rate
+        mask = self.ops.asarray(keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate))
+        return x * mask, mask
+
+    def backward(self, dy: Any, cache: Any) -> Any:
+        return dy if cache is None else dy * cache
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(rate=self.rate, noise_shape=None if self.noise_shape is None else list(self.noise_shape))
+        return config
+
+
+@_register_builtin
+class Embedding(Layer):
+    """Maps integer ids in ``0..input_dim-1`` to vectors of size ``output_dim``.
+
+    Input ``(batch, time)`` of integers; output ``(batch, time, output_dim)``.
+    ``mask_zero=True`` treats id 0 as padding: the batch must be right-padded (zeros only after
+    the last real id) and the layer passes each sequence's length to the layers after it
+    (combined with an explicit ``lengths=`` by taking the smaller). Weights: ``[embeddings]``.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer: Any = "uniform",
+                 mask_zero: bool = False, input_length: int | None = None, **kwargs: Any) -> None:
+        if input_length is not None:
+            kwargs.setdefault("input_shape", (check_positive_int(input_length, "input_length"),))
+        super().__init__(**kwargs)
+        self.input_dim = check_positive_int(input_dim, "input_dim")
+        self.output_dim = check_positive_int(output_dim, "output_dim")
+        self.embeddings_initializer = _init_spec(embeddings_initializer)
+        self.mask_zero = bool(mask_zero)
+        self.embeddings = None
+
+    def build(self, input_shape: tuple) -> None:
+        if len(input_shape) < 1:
+            raise ValueError(f"Embedding {self.name!r} needs input of rank >= 1, got {input_shape}")
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                                          self.embeddings_initializer)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*tuple(input_shape), self.output_dim)
+
+    def _as_layer_input(self, x: Any) -> Any:
+        return self._indices(as_numeric_array(x, "x", self.xp))
+
+    def _indices(self, x: Any) -> Any:
+        xp = self.xp
+        if x.dtype.kind == "f":
+            if not bool(xp.all(x == xp.round(x))):
+                raise ValueError(f"Embedding {self.name!r} expects integer ids, got non-integral values")
+        elif x.dtype.kind not in "iub":
+            raise TypeError(f"Embedding {self.name!r} expects integer ids, got dtype {x.dtype}")
+        if x.dtype != np.int64:
+            x = x.astype(np.int64)
+        if x.size:
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi >= self.input_dim:
+                raise ValueError(f"Embedding {self.name!r} ids must be in 0..{self.input_dim - 1}, "
+                                 f"got values in {lo}..{hi}")
+        return x
+
+    def compute_lengths(self, x: Any, lengths: Any) -> Any:
+        if not self.mask_zero:
+            return lengths
+        if x.ndim != 2:
+            raise ValueError(f"Embedding(mask_zero=True) expects input (batch, time), got {tuple(x.shape)}")
+        nonzero = to_host(x != 0)
+        batch, time = nonzero.shape
+        last = time - np.argmax(nonzero[:, ::-1], axis=1)
+        derived = np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
+        bad = nonzero.sum(axis=1) != derived
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"Embedding {self.name!r} with mask_zero=True expects right-padded sequences "
+                             f"(id 0 only after the last real id), but sequence {row} has a 0 before "
+                             "a non-zero id")
+        if lengths is not None:
+            derived = np.minimum(derived, lengths)
+        if batch and derived.min() == time:
+            return None
+        return derived
+
+    def _infer(self, x: Any, lengths: Any = None) -> Any:
+        return self.embeddings.value[self._indices(x)]
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        idx = self._indices(x)
+        return self.embeddings.value[idx], (idx if training else None)
+
+    def backward(self, dy: Any, cache: Any) -> Any:
+        xp = self.xp
+        grad = xp.zeros(self.embeddings.shape, dtype=self.embeddings.value.dtype)
+        flat = cache.reshape(-1)
+        rows = dy.reshape(-1, self.output_dim)
+        if hasattr(xp.add, "at"):
+            xp.add.at(grad, flat, rows)
+        else:  # older CuPy
+            import cupyx
+
+            cupyx.scatter_add(grad, flat, rows)
+        self.embeddings.grad = grad
+        return None
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(input_dim=self.input_dim, output_dim=self.output_dim,
+                      embeddings_initializer=self.embeddings_initializer, mask_zero=self.mask_zero)
+        return config

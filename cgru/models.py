@@ -1,0 +1,794 @@
+"""The Keras-style :class:`Sequential` model: build, compile, fit, evaluate, predict, save.
+
+A model is a stack of layers (:mod:`cgru.layers`) run on one backend: ``device=`` ("cpu",
+"numpy", "cuda", or any registered backend) fixes it, ``.to(device)`` moves the model, and with
+``device=None`` the model follows :func:`cgru.set_backend`.
+
+Right-padded batches of variable-length sequences take ``lengths=`` (one int per sequence) on
+every entry point. Lengths flow through the stack while the time axis is kept (GRU with
+``return_sequences``, Dense, Dropout...); outputs at ``t >= length`` are zero, a GRU returns the
+state after each sequence's last valid step, and losses and metrics of sequence outputs average
+over the valid steps only.
+
+``model(x)`` is the low-overhead inference call: with ``stateful=True`` GRU layers, feeding one
+time step per call continues each batch row from the state the previous call left.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import callbacks as _callbacks
+from . import config as _config
+from . import losses as _losses
+from . import metrics as _metrics
+from . import optimizers as _optimizers
+from . import progress as _progress
+from .backends import get_ops
+from .backends.base import check_lengths
+from .layers.base import (
+    Layer,
+    as_numeric_array,
+    assign_weights,
+    check_shape,
+    deserialize_layer,
+    serialize_layer,
+    unique_name,
+    validate_weights,
+)
+from .layers.core import Embedding
+from .layers.recurrent import GRU, Bidirectional
+
+_COMPILE_IGNORED = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
+
+
+def _multi_output(layer: Layer) -> bool:
+    return bool(getattr(layer, "return_state", False)) or (
+        isinstance(layer, Bidirectional) and layer.merge_mode is None)
+
+
+def _readable_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GB"
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _take(a: Any, idx: Any) -> Any:
+    return None if a is None else a[idx]
+
+
+class Sequential:
+    """A linear stack of layers (Keras's ``keras.Sequential``).
+
+    Args:
+        layers: layers to add, in order.
+        name: model name (default "sequential", "sequential_1", ...).
+        device: backend name ("cpu", "numpy", "cuda"...) or None to follow the current backend.
+    """
+
+    def __init__(self, layers: Any = None, name: str | None = None, device: str | None = None) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"name must be a non-empty string, got {name!r}")
+        self.name = name or unique_name("sequential")
+        self._device = None
+        self._ops = None  # the ops the layers are bound to
+        if device is not None:
+            self._ops = self._resolve_device(device)
+            self._device = device
+        self._layers: list[Layer] = []
+        self.built = False
+        self._build_input_shape: tuple | None = None
+        self._output_shape: Any = None
+        self.optimizer = None
+        self.loss = None
+        self._metrics: list = []
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._lock = threading.RLock()
+        self._fast = None
+        if layers is not None:
+            if isinstance(layers, Layer):
+                layers = [layers]
+            for layer in layers:
+                self.add(layer)
+
+    # ------------------------------------------------------------------------- structure
+    @staticmethod
+    def _resolve_device(device: Any):
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a backend name such as 'cpu', got {device!r}")
+        return get_ops(device)
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    @property
+    def device(self) -> str:
+        """The backend the model runs on."""
+        return self._device if self._device is not None else self._current_ops().name
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer (built at once when the model's input shape is known)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a cgru Layer, got {type(layer).__name__}")
+        if any(layer is other for other in self._layers):
+            raise ValueError(f"layer {layer.name!r} is already in the model")
+        if any(layer.name == other.name for other in self._layers):
+            raise ValueError(f"the model already has a layer named {layer.name!r}; layer names must be unique")
+        if self._layers and _multi_output(self._layers[-1]):
+            raise ValueError(f"layer {self._layers[-1].name!r} returns several outputs, so it must be the "
+                             "last layer of a Sequential model")
+        with self._lock:
+            if self.built:
+                ops = self._current_ops()
+                layer._bind(ops)
+                was_built = layer.built
+                try:
+                    layer._maybe_build(self._output_shape)
+                    out = layer.compute_output_shape(self._output_shape)
+                except Exception:
+                    if not was_built:
+                        _unbuild(layer)
+                    raise
+                self._layers.append(layer)
+                self._output_shape = out
+                self._make_fast()
+                return
+            self._layers.append(layer)
+            if len(self._layers) == 1 and layer._batch_input_shape is not None:
+                try:
+                    self.build(layer._batch_input_shape)
+                except Exception:
+                    self._layers.pop()
+                    raise
+
+    def pop(self) -> Layer:
+        """Remove and return the last layer."""
+        if not self._layers:
+            raise ValueError("the model has no layers to pop")
+        with self._lock:
+            layer = self._layers.pop()
+            if self.built:
+                if self._layers:
+                    self._output_shape = self.compute_output_shape(self._build_input_shape)
+                    self._make_fast()
+                else:
+                    self.built = False
+                    self._fast = None
+        return layer
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or index."""
+        if index is not None:
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; layers: {[layer.name for layer in self._layers]}")
+
+    def _current_ops(self):
+        return self._ops if self._device is not None else get_ops()
+
+    def _ensure_bound(self):
+        ops = self._current_ops()
+        if ops is not self._ops or any(layer._ops is not ops for layer in self._layers):
+            with self._lock:
+                for layer in self._layers:
+                    layer._bind(ops)
+                self._ops = ops
+                if self.built:
+                    self._make_fast()
+        return ops
+
+    def to(self, device: str) -> Sequential:
+        """Run on ``device`` (a backend name) from now on, moving the weights; returns self."""
+        ops = self._resolve_device(device)
+        with self._lock:
+            for layer in self._layers:
+                layer._bind(ops)
+            self._ops = ops
+            self._device = device
+            if self.built:
+                self._make_fast()
+        return self
+
+    def build(self, input_shape: Any = None) -> None:
+        """Create every layer's weights for inputs of ``input_shape`` (batch first, e.g.
+        ``(None, 5, 10)``); by default the first layer's ``input_shape``."""
+        if not self._layers:
+            raise ValueError("cannot build a model with no layers; add layers first")
+        if input_shape is None:
+            input_shape = self._layers[0]._batch_input_shape
+            if input_shape is None:
+                raise ValueError("build() needs an input shape: pass it, e.g. build((None, time, features)), "
+                                 "or give the first layer input_shape=")
+        input_shape = check_shape(input_shape, "input_shape")
+        if len(input_shape) < 2:
+            raise ValueError(f"input_shape must include the batch axis, e.g. (None, time, features); "
+                             f"got {input_shape}")
+        input_shape = (None, *input_shape[1:])
+        with self._lock:
+            ops = self._current_ops()
+            newly_built = []
+            shape: Any = input_shape
+            try:
+                for i, layer in enumerate(self._layers):
+                    if isinstance(shape, list):
+                        raise ValueError(f"layer {self._layers[i - 1].name!r} returns several outputs, so it "
+                                         "must be the last layer of a Sequential model")
+                    layer._bind(ops)
+                    if not layer.built:
+                        newly_built.append(layer)
+                        layer._maybe_build(shape)
+                    elif layer.build_input_shape is not None and not _compatible(layer.build_input_shape, shape):
+                        raise ValueError(f"layer {layer.name!r} was built for input shape "
+                                         f"{layer.build_input_shape}, but receives {shape} in this model")
+                    shape = layer.compute_output_shape(shape)
+            except Exception:
+                for layer in newly_built:
+                    _unbuild(layer)
+                raise
+            self._ops = ops
+            self._build_input_shape = input_shape
+            self._output_shape = shape
+            self.built = True
+            self._make_fast()
+
+    def _make_fast(self) -> None:
+        """Precompute what the lean ``__call__`` path needs."""
+        first = self._layers[0]
+        if type(first)._as_layer_input is not Layer._as_layer_input or self._ops is None:
+            self._fast = None
+            return
+        shape = self._build_input_shape
+        self._fast = (self._ops, first._np_dtype, len(shape), shape[-1],
+                      tuple(layer._infer for layer in self._layers), self._ops.xp.ndarray)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        shape = tuple(input_shape)
+        for layer in self._layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    @property
+    def input_shape(self) -> tuple | None:
+        return self._build_input_shape
+
+    @property
+    def output_shape(self) -> Any:
+        return self._output_shape
+
+    @property
+    def dtype(self) -> str:
+        return self._layers[-1].dtype if self._layers else _config.floatx()
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(f"this model has not yet been built, so {what} is not available: build it with "
+                             "build((None, time, features)), give the first layer input_shape=, or call it on data")
+
+    # --------------------------------------------------------------------------- weights
+    @property
+    def weights(self) -> list:
+        return [p for layer in self._layers for p in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list:
+        return [p for layer in self._layers for p in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [p for layer in self._layers for p in layer.non_trainable_weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """NumPy copies of all weights, layer by layer (Keras order and layout)."""
+        self._require_built("get_weights()")
+        return [p.numpy() for p in self.weights]
+
+    def set_weights(self, weights: Any) -> None:
+        """Replace all weights; the count and every shape are checked before anything changes."""
+        self._require_built("set_weights()")
+        params = self.weights
+        arrays = validate_weights(params, weights, f"model {self.name!r}")
+        assign_weights(params, arrays)
+
+    def count_params(self) -> int:
+        """Number of scalars in all weights (Keras's ``count_params``)."""
+        self._require_built("count_params()")
+        return int(sum(layer.count_params() for layer in self._layers))
+
+    def reset_states(self) -> None:
+        """Zero the state of every stateful layer."""
+        for layer in self._layers:
+            if isinstance(layer, (GRU, Bidirectional)):
+                for target in layer._sublayers() or [layer]:
+                    if target.stateful:
+                        target.reset_states()
+            else:
+                layer.reset_states()  # a no-op unless a plugin layer keeps state
+
+    reset_state = reset_states
+
+    # ------------------------------------------------------------------------- summaries
+    def summary(self, line_length: int = 80, print_fn: Any = None) -> None:
+        """Print a Keras-like table of the layers, output shapes and parameter counts."""
+        self._require_built("summary()")
+        print_fn = print_fn or print
+        cols = [int(line_length * 0.45), int(line_length * 0.85), line_length]
+
+        def row(fields: list) -> str:
+            line = ""
+            for i, field in enumerate(fields):
+                if i > 0:
+                    line = line[:-1] + " "
+                line += str(field)
+                line = line[:cols[i]].ljust(cols[i])
+            return line
+
+        lines = [f'Model: "{self.name}"', "_" * line_length,
+                 row([" Layer (type)", "Output Shape", "Param #"]), "=" * line_length]
+        shape: Any = self._build_input_shape
+        for i, layer in enumerate(self._layers):
+            shape = layer.compute_output_shape(shape)
+            shown = str(shape).replace("'", "")
+            lines.append(row([f" {layer.name} ({type(layer).__name__})", shown, f"{layer.count_params():,}"]))
+            if i < len(self._layers) - 1:
+                lines.append("")
+        total = self.count_params()
+        trainable = sum(int(np.prod(p.shape)) for p in self.trainable_weights)
+        total_bytes = sum(int(np.prod(p.shape)) * p.value.dtype.itemsize for p in self.weights)
+        train_bytes = sum(int(np.prod(p.shape)) * p.value.dtype.itemsize for p in self.trainable_weights)
+        lines += ["=" * line_length,
+                  f"Total params: {total:,} ({_readable_bytes(total_bytes)})",
+                  f"Trainable params: {trainable:,} ({_readable_bytes(train_bytes)})",
+                  f"Non-trainable params: {total - trainable:,} ({_readable_bytes(total_bytes - train_bytes)})",
+                  "_" * line_length]
+        for line in lines:
+            print_fn(line)
+
+    # ------------------------------------------------------------------------ running
+    def _check_input_shape(self, shape: tuple) -> None:
+        expected = self._build_input_shape
+        first = self._layers[0]
+        bad = len(shape) != len(expected)
+        if not bad and not isinstance(first, Embedding) and expected[-1] is not None:
+            bad = shape[-1] != expected[-1]
+        if bad:
+            raise ValueError(f"model {self.name!r} expects input of shape {expected} (batch first), "
+                             f"got {tuple(shape)}")
+
+    def _ensure_built_for(self, shape: tuple) -> None:
+        if not self.built:
+            if not self._layers:
+                raise ValueError("the model has no layers; add layers before using it")
+            with self._lock:
+                if not self.built:
+                    if len(shape) < 2:
+                        raise ValueError(f"input must have a batch axis and at least one more, got shape {shape}")
+                    self.build((None, *shape[1:]))
+        self._check_input_shape(tuple(shape))
+
+    def _check_lengths(self, lengths: Any, shape: tuple) -> Any:
+        if lengths is None:
+            return None
+        if len(shape) < 2:
+            raise ValueError("lengths need an input with a time axis (batch, time, ...)")
+        return check_lengths(lengths, shape[0], shape[1])
+
+    def _forward(self, x: Any, training: bool, lengths: Any) -> tuple[Any, list, Any]:
+        """Run every layer; returns (output, caches, lengths of the output's time axis)."""
+        caches = []
+        for layer in self._layers:
+            lengths = layer.compute_lengths(x, lengths)
+            y, cache = layer._forward(x, training, lengths)
+            caches.append(cache)
+            if lengths is not None and not (getattr(y, "ndim", 0) == 3 and y.shape[1] == x.shape[1]):
+                lengths = None
+            x = y
+        if lengths is not None and not (isinstance(self._layers[-1], (GRU, Bidirectional))):
+            x = x * self._step_mask(lengths, x)[:, :, None]
+        return x, caches, lengths
+
+    def _step_mask(self, lengths: np.ndarray, y: Any) -> Any:
+        """(B, T) mask of valid steps of a sequence output."""
+        mask = np.arange(y.shape[1])[None, :] < lengths[:, None]
+        return self._current_ops().xp.asarray(mask, dtype=y.dtype)
+
+    def _prepare_input(self, x: Any) -> Any:
+        return self._layers[0]._as_layer_input(x)
+
+    def __call__(self, x: Any, lengths: Any = None, training: bool = False) -> Any:
+        """The low-overhead inference call: returns the output as a backend array.
+
+        ``training=True`` applies dropout. With stateful GRU layers each call continues from
+        the state the previous call left.
+        """
+        fast = self._fast
+        if fast is not None and lengths is None and training is False:
+            ops, dtype, ndim, features, fns, array_type = fast
+            if (type(x) is array_type and x.dtype == dtype and x.ndim == ndim and x.shape[-1] == features
+                    and (self._device is not None or get_ops() is ops)):
+                for f in fns:
+                    x = f(x)
+                return x
+        return self._call_checked(x, lengths, bool(training))
+
+    def _call_checked(self, x: Any, lengths: Any, training: bool) -> Any:
+        ops = self._current_ops()
+        x = as_numeric_array(x, "x", ops.xp)
+        self._ensure_built_for(tuple(x.shape))
+        self._ensure_bound()
+        lengths = self._check_lengths(lengths, tuple(x.shape))
+        y, _, _ = self._forward(self._prepare_input(x), training, lengths)
+        return y
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0, lengths: Any = None) -> Any:
+        """Outputs for ``x`` as a NumPy array (a list of arrays for a multi-output last layer).
+
+        ``batch_size=None`` runs the whole input at once; give a size to bound memory.
+        """
+        verbose = _progress.resolve_verbose(verbose)
+        x = as_numeric_array(x, "x")
+        if x.ndim < 1:
+            raise ValueError("x must have a batch axis")
+        self._ensure_built_for(tuple(x.shape))
+        ops = self._ensure_bound()
+        lengths = self._check_lengths(lengths, tuple(x.shape))
+        n = x.shape[0]
+        size = n if batch_size is None else _check_int(batch_size, "batch_size", 1)
+        steps = max(1, math.ceil(n / size)) if n else 1
+        bar = _progress.Progbar(steps) if verbose == 1 else None
+        outputs = []
+        for step in range(steps):
+            sl = slice(step * size, (step + 1) * size)
+            y, _, _ = self._forward(self._prepare_input(x[sl]), False, _take(lengths, sl))
+            outputs.append([ops.to_numpy(a) for a in y] if isinstance(y, list) else ops.to_numpy(y))
+            if bar is not None:
+                bar.update(step + 1)
+        if bar is not None:
+            bar.finish()
+        if len(outputs) == 1:
+            return outputs[0]
+        if isinstance(outputs[0], list):
+            return [np.concatenate(parts) for parts in zip(*outputs)]
+        return np.concatenate(outputs)
+
+    # ------------------------------------------------------------------------- training
+    def compile(self, optimizer: Any = "adam", loss: Any = "mse", metrics: Any = None, **kwargs: Any) -> None:
+        """Choose the optimizer, loss and metrics (names or objects) for ``fit``/``evaluate``."""
+        unknown = sorted(k for k in kwargs if k not in _COMPILE_IGNORED)
+        if unknown:
+            raise TypeError(f"compile() got unsupported argument(s): {unknown}")
+        opt = _optimizers.get(optimizer)
+        loss_obj = _losses.get(loss)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, (str, _metrics.Metric)):
+            metrics = [metrics]
+        else:
+            metrics = list(metrics)
+        for m in metrics:
+            _metrics.check(m)
+        self.optimizer, self.loss, self._metrics = opt, loss_obj, metrics
+        self.compiled = True
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return ["loss", *[_metric_name(m) for m in self._metrics]]
+
+    def _require_compiled(self, what: str) -> None:
+        if not self.compiled:
+            raise ValueError(f"you must call compile() before {what}()")
+
+    def _check_data(self, x: Any, y: Any, lengths: Any, what: str) -> tuple:
+        """Validate a dataset (builds the model if needed); host arrays out."""
+        x = as_numeric_array(x, "x")
+        if x.ndim < 1:
+            raise ValueError("x must have a batch axis")
+        if y is None:
+            raise ValueError(f"{what}() needs targets y")
+        y = as_numeric_array(y, "y")
+        if y.ndim < 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"x and y must have the same number of samples: x has {x.shape[0]}, "
+                             f"y has {y.shape[0] if y.ndim else 'none (a scalar)'}")
+        self._ensure_built_for(tuple(x.shape))
+        lengths = self._check_lengths(lengths, tuple(x.shape))
+        first = self._layers[0]
+        if isinstance(first, Embedding):
+            first._indices(x)
+            first.compute_lengths(x, lengths)
+        out_shape = self.compute_output_shape((None, *x.shape[1:]))
+        if isinstance(out_shape, list):
+            raise ValueError(f"{what}() needs a model with a single output; the last layer returns several")
+        _losses.check_target_shape(y.shape[1:], out_shape[1:], self.loss.sparse)
+        if self.loss.sparse and y.size:
+            if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+                raise ValueError("sparse targets y must be integer class ids")
+            lo, hi = y.min(), y.max()
+            if lo < 0 or hi >= out_shape[-1]:
+                raise ValueError(f"sparse targets y must be class ids in 0..{out_shape[-1] - 1}, "
+                                 f"got values in {lo}..{hi}")
+        return x, y, lengths, out_shape
+
+    def _resolve_metrics(self, y_shape: tuple, out_shape: tuple) -> list:
+        return [_metrics.get(m, self.loss, y_shape, out_shape) for m in self._metrics]
+
+    def _loss_and_grads(self, x: Any, y: Any, lengths: Any, metric_objs: Any = ()) -> tuple:
+        """One forward and backward pass on a validated batch: (loss, metric (sum, count) pairs).
+
+        Leaves each weight's gradient in its ``grad``; changes no weight.
+        """
+        ops = self._current_ops()
+        xb = self._prepare_input(x)
+        y_pred, caches, out_lengths = self._forward(xb, True, lengths)
+        y_true = _losses.align_targets(ops.asarray(y) if not self.loss.sparse else ops.xp.asarray(y),
+                                       y_pred, self.loss.sparse)
+        mask = self._step_mask(out_lengths, y_pred) if out_lengths is not None and y_pred.ndim == 3 else None
+        loss, dy = self.loss.value_and_grad(y_true, y_pred, mask)
+        for p in self.weights:
+            p.grad = None
+        if out_lengths is not None and y_pred.ndim == 3:
+            dy = dy * self._step_mask(out_lengths, dy)[:, :, None]
+        for layer, cache in zip(reversed(self._layers), reversed(caches)):
+            dy = layer.backward(dy, cache)
+            if dy is None:
+                break
+        stats = [m.sum_count(_metric_targets(ops, y), y_pred, mask) for m in metric_objs]
+        return loss, stats
+
+    def train_on_batch(self, x: Any, y: Any, lengths: Any = None) -> Any:
+        """One optimizer step on one batch; returns the loss (and metrics, as ``evaluate``)."""
+        self._require_compiled("train_on_batch")
+        x, y, lengths, out_shape = self._check_data(x, y, lengths, "train_on_batch")
+        metric_objs = self._resolve_metrics(y.shape, out_shape)
+        loss, stats = self._loss_and_grads(x, y, lengths, metric_objs)
+        self.optimizer.apply(self.trainable_weights)
+        if not metric_objs:
+            return loss
+        return [loss, *[s / c if c else 0.0 for s, c in stats]]
+
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
+            verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
+            validation_data: Any = None, shuffle: bool = True, lengths: Any = None, initial_epoch: int = 0,
+            seed: int | None = None) -> _callbacks.History:
+        """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size`` (default 32).
+
+        ``validation_split``: hold out that last fraction of the samples (taken before
+        shuffling, as Keras); ``validation_data``: ``(x_val, y_val)`` or ``(x_val, y_val,
+        lengths_val)``. ``shuffle``: reshuffle the training samples every epoch with a generator
+        seeded by ``seed`` (default: drawn from :func:`cgru.set_random_seed`'s generator).
+        ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch, "auto". Returns the History.
+
+        Everything is validated before the first update: a call that raises leaves the weights
+        as they were.
+        """
+        self._require_compiled("fit")
+        verbose = _progress.resolve_verbose(verbose)
+        batch_size = 32 if batch_size is None else _check_int(batch_size, "batch_size", 1)
+        epochs = _check_int(epochs, "epochs", 0)
+        initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
+        try:
+            validation_split = float(validation_split)
+        except (TypeError, ValueError):
+            raise TypeError(f"validation_split must be a float, got {validation_split!r}") from None
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        seed = _config.check_seed(seed)
+        cb_list = _callbacks.check_callbacks(callbacks)
+        x, y, lengths, out_shape = self._check_data(x, y, lengths, "fit")
+        n = x.shape[0]
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, lengths_val)")
+            vx, vy, vl = (*validation_data, None)[:3]
+            val = self._check_data(vx, vy, vl, "fit (validation_data)")[:3]
+        elif validation_split > 0:
+            split_at = int(math.floor(n * (1.0 - validation_split)))
+            if split_at == 0 or split_at == n:
+                raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
+                                 f"{split_at} for training and {n - split_at} for validation; both must be > 0")
+            val = (x[split_at:], y[split_at:], _take(lengths, slice(split_at, None)))
+            x, y, lengths = x[:split_at], y[:split_at], _take(lengths, slice(None, split_at))
+            n = split_at
+        if n == 0:
+            raise ValueError("fit() needs at least one training sample")
+        metric_objs = self._resolve_metrics(y.shape, out_shape)
+        names = [m.name for m in metric_objs]
+        rng = np.random.default_rng(seed if seed is not None else _config.next_seed())
+        steps = math.ceil(n / batch_size)
+        history = _callbacks.History()
+        cbs = _callbacks.CallbackList([*cb_list, history], model=self,
+                                      params={"epochs": epochs, "steps": steps, "verbose": verbose})
+        self.stop_training = False
+        cbs.on_train_begin({})
+        logs: dict = {}
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch, {})
+            if verbose == 1:
+                _progress.write_line(f"Epoch {epoch + 1}/{epochs}")
+                bar = _progress.Progbar(steps)
+            start = _progress.time.perf_counter()
+            order = rng.permutation(n) if shuffle else None
+            loss_sum, seen = 0.0, 0
+            sums = [[0.0, 0.0] for _ in metric_objs]
+            done = 0
+            for step in range(steps):
+                sl = slice(step * batch_size, (step + 1) * batch_size)
+                idx = order[sl] if order is not None else sl
+                xb, yb, lb = x[idx], y[idx], _take(lengths, idx)
+                cbs.on_train_batch_begin(step, {})
+                batch_loss, stats = self._loss_and_grads(xb, yb, lb, metric_objs)
+                self.optimizer.apply(self.trainable_weights)
+                size = xb.shape[0]
+                loss_sum += batch_loss * size
+                seen += size
+                for acc, (s, c) in zip(sums, stats):
+                    acc[0] += s
+                    acc[1] += c
+                logs = {"loss": loss_sum / seen}
+                logs.update({name: (s / c if c else 0.0) for name, (s, c) in zip(names, sums)})
+                done = step + 1
+                cbs.on_train_batch_end(step, {**logs, "batch_loss": batch_loss})
+                if verbose == 1:
+                    bar.update(done, logs)
+                if self.stop_training:
+                    break
+            epoch_logs = dict(logs)
+            if val is not None:
+                val_logs = self._evaluate_arrays(*val, batch_size, metric_objs)
+                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            elapsed = _progress.time.perf_counter() - start
+            if verbose == 1:
+                bar.finish(epoch_logs, steps=done)
+            elif verbose == 2:
+                _progress.write_line(_progress.epoch_line(epoch + 1, epochs, done, elapsed, epoch_logs))
+            cbs.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        self.history = history
+        return history
+
+    def _evaluate_arrays(self, x: Any, y: Any, lengths: Any, batch_size: int, metric_objs: list,
+                         bar: Any = None) -> dict:
+        ops = self._ensure_bound()
+        n = x.shape[0]
+        loss_sum, seen = 0.0, 0
+        sums = [[0.0, 0.0] for _ in metric_objs]
+        steps = math.ceil(n / batch_size)
+        for step in range(steps):
+            sl = slice(step * batch_size, (step + 1) * batch_size)
+            y_pred, _, out_lengths = self._forward(self._prepare_input(x[sl]), False, _take(lengths, sl))
+            yb = _metric_targets(ops, y[sl])
+            y_true = _losses.align_targets(yb, y_pred, self.loss.sparse)
+            mask = self._step_mask(out_lengths, y_pred) if out_lengths is not None and y_pred.ndim == 3 else None
+            value = self.loss.value_and_grad(y_true, y_pred, mask)[0]
+            loss_sum += value * y_pred.shape[0]
+            seen += y_pred.shape[0]
+            for acc, m in zip(sums, metric_objs):
+                s, c = m.sum_count(yb, y_pred, mask)
+                acc[0] += s
+                acc[1] += c
+            if bar is not None:
+                bar.update(step + 1, {"loss": loss_sum / seen})
+        logs = {"loss": loss_sum / seen if seen else 0.0}
+        logs.update({m.name: (s / c if c else 0.0) for m, (s, c) in zip(metric_objs, sums)})
+        return logs
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: Any = 0,
+                 lengths: Any = None, return_dict: bool = False) -> Any:
+        """Loss (and metrics) on ``(x, y)``: a float, ``[loss, *metrics]`` when there are metrics,
+        or a dict with ``return_dict=True``."""
+        self._require_compiled("evaluate")
+        verbose = _progress.resolve_verbose(verbose)
+        batch_size = 32 if batch_size is None else _check_int(batch_size, "batch_size", 1)
+        x, y, lengths, out_shape = self._check_data(x, y, lengths, "evaluate")
+        if x.shape[0] == 0:
+            raise ValueError("evaluate() needs at least one sample")
+        metric_objs = self._resolve_metrics(y.shape, out_shape)
+        bar = _progress.Progbar(math.ceil(x.shape[0] / batch_size)) if verbose == 1 else None
+        logs = self._evaluate_arrays(x, y, lengths, batch_size, metric_objs, bar)
+        if bar is not None:
+            bar.finish(logs)
+        elif verbose == 2:
+            _progress.write_line(_progress.format_logs(logs).lstrip(" -"))
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    # --------------------------------------------------------------------------- config
+    def get_config(self) -> dict:
+        """JSON-serialisable description (layers and input shape) used by ``save``."""
+        return {
+            "name": self.name,
+            "layers": [serialize_layer(layer) for layer in self._layers],
+            "build_input_shape": list(self._build_input_shape) if self._build_input_shape else None,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, device: str | None = None) -> Sequential:
+        """A new (built, freshly initialised) model from :meth:`get_config`'s output."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("a Sequential config must be a dict with a 'layers' list")
+        layers = [deserialize_layer(spec) for spec in config["layers"]]
+        model = cls(name=config.get("name"), device=device)
+        for layer in layers:
+            model.add(layer)
+        shape = config.get("build_input_shape")
+        if shape is not None and not model.built:
+            model.build(tuple(shape))
+        return model
+
+    def _compile_config(self) -> dict | None:
+        if not self.compiled:
+            return None
+        return {
+            "optimizer": _optimizers.serialize(self.optimizer),
+            "loss": _losses.serialize(self.loss),
+            "metrics": [m for m in self._metrics if isinstance(m, str)],
+        }
+
+    def save(self, path: Any) -> None:
+        """Write the model (config, weights, compile settings) to one ``.npz`` file at ``path``."""
+        from .saving import save_model
+
+        save_model(self, path)
+
+    def save_weights(self, path: Any) -> None:
+        """Write only the weights to ``path`` (an ``.npz`` file ``load_weights`` reads)."""
+        from .saving import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path: Any) -> None:
+        """Read weights written by ``save_weights`` (or ``save``) into this built model."""
+        from .saving import load_weights
+
+        load_weights(self, path)
+
+    def __repr__(self) -> str:
+        return f"<Sequential name={self.name!r} layers={len(self._layers)} built={self.built}>"
+
+
+def _metric_name(m: Any) -> str:
+    return m if isinstance(m, str) else m.name
+
+
+def _metric_targets(ops: Any, y: Any) -> Any:
+    return ops.xp.asarray(y)
+
+
+def _compatible(built: tuple, shape: tuple) -> bool:
+    if len(built) != len(shape):
+        return False
+    return all(a is None or b is None or a == b for a, b in zip(built[1:], shape[1:]))
+
+
+def _unbuild(layer: Layer) -> None:
+    """Undo a failed build (drop the weights it created)."""
+    layer.built = False
+    layer.build_input_shape = None
+    layer._params = []
+    for sub in layer._sublayers():
+        _unbuild(sub)
+
+
+__all__ = ["Sequential"]
