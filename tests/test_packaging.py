@@ -1,0 +1,102 @@
+"""Packaging: what ``import cgru`` loads, what backend_info reports, and, when the suite runs
+against an installed copy of cgru (a built wheel, from outside the source tree), that the install
+holds every package file and exactly one OpenBLAS, and that the engine loads that one.
+
+CGRU_REQUIRE_COMPILED=1 (set by CI and cibuildwheel) turns "compiled engine missing" from a skip
+into a failure.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cgru
+from cgru.backends import compiled_available
+
+SOURCE_PACKAGE = Path(__file__).resolve().parents[1] / "cgru"
+PACKAGE = Path(cgru.__file__).resolve().parent
+FROM_INSTALL = PACKAGE != SOURCE_PACKAGE
+OPTIONAL_MODULES = ("torch", "cupy", "cupyx", "scipy", "matplotlib")
+# scipy-openblas32's library as shipped, bundled by setup.py or renamed by a repair tool
+# (libscipy_openblas-<hash>.so); not numpy's libscipy_openblas64_.
+SCIPY_OPENBLAS = re.compile(r"libscipy_openblas(-[0-9a-f]+)?\.(so|dylib|dll)")
+REQUIRE_COMPILED = os.environ.get("CGRU_REQUIRE_COMPILED") == "1"
+
+
+def require_compiled() -> None:
+    if not compiled_available():
+        if REQUIRE_COMPILED:
+            pytest.fail("CGRU_REQUIRE_COMPILED=1 but cgru._engine does not import")
+        pytest.skip("the compiled engine is not built")
+
+
+def openblas_files() -> list[Path]:
+    """scipy-openblas libraries inside the install: the package and the repair tools' folders."""
+    roots = [PACKAGE, PACKAGE.parent / "cgru.libs"]
+    return sorted(p for root in roots if root.is_dir() for p in root.rglob("*")
+                  if SCIPY_OPENBLAS.fullmatch(p.name))
+
+
+def test_import_does_not_load_optional_dependencies():
+    code = (
+        "import sys, cgru; cgru.backend_info(); cgru.get_ops(); "
+        f"print(' '.join(m for m in {OPTIONAL_MODULES!r} if m in sys.modules))"
+    )
+    # Run beside the imported package so the child imports this same copy of cgru.
+    out = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "", f"import cgru loaded optional dependencies: {out.strip()}"
+
+
+def test_backend_info_reports_compiled_engine_and_openblas():
+    require_compiled()
+    info = cgru.backend_info()
+    assert info["compiled"] is True
+    assert info["threads"] >= 1
+    if info["blas"] == "system CBLAS":
+        pytest.skip("built with CGRU_BLAS=system against a CBLAS other than OpenBLAS")
+    assert re.match(r"OpenBLAS \d+\.\d+\.\d+", info["blas"]), info["blas"]
+
+
+def test_at_most_one_openblas_in_the_install():
+    files = openblas_files()
+    assert len(files) <= 1, f"more than one OpenBLAS in {PACKAGE.parent}: {files}"
+
+
+def loaded_openblas() -> set[Path]:
+    """scipy-openblas libraries mapped into this process (Linux)."""
+    paths = set()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and SCIPY_OPENBLAS.fullmatch(Path(fields[5]).name):
+            paths.add(Path(fields[5]).resolve())
+    return paths
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_engine_loads_the_openblas_of_its_own_install():
+    require_compiled()
+    loaded = loaded_openblas()
+    if not loaded:
+        pytest.skip("not linked against scipy-openblas32 (CGRU_BLAS=system)")
+    files = {p.resolve() for p in openblas_files()}
+    assert loaded <= files, (
+        f"the engine runs OpenBLAS from {sorted(map(str, loaded))}, not from its install "
+        f"({sorted(map(str, files))}): the library is not vendored"
+    )
+
+
+@pytest.mark.skipif(not FROM_INSTALL or not SOURCE_PACKAGE.is_dir(),
+                    reason="runs against an installed copy of cgru beside its source tree")
+def test_installed_package_has_every_package_file():
+    wanted = sorted(
+        p.relative_to(SOURCE_PACKAGE) for p in SOURCE_PACKAGE.rglob("*")
+        if p.suffix in (".py", ".cu", ".cuh", ".pyi", ".json") and "__pycache__" not in p.parts
+    )
+    assert wanted, f"no package files found under {SOURCE_PACKAGE}"
+    missing = [str(p) for p in wanted if not (PACKAGE / p).is_file()]
+    assert not missing, f"installed cgru at {PACKAGE} lacks {missing}"
