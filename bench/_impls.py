@@ -1,0 +1,400 @@
+"""The implementations compare.py times: cgru, PyTorch, ONNX Runtime and the NumPy reference.
+
+Each implementation builds a :class:`Runner` for one (problem, mode) at one thread count:
+``call()`` is the timed unit of work, ``check()`` recomputes the result from the initial
+weights (outputs, weight gradients or the streaming state) for the agreement check, and
+``context()`` wraps a timed block (PyTorch's ``no_grad``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from _common import (
+    INFERENCE,
+    LEARNING_RATE,
+    STEP,
+    TRAINING,
+    Data,
+    Problem,
+    copy_weights,
+    grad_key,
+    keras_to_onnx,
+    keras_to_torch,
+    ops_backward,
+    ops_forward,
+    sgd_update,
+    torch_grads_to_keras,
+)
+
+
+class Skip(Exception):
+    """This implementation does not run this row (the message says why)."""
+
+
+@dataclass
+class Runner:
+    call: Callable[[], object]
+    check: Callable[[], dict]
+    via: str = ""
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    notes: list = field(default_factory=list)
+
+
+class Impl:
+    name = "?"
+    reason_missing = ""  # empty when usable
+
+    def set_threads(self, n: int) -> None:
+        raise NotImplementedError
+
+    def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# cgru
+# --------------------------------------------------------------------------------------------
+
+
+def _api_available(cgru) -> bool:
+    return all(hasattr(cgru, name) for name in ("Sequential", "GRU", "Bidirectional"))
+
+
+class OpsChain(Impl):
+    """Stacked GRU layers through an ops backend (cgru's compiled ops, or the NumPy reference)."""
+
+    def __init__(self, ops) -> None:
+        self.ops = ops
+
+    def _chain_runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        ops = self.ops
+        if mode == INFERENCE:
+            x, weights = data.x, data.weights
+
+            def call():
+                return ops_forward(ops, x, weights)
+
+            return Runner(call, lambda: {"y": call()[0]}, via="ops")
+        weights = copy_weights(data.weights)  # updated in place by the timed steps
+        x, g = data.x, data.g
+
+        def step():
+            _, caches = ops_forward(ops, x, weights, training=True)
+            sgd_update(weights, ops_backward(ops, g, weights, caches), LEARNING_RATE)
+
+        def check():
+            _, caches = ops_forward(ops, x, data.weights, training=True)
+            return ops_backward(ops, g, data.weights, caches)
+
+        return Runner(step, check, via="ops")
+
+    def _step_runner(self, problem: Problem, data: Data) -> Runner:
+        ops = self.ops
+        (w, u, b), = data.weights[0]
+        state = [np.zeros((problem.batch, problem.hidden), np.float32)]
+        x1 = np.ascontiguousarray(data.steps[0])
+
+        def call():
+            _, state[0], _ = ops.gru_forward(x1, w, u, b, h0=state[0])
+
+        def check():
+            h = np.zeros((problem.batch, problem.hidden), np.float32)
+            for xt in data.steps:
+                _, h, _ = ops.gru_forward(xt, w, u, b, h0=h)
+            return {"h": h}
+
+        return Runner(call, check, via="ops gru_forward with h0 per call")
+
+
+class CgruImpl(OpsChain):
+    name = "cgru"
+
+    def __init__(self) -> None:
+        import cgru
+        from cgru.backends import compiled_available
+
+        if not compiled_available():
+            raise RuntimeError("cgru's compiled engine is not built: run `pip install .` or "
+                               "`python setup.py build_ext --inplace` first")
+        self.cgru = cgru
+        super().__init__(cgru.get_ops("cpu"))
+        self.api = _api_available(cgru)
+
+    def set_threads(self, n: int) -> None:
+        self.cgru.set_num_threads(n)
+
+    def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        notes = []
+        if self.api and problem.kind in ("bidir", "step"):
+            try:
+                return self._api_runner(problem, mode, data)
+            except Skip:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the API is young: fall back, and say so
+                notes.append(f"cgru public API failed ({type(exc).__name__}: {exc}); timed via ops")
+        r = self._step_runner(problem, data) if mode == STEP else self._chain_runner(problem, mode, data)
+        r.notes.extend(notes)
+        return r
+
+    # -- the public Sequential API (what users run) -------------------------------------------
+    def _api_runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        cgru = self.cgru
+        h = problem.hidden
+        if mode == STEP:
+            (w, u, b), = data.weights[0]
+            model = cgru.Sequential([cgru.GRU(h, stateful=True, return_sequences=False,
+                                              input_shape=(1, problem.input))])
+            model(np.zeros((problem.batch, 1, problem.input), np.float32))  # builds the stateful model
+            model.set_weights([w, u, b])
+            model.reset_states()
+            x1 = np.ascontiguousarray(data.steps[0])
+
+            def call():
+                return model(x1)
+
+            def check():
+                model.reset_states()
+                out = None
+                for xt in data.steps:
+                    out = model(np.ascontiguousarray(xt))
+                model.reset_states()
+                return {"h": np.asarray(out)}
+
+            return Runner(call, check, via="Sequential([GRU(stateful=True)]) model(x)")
+        layers = []
+        for li in range(problem.layers):
+            kw = {"input_shape": (problem.time, problem.input)} if li == 0 else {}
+            layers.append(cgru.Bidirectional(cgru.GRU(h, return_sequences=True), **kw))
+        model = cgru.Sequential(layers)
+        flat = [a for dirs in data.weights for arrays in dirs for a in arrays]
+        model.set_weights(flat)
+        x = data.x
+        if mode == INFERENCE:
+            return Runner(lambda: model(x), lambda: {"y": np.asarray(model(x))},
+                          via="Sequential([Bidirectional(GRU)] x2) model(x)")
+        return self._api_train_runner(model, problem, data)
+
+    def _api_train_runner(self, model, problem: Problem, data: Data) -> Runner:
+        """A training step through the layers' documented forward/backward and an SGD update
+        of their weights, with the same fixed upstream gradient as the other rows."""
+        layers = list(model.layers)
+        if not all(hasattr(layer, "forward") and hasattr(layer, "backward") for layer in layers):
+            raise Skip("cgru API layers lack forward/backward")
+        raise NotImplementedError("training through the Sequential API is not wired yet")
+
+
+# --------------------------------------------------------------------------------------------
+# The NumPy reference backend (float32)
+# --------------------------------------------------------------------------------------------
+
+
+class NumpyImpl(OpsChain):
+    name = "numpy"
+
+    def __init__(self, blas_threads) -> None:
+        import cgru
+
+        super().__init__(cgru.get_ops("numpy"))
+        self.blas_threads = blas_threads
+
+    def set_threads(self, n: int) -> None:
+        self.blas_threads.set(n)
+
+    def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        if mode == STEP:
+            return self._step_runner(problem, data)
+        return self._chain_runner(problem, mode, data)
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch
+# --------------------------------------------------------------------------------------------
+
+
+class TorchImpl(Impl):
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+
+    def set_threads(self, n: int) -> None:
+        self.torch.set_num_threads(n)
+
+    def _module(self, problem: Problem, data: Data):
+        torch = self.torch
+        gru = torch.nn.GRU(problem.input, problem.hidden, num_layers=problem.layers,
+                           bidirectional=problem.directions == 2, batch_first=True)
+        state = {}
+        for li, dirs in enumerate(data.weights):
+            for d, arrays in enumerate(dirs):
+                sfx = f"_l{li}" + ("_reverse" if d else "")
+                w_ih, w_hh, b_ih, b_hh = keras_to_torch(*arrays)
+                state.update({f"weight_ih{sfx}": w_ih, f"weight_hh{sfx}": w_hh,
+                              f"bias_ih{sfx}": b_ih, f"bias_hh{sfx}": b_hh})
+        gru.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+        return gru
+
+    def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        torch = self.torch
+        gru = self._module(problem, data)
+        if mode == STEP:
+            x1 = torch.from_numpy(np.ascontiguousarray(data.steps[0]))
+            hidden = [torch.zeros(1, problem.batch, problem.hidden)]
+
+            def call():
+                _, hidden[0] = gru(x1, hidden[0])
+
+            def check():
+                with torch.no_grad():
+                    h = torch.zeros(1, problem.batch, problem.hidden)
+                    for xt in data.steps:
+                        _, h = gru(torch.from_numpy(np.ascontiguousarray(xt)), h)
+                return {"h": h[0].numpy()}
+
+            return Runner(call, check, via="nn.GRU(x, h) per call, no_grad", context=torch.no_grad)
+        x = torch.from_numpy(data.x)
+        if mode == INFERENCE:
+            def check():
+                with torch.no_grad():
+                    return {"y": gru(x)[0].numpy()}
+
+            return Runner(lambda: gru(x), check, via="nn.GRU, no_grad", context=torch.no_grad)
+        g = torch.from_numpy(data.g)
+        opt = torch.optim.SGD(gru.parameters(), lr=LEARNING_RATE)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            y, _ = gru(x)
+            (y * g).sum().backward()
+            opt.step()
+
+        def check():
+            fresh = self._module(problem, data)
+            y, _ = fresh(x)
+            (y * g).sum().backward()
+            p = dict(fresh.named_parameters())
+            out = {}
+            for li, dirs in enumerate(data.weights):
+                for d in range(len(dirs)):
+                    sfx = f"_l{li}" + ("_reverse" if d else "")
+                    dk, du, db = torch_grads_to_keras(*(p[f"{n}{sfx}"].grad.numpy() for n in (
+                        "weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+                    out[grad_key(li, d, "kernel")] = dk
+                    out[grad_key(li, d, "recurrent_kernel")] = du
+                    out[grad_key(li, d, "bias")] = db
+            return out
+
+        return Runner(step, check, via="nn.GRU + (y*g).sum().backward() + SGD.step()",
+                      notes=["torch training: x has requires_grad=False, so PyTorch skips the "
+                             "input gradient of the first layer; cgru's ops compute it"])
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime
+# --------------------------------------------------------------------------------------------
+
+
+class OrtImpl(Impl):
+    """A graph of ONNX GRU nodes (linear_before_reset=1) on the CPU execution provider.
+
+    ONNX Runtime's CPU GRU accepts only sequence-major input (layout=0), so the graph takes the
+    batch-major x of the other rows and transposes it (and the output back) inside the graph:
+    those Transpose nodes are part of the timed call, as they are for a user's exported model.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self) -> None:
+        import onnx
+        import onnxruntime
+
+        self.onnx = onnx
+        self.ort = onnxruntime
+        self.threads = 1
+
+    def set_threads(self, n: int) -> None:
+        self.threads = n  # a session option: sessions are built per thread count
+
+    def _session(self, model):
+        ort = self.ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    def _model(self, nodes, inputs, outputs, initializers):
+        from onnx import helper
+
+        graph = helper.make_graph(nodes, "cgru_bench", inputs, outputs, initializer=initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        model.ir_version = 8
+        self.onnx.checker.check_model(model)
+        return model
+
+    def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        if mode == TRAINING:
+            raise Skip("inference engine (training needs onnxruntime-training)")
+        from onnx import TensorProto, helper, numpy_helper
+
+        f32 = TensorProto.FLOAT
+        b, t, i, h, nd = problem.batch, problem.time, problem.input, problem.hidden, problem.directions
+        direction = "bidirectional" if nd == 2 else "forward"
+        inits = []
+        for li, dirs in enumerate(data.weights):
+            w, r, bias = keras_to_onnx(dirs)
+            inits += [numpy_helper.from_array(w, f"W{li}"), numpy_helper.from_array(r, f"R{li}"),
+                      numpy_helper.from_array(bias, f"B{li}")]
+        if mode == STEP:
+            node = helper.make_node("GRU", ["x", "W0", "R0", "B0", "", "h0"], ["", "h"], hidden_size=h,
+                                    linear_before_reset=1)
+            model = self._model(
+                [node],
+                [helper.make_tensor_value_info("x", f32, [1, b, i]),
+                 helper.make_tensor_value_info("h0", f32, [1, b, h])],
+                [helper.make_tensor_value_info("h", f32, [1, b, h])], inits)
+            sess = self._session(model)
+            # T=1, B=1: sequence-major and batch-major coincide, no transpose needed.
+            x1 = np.ascontiguousarray(data.steps[0].reshape(1, b, i))
+            state = [np.zeros((1, b, h), np.float32)]
+            out_names = ["h"]
+
+            def call():
+                state[0] = sess.run(out_names, {"x": x1, "h0": state[0]})[0]
+
+            def check():
+                hh = np.zeros((1, b, h), np.float32)
+                for xt in data.steps:
+                    hh = sess.run(out_names, {"x": np.ascontiguousarray(xt.reshape(1, b, i)), "h0": hh})[0]
+                return {"h": hh[0]}
+
+            return Runner(call, check, via="T=1 session, initial_h fed back per call")
+        inits.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape3"))
+        nodes = [helper.make_node("Transpose", ["x"], ["x_tbi"], perm=[1, 0, 2])]
+        cur = "x_tbi"
+        for li in range(problem.layers):
+            y = f"Y{li}"
+            nodes.append(helper.make_node("GRU", [cur, f"W{li}", f"R{li}", f"B{li}"], [y], hidden_size=h,
+                                          linear_before_reset=1, direction=direction))
+            if li < problem.layers - 1:  # (T, D, B, H) -> (T, B, D*H), the next layer's input
+                nodes.append(helper.make_node("Transpose", [y], [f"{y}t"], perm=[0, 2, 1, 3]))
+                nodes.append(helper.make_node("Reshape", [f"{y}t", "shape3"], [f"{y}r"]))
+                cur = f"{y}r"
+        last = f"Y{problem.layers - 1}"  # (T, D, B, H) -> (B, T, D*H)
+        nodes.append(helper.make_node("Transpose", [last], ["y_btdh"], perm=[2, 0, 1, 3]))
+        nodes.append(helper.make_node("Reshape", ["y_btdh", "shape3"], ["y"]))
+        model = self._model(nodes, [helper.make_tensor_value_info("x", f32, [b, t, i])],
+                            [helper.make_tensor_value_info("y", f32, [b, t, nd * h])], inits)
+        sess = self._session(model)
+        x = data.x
+        feed = {"x": x}
+        out_names = ["y"]
+        return Runner(lambda: sess.run(out_names, feed), lambda: {"y": sess.run(out_names, feed)[0]},
+                      via="GRU node(s) + in-graph Transposes (batch-major in and out)")
