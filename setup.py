@@ -121,7 +121,9 @@ class BuildExtBundlingBlas(build_ext):
 
 
 BLAS = blas_settings()
-extra_compile_args = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-ffp-contract=fast", "-std=c99"]
+extra_compile_args = (
+    [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-ffp-contract=fast", "-std=c99"]
+)
 c_sources = sorted(f"{SRC}/{p.name}" for p in (HERE / SRC).glob("*.c") if p.name not in GENERATED_C)
 
 extension = Extension(
