@@ -78,7 +78,7 @@ class OpsChain(Impl):
             def call():
                 return ops_forward(ops, x, weights)
 
-            return Runner(call, lambda: {"y": call()[0]}, via="ops")
+            return Runner(call, lambda: {"y": call()[0]}, via="ops.gru_forward (chained per layer/direction)")
         weights = copy_weights(data.weights)  # updated in place by the timed steps
         x, g = data.x, data.g
 
@@ -90,7 +90,7 @@ class OpsChain(Impl):
             _, caches = ops_forward(ops, x, data.weights, training=True)
             return ops_backward(ops, g, data.weights, caches)
 
-        return Runner(step, check, via="ops")
+        return Runner(step, check, via="ops.gru_forward(training=True) + gru_backward + in-place SGD")
 
     def _step_runner(self, problem: Problem, data: Data) -> Runner:
         ops = self.ops
@@ -170,6 +170,7 @@ class CgruImpl(OpsChain):
             kw = {"input_shape": (problem.time, problem.input)} if li == 0 else {}
             layers.append(cgru.Bidirectional(cgru.GRU(h, return_sequences=True), **kw))
         model = cgru.Sequential(layers)
+        model.build((None, problem.time, problem.input))
         flat = [a for dirs in data.weights for arrays in dirs for a in arrays]
         model.set_weights(flat)
         x = data.x
@@ -179,12 +180,41 @@ class CgruImpl(OpsChain):
         return self._api_train_runner(model, problem, data)
 
     def _api_train_runner(self, model, problem: Problem, data: Data) -> Runner:
-        """A training step through the layers' documented forward/backward and an SGD update
-        of their weights, with the same fixed upstream gradient as the other rows."""
-        layers = list(model.layers)
-        if not all(hasattr(layer, "forward") and hasattr(layer, "backward") for layer in layers):
-            raise Skip("cgru API layers lack forward/backward")
-        raise NotImplementedError("training through the Sequential API is not wired yet")
+        """``model.train_on_batch(x, g)`` with SGD and the loss ``sum(y * g)`` (a Loss subclass
+        with reduction "sum"), so the upstream gradient is the fixed ``g`` of the other rows."""
+        cgru = self.cgru
+        from cgru import losses, optimizers
+
+        class UpstreamGradient(losses.Loss):
+            """sum(y_pred * y_true): its gradient with respect to y_pred is y_true."""
+
+            def _values(self, xp, y_true, y_pred):
+                return (y_pred * y_true).sum(axis=-1), y_true
+
+        x, g = data.x, data.g
+        model.compile(optimizer=optimizers.SGD(learning_rate=LEARNING_RATE),
+                      loss=UpstreamGradient(reduction="sum"))
+
+        def check():
+            # One step with learning rate 1 from the initial weights: the weights move by
+            # exactly minus their gradient (float32 rounding of the difference aside).
+            fresh = cgru.Sequential([type(layer).from_config(layer.get_config()) for layer in model.layers])
+            fresh.build((None, problem.time, problem.input))
+            fresh.set_weights([a for dirs in data.weights for arrays in dirs for a in arrays])
+            fresh.compile(optimizer=optimizers.SGD(learning_rate=1.0), loss=UpstreamGradient(reduction="sum"))
+            before = [w.astype(np.float64) for w in fresh.get_weights()]
+            fresh.train_on_batch(x, g)
+            after = fresh.get_weights()
+            out, i = {}, 0
+            for li, dirs in enumerate(data.weights):
+                for d in range(len(dirs)):
+                    for name in ("kernel", "recurrent_kernel", "bias"):
+                        out[grad_key(li, d, name)] = before[i] - after[i]
+                        i += 1
+            return out
+
+        return Runner(lambda: model.train_on_batch(x, g), check,
+                      via="Sequential.train_on_batch (SGD, loss sum(y*g))")
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +322,7 @@ class TorchImpl(Impl):
 
         return Runner(step, check, via="nn.GRU + (y*g).sum().backward() + SGD.step()",
                       notes=["torch training: x has requires_grad=False, so PyTorch skips the "
-                             "input gradient of the first layer; cgru's ops compute it"])
+                             "input gradient of the first layer; cgru computes it"])
 
 
 # --------------------------------------------------------------------------------------------

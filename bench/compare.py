@@ -610,9 +610,13 @@ def main(argv=None) -> int:
         "targets_threads": targets_threads,
         "checks_passed": checks_passed,
     }
-    vias_seen = sorted({(r["impl"], r["via"]) for r in rows})
-    for impl, via in vias_seen:
-        result["notes"].append(f"{impl}: {via}")
+    vias: dict = {}
+    for r in rows:
+        labels = vias.setdefault((IMPL_ORDER.index(r["impl"]), r["impl"], r["via"]), [])
+        if f"{r['shape']} {r['mode']}" not in labels:
+            labels.append(f"{r['shape']} {r['mode']}")
+    for (_, impl, via), labels in sorted(vias.items()):
+        result["notes"].append(f"{impl} runs {via}: {', '.join(labels)}")
     report = render(result, args.markdown)
     sys.stdout.write(report)
     if args.json:
