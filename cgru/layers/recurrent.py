@@ -230,7 +230,33 @@ class GRU(Layer):
         return out, ((core, lengths) if training else None)
 
     def _infer(self, x: Any, lengths: Any = None) -> Any:
-        return self.forward(x, False, lengths)[0]
+        """Lean inference path (the streaming ``model(x)`` call lands here)."""
+        if lengths is not None or self.return_state or (self.go_backwards and self.return_sequences):
+            return self.forward(x, False, lengths)[0]
+        if x.ndim != 3 or x.shape[2] != self.input_dim or x.dtype != self._np_dtype:
+            x = self._check_input(x)
+        h0 = None
+        if self.stateful:
+            h0 = self._state
+            if h0 is not None and h0.shape[0] != x.shape[0]:
+                self._stateful_h0(x.shape[0])  # raises
+        ops = self._ops if self._ops is not None else self.ops
+        bias = self.bias
+        y, h_n, _ = ops.gru_forward(
+            x, self.kernel.value, self.recurrent_kernel.value, None if bias is None else bias.value,
+            h0=h0, reverse=self.go_backwards, reset_after=self.reset_after, activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+        )
+        if self.stateful:
+            self._state = h_n
+            if self.return_sequences:
+                return y
+            if x.shape[1] == 0:
+                return h_n.copy()
+            # The output at the last processed step equals the final state: return that view of
+            # y rather than the kept state itself (no copy, and the caller cannot alter the state).
+            return y[:, 0] if self.go_backwards else y[:, -1]
+        return y if self.return_sequences else h_n
 
     def backward(self, dy: Any, cache: Any) -> Any:
         core, lengths = cache
