@@ -368,16 +368,25 @@ def supported_isas():
     return [isa for isa in _engine.ISAS if _engine.isa_supported(isa)]
 
 
+def as_float64(args, kwargs):
+    cast = lambda v: v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype == np.float32 else v  # noqa: E731
+    return [cast(a) for a in args], {k: cast(v) for k, v in kwargs.items()}
+
+
 @pytest.mark.parametrize("isa", supported_isas())
-@pytest.mark.parametrize("batch,units,lengths", [(1, 64, False), (1, 37, False), (5, 33, True), (8, 128, True)])
+@pytest.mark.parametrize("batch,units,lengths",
+                         [(1, 64, False), (1, 37, False), (5, 33, True), (8, 128, True)])
 def test_every_instruction_set_variant_matches_reference(isa, batch, units, lengths):
-    """The float32 gate passes and batch-1 product are compiled per instruction set: test each."""
+    """The float32 gate passes and batch-1 product are compiled per instruction set: each one's
+    error against a float64 reference stays of the order of the float32 reference's own error."""
     from cgru import _engine
 
     rng = np.random.default_rng(units)
     args, kwargs = random_problem(rng, batch, 7, 9, units, lengths=lengths, dtype=np.float32)
     dy = rng.standard_normal((batch, 7, units)).astype(np.float32)
-    expected = forward_backward(cgru.get_ops("numpy"), args, kwargs, dy, None)
+    reference = cgru.get_ops("numpy")
+    exact = forward_backward(reference, *as_float64(args, kwargs), dy.astype(np.float64), None)
+    rounded = forward_backward(reference, args, kwargs, dy, None)
     previous = _engine.get_isa()
     _engine.set_isa(isa)
     try:
@@ -385,8 +394,10 @@ def test_every_instruction_set_variant_matches_reference(isa, batch, units, leng
         got = forward_backward(cgru.get_ops("cpu"), args, kwargs, dy, None)
     finally:
         _engine.set_isa(previous)
-    for e, g in zip(expected, got):
-        np.testing.assert_allclose(g, e, rtol=2e-5, atol=2e-5 * max(1, np.abs(e).max()))
+    for name, e, r, g in zip(["y", "h_n", "dx", "dh0", "dW", "dU", "db"], exact, rounded, got):
+        scale = np.abs(e).max()
+        reference_error = np.abs(r - e).max() / scale
+        assert np.abs(g - e).max() / scale <= 5 * reference_error + 1e-6, name
 
 
 @requires_compiled
@@ -422,3 +433,47 @@ def test_vectorised_math_accuracy_over_whole_range(function, reference):
         np.testing.assert_array_equal(special[1:], [1, -1])
     if function == "sigmoid":
         assert special[1] == 1 and 0 <= special[2] < 1e-37
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset_after,reverse", [(True, False), (True, True), (False, False)])
+def test_prepared_gru_matches_forward(ops, rng, dtype, reset_after, reverse):
+    args, kwargs = random_problem(rng, 3, 6, 4, 5, reset_after=reset_after, dtype=dtype)
+    x, kernel, recurrent, bias = args
+    h0 = kwargs["h0"]
+    lengths = np.array([6, 2, 0])
+    expected_y, expected_h, _ = ops.gru_forward(*args, h0=h0, lengths=lengths, reverse=reverse,
+                                                reset_after=reset_after)
+    prepared = ops.prepare_gru(kernel, recurrent, bias, reverse=reverse, reset_after=reset_after)
+    h = h0.copy()
+    y = prepared.forward(x, h, lengths)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(expected_y), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(h, np.asarray(expected_h), rtol=1e-6, atol=1e-6)
+
+
+def test_prepared_gru_streams_one_step_at_a_time(ops, rng):
+    """Feeding one step per call, carrying the state in place, equals one call on the sequence."""
+    args, kwargs = random_problem(rng, 2, 9, 3, 6, dtype=np.float32)
+    x = args[0]
+    full_y, full_h, _ = ops.gru_forward(*args)
+    prepared = ops.prepare_gru(*args[1:])
+    h = np.zeros((2, 6), np.float32)
+    steps = [np.asarray(prepared.forward(x[:, t:t + 1], h))[:, 0] for t in range(9)]
+    np.testing.assert_allclose(np.stack(steps, axis=1), np.asarray(full_y), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, np.asarray(full_h), rtol=1e-5, atol=1e-6)
+
+
+def test_prepared_gru_rejects_bad_input(ops, rng):
+    args, _ = random_problem(rng, 2, 3, 4, 5, dtype=np.float32)
+    with pytest.raises(ValueError, match="recurrent_kernel must have shape"):
+        ops.prepare_gru(args[1], args[2][:, :10], args[3])
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ops.prepare_gru(*args[1:], activation="gelu")
+    prepared = ops.prepare_gru(*args[1:])
+    h = np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match="x must"):
+        prepared.forward(np.zeros((2, 3, 7), np.float32), h)
+    with pytest.raises(ValueError, match="h"):
+        prepared.forward(args[0], np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError, match="lengths"):
+        prepared.forward(args[0], h, [1, 9])

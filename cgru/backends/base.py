@@ -94,6 +94,25 @@ class Ops:
         """
         raise NotImplementedError
 
+    def prepare_gru(
+        self,
+        kernel: Any,
+        recurrent_kernel: Any,
+        bias: Any = None,
+        *,
+        reverse: bool = False,
+        reset_after: bool = True,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
+    ) -> PreparedGRU:
+        """Bind one direction's weights once for repeated inference calls (see PreparedGRU).
+
+        The weights are checked here, once; each call then only checks its input. Backends
+        override this with a faster binding where they have one.
+        """
+        return PreparedGRU(self, kernel, recurrent_kernel, bias, reverse=reverse, reset_after=reset_after,
+                           activation=activation, recurrent_activation=recurrent_activation)
+
     def gru_backward(self, dy: Any, dh_n: Any, cache: Any) -> GRUGrads:
         """Backpropagation through time.
 
@@ -101,6 +120,47 @@ class Ops:
         state (or None), cache: from ``gru_forward(..., training=True)``.
         """
         raise NotImplementedError
+
+
+class PreparedGRU:
+    """One GRU direction's weights bound to a backend for inference.
+
+    ``forward(x, h, lengths=None)`` runs x (B, T, I) from state h (B, H), overwrites h with the
+    final state and returns y (B, T, H). x is converted to the weights' dtype when needed; h must
+    be an array of that dtype on the backend's device (it is written in place).
+    """
+
+    def __init__(self, ops: Ops, kernel: Any, recurrent_kernel: Any, bias: Any = None, *,
+                 reverse: bool = False, reset_after: bool = True, activation: str = "tanh",
+                 recurrent_activation: str = "sigmoid") -> None:
+        check_activations(activation, recurrent_activation)
+        self.ops = ops
+        self.kernel, self.recurrent_kernel, _, _, _ = check_gru_weights(
+            kernel, recurrent_kernel, bias, reset_after=reset_after, xp=ops.xp)
+        self.bias = None if bias is None else ops.asarray(bias, self.kernel.dtype)
+        self.dtype = self.kernel.dtype
+        self.options = {"reverse": reverse, "reset_after": reset_after, "activation": activation,
+                        "recurrent_activation": recurrent_activation}
+
+    def forward(self, x: Any, h: Any, lengths: Any = None) -> Any:
+        x = _as_float(x, "x", self.dtype, self.ops.xp)
+        features = self.kernel.shape[0]
+        if x.ndim != 3 or x.shape[2] != features:
+            raise ValueError(f"x must have shape (batch, time, {features}), got {tuple(x.shape)}")
+        y, h_n, _ = self.ops.gru_forward(x, self.kernel, self.recurrent_kernel,
+                                         self.bias, h0=h, lengths=lengths, **self.options)
+        h[...] = h_n
+        return y
+
+
+def check_activations(activation: str, recurrent_activation: str) -> None:
+    """Raise ValueError for an unknown activation or recurrent activation name."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if recurrent_activation not in RECURRENT_ACTIVATIONS:
+        raise ValueError(
+            f"recurrent_activation must be one of {RECURRENT_ACTIVATIONS}, got {recurrent_activation!r}"
+        )
 
 
 def _float_dtype(x: np.ndarray, name: str) -> np.dtype:
@@ -185,6 +245,55 @@ def check_lengths(lengths: Any, batch: int, time: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr)
 
 
+def check_gru_weights(
+    kernel: Any,
+    recurrent_kernel: Any,
+    bias: Any,
+    *,
+    reset_after: bool,
+    dtype: Any = None,
+    xp: Any = np,
+    features: int | None = None,
+) -> tuple[Any, Any, Any, Any, tuple | None]:
+    """Check one direction's weights; returns (kernel, recurrent_kernel, input_bias (3H,),
+    recurrent_bias (3H,), bias_shape or None), all of ``dtype`` (the kernel's float type when
+    None). ``features``, when given, is the input size the kernel must match.
+    """
+    kernel = _as_float(kernel, "kernel", dtype, xp)
+    dtype = kernel.dtype
+    recurrent_kernel = _as_float(recurrent_kernel, "recurrent_kernel", dtype, xp)
+    if recurrent_kernel.ndim != 2 or recurrent_kernel.shape[1] != 3 * recurrent_kernel.shape[0]:
+        raise ValueError(
+            f"recurrent_kernel must have shape (units, 3*units), got {tuple(recurrent_kernel.shape)}"
+        )
+    units = recurrent_kernel.shape[0]
+    if units == 0:
+        raise ValueError("recurrent_kernel must have at least one unit")
+    wrong_features = features is not None and kernel.shape[0] != features
+    if kernel.ndim != 2 or kernel.shape[1] != 3 * units or wrong_features:
+        expected = f"({features}, {3 * units})" if features is not None else f"(features, {3 * units})"
+        raise ValueError(
+            f"kernel must have shape (input features, 3*units) = {expected}, got {tuple(kernel.shape)}"
+        )
+    bias_shape = None
+    input_bias = xp.zeros(3 * units, dtype=dtype)
+    recurrent_bias = xp.zeros(3 * units, dtype=dtype)
+    if bias is not None:
+        bias = _as_float(bias, "bias", dtype, xp)
+        expected = (2, 3 * units) if reset_after else (3 * units,)
+        if bias.shape != expected:
+            raise ValueError(
+                f"bias must have shape {expected} when reset_after={reset_after}, "
+                f"got {tuple(bias.shape)}"
+            )
+        bias_shape = expected
+        if reset_after:
+            input_bias, recurrent_bias = xp.ascontiguousarray(bias[0]), xp.ascontiguousarray(bias[1])
+        else:
+            input_bias = bias
+    return kernel, recurrent_kernel, input_bias, recurrent_bias, bias_shape
+
+
 def check_gru_args(
     x: Any,
     kernel: Any,
@@ -205,47 +314,16 @@ def check_gru_args(
     Raises TypeError for non-numeric data or wrong kinds of option, ValueError for wrong
     ranks, sizes or values, naming the argument and what was expected.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if recurrent_activation not in RECURRENT_ACTIVATIONS:
-        raise ValueError(
-            f"recurrent_activation must be one of {RECURRENT_ACTIVATIONS}, got {recurrent_activation!r}"
-        )
+    check_activations(activation, recurrent_activation)
     x = _as_float(x, "x", None, xp)
     dtype = x.dtype
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (batch, time, features), got shape {tuple(x.shape)}")
     batch, time, features = x.shape
-    recurrent_kernel = _as_float(recurrent_kernel, "recurrent_kernel", dtype, xp)
-    if recurrent_kernel.ndim != 2 or recurrent_kernel.shape[1] != 3 * recurrent_kernel.shape[0]:
-        raise ValueError(
-            f"recurrent_kernel must have shape (units, 3*units), got {tuple(recurrent_kernel.shape)}"
-        )
+    kernel, recurrent_kernel, input_bias, recurrent_bias, bias_shape = check_gru_weights(
+        kernel, recurrent_kernel, bias, reset_after=reset_after, dtype=dtype, xp=xp, features=features
+    )
     units = recurrent_kernel.shape[0]
-    if units == 0:
-        raise ValueError("recurrent_kernel must have at least one unit")
-    kernel = _as_float(kernel, "kernel", dtype, xp)
-    if kernel.shape != (features, 3 * units):
-        raise ValueError(
-            f"kernel must have shape (input features, 3*units) = ({features}, {3 * units}), "
-            f"got {tuple(kernel.shape)}"
-        )
-    bias_shape = None
-    input_bias = xp.zeros(3 * units, dtype=dtype)
-    recurrent_bias = xp.zeros(3 * units, dtype=dtype)
-    if bias is not None:
-        bias = _as_float(bias, "bias", dtype, xp)
-        expected = (2, 3 * units) if reset_after else (3 * units,)
-        if bias.shape != expected:
-            raise ValueError(
-                f"bias must have shape {expected} when reset_after={reset_after}, "
-                f"got {tuple(bias.shape)}"
-            )
-        bias_shape = expected
-        if reset_after:
-            input_bias, recurrent_bias = xp.ascontiguousarray(bias[0]), xp.ascontiguousarray(bias[1])
-        else:
-            input_bias = bias
     if h0 is None:
         h0 = xp.zeros((batch, units), dtype=dtype)
     else:

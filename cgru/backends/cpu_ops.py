@@ -6,7 +6,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import GRUArgs, GRUGrads, Ops, check_grad, check_gru_args, pack_bias_grad
+from .base import (
+    GRUArgs,
+    GRUGrads,
+    Ops,
+    PreparedGRU,
+    check_activations,
+    check_grad,
+    check_gru_args,
+    check_gru_weights,
+    check_lengths,
+    pack_bias_grad,
+)
 
 
 def load_engine():
@@ -28,6 +39,27 @@ class CPUGRUCache:
     args: GRUArgs
     saved_h: np.ndarray  # (T, B, H)
     saved_gates: np.ndarray  # (T, B, 4H)
+
+
+class CPUPreparedGRU(PreparedGRU):
+    """PreparedGRU over the engine's GRUInference: per call, one dtype/shape check and the kernel."""
+
+    def __init__(self, engine, kernel, recurrent_kernel, bias=None, *, reverse=False, reset_after=True,
+                 activation="tanh", recurrent_activation="sigmoid"):
+        check_activations(activation, recurrent_activation)
+        kernel, recurrent_kernel, input_bias, recurrent_bias, _ = check_gru_weights(
+            kernel, recurrent_kernel, bias, reset_after=reset_after)
+        self.dtype = kernel.dtype
+        self.inference = engine.GRUInference(kernel, recurrent_kernel, input_bias, recurrent_bias,
+                                             reverse, reset_after, activation, recurrent_activation)
+        self.run = self.inference.forward
+
+    def forward(self, x, h, lengths=None):
+        if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=self.dtype)
+        if lengths is not None:
+            lengths = check_lengths(lengths, x.shape[0], x.shape[1]) if x.ndim == 3 else lengths
+        return self.run(x, h, lengths)
 
 
 class CPUOps(Ops):
@@ -68,6 +100,12 @@ class CPUOps(Ops):
         )
         cache = CPUGRUCache(args, saved_h, saved_gates) if training else None
         return y, h_n, cache
+
+    def prepare_gru(self, kernel, recurrent_kernel, bias=None, *, reverse=False, reset_after=True,
+                    activation="tanh", recurrent_activation="sigmoid"):
+        return CPUPreparedGRU(self.engine, kernel, recurrent_kernel, bias, reverse=reverse,
+                              reset_after=reset_after, activation=activation,
+                              recurrent_activation=recurrent_activation)
 
     def gru_backward(self, dy, dh_n, cache):
         args = cache.args

@@ -165,7 +165,7 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
     cdef cgru_dims d = _dims((B, T, I), H, lengths, reverse, reset_after, activation, recurrent_activation)
     d.lengths = _lengths_ptr(lengths, B, T)
     dtype = np.float32 if floating is float else np.float64
-    y_arr = np.zeros((B, T, H), dtype=dtype)
+    y_arr = np.zeros((B, T, H), dtype=dtype) if lengths is not None else np.empty((B, T, H), dtype=dtype)
     h_arr = np.empty((B, H), dtype=dtype)
     saved_h_arr = saved_gates_arr = None
     cdef floating[:, :, ::1] y = y_arr
@@ -254,3 +254,84 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
     if status == CGRU_ENOMEM:
         raise MemoryError("cgru: out of memory in gru_backward")
     return dx_arr, dh0_arr, dW_arr, dU_arr, dbx_arr, dbh_arr
+
+
+cdef class GRUInference:
+    """One GRU direction's weights, checked and bound once, for repeated inference calls.
+
+    kernel (I, 3H), recurrent_kernel (H, 3H), input_bias and recurrent_bias (3H,): C-contiguous
+    arrays of one dtype (float32 or float64). ``forward`` costs one small allocation (the output)
+    and no re-validation of the weights, which is what one-step streaming needs.
+    """
+
+    cdef readonly object kernel, recurrent_kernel, input_bias, recurrent_bias, dtype
+    cdef readonly Py_ssize_t input_size, units
+    cdef cgru_dims dims
+    cdef bint single
+
+    def __init__(self, kernel, recurrent_kernel, input_bias, recurrent_bias, bint reverse,
+                 bint reset_after, str activation, str recurrent_activation):
+        arrays = (kernel, recurrent_kernel, input_bias, recurrent_bias)
+        names = ("kernel", "recurrent_kernel", "input_bias", "recurrent_bias")
+        for name, a in zip(names, arrays):
+            if type(a) is not np.ndarray or not a.flags.c_contiguous:
+                raise TypeError(f"{name} must be a C-contiguous numpy array")
+            if a.dtype != kernel.dtype or a.dtype not in (np.float32, np.float64):
+                raise TypeError(f"{name} must be float32 or float64 like kernel, got {a.dtype}")
+        H = recurrent_kernel.shape[0] if recurrent_kernel.ndim == 2 else 0
+        I = kernel.shape[0] if kernel.ndim == 2 else 0
+        _check_dim("recurrent_kernel", recurrent_kernel.shape, (H, 3 * H))
+        _check_dim("kernel", kernel.shape, (I, 3 * H))
+        _check_dim("input_bias", input_bias.shape, (3 * H,))
+        _check_dim("recurrent_bias", recurrent_bias.shape, (3 * H,))
+        self.dims = _dims((1, 1, I), H, None, reverse, reset_after, activation, recurrent_activation)
+        self.kernel, self.recurrent_kernel = kernel, recurrent_kernel
+        self.input_bias, self.recurrent_bias = input_bias, recurrent_bias
+        self.dtype = kernel.dtype
+        self.single = kernel.dtype == np.float32
+        self.input_size, self.units = I, H
+
+    def forward(self, x, h, lengths=None):
+        """Run over x (B, T, I) from state h (B, H), which is overwritten with the final state.
+
+        x must be a C-contiguous array of the weights' dtype and h a writable one; lengths is
+        None or an int64 (B,) array in 0..T. Returns y (B, T, H).
+        """
+        if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
+            raise TypeError(f"x must be a C-contiguous {self.dtype} numpy array")
+        if type(h) is not np.ndarray or h.dtype != self.dtype or not h.flags.c_contiguous:
+            raise TypeError(f"h must be a C-contiguous {self.dtype} numpy array")
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"x must have shape (batch, time, {self.input_size}), got {x.shape}")
+        _check_dim("h", h.shape, (x.shape[0], self.units))
+        if self.single:
+            return _inference_forward[float](&self.dims, x, h, self.kernel, self.recurrent_kernel,
+                                             self.input_bias, self.recurrent_bias, lengths)
+        return _inference_forward[double](&self.dims, x, h, self.kernel, self.recurrent_kernel,
+                                          self.input_bias, self.recurrent_bias, lengths)
+
+
+cdef object _inference_forward(const cgru_dims *dims, const floating[:, :, ::1] x, floating[:, ::1] h,
+                               const floating[:, ::1] W, const floating[:, ::1] U,
+                               const floating[::1] bx, const floating[::1] bh, object lengths):
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], H = U.shape[0]
+    cdef cgru_dims d = dims[0]
+    d.batch, d.time = <int>B, <int>T
+    d.lengths = _lengths_ptr(lengths, B, T)
+    dtype = np.float32 if floating is float else np.float64
+    out = np.zeros((B, T, H), dtype) if lengths is not None else np.empty((B, T, H), dtype)
+    if B == 0 or T == 0:
+        return out
+    cdef floating[:, :, ::1] y = out
+    cdef int status
+    with nogil:
+        if floating is float:
+            status = cgru_forward_f32(&d, &x[0, 0, 0], &W[0, 0], &U[0, 0], &bx[0], &bh[0], &h[0, 0],
+                                      NULL, &y[0, 0, 0], &h[0, 0], NULL, NULL)
+        else:
+            status = cgru_forward_f64(&d, &x[0, 0, 0], &W[0, 0], &U[0, 0], &bx[0], &bh[0], &h[0, 0],
+                                      NULL, &y[0, 0, 0], &h[0, 0], NULL, NULL)
+    if status == CGRU_ENOMEM:
+        raise MemoryError("cgru: out of memory in GRUInference.forward")
+    return out
+

@@ -118,7 +118,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     REAL *h = h_n;
     const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
     (void)fast;
-    memcpy(h, h0, BH * sizeof(REAL));
+    memmove(h, h0, BH * sizeof(REAL)); /* h_n may be h0 itself (in-place streaming) */
     FN(matmul)(0, 0, (int)BT, G, In, x, In, W, G, 0, proj, G);
 
     for (int s = 0; s < T; ++s) {

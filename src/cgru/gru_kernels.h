@@ -33,7 +33,8 @@ typedef struct {
 /* Training forward saves, per processing step s: h_prev (T, B, H) and gates (T, B, 4H)
  * holding z, r, n and u_h = h U_h + b_hh (reset_after) or (r*h) U_h (otherwise). */
 
-/* Forward. y (B, T, H) must be zero-filled by the caller; h_n (B, H) receives the final state.
+/* Forward. y (B, T, H) must be zero-filled by the caller when lengths are given (every entry
+ * is written otherwise); h_n (B, H) receives the final state and may be the same array as h0.
  * rmask (B, H) or NULL. saved_h/saved_gates may be NULL (inference). */
 int cgru_forward_f32(const cgru_dims *d, const float *x, const float *W, const float *U,
                      const float *bx, const float *bh, const float *h0, const float *rmask,
