@@ -13,6 +13,9 @@ import sys
 import time
 from typing import Any
 
+#: Minimum seconds between two in-place redraws of a progress bar on a terminal.
+REFRESH_INTERVAL = 0.05
+
 
 def resolve_verbose(verbose: Any) -> int:
     """0, 1 or 2 from ``verbose`` (``"auto"``: 1 when stdout is a terminal, else 2)."""
@@ -68,11 +71,11 @@ class Progbar:
     stdout is a terminal) selects in-place redraws.
     """
 
-    def __init__(self, target: int, width: int = 30, interval: float = 0.05, dynamic: bool | None = None,
+    def __init__(self, target: int, width: int = 30, interval: float | None = None, dynamic: bool | None = None,
                  unit: str = "step") -> None:
         self.target = int(target)
         self.width = width
-        self.interval = interval
+        self.interval = REFRESH_INTERVAL if interval is None else interval
         self.dynamic = _isatty(sys.stdout) if dynamic is None else bool(dynamic)
         self.unit = unit
         self.start = time.perf_counter()
