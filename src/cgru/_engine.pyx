@@ -268,6 +268,12 @@ cdef class GRUInference:
     cdef readonly Py_ssize_t input_size, units
     cdef cgru_dims dims
     cdef bint single
+    # Data pointers of the four arrays above, which this object keeps alive (and which numpy
+    # cannot reallocate while referenced here).
+    cdef const void *W
+    cdef const void *U
+    cdef const void *bx
+    cdef const void *bh
 
     def __init__(self, kernel, recurrent_kernel, input_bias, recurrent_bias, bint reverse,
                  bint reset_after, str activation, str recurrent_activation):
@@ -290,6 +296,10 @@ cdef class GRUInference:
         self.dtype = kernel.dtype
         self.single = kernel.dtype == np.float32
         self.input_size, self.units = I, H
+        if self.single:
+            _bind_pointers[float](self, kernel, recurrent_kernel, input_bias, recurrent_bias)
+        else:
+            _bind_pointers[double](self, kernel, recurrent_kernel, input_bias, recurrent_bias)
 
     def forward(self, x, h, lengths=None):
         """Run over x (B, T, I) from state h (B, H), which is overwritten with the final state.
@@ -305,17 +315,23 @@ cdef class GRUInference:
             raise ValueError(f"x must have shape (batch, time, {self.input_size}), got {x.shape}")
         _check_dim("h", h.shape, (x.shape[0], self.units))
         if self.single:
-            return _inference_forward[float](&self.dims, x, h, self.kernel, self.recurrent_kernel,
-                                             self.input_bias, self.recurrent_bias, lengths)
-        return _inference_forward[double](&self.dims, x, h, self.kernel, self.recurrent_kernel,
-                                          self.input_bias, self.recurrent_bias, lengths)
+            return _inference_forward[float](self, x, h, lengths)
+        return _inference_forward[double](self, x, h, lengths)
 
 
-cdef object _inference_forward(const cgru_dims *dims, const floating[:, :, ::1] x, floating[:, ::1] h,
-                               const floating[:, ::1] W, const floating[:, ::1] U,
-                               const floating[::1] bx, const floating[::1] bh, object lengths):
-    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], H = U.shape[0]
-    cdef cgru_dims d = dims[0]
+cdef void _bind_pointers(GRUInference g, const floating[:, ::1] W, const floating[:, ::1] U,
+                         const floating[::1] bx, const floating[::1] bh):
+    g.W, g.U, g.bx, g.bh = &W[0, 0], &U[0, 0], &bx[0], &bh[0]
+
+
+cdef object _inference_forward(GRUInference g, const floating[:, :, ::1] x, floating[:, ::1] h,
+                               object lengths):
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], H = g.units
+    cdef const floating *W = <const floating *>g.W
+    cdef const floating *U = <const floating *>g.U
+    cdef const floating *bx = <const floating *>g.bx
+    cdef const floating *bh = <const floating *>g.bh
+    cdef cgru_dims d = g.dims
     d.batch, d.time = <int>B, <int>T
     d.lengths = _lengths_ptr(lengths, B, T)
     dtype = np.float32 if floating is float else np.float64
@@ -326,11 +342,11 @@ cdef object _inference_forward(const cgru_dims *dims, const floating[:, :, ::1] 
     cdef int status
     with nogil:
         if floating is float:
-            status = cgru_forward_f32(&d, &x[0, 0, 0], &W[0, 0], &U[0, 0], &bx[0], &bh[0], &h[0, 0],
-                                      NULL, &y[0, 0, 0], &h[0, 0], NULL, NULL)
+            status = cgru_forward_f32(&d, &x[0, 0, 0], W, U, bx, bh, &h[0, 0], NULL, &y[0, 0, 0],
+                                      &h[0, 0], NULL, NULL)
         else:
-            status = cgru_forward_f64(&d, &x[0, 0, 0], &W[0, 0], &U[0, 0], &bx[0], &bh[0], &h[0, 0],
-                                      NULL, &y[0, 0, 0], &h[0, 0], NULL, NULL)
+            status = cgru_forward_f64(&d, &x[0, 0, 0], W, U, bx, bh, &h[0, 0], NULL, &y[0, 0, 0],
+                                      &h[0, 0], NULL, NULL)
     if status == CGRU_ENOMEM:
         raise MemoryError("cgru: out of memory in GRUInference.forward")
     return out
