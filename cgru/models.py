@@ -326,41 +326,46 @@ class Sequential:
     reset_state = reset_states
 
     # ------------------------------------------------------------------------- summaries
-    def summary(self, line_length: int = 80, print_fn: Any = None) -> None:
-        """Print a Keras-like table of the layers, output shapes and parameter counts."""
+    def summary(self, line_length: int | None = None, print_fn: Any = None) -> None:
+        """Print a Keras-like table of the layers, output shapes and parameter counts.
+
+        Columns widen to fit long names; ``line_length`` sets a minimum width (default 65);
+        ``print_fn`` receives each line (default: ``print``).
+        """
         self._require_built("summary()")
         print_fn = print_fn or print
-        cols = [int(line_length * 0.45), int(line_length * 0.85), line_length]
+        rows = []
+        shape: Any = self._build_input_shape
+        for layer in self._layers:
+            shape = layer.compute_output_shape(shape)
+            rows.append([f" {layer.name} ({type(layer).__name__})", str(shape).replace("'", ""),
+                         f"{layer.count_params():,}"])
+        header = [" Layer (type)", "Output Shape", "Param #"]
+        widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(3)]
+        width = max(line_length or 65, sum(widths))
+        widths[0] = max(widths[0], int(width * 0.45))
+        widths[1] = max(widths[1], int(width * 0.85) - widths[0])
+        widths[2] = width - widths[0] - widths[1]
 
         def row(fields: list) -> str:
-            line = ""
-            for i, field in enumerate(fields):
-                if i > 0:
-                    line = line[:-1] + " "
-                line += str(field)
-                line = line[:cols[i]].ljust(cols[i])
-            return line
+            return "".join(str(f).ljust(w) for f, w in zip(fields, widths))
 
-        lines = [f'Model: "{self.name}"', "_" * line_length,
-                 row([" Layer (type)", "Output Shape", "Param #"]), "=" * line_length]
-        shape: Any = self._build_input_shape
-        for i, layer in enumerate(self._layers):
-            shape = layer.compute_output_shape(shape)
-            shown = str(shape).replace("'", "")
-            lines.append(row([f" {layer.name} ({type(layer).__name__})", shown, f"{layer.count_params():,}"]))
-            if i < len(self._layers) - 1:
+        lines = [f'Model: "{self.name}"', "_" * width, row(header), "=" * width]
+        for i, fields in enumerate(rows):
+            lines.append(row(fields))
+            if i < len(rows) - 1:
                 lines.append("")
         total = self.count_params()
         trainable = sum(int(np.prod(p.shape)) for p in self.trainable_weights)
         total_bytes = sum(int(np.prod(p.shape)) * p.value.dtype.itemsize for p in self.weights)
         train_bytes = sum(int(np.prod(p.shape)) * p.value.dtype.itemsize for p in self.trainable_weights)
-        lines += ["=" * line_length,
+        lines += ["=" * width,
                   f"Total params: {total:,} ({_readable_bytes(total_bytes)})",
                   f"Trainable params: {trainable:,} ({_readable_bytes(train_bytes)})",
                   f"Non-trainable params: {total - trainable:,} ({_readable_bytes(total_bytes - train_bytes)})",
-                  "_" * line_length]
+                  "_" * width]
         for line in lines:
-            print_fn(line)
+            print_fn(line.rstrip() if line.strip() else line)
 
     # ------------------------------------------------------------------------ running
     def _check_input_shape(self, shape: tuple) -> None:
