@@ -14,6 +14,7 @@ A Keras-style API over interchangeable backends::
 from . import callbacks, initializers, losses, metrics, optimizers
 from .backends import available_backends, get_backend, get_ops, register_backend, set_backend
 from .config import epsilon, floatx, set_epsilon, set_floatx, set_random_seed
+from .interop import from_keras, from_torch, from_torch_state_dict, to_torch_state_dict
 from .layers import GRU, Bidirectional, Dense, Dropout, Embedding, Layer, Parameter, register_layer
 from .models import Sequential
 from .runtime import backend_info, get_num_threads, num_threads, set_num_threads
@@ -35,6 +36,9 @@ __all__ = [
     "callbacks",
     "epsilon",
     "floatx",
+    "from_keras",
+    "from_torch",
+    "from_torch_state_dict",
     "get_backend",
     "get_num_threads",
     "get_ops",
@@ -51,4 +55,5 @@ __all__ = [
     "set_floatx",
     "set_num_threads",
     "set_random_seed",
+    "to_torch_state_dict",
 ]
