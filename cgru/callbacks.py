@@ -135,8 +135,10 @@ class History(Callback):
         try:
             import matplotlib.pyplot as plt
         except ImportError as exc:
-            raise ImportError("History.plot() needs matplotlib: install it with `pip install matplotlib` "
-                              "(or `pip install cgru[plot]`)") from exc
+            raise ImportError(
+                "History.plot() needs matplotlib: install it with `pip install matplotlib` "
+                "(or `pip install cgru[plot]`)"
+            ) from exc
         if keys is None:
             keys = [k for k in ("loss", "val_loss") if k in self.history]
         elif isinstance(keys, str):
@@ -177,9 +179,17 @@ class EarlyStopping(Callback):
     ends. ``baseline``: stop unless the value beats it; ``start_from_epoch``: ignore earlier
     epochs."""
 
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
-                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
-                 start_from_epoch: int = 0) -> None:
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
         super().__init__()
         self.monitor = monitor
         self.mode = _monitor_mode(mode, monitor)
@@ -214,8 +224,11 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
         if current is None:
-            warnings.warn(f"EarlyStopping is monitoring {self.monitor!r}, which is not in the logs "
-                          f"(available: {sorted(logs or {})})", stacklevel=2)
+            warnings.warn(
+                f"EarlyStopping is monitoring {self.monitor!r}, which is not in the logs "
+                f"(available: {sorted(logs or {})})",
+                stacklevel=2,
+            )
             return
         if epoch < self.start_from_epoch:
             return
@@ -254,9 +267,17 @@ class ModelCheckpoint(Callback):
     otherwise the whole model (``cgru.load_model`` reads it).
     """
 
-    def __init__(self, filepath: Any, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
-                 save_weights_only: bool = False, mode: str = "auto", save_freq: Any = "epoch",
-                 initial_value_threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        filepath: Any,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        mode: str = "auto",
+        save_freq: Any = "epoch",
+        initial_value_threshold: float | None = None,
+    ) -> None:
         super().__init__()
         import os
 
@@ -266,7 +287,9 @@ class ModelCheckpoint(Callback):
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
         self.mode = _monitor_mode(mode, monitor)
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+        if save_freq != "epoch" and (
+            isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
+        ):
             raise ValueError(f"save_freq must be 'epoch' or a positive int, got {save_freq!r}")
         self.save_freq = save_freq
         self.initial_value_threshold = initial_value_threshold
@@ -290,8 +313,10 @@ class ModelCheckpoint(Callback):
         try:
             return self.filepath.format(epoch=epoch + 1, **logs)
         except KeyError as exc:
-            raise ValueError(f"ModelCheckpoint filepath {self.filepath!r} uses {exc}, which is not in the "
-                             f"logs (available: epoch, {', '.join(sorted(logs))})") from None
+            raise ValueError(
+                f"ModelCheckpoint filepath {self.filepath!r} uses {exc}, which is not in the "
+                f"logs (available: epoch, {', '.join(sorted(logs))})"
+            ) from None
 
     def _save(self, epoch: int, logs: dict) -> None:
         logs = logs or {}
@@ -299,16 +324,21 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             current = logs.get(self.monitor)
             if current is None:
-                warnings.warn(f"ModelCheckpoint can save the best model only with {self.monitor!r} "
-                              f"available, skipping (available: {sorted(logs)})", stacklevel=2)
+                warnings.warn(
+                    f"ModelCheckpoint can save the best model only with {self.monitor!r} "
+                    f"available, skipping (available: {sorted(logs)})",
+                    stacklevel=2,
+                )
                 return
             if not self._better(current):
                 if self.verbose > 0:
                     print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best}")
                 return
             if self.verbose > 0:
-                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {current}, "
-                      f"saving model to {path}")
+                print(
+                    f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {current}, "
+                    f"saving model to {path}"
+                )
             self.best = current
         elif self.verbose > 0:
             print(f"Epoch {epoch + 1}: saving model to {path}")

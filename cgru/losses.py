@@ -56,16 +56,20 @@ def align_targets(y_true: Any, y_pred: Any, sparse: bool = False, what: str = "y
         if tshape == pshape[:-1] + (1,) and len(pshape) > 1:
             y_true = y_true.reshape(pshape[:-1])
         elif tshape != pshape[:-1]:
-            raise ValueError(f"sparse targets {what} must have shape {pshape[:-1]} (the output shape "
-                             f"{pshape} without the class axis), got {tshape}")
+            raise ValueError(
+                f"sparse targets {what} must have shape {pshape[:-1]} (the output shape "
+                f"{pshape} without the class axis), got {tshape}"
+            )
         if y_true.dtype.kind == "f" and not bool(xp.all(y_true == xp.round(y_true))):
             raise ValueError(f"sparse targets {what} must be integer class ids")
         y_true = y_true.astype(np.int64)
         if y_true.size:
             lo, hi = int(y_true.min()), int(y_true.max())
             if lo < 0 or hi >= pshape[-1]:
-                raise ValueError(f"sparse targets {what} must be class ids in 0..{pshape[-1] - 1}, "
-                                 f"got values in {lo}..{hi}")
+                raise ValueError(
+                    f"sparse targets {what} must be class ids in 0..{pshape[-1] - 1}, "
+                    f"got values in {lo}..{hi}"
+                )
         return y_true
     if tshape != pshape:
         if len(tshape) == len(pshape) - 1 and pshape[-1] == 1 and tshape == pshape[:-1]:
@@ -88,8 +92,11 @@ def check_target_shape(y_shape: tuple, out_shape: tuple, sparse: bool, what: str
         ok = same(y_shape, out_shape[:-1]) or same(y_shape, (*out_shape[:-1], 1))
         expected = f"{out_shape[:-1]} (the output shape {out_shape} without the class axis)"
     else:
-        ok = (same(y_shape, out_shape) or (out_shape[-1] == 1 and same(y_shape, out_shape[:-1]))
-              or (y_shape[-1:] == (1,) and same(y_shape[:-1], out_shape)))
+        ok = (
+            same(y_shape, out_shape)
+            or (out_shape[-1] == 1 and same(y_shape, out_shape[:-1]))
+            or (y_shape[-1:] == (1,) and same(y_shape[:-1], out_shape))
+        )
         expected = f"{out_shape} (the model output shape)"
     if not ok:
         shown = tuple(y_shape)
@@ -223,8 +230,13 @@ class BinaryCrossentropy(Loss):
 
     accuracy = "binary_accuracy"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 reduction: str = "sum_over_batch_size", name: str | None = None):
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        reduction: str = "sum_over_batch_size",
+        name: str | None = None,
+    ):
         super().__init__(reduction, name or "binary_crossentropy")
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(label_smoothing)
@@ -248,7 +260,11 @@ class BinaryCrossentropy(Loss):
         return values, grads.astype(y_pred.dtype, copy=False)
 
     def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+        }
 
 
 def _categorical(xp, y, y_pred, from_logits):
@@ -277,8 +293,13 @@ class CategoricalCrossentropy(Loss):
 
     accuracy = "categorical_accuracy"
 
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 reduction: str = "sum_over_batch_size", name: str | None = None):
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        reduction: str = "sum_over_batch_size",
+        name: str | None = None,
+    ):
         super().__init__(reduction, name or "categorical_crossentropy")
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(label_smoothing)
@@ -292,7 +313,11 @@ class CategoricalCrossentropy(Loss):
         return _categorical(xp, y, y_pred, self.from_logits)
 
     def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+        }
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -301,8 +326,9 @@ class SparseCategoricalCrossentropy(Loss):
     sparse = True
     accuracy = "sparse_categorical_accuracy"
 
-    def __init__(self, from_logits: bool = False, reduction: str = "sum_over_batch_size",
-                 name: str | None = None):
+    def __init__(
+        self, from_logits: bool = False, reduction: str = "sum_over_batch_size", name: str | None = None
+    ):
         super().__init__(reduction, name or "sparse_categorical_crossentropy")
         self.from_logits = bool(from_logits)
 
@@ -315,14 +341,28 @@ class SparseCategoricalCrossentropy(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-_CLASSES = {cls.__name__: cls for cls in (MeanSquaredError, MeanAbsoluteError, Huber, BinaryCrossentropy,
-                                          CategoricalCrossentropy, SparseCategoricalCrossentropy)}
+_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        MeanSquaredError,
+        MeanAbsoluteError,
+        Huber,
+        BinaryCrossentropy,
+        CategoricalCrossentropy,
+        SparseCategoricalCrossentropy,
+    )
+}
 _ALIASES = {
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "huber": Huber, "huber_loss": Huber,
-    "binary_crossentropy": BinaryCrossentropy, "bce": BinaryCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy, "cce": CategoricalCrossentropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "huber": Huber,
+    "huber_loss": Huber,
+    "binary_crossentropy": BinaryCrossentropy,
+    "bce": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "cce": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
 }
 
@@ -365,8 +405,10 @@ def get(identifier: Any) -> Loss:
     if callable(identifier) and hasattr(identifier, "_loss_class"):
         return identifier._loss_class()
     if callable(identifier):
-        raise TypeError("a custom loss must subclass cgru.losses.Loss and implement "
-                        "_values(xp, y_true, y_pred) -> (values, gradients); plain functions have no gradient")
+        raise TypeError(
+            "a custom loss must subclass cgru.losses.Loss and implement "
+            "_values(xp, y_true, y_pred) -> (values, gradients); plain functions have no gradient"
+        )
     raise TypeError(f"loss must be a name or a cgru.losses.Loss, got {identifier!r}")
 
 

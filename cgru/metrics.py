@@ -79,9 +79,12 @@ class SparseCategoricalAccuracy(Metric):
 
 
 _NAMED = {
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "binary_accuracy": BinaryAccuracy, "categorical_accuracy": CategoricalAccuracy,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
 }
 KNOWN = (*_NAMED, "accuracy", "acc")
@@ -97,8 +100,9 @@ def check(identifier: Any) -> None:
         raise ValueError(f"unknown metric {identifier!r}; known: {list(KNOWN)}")
 
 
-def get(identifier: Any, loss: Any = None, y_shape: tuple | None = None,
-        out_shape: tuple | None = None) -> Metric:
+def get(
+    identifier: Any, loss: Any = None, y_shape: tuple | None = None, out_shape: tuple | None = None
+) -> Metric:
     """The metric for ``identifier``; "accuracy" is resolved from the loss (or the shapes)."""
     check(identifier)
     if isinstance(identifier, Metric):
@@ -117,5 +121,12 @@ def get(identifier: Any, loss: Any = None, y_shape: tuple | None = None,
     return _NAMED[kind or "categorical_accuracy"](identifier)
 
 
-__all__ = ["BinaryAccuracy", "CategoricalAccuracy", "MeanAbsoluteError", "MeanSquaredError", "Metric",
-           "SparseCategoricalAccuracy", "get"]
+__all__ = [
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Metric",
+    "SparseCategoricalAccuracy",
+    "get",
+]

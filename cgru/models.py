@@ -48,7 +48,8 @@ _COMPILE_IGNORED = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_s
 
 def _multi_output(layer: Layer) -> bool:
     return bool(getattr(layer, "return_state", False)) or (
-        isinstance(layer, Bidirectional) and layer.merge_mode is None)
+        isinstance(layer, Bidirectional) and layer.merge_mode is None
+    )
 
 
 def _readable_bytes(n: float) -> str:
@@ -130,10 +131,14 @@ class Sequential:
         if any(layer is other for other in self._layers):
             raise ValueError(f"layer {layer.name!r} is already in the model")
         if any(layer.name == other.name for other in self._layers):
-            raise ValueError(f"the model already has a layer named {layer.name!r}; layer names must be unique")
+            raise ValueError(
+                f"the model already has a layer named {layer.name!r}; layer names must be unique"
+            )
         if self._layers and _multi_output(self._layers[-1]):
-            raise ValueError(f"layer {self._layers[-1].name!r} returns several outputs, so it must be the "
-                             "last layer of a Sequential model")
+            raise ValueError(
+                f"layer {self._layers[-1].name!r} returns several outputs, so it must be the "
+                "last layer of a Sequential model"
+            )
         with self._lock:
             if self.built:
                 ops = self._current_ops()
@@ -216,12 +221,15 @@ class Sequential:
         if input_shape is None:
             input_shape = self._layers[0]._batch_input_shape
             if input_shape is None:
-                raise ValueError("build() needs an input shape: pass it, e.g. build((None, time, features)), "
-                                 "or give the first layer input_shape=")
+                raise ValueError(
+                    "build() needs an input shape: pass it, e.g. build((None, time, features)), "
+                    "or give the first layer input_shape="
+                )
         input_shape = check_shape(input_shape, "input_shape")
         if len(input_shape) < 2:
-            raise ValueError(f"input_shape must include the batch axis, e.g. (None, time, features); "
-                             f"got {input_shape}")
+            raise ValueError(
+                f"input_shape must include the batch axis, e.g. (None, time, features); got {input_shape}"
+            )
         input_shape = (None, *input_shape[1:])
         with self._lock:
             ops = self._current_ops()
@@ -230,15 +238,21 @@ class Sequential:
             try:
                 for i, layer in enumerate(self._layers):
                     if isinstance(shape, list):
-                        raise ValueError(f"layer {self._layers[i - 1].name!r} returns several outputs, so it "
-                                         "must be the last layer of a Sequential model")
+                        raise ValueError(
+                            f"layer {self._layers[i - 1].name!r} returns several outputs, so it "
+                            "must be the last layer of a Sequential model"
+                        )
                     layer._bind(ops)
                     if not layer.built:
                         newly_built.append(layer)
                         layer._maybe_build(shape)
-                    elif layer.build_input_shape is not None and not _compatible(layer.build_input_shape, shape):
-                        raise ValueError(f"layer {layer.name!r} was built for input shape "
-                                         f"{layer.build_input_shape}, but receives {shape} in this model")
+                    elif layer.build_input_shape is not None and not _compatible(
+                        layer.build_input_shape, shape
+                    ):
+                        raise ValueError(
+                            f"layer {layer.name!r} was built for input shape "
+                            f"{layer.build_input_shape}, but receives {shape} in this model"
+                        )
                     shape = layer.compute_output_shape(shape)
             except Exception:
                 for layer in newly_built:
@@ -257,8 +271,14 @@ class Sequential:
             self._fast = None
             return
         shape = self._build_input_shape
-        self._fast = (self._ops, first._np_dtype, len(shape), shape[-1],
-                      tuple(layer._infer for layer in self._layers), self._ops.xp.ndarray)
+        self._fast = (
+            self._ops,
+            first._np_dtype,
+            len(shape),
+            shape[-1],
+            tuple(layer._infer for layer in self._layers),
+            self._ops.xp.ndarray,
+        )
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
@@ -280,8 +300,10 @@ class Sequential:
 
     def _require_built(self, what: str) -> None:
         if not self.built:
-            raise ValueError(f"this model has not yet been built, so {what} is not available: build it with "
-                             "build((None, time, features)), give the first layer input_shape=, or call it on data")
+            raise ValueError(
+                f"this model has not yet been built, so {what} is not available: build it with "
+                "build((None, time, features)), give the first layer input_shape=, or call it on data"
+            )
 
     # --------------------------------------------------------------------------- weights
     @property
@@ -338,8 +360,13 @@ class Sequential:
         shape: Any = self._build_input_shape
         for layer in self._layers:
             shape = layer.compute_output_shape(shape)
-            rows.append([f" {layer.name} ({type(layer).__name__})", str(shape).replace("'", ""),
-                         f"{layer.count_params():,}"])
+            rows.append(
+                [
+                    f" {layer.name} ({type(layer).__name__})",
+                    str(shape).replace("'", ""),
+                    f"{layer.count_params():,}",
+                ]
+            )
         header = [" Layer (type)", "Output Shape", "Param #"]
         widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(3)]
         width = max(line_length or 65, sum(widths))
@@ -359,11 +386,13 @@ class Sequential:
         trainable = sum(int(np.prod(p.shape)) for p in self.trainable_weights)
         total_bytes = sum(int(np.prod(p.shape)) * p.value.dtype.itemsize for p in self.weights)
         train_bytes = sum(int(np.prod(p.shape)) * p.value.dtype.itemsize for p in self.trainable_weights)
-        lines += ["=" * width,
-                  f"Total params: {total:,} ({_readable_bytes(total_bytes)})",
-                  f"Trainable params: {trainable:,} ({_readable_bytes(train_bytes)})",
-                  f"Non-trainable params: {total - trainable:,} ({_readable_bytes(total_bytes - train_bytes)})",
-                  "_" * width]
+        lines += [
+            "=" * width,
+            f"Total params: {total:,} ({_readable_bytes(total_bytes)})",
+            f"Trainable params: {trainable:,} ({_readable_bytes(train_bytes)})",
+            f"Non-trainable params: {total - trainable:,} ({_readable_bytes(total_bytes - train_bytes)})",
+            "_" * width,
+        ]
         for line in lines:
             print_fn(line.rstrip() if line.strip() else line)
 
@@ -375,8 +404,9 @@ class Sequential:
         if not bad and not isinstance(first, Embedding) and expected[-1] is not None:
             bad = shape[-1] != expected[-1]
         if bad:
-            raise ValueError(f"model {self.name!r} expects input of shape {expected} (batch first), "
-                             f"got {tuple(shape)}")
+            raise ValueError(
+                f"model {self.name!r} expects input of shape {expected} (batch first), got {tuple(shape)}"
+            )
 
     def _ensure_built_for(self, shape: tuple) -> None:
         if not self.built:
@@ -385,7 +415,9 @@ class Sequential:
             with self._lock:
                 if not self.built:
                     if len(shape) < 2:
-                        raise ValueError(f"input must have a batch axis and at least one more, got shape {shape}")
+                        raise ValueError(
+                            f"input must have a batch axis and at least one more, got shape {shape}"
+                        )
                     self.build((None, *shape[1:]))
         self._check_input_shape(tuple(shape))
 
@@ -427,8 +459,13 @@ class Sequential:
         fast = self._fast
         if fast is not None and lengths is None and training is False:
             ops, dtype, ndim, features, fns, array_type = fast
-            if (type(x) is array_type and x.dtype == dtype and x.ndim == ndim and x.shape[-1] == features
-                    and (self._device is not None or get_ops() is ops)):
+            if (
+                type(x) is array_type
+                and x.dtype == dtype
+                and x.ndim == ndim
+                and x.shape[-1] == features
+                and (self._device is not None or get_ops() is ops)
+            ):
                 for f in fns:
                     x = f(x)
                 return x
@@ -510,8 +547,10 @@ class Sequential:
             raise ValueError(f"{what}() needs targets y")
         y = as_numeric_array(y, "y")
         if y.ndim < 1 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"x and y must have the same number of samples: x has {x.shape[0]}, "
-                             f"y has {y.shape[0] if y.ndim else 'none (a scalar)'}")
+            raise ValueError(
+                f"x and y must have the same number of samples: x has {x.shape[0]}, "
+                f"y has {y.shape[0] if y.ndim else 'none (a scalar)'}"
+            )
         self._ensure_built_for(tuple(x.shape))
         lengths = self._check_lengths(lengths, tuple(x.shape))
         first = self._layers[0]
@@ -527,8 +566,9 @@ class Sequential:
                 raise ValueError("sparse targets y must be integer class ids")
             lo, hi = y.min(), y.max()
             if lo < 0 or hi >= out_shape[-1]:
-                raise ValueError(f"sparse targets y must be class ids in 0..{out_shape[-1] - 1}, "
-                                 f"got values in {lo}..{hi}")
+                raise ValueError(
+                    f"sparse targets y must be class ids in 0..{out_shape[-1] - 1}, got values in {lo}..{hi}"
+                )
         return x, y, lengths, out_shape
 
     def _resolve_metrics(self, y_shape: tuple, out_shape: tuple) -> list:
@@ -542,8 +582,9 @@ class Sequential:
         ops = self._current_ops()
         xb = self._prepare_input(x)
         y_pred, caches, out_lengths = self._forward(xb, True, lengths)
-        y_true = _losses.align_targets(ops.asarray(y) if not self.loss.sparse else ops.xp.asarray(y),
-                                       y_pred, self.loss.sparse)
+        y_true = _losses.align_targets(
+            ops.asarray(y) if not self.loss.sparse else ops.xp.asarray(y), y_pred, self.loss.sparse
+        )
         mask = self._step_mask(out_lengths, y_pred) if out_lengths is not None and y_pred.ndim == 3 else None
         loss, dy = self.loss.value_and_grad(y_true, y_pred, mask)
         for p in self.weights:
@@ -568,10 +609,21 @@ class Sequential:
             return loss
         return [loss, *[s / c if c else 0.0 for s, c in stats]]
 
-    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
-            verbose: Any = "auto", callbacks: Any = None, validation_split: float = 0.0,
-            validation_data: Any = None, shuffle: bool = True, lengths: Any = None, initial_epoch: int = 0,
-            seed: int | None = None) -> _callbacks.History:
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: Any = "auto",
+        callbacks: Any = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        lengths: Any = None,
+        initial_epoch: int = 0,
+        seed: int | None = None,
+    ) -> _callbacks.History:
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size`` (default 32).
 
         ``validation_split``: hold out that last fraction of the samples (taken before
@@ -607,8 +659,10 @@ class Sequential:
         elif validation_split > 0:
             split_at = int(math.floor(n * (1.0 - validation_split)))
             if split_at == 0 or split_at == n:
-                raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
-                                 f"{split_at} for training and {n - split_at} for validation; both must be > 0")
+                raise ValueError(
+                    f"validation_split={validation_split} of {n} samples leaves "
+                    f"{split_at} for training and {n - split_at} for validation; both must be > 0"
+                )
             val = (x[split_at:], y[split_at:], _take(lengths, slice(split_at, None)))
             x, y, lengths = x[:split_at], y[:split_at], _take(lengths, slice(None, split_at))
             n = split_at
@@ -619,8 +673,9 @@ class Sequential:
         rng = np.random.default_rng(seed if seed is not None else _config.next_seed())
         steps = math.ceil(n / batch_size)
         history = _callbacks.History()
-        cbs = _callbacks.CallbackList([*cb_list, history], model=self,
-                                      params={"epochs": epochs, "steps": steps, "verbose": verbose})
+        cbs = _callbacks.CallbackList(
+            [*cb_list, history], model=self, params={"epochs": epochs, "steps": steps, "verbose": verbose}
+        )
         self.stop_training = False
         cbs.on_train_begin({})
         logs: dict = {}
@@ -671,8 +726,9 @@ class Sequential:
         self.history = history
         return history
 
-    def _evaluate_arrays(self, x: Any, y: Any, lengths: Any, batch_size: int, metric_objs: list,
-                         bar: Any = None) -> dict:
+    def _evaluate_arrays(
+        self, x: Any, y: Any, lengths: Any, batch_size: int, metric_objs: list, bar: Any = None
+    ) -> dict:
         ops = self._ensure_bound()
         n = x.shape[0]
         loss_sum, seen = 0.0, 0
@@ -683,7 +739,9 @@ class Sequential:
             y_pred, _, out_lengths = self._forward(self._prepare_input(x[sl]), False, _take(lengths, sl))
             yb = _metric_targets(ops, y[sl])
             y_true = _losses.align_targets(yb, y_pred, self.loss.sparse)
-            mask = self._step_mask(out_lengths, y_pred) if out_lengths is not None and y_pred.ndim == 3 else None
+            mask = (
+                self._step_mask(out_lengths, y_pred) if out_lengths is not None and y_pred.ndim == 3 else None
+            )
             value = self.loss.value_and_grad(y_true, y_pred, mask)[0]
             loss_sum += value * y_pred.shape[0]
             seen += y_pred.shape[0]
@@ -697,8 +755,15 @@ class Sequential:
         logs.update({m.name: (s / c if c else 0.0) for m, (s, c) in zip(metric_objs, sums)})
         return logs
 
-    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: Any = 0,
-                 lengths: Any = None, return_dict: bool = False) -> Any:
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: Any = 0,
+        lengths: Any = None,
+        return_dict: bool = False,
+    ) -> Any:
         """Loss (and metrics) on ``(x, y)``: a float, ``[loss, *metrics]`` when there are metrics,
         or a dict with ``return_dict=True``."""
         self._require_compiled("evaluate")

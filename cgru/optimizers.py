@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 
-def _check_float(value: Any, name: str, lo: float = 0.0, hi: float = math.inf, hi_open: bool = False) -> float:
+def _check_float(
+    value: Any, name: str, lo: float = 0.0, hi: float = math.inf, hi_open: bool = False
+) -> float:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got {value!r}")
     try:
@@ -45,9 +47,15 @@ def _xp_of(a: Any) -> Any:
 class Optimizer:
     """Base class: subclasses implement ``_update(param, grad, slots, lr)`` (in place)."""
 
-    def __init__(self, learning_rate: Any = 0.001, weight_decay: float | None = None,
-                 clipnorm: float | None = None, clipvalue: float | None = None,
-                 global_clipnorm: float | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        name: str | None = None,
+    ) -> None:
         if callable(learning_rate):
             self.learning_rate = learning_rate
         else:
@@ -55,7 +63,9 @@ class Optimizer:
         self.weight_decay = None if weight_decay is None else _check_float(weight_decay, "weight_decay")
         self.clipnorm = None if clipnorm is None else _check_float(clipnorm, "clipnorm")
         self.clipvalue = None if clipvalue is None else _check_float(clipvalue, "clipvalue")
-        self.global_clipnorm = None if global_clipnorm is None else _check_float(global_clipnorm, "global_clipnorm")
+        self.global_clipnorm = (
+            None if global_clipnorm is None else _check_float(global_clipnorm, "global_clipnorm")
+        )
         if self.clipnorm is not None and self.global_clipnorm is not None:
             raise ValueError("only one of clipnorm and global_clipnorm can be set")
         self.name = name or type(self).__name__.lower()
@@ -116,9 +126,14 @@ class Optimizer:
     # ---------------------------------------------------------------------------- config
     def get_config(self) -> dict:
         lr = self.learning_rate
-        config = {"name": self.name, "learning_rate": None if callable(lr) else lr,
-                  "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
-                  "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
+        config = {
+            "name": self.name,
+            "learning_rate": None if callable(lr) else lr,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "clipvalue": self.clipvalue,
+            "global_clipnorm": self.global_clipnorm,
+        }
         return config
 
     @classmethod
@@ -136,7 +151,9 @@ class SGD(Optimizer):
     """Gradient descent with optional momentum (Keras: ``m = momentum*m - lr*g; w += m``;
     Nesterov: ``w += momentum*m - lr*g``). Default learning rate 0.01."""
 
-    def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs: Any):
+    def __init__(
+        self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs: Any
+    ):
         super().__init__(learning_rate, **kwargs)
         self.momentum = _check_float(momentum, "momentum", 0.0, 1.0)
         self.nesterov = bool(nesterov)
@@ -162,8 +179,15 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Keras: bias correction folded into the step size; epsilon outside the square root)."""
 
-    def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, amsgrad: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(learning_rate, **kwargs)
         self.beta_1 = _check_float(beta_1, "beta_1", 0.0, 1.0, hi_open=True)
         self.beta_2 = _check_float(beta_2, "beta_2", 0.0, 1.0, hi_open=True)
@@ -178,7 +202,7 @@ class Adam(Optimizer):
             if self.amsgrad:
                 slots["vhat"] = xp.zeros_like(p.value)
         step = self.iterations + 1
-        alpha = lr * math.sqrt(1 - self.beta_2 ** step) / (1 - self.beta_1 ** step)
+        alpha = lr * math.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
         m, v = slots["m"], slots["v"]
         m += (g - m) * (1 - self.beta_1)
         v += (g * g - v) * (1 - self.beta_2)
@@ -189,25 +213,52 @@ class Adam(Optimizer):
         p.value -= (m * alpha) / (xp.sqrt(v) + self.epsilon)
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "amsgrad": self.amsgrad,
+        }
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (default ``weight_decay=0.004``, as Keras)."""
 
-    def __init__(self, learning_rate: Any = 0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
-                 beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False, **kwargs: Any):
-        super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad,
-                         weight_decay=weight_decay, **kwargs)
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        weight_decay: float = 0.004,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            learning_rate,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            amsgrad=amsgrad,
+            weight_decay=weight_decay,
+            **kwargs,
+        )
 
 
 class RMSprop(Optimizer):
     """RMSprop (Keras: ``v = rho*v + (1-rho)*g**2; w -= lr*g/sqrt(v + epsilon)``, optional
     momentum and centering)."""
 
-    def __init__(self, learning_rate: Any = 0.001, rho: float = 0.9, momentum: float = 0.0,
-                 epsilon: float = 1e-7, centered: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(learning_rate, **kwargs)
         self.rho = _check_float(rho, "rho", 0.0, 1.0)
         self.momentum = _check_float(momentum, "momentum", 0.0, 1.0)
@@ -242,8 +293,13 @@ class RMSprop(Optimizer):
             p.value -= increment
 
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
-                "epsilon": self.epsilon, "centered": self.centered}
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
 
 
 _CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop)}
@@ -262,7 +318,9 @@ def get(identifier: Any) -> Optimizer:
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = _CLASSES.get(identifier["class_name"]) or _ALIASES.get(str(identifier["class_name"]).lower())
         if cls is None:
-            raise ValueError(f"unknown optimizer class {identifier['class_name']!r}; known: {sorted(_CLASSES)}")
+            raise ValueError(
+                f"unknown optimizer class {identifier['class_name']!r}; known: {sorted(_CLASSES)}"
+            )
         return cls.from_config(dict(identifier.get("config") or {}))
     raise TypeError(f"optimizer must be a name or a cgru.optimizers.Optimizer, got {identifier!r}")
 

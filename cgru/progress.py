@@ -71,8 +71,14 @@ class Progbar:
     stdout is a terminal) selects in-place redraws.
     """
 
-    def __init__(self, target: int, width: int = 30, interval: float | None = None, dynamic: bool | None = None,
-                 unit: str = "step") -> None:
+    def __init__(
+        self,
+        target: int,
+        width: int = 30,
+        interval: float | None = None,
+        dynamic: bool | None = None,
+        unit: str = "step",
+    ) -> None:
         self.target = int(target)
         self.width = width
         self.interval = REFRESH_INTERVAL if interval is None else interval
@@ -121,16 +127,20 @@ class Progbar:
         steps = self.target if steps is None else steps
         elapsed = time.perf_counter() - self.start
         per = elapsed / steps if steps else 0.0
-        line = (f"{self._bar(steps)} - {format_duration(elapsed)} {format_per_step(per, self.unit)}"
-                f"{format_logs(logs or {})}")
+        line = (
+            f"{self._bar(steps)} - {format_duration(elapsed)} {format_per_step(per, self.unit)}"
+            f"{format_logs(logs or {})}"
+        )
         self._write(line, True)
 
 
 def epoch_line(epoch: int, epochs: int, steps: int, elapsed: float, logs: dict) -> str:
     """The ``verbose=2`` line of one epoch."""
     per = elapsed / steps if steps else 0.0
-    return (f"Epoch {epoch}/{epochs} - {steps}/{steps} - {format_duration(elapsed)} - "
-            f"{format_per_step(per)}{format_logs(logs)}")
+    return (
+        f"Epoch {epoch}/{epochs} - {steps}/{steps} - {format_duration(elapsed)} - "
+        f"{format_per_step(per)}{format_logs(logs)}"
+    )
 
 
 def write_line(line: str) -> None:

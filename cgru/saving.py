@@ -88,14 +88,18 @@ def _read(path: Any, formats: tuple[str, ...]) -> tuple[dict, list[np.ndarray]]:
     try:
         npz = np.load(path, allow_pickle=False)
     except _READ_ERRORS as exc:
-        raise ValueError(f"{path!r} is not a cgru model file: it is not a readable .npz archive "
-                         f"(truncated or corrupted?): {exc}") from None
+        raise ValueError(
+            f"{path!r} is not a cgru model file: it is not a readable .npz archive "
+            f"(truncated or corrupted?): {exc}"
+        ) from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise ValueError(f"{path!r} is not a cgru model file: it holds a single array, not an .npz archive")
     with npz:
         if CONFIG_KEY not in npz.files:
-            raise ValueError(f"{path!r} is not a cgru model file: it has no {CONFIG_KEY!r} entry "
-                             f"(entries: {npz.files[:10]})")
+            raise ValueError(
+                f"{path!r} is not a cgru model file: it has no {CONFIG_KEY!r} entry "
+                f"(entries: {npz.files[:10]})"
+            )
         try:
             raw = npz[CONFIG_KEY]
         except _READ_ERRORS as exc:
@@ -111,8 +115,10 @@ def _read(path: Any, formats: tuple[str, ...]) -> tuple[dict, list[np.ndarray]]:
             raise ValueError(f"{path!r} is not a {' or '.join(formats)} file (format {found!r})")
         version = meta.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-            raise ValueError(f"{path!r} has format version {version!r}; this cgru reads versions "
-                             f"1..{FORMAT_VERSION} (saved by cgru {meta.get('cgru_version')})")
+            raise ValueError(
+                f"{path!r} has format version {version!r}; this cgru reads versions "
+                f"1..{FORMAT_VERSION} (saved by cgru {meta.get('cgru_version')})"
+            )
         specs = meta.get("weights")
         if not isinstance(specs, list):
             raise ValueError(f"{path!r} is corrupted: its config has no weight list")
@@ -130,8 +136,10 @@ def _read(path: Any, formats: tuple[str, ...]) -> tuple[dict, list[np.ndarray]]:
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"{path!r} is corrupted: bad description of weight {i}: {exc}") from None
             if arr.shape != shape or arr.dtype != dtype:
-                raise ValueError(f"{path!r} is corrupted: weight {i} is {arr.dtype}{arr.shape}, "
-                                 f"the config says {dtype}{shape}")
+                raise ValueError(
+                    f"{path!r} is corrupted: weight {i} is {arr.dtype}{arr.shape}, "
+                    f"the config says {dtype}{shape}"
+                )
             if _digest(arr) != digest:
                 raise ValueError(f"{path!r} is corrupted: weight {i} does not match its SHA-256 digest")
             weights.append(arr)
@@ -157,8 +165,11 @@ def load_model(path: Any, compile: bool = True, device: str | None = None) -> An
     model.set_weights(weights)
     compile_config = meta.get("compile")
     if compile and compile_config:
-        model.compile(optimizer=compile_config["optimizer"], loss=compile_config["loss"],
-                      metrics=compile_config.get("metrics") or None)
+        model.compile(
+            optimizer=compile_config["optimizer"],
+            loss=compile_config["loss"],
+            metrics=compile_config.get("metrics") or None,
+        )
     return model
 
 

@@ -47,8 +47,9 @@ def test_gru_matches_torch(ops, rng, use_lengths):
     tgru = torch.nn.GRU(I, H, batch_first=True).double()
     x = rng.standard_normal((B, T, I))
     lengths = np.array([7, 3, 1, 5]) if use_lengths else np.full(B, T)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
-                                                     batch_first=True, enforce_sorted=False)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        torch.from_numpy(x), torch.from_numpy(lengths), batch_first=True, enforce_sorted=False
+    )
     out, h_n = tgru(packed)
     out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
     layer = built(GRU(H, return_sequences=True, return_state=True, dtype="float64"), ops, (None, T, I))
@@ -66,12 +67,14 @@ def test_bidirectional_matches_torch(ops, rng, use_lengths):
     tgru = torch.nn.GRU(I, H, batch_first=True, bidirectional=True).double()
     x = rng.standard_normal((B, T, I))
     lengths = np.array([6, 2, 4]) if use_lengths else np.full(B, T)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
-                                                     batch_first=True, enforce_sorted=False)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        torch.from_numpy(x), torch.from_numpy(lengths), batch_first=True, enforce_sorted=False
+    )
     out, h_n = tgru(packed)
     out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
-    layer = built(Bidirectional(GRU(H, return_sequences=True, return_state=True, dtype="float64")), ops,
-                  (None, T, I))
+    layer = built(
+        Bidirectional(GRU(H, return_sequences=True, return_state=True, dtype="float64")), ops, (None, T, I)
+    )
     layer.set_weights(torch_to_keras(tgru) + torch_to_keras(tgru, "_l0_reverse"))
     (y, hf, hb), _ = run(layer, x, lengths if use_lengths else None)
     np.testing.assert_allclose(ops.to_numpy(y), out.detach().numpy(), atol=1e-12)
@@ -94,8 +97,18 @@ def test_gru_lengths_equal_unpadded_runs(ops, rng):
     x = rng.standard_normal((B, T, I))
     lengths = np.array([6, 0, 2, 4])
     for go_backwards in (False, True):
-        layer = built(GRU(H, return_sequences=True, return_state=True, go_backwards=go_backwards,
-                          dtype="float64", seed=3), ops, (None, None, I))
+        layer = built(
+            GRU(
+                H,
+                return_sequences=True,
+                return_state=True,
+                go_backwards=go_backwards,
+                dtype="float64",
+                seed=3,
+            ),
+            ops,
+            (None, None, I),
+        )
         (y, state), _ = run(layer, x, lengths)
         y, state = ops.to_numpy(y), ops.to_numpy(state)
         for b in range(B):
@@ -104,7 +117,7 @@ def test_gru_lengths_equal_unpadded_runs(ops, rng):
             if L == 0:
                 np.testing.assert_array_equal(state[b], 0)
                 continue
-            (yb, sb), _ = run(layer, x[b:b + 1, :L])
+            (yb, sb), _ = run(layer, x[b : b + 1, :L])
             np.testing.assert_allclose(y[b, :L], ops.to_numpy(yb)[0], atol=1e-12)
             np.testing.assert_allclose(state[b], ops.to_numpy(sb)[0], atol=1e-12)
 
@@ -151,8 +164,18 @@ def test_reset_after_false_and_activations_agree_across_backends(rng):
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)
     outs = []
     for name in backends_under_test():
-        layer = built(GRU(6, reset_after=False, activation="relu", recurrent_activation="hard_sigmoid",
-                          return_sequences=True, seed=4), cgru.get_ops(name), (None, 4, 5))
+        layer = built(
+            GRU(
+                6,
+                reset_after=False,
+                activation="relu",
+                recurrent_activation="hard_sigmoid",
+                return_sequences=True,
+                seed=4,
+            ),
+            cgru.get_ops(name),
+            (None, 4, 5),
+        )
         outs.append(np.asarray(run(layer, x, [4, 2, 3])[0]))
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
 
@@ -162,7 +185,7 @@ def test_gru_stateful_keeps_state_per_row(ops, rng):
     layer = built(GRU(4, stateful=True, return_sequences=True, dtype="float64", seed=2), ops, (None, None, 3))
     full, _ = run(layer, x)
     layer.reset_states()
-    parts = [ops.to_numpy(run(layer, x[:, t:t + 2])[0]) for t in range(0, 6, 2)]
+    parts = [ops.to_numpy(run(layer, x[:, t : t + 2])[0]) for t in range(0, 6, 2)]
     np.testing.assert_allclose(np.concatenate(parts, axis=1), ops.to_numpy(full), atol=1e-12)
     with pytest.raises(ValueError, match="batch"):
         run(layer, x[:1])
@@ -186,8 +209,9 @@ def test_gru_dropout_only_in_training(ops, rng):
     again = built(GRU(6, dropout=0.5, recurrent_dropout=0.5, dtype="float64", seed=5), ops, (None, 5, 3))
     again.set_weights(layer.get_weights())
     layer._rng = again._rng = None  # both generators back to the seed
-    np.testing.assert_array_equal(ops.to_numpy(run(layer, x, training=True)[0]),
-                                  ops.to_numpy(run(again, x, training=True)[0]))
+    np.testing.assert_array_equal(
+        ops.to_numpy(run(layer, x, training=True)[0]), ops.to_numpy(run(again, x, training=True)[0])
+    )
 
 
 def test_gru_recurrent_dropout_passes_scaled_mask(rng):
@@ -213,15 +237,27 @@ def test_gru_recurrent_dropout_passes_scaled_mask(rng):
 def test_bidirectional_merge_modes(ops, rng, mode):
     x = rng.standard_normal((3, 4, 2))
     lengths = np.array([4, 1, 3])
-    bi = built(Bidirectional(GRU(5, return_sequences=True, dtype="float64", seed=7), merge_mode=mode), ops,
-               (None, 4, 2))
+    bi = built(
+        Bidirectional(GRU(5, return_sequences=True, dtype="float64", seed=7), merge_mode=mode),
+        ops,
+        (None, 4, 2),
+    )
     f, b = bi.forward_layer, bi.backward_layer
-    assert (f.name.startswith("forward_"), b.name.startswith("backward_"), b.go_backwards) == (True, True, True)
+    assert (f.name.startswith("forward_"), b.name.startswith("backward_"), b.go_backwards) == (
+        True,
+        True,
+        True,
+    )
     yf = ops.to_numpy(run(f, x, lengths)[0])
     yb = reverse_padded(np, ops.to_numpy(run(b, x, lengths)[0]), lengths)  # re-reversed: time-aligned
     out, _ = run(bi, x, lengths)
-    expected = {"concat": np.concatenate([yf, yb], -1), "sum": yf + yb, "mul": yf * yb,
-                "ave": (yf + yb) / 2, None: [yf, yb]}[mode]
+    expected = {
+        "concat": np.concatenate([yf, yb], -1),
+        "sum": yf + yb,
+        "mul": yf * yb,
+        "ave": (yf + yb) / 2,
+        None: [yf, yb],
+    }[mode]
     if mode is None:
         for o, e in zip(out, expected):
             np.testing.assert_allclose(ops.to_numpy(o), e, atol=1e-12)
@@ -256,8 +292,13 @@ def test_dense_activations_over_last_axis(ops, rng, activation):
     layer = built(Dense(5, activation=activation, dtype="float64"), ops, (None, 3, 4))
     W, b = layer.get_weights()
     z = x @ W + b
-    expected = {None: z, "relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z),
-                "softmax": np.exp(z) / np.exp(z).sum(-1, keepdims=True)}[activation]
+    expected = {
+        None: z,
+        "relu": np.maximum(z, 0),
+        "sigmoid": 1 / (1 + np.exp(-z)),
+        "tanh": np.tanh(z),
+        "softmax": np.exp(z) / np.exp(z).sum(-1, keepdims=True),
+    }[activation]
     np.testing.assert_allclose(ops.to_numpy(run(layer, x)[0]), expected, atol=1e-12)
     np.testing.assert_allclose(ops.to_numpy(run(layer, x[:, 0])[0]), expected[:, 0], atol=1e-12)
     with pytest.raises(ValueError, match="activation"):
@@ -306,8 +347,18 @@ def test_initializers_by_name_and_seeded():
     assert np.abs(w).max() <= np.sqrt(6 / 50) and w.dtype == np.float64
     q = initializers.get("orthogonal")((8, 24), dtype="float64", rng=rng)
     np.testing.assert_allclose(q @ q.T, np.eye(8), atol=1e-12)
-    for name in ("zeros", "ones", "random_normal", "random_uniform", "truncated_normal", "glorot_normal",
-                 "he_normal", "lecun_uniform", "lecun_normal", "GlorotUniform"):
+    for name in (
+        "zeros",
+        "ones",
+        "random_normal",
+        "random_uniform",
+        "truncated_normal",
+        "glorot_normal",
+        "he_normal",
+        "lecun_uniform",
+        "lecun_normal",
+        "GlorotUniform",
+    ):
         assert initializers.get(name)((3, 4)).shape == (3, 4)
     assert np.all(initializers.get("zeros")((2, 2)) == 0) and np.all(initializers.get("ones")((2, 2)) == 1)
     a = initializers.RandomNormal(seed=3)((5,))
@@ -338,7 +389,9 @@ def test_floatx(ops, rng):
         cgru.set_floatx("float64")
         layer = built(GRU(3, return_sequences=True), ops, (None, 2, 4))
         assert layer.dtype == "float64"
-        assert ops.to_numpy(run(layer, rng.standard_normal((1, 2, 4)).astype(np.float32))[0]).dtype == np.float64
+        assert (
+            ops.to_numpy(run(layer, rng.standard_normal((1, 2, 4)).astype(np.float32))[0]).dtype == np.float64
+        )
         with pytest.raises(ValueError):
             cgru.set_floatx("float16")
     finally:
@@ -368,8 +421,9 @@ LAYER_CASES = {
     "gru_state": lambda: GRU(3, return_state=True, seed=2),
     "bi_concat": lambda: Bidirectional(GRU(3, return_sequences=True, seed=3)),
     "bi_mul_last": lambda: Bidirectional(GRU(3, seed=4), merge_mode="mul"),
-    "bi_ave_state": lambda: Bidirectional(GRU(3, return_sequences=True, return_state=True, seed=5),
-                                          merge_mode="ave"),
+    "bi_ave_state": lambda: Bidirectional(
+        GRU(3, return_sequences=True, return_state=True, seed=5), merge_mode="ave"
+    ),
     "bi_none": lambda: Bidirectional(GRU(2, return_sequences=True, seed=6), merge_mode=None),
     "dense_softmax": lambda: Dense(3, activation="softmax", seed=7),
     "dense_sigmoid": lambda: Dense(3, activation="sigmoid", seed=8),

@@ -33,13 +33,15 @@ def test_keras_example_summary_and_count_params(capsys):
 
 
 def test_count_params_bidirectional_embedding_reset_before():
-    model = Sequential([
-        Embedding(100, 8, input_shape=(None,)),
-        Bidirectional(GRU(16, return_sequences=True)),
-        GRU(12, reset_after=False),
-        Dropout(0.2),
-        Dense(3, activation="softmax"),
-    ])
+    model = Sequential(
+        [
+            Embedding(100, 8, input_shape=(None,)),
+            Bidirectional(GRU(16, return_sequences=True)),
+            GRU(12, reset_after=False),
+            Dropout(0.2),
+            Dense(3, activation="softmax"),
+        ]
+    )
     expected = 100 * 8 + 2 * gru_params(8, 16) + gru_params(32, 12, reset_after=False) + 12 * 3 + 3
     assert model.count_params() == expected
     lines = []
@@ -78,12 +80,15 @@ def test_call_and_predict_agree(ops, rng):
 
 
 def _stack(ops, dtype="float64"):
-    return Sequential([
-        GRU(5, return_sequences=True, dtype=dtype, seed=1),
-        Bidirectional(GRU(4, return_sequences=True, dtype=dtype, seed=2)),
-        Bidirectional(GRU(3, dtype=dtype, seed=3), merge_mode="sum"),
-        Dense(2, dtype=dtype, seed=4),
-    ], device=ops.name)
+    return Sequential(
+        [
+            GRU(5, return_sequences=True, dtype=dtype, seed=1),
+            Bidirectional(GRU(4, return_sequences=True, dtype=dtype, seed=2)),
+            Bidirectional(GRU(3, dtype=dtype, seed=3), merge_mode="sum"),
+            Dense(2, dtype=dtype, seed=4),
+        ],
+        device=ops.name,
+    )
 
 
 def test_lengths_through_stacked_and_bidirectional_layers(ops, rng):
@@ -97,14 +102,15 @@ def test_lengths_through_stacked_and_bidirectional_layers(ops, rng):
         noisy[b, L:] = 1e3
     np.testing.assert_array_equal(model.predict(noisy, lengths=lengths), padded)
     for b, L in enumerate(lengths):
-        alone = model.predict(x[b:b + 1, :L])
+        alone = model.predict(x[b : b + 1, :L])
         np.testing.assert_allclose(padded[b], alone[0], atol=1e-12)
     np.testing.assert_array_equal(ops.to_numpy(model(x, lengths=lengths)), padded)
 
 
 def test_sequence_outputs_are_zero_after_each_length(ops, rng):
-    model = Sequential([GRU(4, return_sequences=True, seed=1), Dense(3, activation="sigmoid", seed=2)],
-                       device=ops.name)
+    model = Sequential(
+        [GRU(4, return_sequences=True, seed=1), Dense(3, activation="sigmoid", seed=2)], device=ops.name
+    )
     x = rng.standard_normal((3, 6, 2))
     lengths = np.array([6, 2, 0])
     y = model.predict(x, lengths=lengths)
@@ -112,7 +118,7 @@ def test_sequence_outputs_are_zero_after_each_length(ops, rng):
         np.testing.assert_array_equal(y[b, L:], 0)
         assert np.all(y[b, :L] != 0)
         if L:
-            np.testing.assert_allclose(y[b, :L], model.predict(x[b:b + 1, :L])[0], atol=1e-6)
+            np.testing.assert_allclose(y[b, :L], model.predict(x[b : b + 1, :L])[0], atol=1e-6)
 
 
 def test_embedding_mask_zero_gives_lengths(ops, rng):
@@ -120,8 +126,9 @@ def test_embedding_mask_zero_gives_lengths(ops, rng):
     lengths = np.array([7, 4, 1, 3])
     for b, L in enumerate(lengths):
         ids[b, L:] = 0
-    masked = Sequential([Embedding(20, 4, mask_zero=True, seed=1), Bidirectional(GRU(3, seed=2))],
-                        device=ops.name)
+    masked = Sequential(
+        [Embedding(20, 4, mask_zero=True, seed=1), Bidirectional(GRU(3, seed=2))], device=ops.name
+    )
     plain = Sequential([Embedding(20, 4, seed=1), Bidirectional(GRU(3, seed=2))], device=ops.name)
     a = masked.predict(ids)
     plain.build((None, 7))
@@ -134,12 +141,17 @@ def test_embedding_mask_zero_gives_lengths(ops, rng):
 def test_stateful_streaming_equals_full_sequence(ops, rng, return_sequences):
     T = 9
     x = rng.standard_normal((2, T, 4)).astype(np.float32)
-    model = Sequential([GRU(8, stateful=True, return_sequences=True, input_shape=(None, 4), seed=1),
-                        GRU(6, stateful=True, return_sequences=return_sequences, seed=2),
-                        Dense(3, seed=3)], device=ops.name)
+    model = Sequential(
+        [
+            GRU(8, stateful=True, return_sequences=True, input_shape=(None, 4), seed=1),
+            GRU(6, stateful=True, return_sequences=return_sequences, seed=2),
+            Dense(3, seed=3),
+        ],
+        device=ops.name,
+    )
     full = model.predict(x)
     model.reset_states()
-    steps = [ops.to_numpy(model(np.ascontiguousarray(x[:, t:t + 1]))) for t in range(T)]
+    steps = [ops.to_numpy(model(np.ascontiguousarray(x[:, t : t + 1]))) for t in range(T)]
     if return_sequences:
         np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-5, atol=1e-6)
     else:
@@ -162,7 +174,9 @@ def test_stateful_output_does_not_alias_state(ops, rng):
 
 
 def test_return_state_last_layer(ops, rng):
-    model = Sequential([GRU(3, return_sequences=True, return_state=True, input_shape=(4, 2))], device=ops.name)
+    model = Sequential(
+        [GRU(3, return_sequences=True, return_state=True, input_shape=(4, 2))], device=ops.name
+    )
     y, h = model.predict(rng.standard_normal((5, 4, 2)), batch_size=2)
     assert y.shape == (5, 4, 3) and h.shape == (5, 3)
     np.testing.assert_array_equal(y[:, -1], h)

@@ -55,12 +55,15 @@ class Scale(Layer):
 
 
 def make_model(ops):
-    return Sequential([
-        GRU(6, return_sequences=True, input_shape=(None, 3), seed=1),
-        Scale(factor=2.0),
-        GlobalAveragePooling1D(),
-        Dense(1, seed=2),
-    ], device=ops.name)
+    return Sequential(
+        [
+            GRU(6, return_sequences=True, input_shape=(None, 3), seed=1),
+            Scale(factor=2.0),
+            GlobalAveragePooling1D(),
+            Dense(1, seed=2),
+        ],
+        device=ops.name,
+    )
 
 
 def test_plugin_layers_fit_summary_save_load(ops, rng, tmp_path):
@@ -89,13 +92,15 @@ def test_plugin_layers_fit_summary_save_load(ops, rng, tmp_path):
 
 
 def test_plugin_pooling_respects_lengths(ops, rng):
-    model = Sequential([GRU(4, return_sequences=True, input_shape=(None, 2), seed=3), GlobalAveragePooling1D()],
-                       device=ops.name)
+    model = Sequential(
+        [GRU(4, return_sequences=True, input_shape=(None, 2), seed=3), GlobalAveragePooling1D()],
+        device=ops.name,
+    )
     x = rng.standard_normal((3, 6, 2))
     lengths = np.array([6, 2, 4])
     out = model.predict(x, lengths=lengths)
     for b, L in enumerate(lengths):
-        np.testing.assert_allclose(out[b], model.predict(x[b:b + 1, :L])[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[b], model.predict(x[b : b + 1, :L])[0], rtol=1e-5, atol=1e-6)
 
 
 def test_plugin_gradient_finite_differences(ops, rng):
@@ -155,16 +160,20 @@ def test_loading_needs_the_class_registered(ops, tmp_path):
 
 def test_registry_name_collisions():
     with pytest.raises(ValueError, match="built-in"):
+
         @register_layer(name="GRU")
         class MyGRU(Layer):
             pass
 
     with pytest.raises(ValueError, match="another layer class"):
+
         @register_layer(name="Scale")
         class Scale(Layer):  # same class name, different class (module-level Scale exists)
             pass
 
-    assert register_layer(GlobalAveragePooling1D, name="tests.GlobalAveragePooling1D") is GlobalAveragePooling1D
+    assert (
+        register_layer(GlobalAveragePooling1D, name="tests.GlobalAveragePooling1D") is GlobalAveragePooling1D
+    )
 
     def define():
         @register_layer(name="tests.Redefined")

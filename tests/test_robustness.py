@@ -8,8 +8,10 @@ from cgru import GRU, Bidirectional, Dense, Dropout, Embedding, Sequential, call
 
 
 def trained_model(ops, **kwargs):
-    model = Sequential([GRU(5, return_sequences=True, input_shape=(None, 3), seed=1), GRU(4, seed=2),
-                        Dense(2, seed=3)], device=ops.name)
+    model = Sequential(
+        [GRU(5, return_sequences=True, input_shape=(None, 3), seed=1), GRU(4, seed=2), Dense(2, seed=3)],
+        device=ops.name,
+    )
     model.compile(optimizer="adam", loss="mse", **kwargs)
     return model
 
@@ -98,8 +100,9 @@ def test_fit_validation_leaves_weights_intact(ops, data):
 def test_sparse_targets_and_embedding_ids_checked_before_training(ops, rng):
     ids = rng.integers(1, 10, (16, 5))
     ids[13, 2] = 10  # out of range, in the last batch
-    model = Sequential([Embedding(10, 4, input_shape=(5,)), GRU(3), Dense(3, activation="softmax")],
-                       device=ops.name)
+    model = Sequential(
+        [Embedding(10, 4, input_shape=(5,)), GRU(3), Dense(3, activation="softmax")], device=ops.name
+    )
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     before = snapshot(model)
     with pytest.raises(ValueError, match=r"0\.\.9"):
@@ -113,7 +116,9 @@ def test_sparse_targets_and_embedding_ids_checked_before_training(ops, rng):
     with pytest.raises(ValueError, match="integer"):
         model.fit(ids, labels + 0.5, batch_size=4, verbose=0)
     assert_unchanged(model, before)
-    masked = Sequential([Embedding(10, 4, mask_zero=True, input_shape=(5,)), GRU(3), Dense(3)], device=ops.name)
+    masked = Sequential(
+        [Embedding(10, 4, mask_zero=True, input_shape=(5,)), GRU(3), Dense(3)], device=ops.name
+    )
     masked.compile(optimizer="sgd", loss="mse")
     before = snapshot(masked)
     left_padded = np.array([[0, 0, 1, 2, 3]] * 4)
@@ -208,8 +213,11 @@ def test_failed_build_and_add_leave_the_model_usable(ops, rng):
 def test_compile_required_and_empty_models(ops, data):
     x, y = data
     model = Sequential([GRU(2, input_shape=(6, 3))], device=ops.name)
-    for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y),
-                 lambda: model.train_on_batch(x, y)):
+    for call in (
+        lambda: model.fit(x, y, verbose=0),
+        lambda: model.evaluate(x, y),
+        lambda: model.train_on_batch(x, y),
+    ):
         with pytest.raises(ValueError, match="compile"):
             call()
     with pytest.raises(ValueError, match="no layers"):

@@ -13,21 +13,55 @@ from cgru.saving import CONFIG_KEY
 
 
 def models(ops):
-    yield "stacked", Sequential([GRU(20, return_sequences=True, input_shape=(5, 10)), GRU(20), Dense(1)],
-                                device=ops.name), (5, 10)
-    yield "bidirectional", Sequential([
-        Bidirectional(GRU(6, return_sequences=True, reset_after=False, recurrent_activation="hard_sigmoid"),
-                      merge_mode="ave", input_shape=(None, 4)),
-        Bidirectional(GRU(5, use_bias=False, activation="relu"), merge_mode="concat",
-                      backward_layer=GRU(3, use_bias=False, go_backwards=True)),
-        Dropout(0.1),
-        Dense(3, activation="softmax"),
-    ], device=ops.name), (7, 4)
-    yield "embedding", Sequential([Embedding(50, 8, mask_zero=True, input_shape=(None,)),
-                                   GRU(6, go_backwards=True, return_sequences=True), Dense(2)],
-                                  device=ops.name), (9,)
-    yield "float64", Sequential([GRU(4, dtype="float64", stateful=True, input_shape=(3, 2)),
-                                 Dense(2, dtype="float64", activation="tanh")], device=ops.name), (3, 2)
+    yield (
+        "stacked",
+        Sequential([GRU(20, return_sequences=True, input_shape=(5, 10)), GRU(20), Dense(1)], device=ops.name),
+        (5, 10),
+    )
+    yield (
+        "bidirectional",
+        Sequential(
+            [
+                Bidirectional(
+                    GRU(6, return_sequences=True, reset_after=False, recurrent_activation="hard_sigmoid"),
+                    merge_mode="ave",
+                    input_shape=(None, 4),
+                ),
+                Bidirectional(
+                    GRU(5, use_bias=False, activation="relu"),
+                    merge_mode="concat",
+                    backward_layer=GRU(3, use_bias=False, go_backwards=True),
+                ),
+                Dropout(0.1),
+                Dense(3, activation="softmax"),
+            ],
+            device=ops.name,
+        ),
+        (7, 4),
+    )
+    yield (
+        "embedding",
+        Sequential(
+            [
+                Embedding(50, 8, mask_zero=True, input_shape=(None,)),
+                GRU(6, go_backwards=True, return_sequences=True),
+                Dense(2),
+            ],
+            device=ops.name,
+        ),
+        (9,),
+    )
+    yield (
+        "float64",
+        Sequential(
+            [
+                GRU(4, dtype="float64", stateful=True, input_shape=(3, 2)),
+                Dense(2, dtype="float64", activation="tanh"),
+            ],
+            device=ops.name,
+        ),
+        (3, 2),
+    )
 
 
 def sample(rng, name, shape, n=6):
@@ -42,8 +76,9 @@ def sample(rng, name, shape, n=6):
 def test_round_trip_is_bit_identical(ops, rng, tmp_path):
     for name, model, shape in models(ops):
         x = sample(rng, name, shape)
-        model.compile(optimizer=optimizers.RMSprop(learning_rate=0.003, momentum=0.5), loss="huber",
-                      metrics=["mae"])
+        model.compile(
+            optimizer=optimizers.RMSprop(learning_rate=0.003, momentum=0.5), loss="huber", metrics=["mae"]
+        )
         path = tmp_path / f"{name}.npz"
         model.save(path)
         before = model.predict(x)
@@ -65,8 +100,9 @@ def test_round_trip_is_bit_identical(ops, rng, tmp_path):
 
 
 def test_lengths_and_training_continue_after_load(ops, rng, tmp_path):
-    model = Sequential([Bidirectional(GRU(4, return_sequences=True), input_shape=(6, 3)), GRU(3), Dense(1)],
-                       device=ops.name)
+    model = Sequential(
+        [Bidirectional(GRU(4, return_sequences=True), input_shape=(6, 3)), GRU(3), Dense(1)], device=ops.name
+    )
     model.compile(optimizer="adam", loss="mse")
     x, y = rng.standard_normal((16, 6, 3)), rng.standard_normal((16, 1))
     lengths = rng.integers(0, 7, 16)

@@ -20,8 +20,11 @@ def torch_to_keras(gru, suffix="_l0"):
         return np.concatenate([z, r, n], axis=0)
 
     get = lambda name: getattr(gru, f"{name}{suffix}").detach().double().numpy()  # noqa: E731
-    return [reorder(get("weight_ih")).T, reorder(get("weight_hh")).T,
-            np.stack([reorder(get("bias_ih")), reorder(get("bias_hh"))])]
+    return [
+        reorder(get("weight_ih")).T,
+        reorder(get("weight_hh")).T,
+        np.stack([reorder(get("bias_ih")), reorder(get("bias_hh"))]),
+    ]
 
 
 # ------------------------------------------------------------------ gradients end to end
@@ -36,16 +39,22 @@ def test_one_sgd_step_matches_torch(ops, rng, use_lengths):
     y = rng.standard_normal((B, 2))
     lengths = np.array([6, 2, 4, 1, 5]) if use_lengths else np.full(B, T)
 
-    model = Sequential([Bidirectional(GRU(H, dtype="float64"), input_shape=(T, I)), Dense(2, dtype="float64")],
-                       device=ops.name)
-    model.set_weights(torch_to_keras(tgru) + torch_to_keras(tgru, "_l0_reverse")
-                      + [linear.weight.detach().numpy().T, linear.bias.detach().numpy()])
+    model = Sequential(
+        [Bidirectional(GRU(H, dtype="float64"), input_shape=(T, I)), Dense(2, dtype="float64")],
+        device=ops.name,
+    )
+    model.set_weights(
+        torch_to_keras(tgru)
+        + torch_to_keras(tgru, "_l0_reverse")
+        + [linear.weight.detach().numpy().T, linear.bias.detach().numpy()]
+    )
     model.compile(optimizer=optimizers.SGD(learning_rate=0.1), loss="mse")
     loss = model.train_on_batch(x, y, lengths=lengths if use_lengths else None)
 
     opt = torch.optim.SGD(list(tgru.parameters()) + list(linear.parameters()), lr=0.1)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
-                                                     batch_first=True, enforce_sorted=False)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        torch.from_numpy(x), torch.from_numpy(lengths), batch_first=True, enforce_sorted=False
+    )
     _, h_n = tgru(packed)
     out = linear(torch.cat([h_n[0], h_n[1]], dim=1))
     tloss = torch.nn.functional.mse_loss(out, torch.from_numpy(y))
@@ -54,19 +63,25 @@ def test_one_sgd_step_matches_torch(ops, rng, use_lengths):
     opt.step()
 
     assert loss == pytest.approx(tloss.item(), rel=1e-12)
-    expected = (torch_to_keras(tgru) + torch_to_keras(tgru, "_l0_reverse")
-                + [linear.weight.detach().numpy().T, linear.bias.detach().numpy()])
+    expected = (
+        torch_to_keras(tgru)
+        + torch_to_keras(tgru, "_l0_reverse")
+        + [linear.weight.detach().numpy().T, linear.bias.detach().numpy()]
+    )
     for got, want in zip(model.get_weights(), expected):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_whole_model_gradient_finite_differences(ops, rng):
     """float64: GRU(return_sequences) + Bidirectional + Dense, padded batch with lengths."""
-    model = Sequential([
-        GRU(4, return_sequences=True, dtype="float64", seed=1, input_shape=(5, 3)),
-        Bidirectional(GRU(3, return_sequences=True, dtype="float64", seed=2), merge_mode="concat"),
-        Dense(2, activation="tanh", dtype="float64", seed=3),
-    ], device=ops.name)
+    model = Sequential(
+        [
+            GRU(4, return_sequences=True, dtype="float64", seed=1, input_shape=(5, 3)),
+            Bidirectional(GRU(3, return_sequences=True, dtype="float64", seed=2), merge_mode="concat"),
+            Dense(2, activation="tanh", dtype="float64", seed=3),
+        ],
+        device=ops.name,
+    )
     # non-zero biases so that every gradient path is exercised
     model.set_weights([w + 0.1 * rng.standard_normal(w.shape) for w in model.get_weights()])
     model.compile(optimizer="sgd", loss="mse")
@@ -91,8 +106,10 @@ def test_whole_model_gradient_finite_differences(ops, rng):
 
 
 def test_padded_targets_do_not_matter(ops, rng):
-    model = Sequential([GRU(3, return_sequences=True, seed=1, dtype="float64"), Dense(2, seed=2, dtype="float64")],
-                       device=ops.name)
+    model = Sequential(
+        [GRU(3, return_sequences=True, seed=1, dtype="float64"), Dense(2, seed=2, dtype="float64")],
+        device=ops.name,
+    )
     model.compile(optimizer="sgd", loss="mae", metrics=["mae"])
     x = rng.standard_normal((2, 4, 3))
     y = rng.standard_normal((2, 4, 2))
@@ -122,20 +139,25 @@ def test_losses_match_keras_formulas():
     assert losses.Huber(delta=2.0)(y, p) == pytest.approx((0.25 + 1.0) / 2)
     assert losses.get("mse")(np.array([1.0, 2.0]), np.array([[1.5], [2.0]])) == pytest.approx(0.125)
     bce = losses.get("binary_crossentropy")
-    assert bce(np.array([[1.0, 0.0]]), np.array([[0.9, 0.2]])) == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2)
+    assert bce(np.array([[1.0, 0.0]]), np.array([[0.9, 0.2]])) == pytest.approx(
+        -(math.log(0.9) + math.log(0.8)) / 2
+    )
     assert bce(np.array([[0.0]]), np.array([[1.0]])) == pytest.approx(-math.log(1e-7), rel=1e-6)
     z = np.array([[0.3, -2.0]])
     assert losses.BinaryCrossentropy(from_logits=True)(np.array([[1.0, 0.0]]), z) == pytest.approx(
-        bce(np.array([[1.0, 0.0]]), 1 / (1 + np.exp(-z))), rel=1e-9)
+        bce(np.array([[1.0, 0.0]]), 1 / (1 + np.exp(-z))), rel=1e-9
+    )
     cce = losses.get("categorical_crossentropy")
     assert cce(np.array([[0, 1, 0]]), np.array([[0.2, 0.6, 0.2]])) == pytest.approx(-math.log(0.6))
     assert cce(np.array([[0, 1, 0]]), np.array([[1.0, 3.0, 1.0]])) == pytest.approx(-math.log(0.6))
-    assert losses.get("sparse_categorical_crossentropy")(np.array([1]), np.array([[0.2, 0.6, 0.2]])) == \
-        pytest.approx(-math.log(0.6))
+    assert losses.get("sparse_categorical_crossentropy")(
+        np.array([1]), np.array([[0.2, 0.6, 0.2]])
+    ) == pytest.approx(-math.log(0.6))
     logits = np.array([[1.0, 2.0, 0.5]])
     softmax = np.exp(logits) / np.exp(logits).sum()
-    assert losses.SparseCategoricalCrossentropy(from_logits=True)(np.array([[2]]), logits) == \
-        pytest.approx(-math.log(softmax[0, 2]))
+    assert losses.SparseCategoricalCrossentropy(from_logits=True)(np.array([[2]]), logits) == pytest.approx(
+        -math.log(softmax[0, 2])
+    )
     assert losses.get("mse").name == "mse"
     assert losses.MeanSquaredError(reduction="sum")(y, p) == pytest.approx(2.5)
     np.testing.assert_allclose(losses.mean_squared_error(y, p), [0.5, 2.0])
@@ -145,11 +167,24 @@ def test_losses_match_keras_formulas():
         losses.get(lambda a, b: 0.0)
 
 
-@pytest.mark.parametrize("name", ["mse", "mae", "huber", "binary_crossentropy", "categorical_crossentropy",
-                                  "sparse_categorical_crossentropy", "bce_logits", "cce_logits"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mse",
+        "mae",
+        "huber",
+        "binary_crossentropy",
+        "categorical_crossentropy",
+        "sparse_categorical_crossentropy",
+        "bce_logits",
+        "cce_logits",
+    ],
+)
 def test_loss_gradients_finite_differences(rng, name):
-    loss = {"bce_logits": losses.BinaryCrossentropy(from_logits=True),
-            "cce_logits": losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)}.get(name)
+    loss = {
+        "bce_logits": losses.BinaryCrossentropy(from_logits=True),
+        "cce_logits": losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+    }.get(name)
     loss = loss or losses.get(name)
     p = rng.uniform(0.05, 0.95, (4, 3, 5))
     if name == "sparse_categorical_crossentropy":
@@ -182,16 +217,19 @@ def run_optimizer(opt, grads, w0):
     return p.value
 
 
-@pytest.mark.parametrize("name,make,ref", [
-    ("sgd", lambda: optimizers.SGD(0.1), "sgd"),
-    ("momentum", lambda: optimizers.SGD(0.1, momentum=0.9), "momentum"),
-    ("nesterov", lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True), "nesterov"),
-    ("adam", lambda: optimizers.Adam(0.01), "adam"),
-    ("amsgrad", lambda: optimizers.Adam(0.01, amsgrad=True), "amsgrad"),
-    ("adamw", lambda: optimizers.AdamW(0.01, weight_decay=0.1), "adamw"),
-    ("rmsprop", lambda: optimizers.RMSprop(0.01), "rmsprop"),
-    ("rmsprop_centered_momentum", lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True), "rmsc"),
-])
+@pytest.mark.parametrize(
+    "name,make,ref",
+    [
+        ("sgd", lambda: optimizers.SGD(0.1), "sgd"),
+        ("momentum", lambda: optimizers.SGD(0.1, momentum=0.9), "momentum"),
+        ("nesterov", lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True), "nesterov"),
+        ("adam", lambda: optimizers.Adam(0.01), "adam"),
+        ("amsgrad", lambda: optimizers.Adam(0.01, amsgrad=True), "amsgrad"),
+        ("adamw", lambda: optimizers.AdamW(0.01, weight_decay=0.1), "adamw"),
+        ("rmsprop", lambda: optimizers.RMSprop(0.01), "rmsprop"),
+        ("rmsprop_centered_momentum", lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True), "rmsc"),
+    ],
+)
 def test_optimizers_follow_keras_formulas(rng, name, make, ref):
     grads = [rng.standard_normal(6) for _ in range(5)]
     w0 = rng.standard_normal(6)
@@ -209,7 +247,7 @@ def test_optimizers_follow_keras_formulas(rng, name, make, ref):
             m = 0.9 * m + 0.1 * g
             v = 0.999 * v + 0.001 * g * g
             vhat = np.maximum(vhat, v)
-            alpha = 0.01 * math.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+            alpha = 0.01 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t)
             w = w - alpha * m / (np.sqrt(vhat if ref == "amsgrad" else v) + 1e-7)
         elif ref == "rmsprop":
             v = 0.9 * v + 0.1 * g * g
@@ -229,16 +267,22 @@ def test_optimizers_match_torch(rng, kind):
     w0 = rng.standard_normal(5)
     tw = torch.tensor(w0.copy(), requires_grad=True)
     if kind == "sgd_nesterov":
-        ours, theirs = optimizers.SGD(0.05, momentum=0.8, nesterov=True), torch.optim.SGD(
-            [tw], lr=0.05, momentum=0.8, nesterov=True)
+        ours, theirs = (
+            optimizers.SGD(0.05, momentum=0.8, nesterov=True),
+            torch.optim.SGD([tw], lr=0.05, momentum=0.8, nesterov=True),
+        )
     elif kind == "adam":  # the epsilon placement differs, so compare without it
         ours, theirs = optimizers.Adam(0.01, epsilon=0.0), torch.optim.Adam([tw], lr=0.01, eps=0.0)
     elif kind == "adamw":
-        ours, theirs = (optimizers.AdamW(0.01, weight_decay=0.2, epsilon=0.0),
-                        torch.optim.AdamW([tw], lr=0.01, weight_decay=0.2, eps=0.0))
+        ours, theirs = (
+            optimizers.AdamW(0.01, weight_decay=0.2, epsilon=0.0),
+            torch.optim.AdamW([tw], lr=0.01, weight_decay=0.2, eps=0.0),
+        )
     else:
-        ours, theirs = (optimizers.RMSprop(0.01, rho=0.9, momentum=0.3, epsilon=0.0, centered=True),
-                        torch.optim.RMSprop([tw], lr=0.01, alpha=0.9, momentum=0.3, eps=0.0, centered=True))
+        ours, theirs = (
+            optimizers.RMSprop(0.01, rho=0.9, momentum=0.3, epsilon=0.0, centered=True),
+            torch.optim.RMSprop([tw], lr=0.01, alpha=0.9, momentum=0.3, eps=0.0, centered=True),
+        )
     for g in grads:
         theirs.zero_grad()
         tw.grad = torch.tensor(g)
@@ -292,8 +336,14 @@ def test_accuracy_follows_the_loss(ops, rng):
 
 # ------------------------------------------------------------------------------------ fit
 def _regression(ops, seed=0, **compile_kwargs):
-    model = Sequential([GRU(8, return_sequences=True, input_shape=(6, 3), seed=seed), GRU(6, seed=seed + 1),
-                        Dense(1, seed=seed + 2)], device=ops.name)
+    model = Sequential(
+        [
+            GRU(8, return_sequences=True, input_shape=(6, 3), seed=seed),
+            GRU(6, seed=seed + 1),
+            Dense(1, seed=seed + 2),
+        ],
+        device=ops.name,
+    )
     model.compile(optimizer=compile_kwargs.pop("optimizer", "adam"), loss="mse", **compile_kwargs)
     return model
 
@@ -361,10 +411,16 @@ def test_dropout_and_embedding_models_train(ops, rng):
     for b, L in enumerate(lengths):
         ids[b, L:] = 0
     y = (ids[:, 0] % 2).astype(np.int64)
-    model = Sequential([Embedding(30, 6, mask_zero=True, seed=1),
-                        Bidirectional(GRU(5, return_sequences=True, dropout=0.2, recurrent_dropout=0.2, seed=2)),
-                        Dropout(0.3, seed=3), GRU(4, seed=4), Dense(2, activation="softmax", seed=5)],
-                       device=ops.name)
+    model = Sequential(
+        [
+            Embedding(30, 6, mask_zero=True, seed=1),
+            Bidirectional(GRU(5, return_sequences=True, dropout=0.2, recurrent_dropout=0.2, seed=2)),
+            Dropout(0.3, seed=3),
+            GRU(4, seed=4),
+            Dense(2, activation="softmax", seed=5),
+        ],
+        device=ops.name,
+    )
     model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     h = model.fit(ids, y, epochs=3, batch_size=8, verbose=0)
     assert set(h.history) == {"loss", "accuracy"}
@@ -425,7 +481,9 @@ def test_terminate_on_nan_from_bad_data(ops, rng):
     x[9, 2, 1] = np.nan  # the third batch of 4
     model = _regression(ops)
     rec = WeightRecorder()
-    model.fit(x, y, epochs=2, batch_size=4, shuffle=False, callbacks=[rec, callbacks.TerminateOnNaN()], verbose=0)
+    model.fit(
+        x, y, epochs=2, batch_size=4, shuffle=False, callbacks=[rec, callbacks.TerminateOnNaN()], verbose=0
+    )
     assert len(rec.batch_losses) == 3
     for u, v in zip(model.get_weights(), rec.batch_begin[1]):
         np.testing.assert_array_equal(u, v)
@@ -439,7 +497,7 @@ def test_model_checkpoint(ops, rng, tmp_path):
     h = model.fit(x, y, epochs=4, validation_split=0.25, callbacks=[ckpt], verbose=0)
     files = sorted(p.name for p in tmp_path.iterdir())
     val = h.history["val_loss"]
-    improving = [i for i in range(4) if val[i] == min(val[:i + 1]) and (i == 0 or val[i] < min(val[:i]))]
+    improving = [i for i in range(4) if val[i] == min(val[: i + 1]) and (i == 0 or val[i] < min(val[:i]))]
     assert files == [f"m-{i + 1:02d}-{val[i]:.3f}.npz" for i in improving]
     loaded = cgru.load_model(tmp_path / files[-1])
     assert loaded.count_params() == model.count_params()
@@ -447,7 +505,9 @@ def test_model_checkpoint(ops, rng, tmp_path):
     model.fit(x, y, epochs=2, callbacks=[every], verbose=0)
     model.load_weights(tmp_path / "w-2.npz")
     with pytest.raises(ValueError, match="nope"):
-        model.fit(x, y, epochs=1, callbacks=[callbacks.ModelCheckpoint(str(tmp_path / "{nope}.npz"))], verbose=0)
+        model.fit(
+            x, y, epochs=1, callbacks=[callbacks.ModelCheckpoint(str(tmp_path / "{nope}.npz"))], verbose=0
+        )
 
 
 def test_history_plot(rng, tmp_path, monkeypatch):
@@ -483,8 +543,11 @@ def test_progress_output(ops, rng, capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     for i, line in enumerate(lines, start=1):
-        assert re.fullmatch(rf"Epoch {i}/3 - 4/4 - \d+s - \d+(us|ms|s)/step - loss: [\d.e+-]+ - mae: [\d.e+-]+"
-                            r" - val_loss: [\d.e+-]+ - val_mae: [\d.e+-]+", line), line
+        assert re.fullmatch(
+            rf"Epoch {i}/3 - 4/4 - \d+s - \d+(us|ms|s)/step - loss: [\d.e+-]+ - mae: [\d.e+-]+"
+            r" - val_loss: [\d.e+-]+ - val_mae: [\d.e+-]+",
+            line,
+        ), line
     model.fit(x, y, epochs=2, batch_size=8, verbose=0)
     assert capsys.readouterr().out == ""
     model.fit(x, y, epochs=2, batch_size=8, verbose="auto")  # not a terminal here: like 2
@@ -493,8 +556,9 @@ def test_progress_output(ops, rng, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "\r" not in out
     assert out.splitlines()[0] == "Epoch 1/2"
-    assert re.fullmatch(r"5/5 \[=+\] - \d+s \d+(us|ms|s)/step - loss: [\d.e+-]+ - mae: [\d.e+-]+",
-                        out.splitlines()[1]), out
+    assert re.fullmatch(
+        r"5/5 \[=+\] - \d+s \d+(us|ms|s)/step - loss: [\d.e+-]+ - mae: [\d.e+-]+", out.splitlines()[1]
+    ), out
     tty = FakeTTY()
     monkeypatch.setattr(sys, "stdout", tty)
     monkeypatch.setattr(cgru.progress, "REFRESH_INTERVAL", 0.0)

@@ -196,9 +196,17 @@ class Layer:
     #: True when ``forward`` takes ``lengths=`` (right-padded batches, one length per row).
     uses_lengths = False
 
-    def __init__(self, *, name: str | None = None, dtype: Any = None, input_shape: Any = None,
-                 batch_input_shape: Any = None, trainable: bool = True, seed: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        dtype: Any = None,
+        input_shape: Any = None,
+        batch_input_shape: Any = None,
+        trainable: bool = True,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s): {sorted(kwargs)}")
         if name is not None and (not isinstance(name, str) or not name):
@@ -258,8 +266,9 @@ class Layer:
             sub._bind(ops)
 
     # ----------------------------------------------------------------------------- weights
-    def add_weight(self, name: str, shape: Any, initializer: Any = "zeros", trainable: bool = True,
-                   dtype: Any = None) -> Parameter:
+    def add_weight(
+        self, name: str, shape: Any, initializer: Any = "zeros", trainable: bool = True, dtype: Any = None
+    ) -> Parameter:
         """Create a weight, initialised from ``initializer`` (name or object) with the layer's rng."""
         shape = check_shape(shape, f"shape of weight {name!r}", allow_none=False)
         init = _initializers.get(initializer)
@@ -304,8 +313,10 @@ class Layer:
     def count_params(self) -> int:
         """Number of scalars in the weights (the layer must be built)."""
         if not self.built:
-            raise ValueError(f"layer {self.name!r} is not built yet, so its weights do not exist; "
-                             "build the model or call the layer on data first")
+            raise ValueError(
+                f"layer {self.name!r} is not built yet, so its weights do not exist; "
+                "build the model or call the layer on data first"
+            )
         return int(sum(int(np.prod(p.shape)) for p in self.weights))
 
     # ------------------------------------------------------------------------ build / shapes
@@ -349,8 +360,9 @@ class Layer:
 
     def backward(self, dy: Any, cache: Any) -> Any:
         """Fill each weight's ``grad`` and return ``dx`` (override this to train the layer)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward(dy, cache), "
-                                  "so it cannot be trained")
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement backward(dy, cache), so it cannot be trained"
+        )
 
     def _forward(self, x: Any, training: bool, lengths: Any) -> tuple[Any, Any]:
         if self.uses_lengths:
@@ -419,8 +431,9 @@ def validate_weights(params: list[Parameter], weights: Any, owner: str) -> list[
     for i, (p, w) in enumerate(zip(params, weights)):
         arr = as_numeric_array(w, f"weight {i} ({p.name}) of {owner}")
         if tuple(arr.shape) != p.shape:
-            raise ValueError(f"weight {i} ({p.name}) of {owner} must have shape {p.shape}, "
-                             f"got {tuple(arr.shape)}")
+            raise ValueError(
+                f"weight {i} ({p.name}) of {owner} must have shape {p.shape}, got {tuple(arr.shape)}"
+            )
         arrays.append(arr)
     return arrays
 
@@ -494,8 +507,10 @@ def get_layer_class(name: str) -> type:
     """The registered layer class called ``name``; ValueError naming the known ones otherwise."""
     cls = _REGISTRY.get(name)
     if cls is None:
-        raise ValueError(f"unknown layer class {name!r}: register it with @cgru.register_layer before "
-                         f"loading; registered: {sorted(_REGISTRY)}")
+        raise ValueError(
+            f"unknown layer class {name!r}: register it with @cgru.register_layer before "
+            f"loading; registered: {sorted(_REGISTRY)}"
+        )
     return cls
 
 
@@ -510,21 +525,26 @@ def serialize_layer(layer: Layer) -> dict:
 
     name = registered_name(type(layer))
     if name is None:
-        raise ValueError(f"layer {layer.name!r} is a {type(layer).__name__}, which is not registered: "
-                         "decorate the class with @cgru.register_layer to save it")
+        raise ValueError(
+            f"layer {layer.name!r} is a {type(layer).__name__}, which is not registered: "
+            "decorate the class with @cgru.register_layer to save it"
+        )
     config = layer.get_config()
     try:
         json.dumps(config)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"get_config() of layer {layer.name!r} ({type(layer).__name__}) is not "
-                        f"JSON-serialisable: {exc}") from None
+        raise TypeError(
+            f"get_config() of layer {layer.name!r} ({type(layer).__name__}) is not JSON-serialisable: {exc}"
+        ) from None
     return {"class_name": name, "config": config}
 
 
 def deserialize_layer(spec: Any) -> Layer:
     """A layer from :func:`serialize_layer`'s output."""
     if not isinstance(spec, dict) or "class_name" not in spec or not isinstance(spec.get("config"), dict):
-        raise ValueError(f"a layer description must be {{'class_name': ..., 'config': {{...}}}}, got {spec!r}")
+        raise ValueError(
+            f"a layer description must be {{'class_name': ..., 'config': {{...}}}}, got {spec!r}"
+        )
     cls = get_layer_class(spec["class_name"])
     layer = cls.from_config(dict(spec["config"]))
     if not isinstance(layer, Layer):

@@ -31,9 +31,16 @@ class Dense(Layer):
     Weights: ``[kernel (features, units), bias (units,)]``.
     """
 
-    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
-                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
-                 input_dim: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        input_dim: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         if input_dim is not None:
             kwargs.setdefault("input_shape", (check_positive_int(input_dim, "input_dim"),))
         super().__init__(**kwargs)
@@ -47,8 +54,10 @@ class Dense(Layer):
 
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) < 2 or input_shape[-1] is None:
-            raise ValueError(f"Dense {self.name!r} needs input of rank >= 2 with a known last axis, "
-                             f"got input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"Dense {self.name!r} needs input of rank >= 2 with a known last axis, "
+                f"got input shape {tuple(input_shape)}"
+            )
         self.input_dim = int(input_shape[-1])
         self.kernel = self.add_weight("kernel", (self.input_dim, self.units), self.kernel_initializer)
         if self.use_bias:
@@ -59,8 +68,10 @@ class Dense(Layer):
 
     def _check_input(self, x: Any) -> Any:
         if x.ndim < 2 or x.shape[-1] != self.input_dim:
-            raise ValueError(f"Dense {self.name!r} expects input with last axis {self.input_dim}, "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"Dense {self.name!r} expects input with last axis {self.input_dim}, "
+                f"got shape {tuple(x.shape)}"
+            )
         if x.dtype != self._np_dtype:
             x = x.astype(self._np_dtype)
         return x
@@ -91,8 +102,13 @@ class Dense(Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
-                      kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer)
+        config.update(
+            units=self.units,
+            activation=self.activation,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer,
+        )
         return config
 
 
@@ -132,7 +148,9 @@ class Dropout(Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(rate=self.rate, noise_shape=None if self.noise_shape is None else list(self.noise_shape))
+        config.update(
+            rate=self.rate, noise_shape=None if self.noise_shape is None else list(self.noise_shape)
+        )
         return config
 
 
@@ -146,8 +164,15 @@ class Embedding(Layer):
     (combined with an explicit ``lengths=`` by taking the smaller). Weights: ``[embeddings]``.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer: Any = "uniform",
-                 mask_zero: bool = False, input_length: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        embeddings_initializer: Any = "uniform",
+        mask_zero: bool = False,
+        input_length: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         if input_length is not None:
             kwargs.setdefault("input_shape", (check_positive_int(input_length, "input_length"),))
         super().__init__(**kwargs)
@@ -160,8 +185,9 @@ class Embedding(Layer):
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) < 1:
             raise ValueError(f"Embedding {self.name!r} needs input of rank >= 1, got {input_shape}")
-        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+        self.embeddings = self.add_weight(
+            "embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer
+        )
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (*tuple(input_shape), self.output_dim)
@@ -181,8 +207,10 @@ class Embedding(Layer):
         if x.size:
             lo, hi = int(x.min()), int(x.max())
             if lo < 0 or hi >= self.input_dim:
-                raise ValueError(f"Embedding {self.name!r} ids must be in 0..{self.input_dim - 1}, "
-                                 f"got values in {lo}..{hi}")
+                raise ValueError(
+                    f"Embedding {self.name!r} ids must be in 0..{self.input_dim - 1}, "
+                    f"got values in {lo}..{hi}"
+                )
         return x
 
     def compute_lengths(self, x: Any, lengths: Any) -> Any:
@@ -197,9 +225,11 @@ class Embedding(Layer):
         bad = nonzero.sum(axis=1) != derived
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"Embedding {self.name!r} with mask_zero=True expects right-padded sequences "
-                             f"(id 0 only after the last real id), but sequence {row} has a 0 before "
-                             "a non-zero id")
+            raise ValueError(
+                f"Embedding {self.name!r} with mask_zero=True expects right-padded sequences "
+                f"(id 0 only after the last real id), but sequence {row} has a 0 before "
+                "a non-zero id"
+            )
         if lengths is not None:
             derived = np.minimum(derived, lengths)
         if batch and derived.min() == time:
@@ -229,6 +259,10 @@ class Embedding(Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(input_dim=self.input_dim, output_dim=self.output_dim,
-                      embeddings_initializer=self.embeddings_initializer, mask_zero=self.mask_zero)
+        config.update(
+            input_dim=self.input_dim,
+            output_dim=self.output_dim,
+            embeddings_initializer=self.embeddings_initializer,
+            mask_zero=self.mask_zero,
+        )
         return config

@@ -76,20 +76,34 @@ class GRU(Layer):
 
     uses_lengths = True
 
-    def __init__(self, units: int, activation: str | None = "tanh", recurrent_activation: str = "sigmoid",
-                 use_bias: bool = True, kernel_initializer: Any = "glorot_uniform",
-                 recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros",
-                 dropout: float = 0.0, recurrent_dropout: float = 0.0, return_sequences: bool = False,
-                 return_state: bool = False, go_backwards: bool = False, stateful: bool = False,
-                 reset_after: bool = True, seed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = "tanh",
+        recurrent_activation: str = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        reset_after: bool = True,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(seed=seed, **kwargs)
         self.units = check_positive_int(units, "units")
         activation = "linear" if activation is None else activation
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown GRU activation {activation!r}; known: {ACTIVATIONS}")
         if recurrent_activation not in RECURRENT_ACTIVATIONS:
-            raise ValueError(f"unknown GRU recurrent_activation {recurrent_activation!r}; "
-                             f"known: {RECURRENT_ACTIVATIONS}")
+            raise ValueError(
+                f"unknown GRU recurrent_activation {recurrent_activation!r}; known: {RECURRENT_ACTIVATIONS}"
+            )
         self.activation = activation
         self.recurrent_activation = recurrent_activation
         self.use_bias = bool(use_bias)
@@ -110,15 +124,21 @@ class GRU(Layer):
     # ------------------------------------------------------------------------------ build
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) != 3:
-            raise ValueError(f"GRU {self.name!r} expects 3-D input (batch, time, features), "
-                             f"got input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"GRU {self.name!r} expects 3-D input (batch, time, features), "
+                f"got input shape {tuple(input_shape)}"
+            )
         if input_shape[-1] is None:
-            raise ValueError(f"GRU {self.name!r} needs a known number of input features, "
-                             f"got input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"GRU {self.name!r} needs a known number of input features, "
+                f"got input shape {tuple(input_shape)}"
+            )
         self.input_dim = int(input_shape[-1])
         h3 = 3 * self.units
         self.kernel = self.add_weight("kernel", (self.input_dim, h3), self.kernel_initializer)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, h3), self.recurrent_initializer)
+        self.recurrent_kernel = self.add_weight(
+            "recurrent_kernel", (self.units, h3), self.recurrent_initializer
+        )
         if self.use_bias:
             shape = (2, h3) if self.reset_after else (h3,)
             self.bias = self.add_weight("bias", shape, self.bias_initializer)
@@ -157,16 +177,20 @@ class GRU(Layer):
     def _stateful_h0(self, batch: int) -> Any:
         state = self._state
         if state is not None and state.shape[0] != batch:
-            raise ValueError(f"stateful GRU {self.name!r} holds states for a batch of {state.shape[0]} "
-                             f"sequences but got a batch of {batch}; call reset_states() to start over "
-                             "with another batch size")
+            raise ValueError(
+                f"stateful GRU {self.name!r} holds states for a batch of {state.shape[0]} "
+                f"sequences but got a batch of {batch}; call reset_states() to start over "
+                "with another batch size"
+            )
         return state
 
     # ---------------------------------------------------------------------------- compute
     def _check_input(self, x: Any) -> Any:
         if x.ndim != 3 or x.shape[2] != self.input_dim:
-            raise ValueError(f"GRU {self.name!r} expects input of shape (batch, time, {self.input_dim}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"GRU {self.name!r} expects input of shape (batch, time, {self.input_dim}), "
+                f"got {tuple(x.shape)}"
+            )
         if x.dtype != self._np_dtype:
             x = x.astype(self._np_dtype)
         return x
@@ -189,9 +213,18 @@ class GRU(Layer):
             rec_mask = self._mask((batch, self.units), self.recurrent_dropout)
         bias = self.bias.value if self.bias is not None else None
         y, h_n, cache = self.ops.gru_forward(
-            x, self.kernel.value, self.recurrent_kernel.value, bias, h0=h0, lengths=lengths,
-            reverse=self.go_backwards, reset_after=self.reset_after, activation=self.activation,
-            recurrent_activation=self.recurrent_activation, recurrent_mask=rec_mask, training=training,
+            x,
+            self.kernel.value,
+            self.recurrent_kernel.value,
+            bias,
+            h0=h0,
+            lengths=lengths,
+            reverse=self.go_backwards,
+            reset_after=self.reset_after,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            recurrent_mask=rec_mask,
+            training=training,
         )
         if self.stateful:
             self._state = h_n
@@ -211,15 +244,17 @@ class GRU(Layer):
             dx = dx * in_mask[:, None, :]
         return dx
 
-    def forward(self, x: Any, training: bool = False, lengths: Any = None,
-                initial_state: Any = None) -> tuple[Any, Any]:
+    def forward(
+        self, x: Any, training: bool = False, lengths: Any = None, initial_state: Any = None
+    ) -> tuple[Any, Any]:
         """``(output, cache)``; see the class documentation for the output."""
         x = self._check_input(x)
         if initial_state is not None:
             from .base import as_numeric_array
 
-            initial_state = self.ops.asarray(as_numeric_array(initial_state, "initial_state", self.xp),
-                                             dtype=self._np_dtype)
+            initial_state = self.ops.asarray(
+                as_numeric_array(initial_state, "initial_state", self.xp), dtype=self._np_dtype
+            )
         y, h_n, core = self._sequence(x, training, lengths, initial_state)
         if self.return_sequences:
             out = reverse_padded(self.xp, y, lengths) if self.go_backwards else y
@@ -243,8 +278,14 @@ class GRU(Layer):
         ops = self._ops if self._ops is not None else self.ops
         bias = self.bias
         y, h_n, _ = ops.gru_forward(
-            x, self.kernel.value, self.recurrent_kernel.value, None if bias is None else bias.value,
-            h0=h0, reverse=self.go_backwards, reset_after=self.reset_after, activation=self.activation,
+            x,
+            self.kernel.value,
+            self.recurrent_kernel.value,
+            None if bias is None else bias.value,
+            h0=h0,
+            reverse=self.go_backwards,
+            reset_after=self.reset_after,
+            activation=self.activation,
             recurrent_activation=self.recurrent_activation,
         )
         if self.stateful:
@@ -277,18 +318,26 @@ class GRU(Layer):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
-            units=self.units, activation=self.activation, recurrent_activation=self.recurrent_activation,
-            use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
-            recurrent_initializer=self.recurrent_initializer, bias_initializer=self.bias_initializer,
-            dropout=self.dropout, recurrent_dropout=self.recurrent_dropout,
-            return_sequences=self.return_sequences, return_state=self.return_state,
-            go_backwards=self.go_backwards, stateful=self.stateful, reset_after=self.reset_after,
+            units=self.units,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            use_bias=self.use_bias,
+            kernel_initializer=self.kernel_initializer,
+            recurrent_initializer=self.recurrent_initializer,
+            bias_initializer=self.bias_initializer,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            go_backwards=self.go_backwards,
+            stateful=self.stateful,
+            reset_after=self.reset_after,
         )
         return config
 
 
 def _removeprefix(name: str, prefix: str) -> str:
-    return name[len(prefix):] if name.startswith(prefix) else name
+    return name[len(prefix) :] if name.startswith(prefix) else name
 
 
 @_register_builtin
@@ -312,8 +361,9 @@ class Bidirectional(Layer):
     uses_lengths = True
     MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
-    def __init__(self, layer: GRU, merge_mode: str | None = "concat", backward_layer: GRU | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, layer: GRU, merge_mode: str | None = "concat", backward_layer: GRU | None = None, **kwargs: Any
+    ) -> None:
         if isinstance(layer, dict):
             layer = deserialize_layer(layer)
         if isinstance(backward_layer, dict):
@@ -338,13 +388,17 @@ class Bidirectional(Layer):
                 raise ValueError("the forward and backward layers must have different go_backwards values")
             for attr in ("stateful", "return_sequences", "return_state"):
                 if getattr(backward_layer, attr) != getattr(layer, attr):
-                    raise ValueError(f"the forward and backward layers must have the same {attr}: "
-                                     f"{getattr(layer, attr)} vs {getattr(backward_layer, attr)}")
+                    raise ValueError(
+                        f"the forward and backward layers must have the same {attr}: "
+                        f"{getattr(layer, attr)} vs {getattr(backward_layer, attr)}"
+                    )
             if backward_layer.dtype != self.dtype:
                 raise ValueError(f"backward_layer dtype {backward_layer.dtype} differs from {self.dtype}")
             if merge_mode in ("sum", "mul", "ave") and backward_layer.units != layer.units:
-                raise ValueError(f"merge_mode={merge_mode!r} needs equal units in both directions, "
-                                 f"got {layer.units} and {backward_layer.units}")
+                raise ValueError(
+                    f"merge_mode={merge_mode!r} needs equal units in both directions, "
+                    f"got {layer.units} and {backward_layer.units}"
+                )
             self.backward_layer = backward_layer
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
@@ -367,8 +421,10 @@ class Bidirectional(Layer):
 
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) != 3:
-            raise ValueError(f"Bidirectional {self.name!r} expects 3-D input (batch, time, features), "
-                             f"got input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"Bidirectional {self.name!r} expects 3-D input (batch, time, features), "
+                f"got input shape {tuple(input_shape)}"
+            )
         self.forward_layer._bind(self.ops)
         self.backward_layer._bind(self.ops)
         self.forward_layer._maybe_build(input_shape)
