@@ -494,6 +494,7 @@ class Sequential:
         lengths = self._check_lengths(lengths, tuple(x.shape))
         n = x.shape[0]
         size = n if batch_size is None else _check_int(batch_size, "batch_size", 1)
+        self._check_stateful_batches(n, size, "predict")
         steps = max(1, math.ceil(n / size)) if n else 1
         bar = _progress.Progbar(steps) if verbose == 1 else None
         outputs = []
@@ -570,6 +571,33 @@ class Sequential:
                     f"sparse targets y must be class ids in 0..{out_shape[-1] - 1}, got values in {lo}..{hi}"
                 )
         return x, y, lengths, out_shape
+
+    def _stateful_layers(self) -> list:
+        return [
+            sub
+            for layer in self._layers
+            for sub in (layer._sublayers() or [layer])
+            if getattr(sub, "stateful", False) is True
+        ]
+
+    def _check_stateful_batches(self, n: int, batch_size: int, what: str) -> None:
+        """Stateful layers keep one state per batch row, so every batch must have the same size."""
+        stateful = self._stateful_layers()
+        if not stateful or n == 0:
+            return
+        if n % batch_size and n > batch_size:
+            raise ValueError(
+                f"{what}(): the model has stateful layers, so every batch must have the same size, "
+                f"but {n} samples do not divide into batches of {batch_size}"
+            )
+        rows = min(n, batch_size)
+        for layer in stateful:
+            state = layer._state
+            if state is not None and state.shape[0] != rows:
+                raise ValueError(
+                    f"{what}(): stateful layer {layer.name!r} holds states for {state.shape[0]} sequences "
+                    f"but the batches have {rows}; call reset_states() first"
+                )
 
     def _resolve_metrics(self, y_shape: tuple, out_shape: tuple) -> list:
         return [_metrics.get(m, self.loss, y_shape, out_shape) for m in self._metrics]
@@ -668,6 +696,9 @@ class Sequential:
             n = split_at
         if n == 0:
             raise ValueError("fit() needs at least one training sample")
+        self._check_stateful_batches(n, batch_size, "fit")
+        if val is not None:
+            self._check_stateful_batches(val[0].shape[0], batch_size, "fit (validation)")
         metric_objs = self._resolve_metrics(y.shape, out_shape)
         names = [m.name for m in metric_objs]
         rng = np.random.default_rng(seed if seed is not None else _config.next_seed())
@@ -772,6 +803,7 @@ class Sequential:
         x, y, lengths, out_shape = self._check_data(x, y, lengths, "evaluate")
         if x.shape[0] == 0:
             raise ValueError("evaluate() needs at least one sample")
+        self._check_stateful_batches(x.shape[0], batch_size, "evaluate")
         metric_objs = self._resolve_metrics(y.shape, out_shape)
         bar = _progress.Progbar(math.ceil(x.shape[0] / batch_size)) if verbose == 1 else None
         logs = self._evaluate_arrays(x, y, lengths, batch_size, metric_objs, bar)

@@ -268,3 +268,20 @@ def test_checkpoint_and_early_stopping_arguments():
         callbacks.EarlyStopping(patience=-1)
     with pytest.raises(ValueError, match="save_freq"):
         callbacks.ModelCheckpoint("x.npz", save_freq=0)
+
+
+def test_stateful_models_need_equal_batches(ops, rng):
+    model = Sequential([GRU(3, stateful=True, input_shape=(4, 2)), Dense(1)], device=ops.name)
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = rng.standard_normal((10, 4, 2)), rng.standard_normal((10, 1))
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="same size"):
+        model.fit(x, y, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match="same size"):
+        model.predict(x, batch_size=4)
+    assert_unchanged(model, before)
+    model.fit(x, y, batch_size=5, verbose=0, shuffle=False)
+    with pytest.raises(ValueError, match="reset_states"):
+        model.evaluate(x, y, batch_size=2)
+    model.reset_states()
+    assert np.isfinite(model.evaluate(x, y, batch_size=2))
