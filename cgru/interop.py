@@ -178,8 +178,10 @@ def from_torch_state_dict(state_dict: Any, *, input_size: int | None = None, hid
 
     arrays = {key: _plain_array(entries[key], key) for key in expected_keys}
     if hidden_size is None:
-        w = arrays["weight_hh_l0"]
-        hidden_size = int(w.shape[1]) if w.ndim == 2 and w.shape[1] > 0 else max(int(w.shape[0]) // 3, 1)
+        # (3H, H): the row count decides when the two disagree (the error then names the bad axis)
+        rows = int(arrays["weight_hh_l0"].shape[0]) if arrays["weight_hh_l0"].ndim else 0
+        cols = int(arrays["weight_hh_l0"].shape[-1]) if arrays["weight_hh_l0"].ndim == 2 else 0
+        hidden_size = rows // 3 if rows >= 3 and rows % 3 == 0 else max(cols, 1)
     if input_size is None:
         w = arrays["weight_ih_l0"]
         input_size = int(w.shape[1]) if w.ndim == 2 and w.shape[1] > 0 else 1
@@ -559,8 +561,12 @@ def from_keras(model: Any, *, dtype: Any = None):
                              "an Input layer) before converting")
     out.build(shape)
     for i, layer, ours in converted:
+        weights = list(layer.get_weights())
+        if not weights and ours.weights:
+            raise ValueError(f"Keras layer {i} ({ours.name!r}) has no weights yet: build the Keras model "
+                             "(give it an Input or call it on data) before converting")
         try:
-            ours.set_weights(list(layer.get_weights()))
+            ours.set_weights(weights)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"Keras layer {i} ({ours.name!r}, {type(layer).__name__}): its weights do not "
                              f"fit the cgru layer: {exc}") from None
