@@ -13,9 +13,9 @@
 struct emu_dim3 {
     unsigned int x = 1, y = 1, z = 1;
 };
-inline thread_local emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
-inline thread_local std::barrier<> *emu_block_barrier = nullptr;
-inline thread_local unsigned char *emu_smem = nullptr;
+static thread_local emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
+static thread_local std::barrier<> *emu_block_barrier = nullptr;
+static thread_local unsigned char *emu_smem = nullptr;
 
 #define __global__
 #define __device__

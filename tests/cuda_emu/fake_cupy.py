@@ -14,6 +14,8 @@ behaviour (memory model, warp scheduling, NVRTC specifics).
 from __future__ import annotations
 
 import ctypes
+import os
+import shlex
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,14 +27,30 @@ GRU_CU = HERE.parent.parent / "cgru" / "backends" / "gru.cu"
 
 
 def build_emulator(out_dir: Path, compiler: str = "g++") -> Path:
-    """Compile gru.cu + the emulator into a shared library; returns its path."""
+    """Compile gru.cu + the emulator into a shared library; returns its path.
+
+    ``CGRU_EMU_CXXFLAGS`` adds flags, e.g. ``-fsanitize=address`` (then run Python with
+    ``LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0``) to catch
+    out-of-bounds accesses of the kernels.
+    """
     lib = Path(out_dir) / "libcgru_emu.so"
     cmd = [
         compiler, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-Wall",
+        *shlex.split(os.environ.get("CGRU_EMU_CXXFLAGS", "")),
         f"-I{GRU_CU.parent}", f"-I{HERE}", str(HERE / "launcher.cpp"), "-o", str(lib),
     ]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     return lib
+
+
+_libraries: dict[str, ctypes.CDLL] = {}
+
+
+def _load(path: str) -> ctypes.CDLL:
+    """dlopen the emulator once per path and process."""
+    if path not in _libraries:
+        _libraries[path] = ctypes.CDLL(path)
+    return _libraries[path]
 
 
 class FakeRuntimeError(RuntimeError):
@@ -78,6 +96,7 @@ class FakeRawKernel:
             per_sm = owner.occupancy(self.index, b, shared_mem)
             assert g <= per_sm * owner.num_sms, f"{self.name}: cooperative grid {g} cannot be co-resident"
         keep = []
+        guards = []
         ptrs = (ctypes.c_void_p * len(args))()
         for i, (arg, size, elem) in enumerate(zip(args, self.sizes, self.elems)):
             if elem:  # pointer parameter
@@ -89,7 +108,12 @@ class FakeRawKernel:
                     assert arg.itemsize == elem, (
                         f"{self.name} arg {i}: element size {arg.itemsize}, kernel expects {elem}"
                     )
-                    cell = ctypes.c_void_p(arg.ctypes.data)
+                    if arg.size == 0:
+                        cell = ctypes.c_void_p(arg.ctypes.data)
+                    else:
+                        guarded = _Guarded(arg)
+                        guards.append(guarded)
+                        cell = ctypes.c_void_p(guarded.inner.ctypes.data)
             else:
                 if isinstance(arg, bool):
                     arg = np.bool_(arg)
@@ -104,9 +128,46 @@ class FakeRawKernel:
                 cell = ctypes.create_string_buffer(arg.tobytes(), size)
             keep.append(cell)
             ptrs[i] = ctypes.cast(ctypes.pointer(cell), ctypes.c_void_p)
+        self._check_no_aliasing(self.name, [gd.arr for gd in guards])
         owner.launches.append(self.name)
         rc = owner.lib.emu_launch(self.index, g, b, int(shared_mem), int(self.cooperative), ptrs)
         assert rc == 0
+        for guarded in guards:
+            guarded.finish(self.name)
+
+    @staticmethod
+    def _check_no_aliasing(name, arrays):
+        for i, a in enumerate(arrays):
+            for b in arrays[i + 1:]:
+                assert not np.may_share_memory(a, b), f"{name}: two array arguments overlap"
+
+
+class _Guarded:
+    """A copy of an array argument between two canary zones: the kernel works on the copy, and
+    afterwards the canaries must be intact (no write out of bounds) before the copy goes back."""
+
+    MARGIN = 256  # bytes on each side
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr = arr
+        n = arr.nbytes
+        self.buf = np.empty(n + 2 * self.MARGIN, np.uint8)
+        self.canary = np.frombuffer(np.full(self.MARGIN // 8, np.nan).tobytes(), np.uint8)
+        self.buf[: self.MARGIN] = self.canary
+        self.buf[self.MARGIN + n:] = self.canary
+        self.inner = self.buf[self.MARGIN: self.MARGIN + n].view(arr.dtype).reshape(arr.shape)
+        self.inner[...] = arr
+
+    def finish(self, name: str) -> None:
+        n = self.arr.nbytes
+        assert np.array_equal(self.buf[: self.MARGIN], self.canary), f"{name}: write before an array"
+        assert np.array_equal(self.buf[self.MARGIN + n:], self.canary), f"{name}: write past an array"
+        if self.arr.flags.writeable:
+            self.arr[...] = self.inner
+        else:
+            assert np.array_equal(self.arr.view(np.uint8), self.inner.view(np.uint8)), (
+                f"{name}: wrote to a read-only array"
+            )
 
 
 class FakeRawModule:
@@ -127,7 +188,7 @@ class FakeCupy:
 
     def __init__(self, lib_path, *, num_sms=3, smem_optin=99 * 1024, cooperative=True,
                  blocks_per_sm=1, device_count=1):
-        lib = ctypes.CDLL(str(lib_path))
+        lib = _load(str(lib_path))
         lib.emu_find.argtypes = [ctypes.c_char_p]
         lib.emu_find.restype = ctypes.c_int
         lib.emu_nparams.argtypes = [ctypes.c_int]
