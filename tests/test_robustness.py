@@ -285,3 +285,16 @@ def test_stateful_models_need_equal_batches(ops, rng):
         model.evaluate(x, y, batch_size=2)
     model.reset_states()
     assert np.isfinite(model.evaluate(x, y, batch_size=2))
+
+
+def test_keras_only_arguments():
+    layer = GRU(
+        3, unroll=False, implementation=1, use_cudnn=False, kernel_regularizer=None, recurrent_constraint=None
+    )
+    assert "unroll" not in layer.get_config()
+    Dense(2, kernel_regularizer=None, bias_constraint=None, activity_regularizer=None)
+    Embedding(5, 2, embeddings_regularizer=None)
+    with pytest.raises(ValueError, match="kernel_regularizer is not supported"):
+        GRU(3, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match="embeddings_constraint is not supported"):
+        Embedding(5, 2, embeddings_constraint="non_neg")

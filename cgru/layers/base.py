@@ -136,6 +136,14 @@ def check_rate(value: Any, name: str) -> float:
     return rate
 
 
+#: Keras layer arguments that cgru does not implement; accepted only with the value None.
+_KERAS_UNSUPPORTED = frozenset(
+    f"{what}_{kind}"
+    for what in ("kernel", "recurrent", "bias", "activity", "embeddings")
+    for kind in ("regularizer", "constraint")
+)
+
+
 class Parameter:
     """One weight of a layer.
 
@@ -207,6 +215,10 @@ class Layer:
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
+        for key in [k for k in kwargs if k in _KERAS_UNSUPPORTED]:
+            # Keras scripts often pass these as None: accept that, refuse anything else.
+            if kwargs.pop(key) is not None:
+                raise ValueError(f"{type(self).__name__}: {key} is not supported by cgru (only None)")
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s): {sorted(kwargs)}")
         if name is not None and (not isinstance(name, str) or not name):

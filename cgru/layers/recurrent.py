@@ -71,7 +71,9 @@ class GRU(Layer):
             ``reset_states()`` forgets it (also needed to change the batch size).
         reset_after: True (default; PyTorch/cuDNN/Keras) or False (Cho et al.) candidate gate.
         seed: seeds the weight initialization and the dropout masks.
-        name, dtype, input_shape, trainable: see :class:`~cgru.layers.Layer`.
+        unroll, implementation, use_cudnn: Keras performance hints, accepted and ignored.
+        name, dtype, input_shape, trainable: see :class:`~cgru.layers.Layer` (Keras's
+            regularizer and constraint arguments are accepted only as None).
     """
 
     uses_lengths = True
@@ -93,8 +95,12 @@ class GRU(Layer):
         stateful: bool = False,
         reset_after: bool = True,
         seed: int | None = None,
+        unroll: bool = False,
+        implementation: int = 2,
+        use_cudnn: Any = "auto",
         **kwargs: Any,
     ) -> None:
+        # unroll, implementation and use_cudnn are Keras performance hints: accepted, no effect.
         super().__init__(seed=seed, **kwargs)
         self.units = check_positive_int(units, "units")
         activation = "linear" if activation is None else activation
