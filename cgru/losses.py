@@ -143,6 +143,7 @@ class Loss:
         if y_pred.dtype.kind != "f":
             y_pred = y_pred.astype(_config.floatx())
         y_true = align_targets(y_true, y_pred, self.sparse, "y_true")
+        y_true, y_pred = self._masked_inputs(xp, y_true, y_pred, mask)
         values, _ = self._values(xp, y_true, y_pred)
         if self.reduction == "none":
             return values if mask is None else values * xp.asarray(mask, dtype=values.dtype)
@@ -154,10 +155,24 @@ class Loss:
         if self.reduction == "none":
             raise ValueError("a loss with reduction='none' cannot be used for training")
         xp = _xp_of(y_pred)
+        y_true, y_pred = self._masked_inputs(xp, y_true, y_pred, mask)
         values, grads = self._values(xp, y_true, y_pred)
         w = self._weights(xp, values.shape, mask, values.dtype)
         loss = float((values * w).sum())
         return loss, grads * w[..., None]
+
+    def _masked_inputs(self, xp: Any, y_true: Any, y_pred: Any, mask: Any) -> tuple[Any, Any]:
+        """Benign values at masked (padded) entries, so that whatever the model output or the
+        targets hold there (zeros, NaN) cannot turn the masked loss or gradient into NaN."""
+        if mask is None:
+            return y_true, y_pred
+        keep = xp.asarray(mask) > 0
+        y_pred = xp.where(keep[..., None], y_pred, y_pred.dtype.type(0.5))
+        if self.sparse:
+            y_true = xp.where(keep, y_true, 0)
+        else:
+            y_true = xp.where(keep[..., None], y_true, y_true.dtype.type(0.5))
+        return y_true, y_pred
 
     def get_config(self) -> dict:
         return {"reduction": self.reduction, "name": self.name}

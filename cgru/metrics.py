@@ -35,8 +35,8 @@ class Metric:
         v = self.values(xp, y_true, y_pred)
         if mask is None:
             return float(v.sum()), float(v.size)
-        mask = xp.asarray(mask, dtype=v.dtype)
-        return float((v * mask).sum()), float(mask.sum())
+        keep = xp.asarray(mask) > 0
+        return float(xp.where(keep, v, 0).sum()), float(keep.sum())
 
     def __call__(self, y_true: Any, y_pred: Any, mask: Any = None) -> float:
         s, c = self.sum_count(y_true, y_pred, mask)

@@ -569,3 +569,34 @@ def test_progress_output(ops, rng, capsys, monkeypatch):
     assert len(frames) == 6  # one redraw per step, then the final line
     assert "ETA:" in frames[0] and frames[0].lstrip().startswith("1/5 [")
     assert frames[-1].startswith("5/5 [==============================] - ") and frames[-1].endswith("\n")
+
+
+def test_sequence_classification_with_padding_stays_finite(ops, rng):
+    """Zeroed (padded) softmax outputs and NaN padding targets must not leak into the loss."""
+    ids = rng.integers(1, 20, (32, 6))
+    lengths = rng.integers(1, 7, 32)
+    for b, n in enumerate(lengths):
+        ids[b, n:] = 0
+    tags = ids % 3
+    model = Sequential(
+        [
+            Embedding(20, 8, mask_zero=True, seed=1),
+            Bidirectional(GRU(8, return_sequences=True, seed=2)),
+            Dense(3, activation="softmax", seed=3),
+        ],
+        device=ops.name,
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    h = model.fit(ids, tags, epochs=3, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(h.history["loss"])) and h.history["loss"][-1] < h.history["loss"][0]
+    pred = model.predict(ids)
+    valid = np.arange(6)[None, :] < lengths[:, None]
+    np.testing.assert_array_equal(pred[~valid], 0)
+    acc = (pred.argmax(-1) == tags)[valid].mean()
+    assert model.evaluate(ids, tags)[1] == pytest.approx(acc)
+    regression = Sequential([GRU(3, return_sequences=True, seed=1), Dense(2, seed=2)], device=ops.name)
+    regression.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    x, y = rng.standard_normal((4, 5, 2)), rng.standard_normal((4, 5, 2))
+    y[1, 3:] = np.nan
+    loss, mae = regression.evaluate(x, y, lengths=[5, 3, 5, 5])
+    assert np.isfinite(loss) and np.isfinite(mae)
