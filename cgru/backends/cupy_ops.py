@@ -185,6 +185,8 @@ class CupyOps(Ops):
         #: Read back the persistent kernel's status word after each launch (a device sync):
         #: for tests and debugging.
         self.verify_persistent = False
+        #: Why the persistent kernel could not be loaded on this machine (None: no failure).
+        self.persistent_error: str | None = None
         self._lock = threading.Lock()
         self._modules: dict[bool, Any] = {}
         self._kernels: dict[str, Any] = {}
@@ -250,17 +252,25 @@ class CupyOps(Ops):
             self.persistent, batch, units, np.dtype(dtype).itemsize, num_sms, max_smem,
             cooperative, self.persistent_block, self.persistent_max_batch,
         )
-        if plan is None:
+        if plan is None or self.persistent_error is not None:
             return None
-        kern = self._kernel("cgru_fwd_persistent", dtype)
         key = (dev_id, _CTYPES[np.dtype(dtype)])
-        with self._lock:
-            if plan.smem_bytes > self._smem_attr.get(key, 48 * 1024):
-                kern.max_dynamic_shared_size_bytes = plan.smem_bytes
-                self._smem_attr[key] = plan.smem_bytes
-        per_sm = self.xp.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(
-            kern.kernel.ptr, plan.block, plan.smem_bytes
-        )
+        try:
+            kern = self._kernel("cgru_fwd_persistent", dtype)
+            with self._lock:
+                if plan.smem_bytes > self._smem_attr.get(key, 48 * 1024):
+                    kern.max_dynamic_shared_size_bytes = plan.smem_bytes
+                    self._smem_attr[key] = plan.smem_bytes
+            per_sm = self.xp.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(
+                kern.kernel.ptr, plan.block, plan.smem_bytes
+            )
+        except Exception as exc:
+            # e.g. an older CuPy that compiles cooperative kernels with -rdc and cannot find
+            # libcudadevrt: keep the per-step path, remember why.
+            if self.verify_persistent:
+                raise
+            self.persistent_error = f"{type(exc).__name__}: {exc}"
+            return None
         if plan.grid > int(per_sm) * num_sms:
             return None  # cannot be co-resident: a cooperative launch would fail
         return plan
