@@ -82,6 +82,7 @@ class Settings:
         self.sgemm_warmup_s = 0.1 if quick else 1.5
         self.numpy_max_call_s = 0.5 if quick else 1.5  # slower NumPy reference rows: not timed
         self.numpy_max_samples = 3
+        self.budget_s = 20.0  # samples of one implementation in one row: fewer when calls are slow
 
 
 def _block(runner, k: int, samples: int) -> list[float]:
@@ -102,7 +103,7 @@ def time_row(runners: dict, settings: Settings, threads: int) -> dict:
     alike); with more than one thread a short pause before each block lets the previous
     library's spinning worker threads go to sleep."""
     names = list(runners)
-    k_of, samples = {}, {n: [] for n in names}
+    k_of, per_call, samples = {}, {}, {n: [] for n in names}
     for name in names:
         r = runners[name]
         with r.context():
@@ -114,13 +115,14 @@ def time_row(runners: dict, settings: Settings, threads: int) -> dict:
                 elapsed = time.perf_counter() - t0
                 if elapsed >= settings.warmup_s:
                     break
-        per_call = elapsed / calls
-        k_of[name] = max(1, min(200000, math.ceil(settings.sample_s / max(per_call, 1e-9))))
-    per_round = {n: max(1, math.ceil(settings.repeats / settings.rounds)) for n in names}
+        per_call[name] = elapsed / calls
+        k_of[name] = max(1, min(200000, math.ceil(settings.sample_s / max(per_call[name], 1e-9))))
+    per_round = {}
     for n in names:
-        if n == "numpy":
-            per_round[n] = max(1, math.ceil(min(settings.repeats, settings.numpy_max_samples)
-                                            / settings.rounds))
+        want = min(settings.repeats, settings.numpy_max_samples) if n == "numpy" else settings.repeats
+        # a loaded machine must not make the run endless: at most ~budget_s of samples per cell
+        affordable = int(settings.budget_s / max(per_call[n] * k_of[n], 1e-9))
+        per_round[n] = max(1, math.ceil(min(want, max(affordable, 3)) / settings.rounds))
     pause = 0.15 if threads > 1 and not settings.quick else 0.0
     for rnd in range(settings.rounds):
         order = names[rnd % len(names):] + names[:rnd % len(names)]
@@ -132,21 +134,22 @@ def time_row(runners: dict, settings: Settings, threads: int) -> dict:
 
 
 def sgemm_rate(m: int, k: int, n: int, settings: Settings, warm: bool = False) -> float:
-    """GFLOP/s of NumPy float32 matmul (m, k) x (k, n), median of samples (after warm-up)."""
+    """GFLOP/s of NumPy float32 matmul (m, k) x (k, n), median of samples (after warm-up: long
+    once per thread count, ``warm``, to bring the cores to full clock; short around each row)."""
     rng = np.random.default_rng(1)
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
     c = np.empty((m, n), np.float32)
     t0 = time.perf_counter()
     calls = 0
-    warm_s = settings.sgemm_warmup_s if warm else 0.1
+    warm_s = settings.sgemm_warmup_s if warm else 0.05
     while time.perf_counter() - t0 < warm_s or calls < 2:
         np.matmul(a, b, out=c)
         calls += 1
     per_call = (time.perf_counter() - t0) / calls
     reps = max(1, math.ceil(0.01 / per_call))
     samples = []
-    for _ in range(5 if settings.quick else 9):
+    for _ in range(3 if settings.quick else 5):
         t0 = time.perf_counter()
         for _ in range(reps):
             np.matmul(a, b, out=c)
@@ -305,6 +308,45 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, out
 
 
+def summary_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    """One line per (shape, mode, threads): cgru's time and each competitor's ratio to it."""
+    header = ["shape", "mode", "thr", "cgru", "cgru GFLOP/s (%sgemm)", "onnxruntime/cgru", "torch/cgru",
+              "numpy/cgru"]
+    groups: dict = {}
+    for r in result["rows"]:
+        groups.setdefault((r["shape"], r["dims"], r["mode"], r["threads"]), {})[r["impl"]] = r
+    out = []
+    for (shape, dims, mode, threads), by in groups.items():
+        cg = by.get("cgru")
+        if cg is None or cg["median_s"] is None:
+            continue
+        line = [f"{shape} ({dims})", mode, str(threads),
+                fmt_time(cg["median_s"]) + ("/call" * (mode == STEP)),
+                f"{cg['gflops']:.1f} ({cg['pct_sgemm']:.0f}%)"]
+        for name in ("onnxruntime", "torch", "numpy"):
+            r = by.get(name)
+            line.append("-" if r is None or r["ratio"] is None else f"{r['ratio']:.2f}x")
+        out.append(line)
+    return header, out
+
+
+def _table(header, rows, markdown: bool, group_cols=None) -> list[str]:
+    if markdown:
+        return (["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+                + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    prev = None
+    for r in rows:
+        key = tuple(r[i] for i in group_cols) if group_cols else None
+        if prev is not None and key != prev:
+            lines.append("")
+        prev = key
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return lines
+
+
 def render(result: dict, markdown: bool) -> str:
     meta = result["meta"]
     lines = []
@@ -327,40 +369,34 @@ def render(result: dict, markdown: bool) -> str:
         f">= {meta['sample_ms']:g} ms" + (" (--quick: not a measurement)" if meta["quick"] else ""),
         f"{bullet}FLOP model: forward = 2*B*T*3H*(I+H) per direction and layer (elementwise gate math "
         "ignored); training step = 3x forward. GFLOP/s = that / median time.",
-        f"{bullet}%sgemm: GFLOP/s over NumPy float32 matmul 1024^3 in this run at the same thread "
-        "count; %gemm@shape: over the rate of the problem's biggest GEMM, (B*T, I) x (I, 3H)",
+        f"{bullet}%sgemm: GFLOP/s over NumPy float32 matmul 1024^3 measured just before and after the "
+        "row at the same thread count; %gemm@shape: over the rate of the problem's biggest GEMM, "
+        "(B*T, I) x (I, 3H), measured the same way",
         f"{bullet}vs cgru: competitor time / cgru time at the same thread count (> 1: cgru faster)",
         f"{bullet}max|diff|: max |result - float64 reference| / max(1, max|reference|) over the "
         f"outputs (inference), every weight gradient (training) or the state after "
         f"{meta['check_steps']} steps (streaming); tolerance {meta['tolerance']:g}",
     ]
     lines.append("")
-    title("sgemm reference (NumPy float32 matmul)")
-    sg = result["sgemm"]
-    if markdown:
-        lines += ["| threads | M x K x N | GFLOP/s |", "|---|---|---|"]
-        lines += [f"| {s['threads']} | {s['m']} x {s['k']} x {s['n']} | {s['gflops']:.1f} |" for s in sg]
-    else:
-        lines += [f"  threads {s['threads']}: {s['m']:>6} x {s['k']:>5} x {s['n']:>5}  "
-                  f"{s['gflops']:8.1f} GFLOP/s" for s in sg]
+    title("sgemm reference (NumPy float32 matmul, measured around every row)")
+    groups: dict = {}
+    for e in result["sgemm"]:
+        if e.get("when") == "row":
+            groups.setdefault((e["threads"], e["m"], e["k"], e["n"]), []).append(e["gflops"])
+    start = {e["threads"]: e["gflops"] for e in result["sgemm"] if e.get("when") == "start"}
+    keyed = [((t, 0, 0), [str(t), "1024 x 1024 x 1024 (after warm-up)", f"{v:.1f}", "-", "1"])
+             for t, v in start.items()]
+    for (t, m, k, n), vals in groups.items():
+        keyed.append(((t, 1, -m * k * n), [str(t), f"{m} x {k} x {n}", f"{statistics.median(vals):.1f}",
+                                           f"{min(vals):.1f} - {max(vals):.1f}", str(len(vals))]))
+    sg_rows = [r for _, r in sorted(keyed, key=lambda kv: kv[0])]
+    lines += _table(["threads", "M x K x N", "GFLOP/s (median)", "range", "measurements"], sg_rows, markdown)
+    lines.append("")
+    title("Summary (ratio > 1: cgru faster)")
+    lines += _table(*summary_rows(result), markdown)
     lines.append("")
     title("Results")
-    header, rows = table_rows(result)
-    if markdown:
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join("---" for _ in header) + "|")
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-    else:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-        lines.append("  ".join("-" * w for w in widths))
-        prev = None
-        for r in rows:
-            key = (r[0], r[2], r[3])
-            if prev is not None and key != prev:
-                lines.append("")
-            prev = key
-            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    lines += _table(*table_rows(result), markdown, group_cols=(0, 2, 3))
     lines.append("")
     mem = result.get("memory")
     if mem:
@@ -488,7 +524,7 @@ def bench_row(problem, mode, data, ref, impls, settings, nthreads, notes, rates)
         runners[name] = runner
     timings = time_row(runners, settings, nthreads)
     cgru_s = timings.get("cgru", (None,))[0]
-    sq, shape_rate = rates
+    sq, shape_rate = rates()
     rows = []
     for name in IMPL_ORDER:
         if name not in diffs:
@@ -505,6 +541,7 @@ def bench_row(problem, mode, data, ref, impls, settings, nthreads, notes, rates)
             "calls_per_sample": k, "flops": flops, "gflops": gfl,
             "pct_sgemm": 100 * gfl / sq if gfl else None,
             "pct_sgemm_shape": 100 * gfl / shape_rate if gfl else None,
+            "sgemm_gflops": sq, "sgemm_shape_gflops": shape_rate,
             "ratio": ratio, "max_diff": diffs[name], "tolerance": FLOAT32_TOL[mode],
             "check_ok": diffs[name] <= FLOAT32_TOL[mode],
         }
@@ -556,6 +593,13 @@ def main(argv=None) -> int:
 
     log(f"cgru {cgru.__version__} from {os.path.dirname(cgru.__file__)}; backend {cgru.backend_info()}")
     rows, sgemm, checks_passed = [], [], True
+
+    def around(before, gemm):
+        after = (sgemm_rate(1024, 1024, 1024, settings), sgemm_rate(*gemm, settings))
+        rates = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
+        for (m, k, n), rate in zip(((1024, 1024, 1024), gemm), rates):
+            sgemm.append({"threads": nthreads, "m": m, "k": k, "n": n, "gflops": rate, "when": "row"})
+        return rates
     refs, datas = {}, {}
     for nthreads in threads:
         log(f"== {nthreads} thread(s)")
@@ -563,18 +607,13 @@ def main(argv=None) -> int:
             impl.set_threads(nthreads)
         blas.set(nthreads)
         sq = sgemm_rate(1024, 1024, 1024, settings, warm=True)
-        sgemm.append({"threads": nthreads, "m": 1024, "k": 1024, "n": 1024, "gflops": sq})
-        log(f"  sgemm 1024^3: {sq:.1f} GFLOP/s")
-        shape_rates = {}
+        sgemm.append({"threads": nthreads, "m": 1024, "k": 1024, "n": 1024, "gflops": sq, "when": "start"})
+        log(f"  sgemm 1024^3 after warm-up: {sq:.1f} GFLOP/s")
         for pname in names:
             if pname == "memory":
                 continue
             problem = problems[pname]
             gemm = problem.biggest_gemm()
-            if gemm not in shape_rates:
-                shape_rates[gemm] = sgemm_rate(*gemm, settings)
-                sgemm.append({"threads": nthreads, "m": gemm[0], "k": gemm[1], "n": gemm[2],
-                              "gflops": shape_rates[gemm]})
             if pname not in datas:
                 datas[pname] = make_data(problem)
             data = datas[pname]
@@ -582,8 +621,11 @@ def main(argv=None) -> int:
                 log(f"  {pname} {problem.dims()} {mode}")
                 if (pname, mode) not in refs:
                     refs[(pname, mode)] = reference(problem, data, mode)
+                # The sgemm references are measured around each row (before and after, averaged),
+                # so a change of the machine's load during the run affects both sides of the %.
+                before = (sgemm_rate(1024, 1024, 1024, settings), sgemm_rate(*gemm, settings))
                 new_rows = bench_row(problem, mode, data, refs[(pname, mode)], impls, settings, nthreads,
-                                     notes, rates=(sq, shape_rates[gemm]))
+                                     notes, rates=lambda b=before, g=gemm: around(b, g))
                 checks_passed &= all(r["check_ok"] for r in new_rows)
                 rows += new_rows
     memory = None

@@ -42,7 +42,8 @@ def test_quick_run_has_every_row_kind(quick_run):
     for r in rows:
         if r["impl"] == "cgru":
             assert r["median_s"] > 0 and r["gflops"] > 0 and r["ratio"] == pytest.approx(1.0)
-    assert [s["threads"] for s in result["sgemm"] if (s["m"], s["k"], s["n"]) == (1024, 1024, 1024)] == [1, 2]
+    assert [s["threads"] for s in result["sgemm"] if s["when"] == "start"] == [1, 2]
+    assert all(r["sgemm_gflops"] > 0 for r in rows if r["impl"] == "cgru")
     assert result["meta"]["flop_model"].startswith("forward = 2*B*T*3H*(I+H)")
 
 
