@@ -400,6 +400,18 @@ def test_emulated_persistent_kernel_refuses_a_grid_too_small(emulator):
     assert np.isnan(y).all()  # untouched
 
 
+@pytest.mark.parametrize("persistent", ["off", "always"])
+def test_emulated_prepared_gru_streams_like_the_reference(emulator, rng, persistent):
+    ops, _ = emulated_ops(emulator, persistent=persistent)
+    x, kernel, recurrent, b, state, _ = make_inputs(rng, np.float32, B=2, T=6, H=5)
+    prepared = ops.prepare_gru(kernel, recurrent, b)
+    h = ops.asarray(state).copy()
+    ys = [ops.to_numpy(prepared.forward(x[:, t:t + 1], h)) for t in range(6)]  # one step per call
+    y_ref, h_ref, _ = NumpyOps().gru_forward(x, kernel, recurrent, b, h0=state)
+    np.testing.assert_allclose(np.concatenate(ys, axis=1), y_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.to_numpy(h), h_ref, rtol=1e-5, atol=1e-6)
+
+
 def test_emulated_errors_match_reference(emulator):
     ops, _ = emulated_ops(emulator)
     x = np.zeros((2, 3, 4), np.float32)
