@@ -273,3 +273,31 @@ def test_layers_get_unique_keras_style_names():
         Sequential([layer, layer])
     with pytest.raises(TypeError):
         Sequential().add("dense")
+
+
+def test_lean_call_sees_every_weight_change(rng):
+    """model(x) binds the weights once; in-place updates, set_weights, replaced arrays, training
+    and device moves must all show in the next call."""
+    from conftest import backends_under_test
+
+    names = backends_under_test()
+    model = Sequential([GRU(4, input_shape=(3, 2), seed=1), Dense(2, seed=2)], device=names[0])
+    x = rng.standard_normal((2, 3, 2)).astype(np.float32)
+
+    def check():
+        np.testing.assert_allclose(np.asarray(model(x)), model.predict(x), rtol=1e-6, atol=1e-7)
+
+    check()
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    check()
+    gru = model.layers[0]
+    gru.kernel.value[...] = 0.1  # in place
+    check()
+    gru.recurrent_kernel.value = gru.recurrent_kernel.value * 2  # a new array
+    check()
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.ones((2, 2)), verbose=0)
+    check()
+    for name in names[::-1]:
+        model.to(name)
+        check()

@@ -144,6 +144,11 @@ _KERAS_UNSUPPORTED = frozenset(
 )
 
 
+#: Bumped whenever any Parameter's ``value`` is replaced by another array (not on in-place
+#: updates): caches that alias weight arrays compare it to know when to rebuild.
+VALUE_EPOCH = [0]
+
+
 class Parameter:
     """One weight of a layer.
 
@@ -152,13 +157,23 @@ class Parameter:
     ``value`` in place, so references to it stay valid.
     """
 
-    __slots__ = ("name", "value", "grad", "trainable")
+    __slots__ = ("name", "_value", "grad", "trainable")
 
     def __init__(self, name: str, value: Any, trainable: bool = True) -> None:
         self.name = name
-        self.value = value
+        self._value = value
         self.grad = None
         self.trainable = trainable
+
+    @property
+    def value(self) -> Any:
+        """The weight array (update it in place, or assign a new array of the same shape)."""
+        return self._value
+
+    @value.setter
+    def value(self, new: Any) -> None:
+        self._value = new
+        VALUE_EPOCH[0] += 1  # layers that bound the old array (prepared GRUs) rebind
 
     @property
     def shape(self) -> tuple:

@@ -14,7 +14,15 @@ import numpy as np
 
 from .. import initializers as _initializers
 from ..backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS
-from .base import Layer, _register_builtin, check_positive_int, check_rate, deserialize_layer, serialize_layer
+from .base import (
+    VALUE_EPOCH,
+    Layer,
+    _register_builtin,
+    check_positive_int,
+    check_rate,
+    deserialize_layer,
+    serialize_layer,
+)
 
 
 def reverse_padded(xp: Any, y: Any, lengths: np.ndarray | None) -> Any:
@@ -126,9 +134,10 @@ class GRU(Layer):
         self.input_dim: int | None = None
         self.kernel = self.recurrent_kernel = self.bias = None
         self._state = None
+        self._prepared: tuple | None = None
 
     # ------------------------------------------------------------------------------ build
-    def build(self, input_shape: tuple) -> None:
+    def _build(self, input_shape: tuple) -> None:
         if len(input_shape) != 3:
             raise ValueError(
                 f"GRU {self.name!r} expects 3-D input (batch, time, features), "
@@ -176,7 +185,7 @@ class GRU(Layer):
         arr = as_numeric_array(states, "states", self.xp)
         if arr.ndim != 2 or arr.shape[1] != self.units:
             raise ValueError(f"state must have shape (batch, {self.units}), got {tuple(arr.shape)}")
-        self._state = self.ops.asarray(arr, dtype=self._np_dtype)
+        self._state = self.ops.asarray(arr, dtype=self._np_dtype).copy()  # never the caller's array
 
     reset_state = reset_states
 
@@ -211,6 +220,8 @@ class GRU(Layer):
         h0 = initial_state
         if self.stateful and h0 is None:
             h0 = self._stateful_h0(batch)
+            if h0 is not None and training:
+                h0 = h0.copy()  # the lean path updates the kept state in place; a cache must not see that
         in_mask = rec_mask = None
         if training and self.dropout > 0:
             in_mask = self._mask((batch, self.input_dim), self.dropout)
@@ -270,40 +281,62 @@ class GRU(Layer):
             out = [out, h_n]
         return out, ((core, lengths) if training else None)
 
-    def _infer(self, x: Any, lengths: Any = None) -> Any:
-        """Lean inference path (the streaming ``model(x)`` call lands here)."""
-        if lengths is not None or self.return_state or (self.go_backwards and self.return_sequences):
-            return self.forward(x, False, lengths)[0]
-        if x.ndim != 3 or x.shape[2] != self.input_dim or x.dtype != self._np_dtype:
-            x = self._check_input(x)
-        h0 = None
-        if self.stateful:
-            h0 = self._state
-            if h0 is not None and h0.shape[0] != x.shape[0]:
-                self._stateful_h0(x.shape[0])  # raises
-        ops = self._ops if self._ops is not None else self.ops
-        bias = self.bias
-        y, h_n, _ = ops.gru_forward(
-            x,
-            self.kernel.value,
-            self.recurrent_kernel.value,
-            None if bias is None else bias.value,
-            h0=h0,
+    def _prepare(self) -> tuple:
+        """Bind the weights to the backend once (``ops.prepare_gru``) for the lean inference path.
+
+        The binding aliases the weight arrays, so in-place updates (optimizers, set_weights) stay
+        visible; it is rebuilt when an array is replaced or the layer moves to another backend.
+        """
+        ops = self.ops
+        kernel, recurrent = self.kernel.value, self.recurrent_kernel.value
+        bias = None if self.bias is None else self.bias.value
+        prepared = ops.prepare_gru(
+            kernel,
+            recurrent,
+            bias,
             reverse=self.go_backwards,
             reset_after=self.reset_after,
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
         )
+        entry = (VALUE_EPOCH[0], ops, prepared.forward)
+        self._prepared = entry
+        return entry
+
+    def _bind(self, ops) -> None:
+        super()._bind(ops)
+        self._prepared = None
+
+    def build(self, input_shape: tuple) -> None:
+        self._prepared = None
+        self._build(input_shape)
+
+    def _infer(self, x: Any, lengths: Any = None) -> Any:
+        """Lean inference path (the streaming ``model(x)`` call lands here)."""
+        if lengths is not None or self.return_state or (self.go_backwards and self.return_sequences):
+            return self.forward(x, False, lengths)[0]
+        # x is not re-checked here: the prepared forward converts its dtype and checks its shape.
+        entry = self._prepared
+        if entry is None or entry[0] != VALUE_EPOCH[0] or entry[1] is not self._ops:
+            entry = self._prepare()
+        batch = x.shape[0]
         if self.stateful:
-            self._state = h_n
+            h = self._state
+            if h is None:
+                h = self._state = self.xp.zeros((batch, self.units), dtype=self._np_dtype)
+            elif h.shape[0] != batch:
+                self._stateful_h0(batch)  # raises
+            y = entry[2](x, h)  # updates the kept state in place
             if self.return_sequences:
                 return y
             if x.shape[1] == 0:
-                return h_n.copy()
+                return h.copy()
             # The output at the last processed step equals the final state: return that view of
             # y rather than the kept state itself (no copy, and the caller cannot alter the state).
             return y[:, 0] if self.go_backwards else y[:, -1]
-        return y if self.return_sequences else h_n
+        h = self.xp.zeros((batch, self.units), dtype=self._np_dtype)  # per call: thread-safe
+        y = entry[2](x, h)
+        return y if self.return_sequences else h
 
     def backward(self, dy: Any, cache: Any) -> Any:
         core, lengths = cache
