@@ -22,8 +22,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from cgru.backends.cupy_ops import KERNEL_SOURCE
+
 HERE = Path(__file__).resolve().parent
-GRU_CU = HERE.parent.parent / "cgru" / "backends" / "gru.cu"
+GRU_CU = KERNEL_SOURCE  # the file the backend compiles (the installed copy when installed)
 
 
 def build_emulator(out_dir: Path, compiler: str = "g++") -> Path:
