@@ -60,7 +60,6 @@ from _common import (  # noqa: E402
 from _impls import CgruImpl, NumpyImpl, OrtImpl, Skip, TorchImpl  # noqa: E402
 
 IMPL_ORDER = ("cgru", "onnxruntime", "torch", "numpy")
-COMPETITORS = ("onnxruntime", "torch")
 
 
 def log(msg: str) -> None:
@@ -400,7 +399,8 @@ def render(result: dict, markdown: bool) -> str:
     lines.append("")
     mem = result.get("memory")
     if mem:
-        title(f"Peak memory of one training step ({mem['shape']} {mem['dims']}, {mem['threads']} threads)")
+        mt = mem["threads"]
+        title(f"Peak memory of one training step ({mem['shape']} {mem['dims']}, {mt} thread{'s' * (mt > 1)})")
         if markdown:
             lines += ["| impl | step peak above baseline | baseline RSS | method |", "|---|---|---|---|"]
             lines += [f"| {r['impl']} | {r['step_mib']:.1f} MiB | {r['baseline_mib']:.1f} MiB "
@@ -416,7 +416,8 @@ def render(result: dict, markdown: bool) -> str:
                      "the peak resident set of one step minus the resident set just before it")
         lines.append("")
     if result.get("targets"):
-        title(f"Targets of issue 4 ({result['targets_threads']} threads)")
+        nt = result["targets_threads"]
+        title(f"Targets of issue 4 ({nt} thread{'s' * (nt > 1)})")
         for t in result["targets"]:
             val = "" if t["value"] is None else f" (measured {t['value']})"
             lines.append(f"{bullet}[{t['status']}] {t['target']}{val}")
