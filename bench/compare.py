@@ -459,23 +459,26 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def dispatch_cuda(argv) -> int:
+def dispatch_cuda(args) -> int:
+    """``--device cuda``: the GPU comparison lives in bench/gpu_compare.py (its own shapes and
+    options); forward the options it shares with this script."""
     gpu = os.path.join(HERE, "gpu_compare.py")
     if not os.path.exists(gpu):
-        log("GPU benchmark unavailable: bench/gpu_compare.py does not exist yet (--device cuda)")
+        log("GPU benchmark unavailable: bench/gpu_compare.py does not exist (--device cuda)")
         return 2
-    rest, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--device":
-            skip = True
-            continue
-        if a.startswith("--device="):
-            continue
-        rest.append(a)
-    return subprocess.call([sys.executable, gpu, *rest])
+    rest = (["--quick"] if args.quick else []) + (["--repeats", str(args.repeats)] if args.repeats else [])
+    ignored = [f"--{k.replace('_', '-')}" for k in ("threads", "shapes", "impls", "json", "markdown")
+               if getattr(args, k)]
+    if ignored:
+        log(f"note: {', '.join(ignored)} apply to the CPU benchmark only; bench/gpu_compare.py has its "
+            "own options (see its --help)")
+    import cgru  # the child imports the same cgru as this script (installed or the checkout)
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cgru.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    log(f"running {os.path.relpath(gpu)} {' '.join(rest)}")
+    return subprocess.call([sys.executable, gpu, *rest], env=env)
 
 
 def build_impls(wanted, blas_threads, notes):
@@ -558,7 +561,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.device == "cuda":
-        return dispatch_cuda(argv)
+        return dispatch_cuda(args)
     threads = [int(t) for t in args.threads.split(",")] if args.threads else [1, 2]
     if any(t < 1 for t in threads):
         raise SystemExit("--threads must be >= 1")
