@@ -70,14 +70,12 @@ def blas_settings() -> dict:
 
     lib_dir = Path(sob.get_lib_dir())
     bundle = os.environ.get("CGRU_BUNDLE_BLAS", "1") != "0"
-    if sys.platform == "darwin":
-        rpath = ["@loader_path/" + BLAS_DIR_IN_PACKAGE]
-    elif sys.platform == "win32":
+    if sys.platform == "win32":
         rpath = []  # MSVC has no rpath; the DLL goes next to the extension instead
-    else:
-        rpath = ["$ORIGIN/" + BLAS_DIR_IN_PACKAGE]
-    if not bundle and sys.platform != "win32":
-        rpath.append(str(lib_dir))
+    elif bundle:
+        rpath = [("@loader_path/" if sys.platform == "darwin" else "$ORIGIN/") + BLAS_DIR_IN_PACKAGE]
+    else:  # the build environment's copy, until a repair step vendors the library
+        rpath = [str(lib_dir)]
     if sys.platform == "win32":  # get_library() names the import library; ship the DLL
         runtime_files = sorted(lib_dir.glob("*.dll"))
     else:
@@ -115,6 +113,8 @@ class BuildExtBundlingBlas(build_ext):
             shutil.copy2(BLAS["license"], built / "OPENBLAS_LICENSE.txt")
         for package in [built, HERE / "cgru"] if self.inplace else [built]:
             target = package if sys.platform == "win32" else package / BLAS_DIR_IN_PACKAGE
+            for stale in target.glob("libscipy_openblas*"):  # from an earlier build in this tree
+                stale.unlink()
             for library in BLAS["bundle"]:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(library, target / library.name)
