@@ -1,0 +1,77 @@
+"""Smoke test of examples/: each script runs in a subprocess (quick mode) and reports what it should."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cgru
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# script: (arguments, fragments its output must contain)
+CASES = {
+    "quickstart.py": (["--quick"], ["'compiled': True", "test MSE", "predicted"]),
+    "keras_stacked_gru.py": ([], ["Total params: 4,461", "Epoch 5/5"]),
+    "tabular_regression.py": (["--quick", "--out", "curves.png"], ["test R^2: GRU"]),
+    "forecast_timeseries.py": (["--quick"], ["mean absolute error GRU"]),
+    "bidirectional_classifier.py": (["--quick"], ["test accuracy"]),
+    "plugin_layer.py": (["--quick"], ["gradient check", "predictions identical: True"]),
+    "torch_to_cgru.py": (["--quick"], ["torch imported: False", "served without torch"]),
+}
+
+
+def run_example(script: str, args: list[str], cwd: Path) -> str:
+    env = dict(os.environ, MPLBACKEND="Agg")
+    # The examples import the same cgru as this test (the source tree or an installed wheel).
+    package_parent = str(Path(cgru.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    if cgru.backend_info().get("compiled"):
+        env.setdefault("CGRU_REQUIRE_COMPILED", "1")
+    result = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (f"{script} exited with {result.returncode}\n--- stdout\n"
+                                    f"{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def number_after(pattern: str, text: str) -> float:
+    match = re.search(pattern + r"\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)", text)
+    assert match, f"no {pattern!r} in the output:\n{text}"
+    return float(match.group(1))
+
+
+def test_every_example_is_covered():
+    assert {p.name for p in EXAMPLES.glob("*.py")} == set(CASES)
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_example_runs(script, tmp_path):
+    if script == "torch_to_cgru.py" and importlib.util.find_spec("torch") is None:
+        pytest.skip("the PyTorch example needs torch")
+    args, expected = CASES[script]
+    out = run_example(script, args, tmp_path)
+    for fragment in expected:
+        assert fragment in out, f"{fragment!r} not in the output of {script}:\n{out}"
+
+    if script == "quickstart.py":
+        assert number_after("test MSE", out) < number_after(r"repeating the last value:", out)
+    elif script == "forecast_timeseries.py":
+        assert number_after("error GRU", out) < number_after("naive last value", out)
+    elif script == "bidirectional_classifier.py":
+        assert number_after("test accuracy:", out) > 0.8
+    elif script == "tabular_regression.py":
+        assert number_after("test R\\^2: GRU", out) > 0.3
+        png = tmp_path / "curves.png"
+        if importlib.util.find_spec("matplotlib") is None:
+            assert "matplotlib is not installed" in out and not png.exists()
+        else:
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    elif script == "torch_to_cgru.py":
+        assert number_after("max difference from PyTorch", out) < 1e-4
