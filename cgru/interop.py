@@ -518,7 +518,9 @@ def from_keras(model: Any, *, dtype: Any = None):
     ``go_backwards``, ``stateful``, ``reset_after``, ``dropout``, ``recurrent_dropout``, ``seed``;
     ``Bidirectional`` ``merge_mode`` and a custom ``backward_layer``; ``Dense`` ``units``,
     ``activation``, ``use_bias``; ``Embedding`` ``mask_zero`` (cgru expects right-padded
-    sequences); ``Dropout`` ``rate``, ``noise_shape``, ``seed``; layer names. Initializers are
+    sequences); ``Dropout`` ``rate``, ``noise_shape``, ``seed``; layer names. With ``mask_zero``,
+    sequence outputs agree with Keras at every valid step; at padded steps cgru outputs zeros
+    (PyTorch's packed semantics) where a Keras GRU may repeat its last output. Initializers are
     not (the weights are copied), regularizers and constraints are ignored with a warning, and
     ``unroll`` changes nothing. ``dtype`` ("float32"/"float64") overrides each layer's; by
     default float64 layers stay float64 and the others (float16/mixed policies included)

@@ -692,3 +692,13 @@ def test_real_keras_models(keras, tmp_path):
         np.testing.assert_allclose(model.predict(x), want, rtol=1e-4, atol=1e-5, err_msg=f"case {i}")
         model.save(tmp_path / f"k{i}.npz")
         assert np.array_equal(load_model(tmp_path / f"k{i}.npz").predict(x), model.predict(x))
+
+    # sequence outputs under a mask: equal at the valid steps, zeros at the padded ones
+    keras_model = keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(10, 4, mask_zero=True),
+                                    L.GRU(3, return_sequences=True), L.Dense(2)])
+    _randomize(keras_model, rng)
+    want = np.asarray(keras_model.predict(x_ids, verbose=0))
+    got = from_keras(keras_model).predict(x_ids)
+    valid = x_ids != 0
+    np.testing.assert_allclose(got[valid], want[valid], rtol=1e-4, atol=1e-5)
+    assert not got[~valid].any()
