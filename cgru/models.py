@@ -267,15 +267,25 @@ class Sequential:
     def _make_fast(self) -> None:
         """Precompute what the lean ``__call__`` path needs."""
         first = self._layers[0]
-        if type(first)._as_layer_input is not Layer._as_layer_input or self._ops is None:
-            self._fast = None
-            return
         shape = self._build_input_shape
+        self._fast = None
+        if self._ops is None:
+            return
+        for layer in self._layers:  # layers that derive lengths need the checked path
+            derives = type(layer).compute_lengths is not Layer.compute_lengths
+            if derives and not (isinstance(layer, Embedding) and not layer.mask_zero):
+                return
+        if isinstance(first, Embedding):
+            dtype, features = np.dtype(np.int64), None  # ids (batch, time): any time length
+        elif type(first)._as_layer_input is Layer._as_layer_input:
+            dtype, features = first._np_dtype, shape[-1]
+        else:
+            return
         self._fast = (
             self._ops,
-            first._np_dtype,
+            dtype,
             len(shape),
-            shape[-1],
+            features,
             tuple(layer._infer for layer in self._layers),
             self._ops.xp.ndarray,
         )
@@ -463,7 +473,7 @@ class Sequential:
                 type(x) is array_type
                 and x.dtype == dtype
                 and x.ndim == ndim
-                and x.shape[-1] == features
+                and (x.shape[-1] == features or features is None)
                 and (self._device is not None or get_ops() is ops)
             ):
                 for f in fns:

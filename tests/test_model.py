@@ -302,3 +302,18 @@ def test_lean_call_sees_every_weight_change(rng):
     for name in names[::-1]:
         model.to(name)
         check()
+
+
+def test_lean_call_with_embedding_and_length_deriving_layers(ops, rng):
+    ids = rng.integers(1, 10, (3, 5))
+    ids[1, 2:] = 0
+    plain = Sequential([Embedding(10, 4, seed=1), GRU(3, seed=2)], device=ops.name)
+    masked = Sequential([Embedding(10, 4, mask_zero=True, seed=1), GRU(3, seed=2)], device=ops.name)
+    plain.build((None, 5))
+    masked.build((None, 5))
+    assert plain._fast is not None and masked._fast is None  # mask_zero derives lengths: checked path
+    np.testing.assert_array_equal(ops.to_numpy(plain(ids)), plain.predict(ids))
+    np.testing.assert_array_equal(ops.to_numpy(masked(ids)), masked.predict(ids))
+    np.testing.assert_allclose(ops.to_numpy(masked(ids))[1], plain.predict(ids[1:2, :2])[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="0..9"):
+        plain(np.array([[1, 12]]))
