@@ -168,7 +168,7 @@ def from_torch_state_dict(state_dict: Any, *, input_size: int | None = None, hid
     missing = [k for k in expected_keys if k not in entries]
     extra = sorted(set(entries) - set(expected_keys))
     if missing or extra:
-        described = (f"num_layers={num_layers}, bidirectional={bidirectional}, bias={bias}")
+        described = f"num_layers={num_layers}, bidirectional={bidirectional}, bias={bias}"
         parts = []
         if missing:
             parts.append(f"missing keys {missing}")
@@ -178,9 +178,10 @@ def from_torch_state_dict(state_dict: Any, *, input_size: int | None = None, hid
 
     arrays = {key: _plain_array(entries[key], key) for key in expected_keys}
     if hidden_size is None:
-        # (3H, H): the row count decides when the two disagree (the error then names the bad axis)
-        rows = int(arrays["weight_hh_l0"].shape[0]) if arrays["weight_hh_l0"].ndim else 0
-        cols = int(arrays["weight_hh_l0"].shape[-1]) if arrays["weight_hh_l0"].ndim == 2 else 0
+        # weight_hh is (3H, H); where the axes disagree the rows decide, and the error names the other
+        w = arrays["weight_hh_l0"]
+        rows = int(w.shape[0]) if w.ndim else 0
+        cols = int(w.shape[-1]) if w.ndim == 2 else 0
         hidden_size = rows // 3 if rows >= 3 and rows % 3 == 0 else max(cols, 1)
     if input_size is None:
         w = arrays["weight_ih_l0"]

@@ -114,6 +114,15 @@ def test_state_dict_accepts_lists_and_mixed_dtypes():
     np.testing.assert_allclose(b.predict(x), a.predict(x), rtol=1e-4, atol=1e-5)
 
 
+def test_state_dict_from_an_npz_file(tmp_path):
+    case = load_case("bi_ragged")
+    np.savez(tmp_path / "gru.npz", **torch_params(case))
+    with np.load(tmp_path / "gru.npz") as f:
+        model = from_torch_state_dict(f)
+    np.testing.assert_allclose(model.predict(case["x"], lengths=case["lengths"]), case["y"],
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_state_dict_without_bias_builds_bias_free_layers():
     rng = np.random.default_rng(1)
     state = random_state_dict(rng, bias=False)
@@ -312,6 +321,10 @@ def test_from_torch_rejects_other_modules():
         from_torch(Net())
     with pytest.raises(TypeError, match="torch.nn.GRU"):
         from_torch(np.zeros(3))
+    projected = torch.nn.GRU(3, 4)
+    projected.proj_size = 2  # nn.GRU has none; a module that claims one is refused
+    with pytest.raises(ValueError, match="proj_size=2"):
+        from_torch(projected)
     # the state dict of the wrapper converts with its prefix
     net = Net()
     x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
