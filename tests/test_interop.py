@@ -600,8 +600,9 @@ def test_fake_keras_float64_and_dtype_override():
 
 def test_fake_keras_save_load_bit_for_bit(tmp_path):
     rng = np.random.default_rng(14)
-    layers = [fake_gru(rng, "gru", 3, 4, return_sequences=True), fake_gru(rng, "gru_1", 4, 4),
-              fake_dense(rng, "dense", 4, 1)]
+    bi = FakeBidirectional("bidirectional", fake_gru(rng, "forward_gru", 3, 4, return_sequences=True),
+                           fake_gru(rng, "backward_gru", 3, 4, return_sequences=True, go_backwards=True))
+    layers = [bi, fake_gru(rng, "gru_1", 8, 4), fake_dense(rng, "dense", 4, 1)]
     model = from_keras(FakeModel(layers, input_shape=(None, 6, 3)))
     x = rng.normal(size=(3, 6, 3)).astype(np.float32)
     model.save(tmp_path / "k.npz")
