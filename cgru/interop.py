@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import config as _config
+from .layers.base import check_positive_int
 
 __all__ = ["from_keras", "from_torch", "from_torch_state_dict", "to_torch_state_dict"]
 
@@ -80,11 +81,7 @@ def _check_flag(value: Any, name: str) -> bool | None:
 
 
 def _check_size(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-    return int(value)
+    return None if value is None else check_positive_int(value, name)
 
 
 def from_torch_state_dict(state_dict: Any, *, input_size: int | None = None, hidden_size: int | None = None,
