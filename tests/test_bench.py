@@ -17,7 +17,10 @@ from cgru.backends import compiled_available
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "bench", "compare.py")
 
-pytestmark = pytest.mark.skipif(not compiled_available(), reason="the compiled engine is not built")
+pytestmark = [
+    pytest.mark.skipif(not compiled_available(), reason="the compiled engine is not built"),
+    pytest.mark.skipif(not os.path.exists(SCRIPT), reason="bench/compare.py is not beside tests/ here"),
+]
 
 
 @pytest.fixture(scope="module")
