@@ -17,41 +17,47 @@ def _engine():
     return _engine
 
 
-def get_num_threads() -> int:
-    """Threads the compiled engine's BLAS uses (the number set, or the BLAS's own default)."""
-    if _threads is not None:
-        return _threads
-    if compiled_available():
-        return max(_engine().blas_get_threads(), 1)
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
     return os.cpu_count() or 1
 
 
+def get_num_threads() -> int:
+    """Threads the compiled backend spreads one op over (default: the cores available)."""
+    return _threads if _threads is not None else available_cores()
+
+
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (n >= 1) in the compiled engine's BLAS calls."""
+    """Let the compiled backend spread one op over ``n`` threads (n >= 1).
+
+    The engine's BLAS itself stays single-threaded: cgru splits a batch's independent sequences,
+    and the two directions of a Bidirectional layer, across the threads instead (see
+    ``cgru.backends.parallel``).
+    """
     global _threads
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if compiled_available():
-        _engine().blas_set_threads(n)
     _threads = n
 
 
 @contextmanager
 def num_threads(n: int) -> Iterator[None]:
     """Context manager: use ``n`` threads inside the block, then restore the previous count."""
-    previous = get_num_threads()
+    previous = _threads
     set_num_threads(n)
     try:
         yield
     finally:
-        set_num_threads(previous)
+        globals()["_threads"] = previous
 
 
 def backend_info() -> dict:
     """What runs the models: ``backend`` name, ``compiled`` (bool), ``blas`` (the BLAS actually
-    linked, with version, or None), ``threads``."""
+    linked, with version, or None), ``threads`` (cgru's thread count)."""
     compiled = compiled_available()
     return {
         "backend": get_backend(),

@@ -9,10 +9,14 @@ Shapes use B = batch, T = time, I = input features, H = units.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 ACTIVATIONS = ("tanh", "relu", "linear")
 RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
@@ -113,6 +117,14 @@ class Ops:
         return PreparedGRU(self, kernel, recurrent_kernel, bias, reverse=reverse, reset_after=reset_after,
                            activation=activation, recurrent_activation=recurrent_activation)
 
+    def run_pair(self, first: Callable[[], A], second: Callable[[], B], flops: float = 0.0) -> tuple[A, B]:
+        """Run two independent computations, e.g. the two directions of a Bidirectional layer.
+
+        ``flops`` estimates the work of each. Backends may overlap them (the compiled CPU backend
+        runs them on two cores when that pays); this default runs them one after the other.
+        """
+        return first(), second()
+
     def gru_backward(self, dy: Any, dh_n: Any, cache: Any) -> GRUGrads:
         """Backpropagation through time.
 
@@ -207,6 +219,14 @@ class GRUArgs:
     reset_after: bool
     activation: str
     recurrent_activation: str
+
+    def rows(self, start: int, stop: int) -> GRUArgs:
+        """The same problem restricted to batch rows start:stop (views, no copies)."""
+        def part(a: Any) -> Any:
+            return None if a is None else a[start:stop]
+
+        return replace(self, x=self.x[start:stop], h0=self.h0[start:stop], lengths=part(self.lengths),
+                       recurrent_mask=part(self.recurrent_mask))
 
     @property
     def batch(self) -> int:

@@ -18,6 +18,7 @@ from .base import (
     check_lengths,
     pack_bias_grad,
 )
+from .parallel import pieces, row_bounds, run_all
 
 
 def load_engine():
@@ -34,11 +35,16 @@ def load_engine():
 
 @dataclass
 class CPUGRUCache:
-    """What the compiled backward needs: the validated arguments and the saved activations."""
+    """What the compiled backward needs: the validated arguments and, for each piece of the
+    batch that ran on its own (start, stop), its arguments and saved activations."""
 
     args: GRUArgs
-    saved_h: np.ndarray  # (T, B, H)
-    saved_gates: np.ndarray  # (T, B, 4H)
+    pieces: list[tuple[int, int, GRUArgs, np.ndarray, np.ndarray]]  # saved_h (T,b,H), gates (T,b,4H)
+
+
+def forward_flops(batch: int, time: int, features: int, units: int) -> float:
+    """Matrix-product work of a GRU forward pass."""
+    return 2.0 * batch * time * 3 * units * (features + units)
 
 
 class CPUPreparedGRU(PreparedGRU):
@@ -53,13 +59,21 @@ class CPUPreparedGRU(PreparedGRU):
         self.inference = engine.GRUInference(kernel, recurrent_kernel, input_bias, recurrent_bias,
                                              reverse, reset_after, activation, recurrent_activation)
         self.run = self.inference.forward
+        self.units = self.inference.units
 
     def forward(self, x, h, lengths=None):
         if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=self.dtype)
-        if lengths is not None:
-            lengths = check_lengths(lengths, x.shape[0], x.shape[1]) if x.ndim == 3 else lengths
-        return self.run(x, h, lengths)
+        if lengths is not None and x.ndim == 3:
+            lengths = check_lengths(lengths, x.shape[0], x.shape[1])
+        if x.ndim != 3 or x.shape[0] * x.shape[1] <= 1:
+            return self.run(x, h, lengths)  # the streaming step: no splitting, no BLAS
+        parts = pieces(x.shape[0], forward_flops(*x.shape, self.units))
+        if parts == 1 or type(h) is not np.ndarray or h.shape[:1] != x.shape[:1]:
+            return self.run(x, h, lengths)
+        tasks = [lambda a=a, b=b: self.run(x[a:b], h[a:b], None if lengths is None else lengths[a:b])
+                 for a, b in row_bounds(x.shape[0], parts)]
+        return np.concatenate(run_all(tasks))
 
 
 class CPUOps(Ops):
@@ -71,6 +85,14 @@ class CPUOps(Ops):
 
     def __init__(self) -> None:
         self.engine = load_engine()
+        self.engine.blas_set_threads(1)  # parallelism comes from cgru.backends.parallel
+
+    def run_pair(self, first, second, flops=0.0):
+        """Run the two computations on two cores at once when threads and work allow."""
+        if pieces(2, 2 * flops) < 2:
+            return first(), second()
+        a, b = run_all([first, second])
+        return a, b
 
     def gru_forward(
         self,
@@ -93,13 +115,28 @@ class CPUOps(Ops):
             reset_after=reset_after, activation=activation,
             recurrent_activation=recurrent_activation, recurrent_mask=recurrent_mask,
         )
-        y, h_n, saved_h, saved_gates = self.engine.gru_forward(
+        parts = pieces(args.batch, forward_flops(args.batch, args.time, args.x.shape[2], args.units))
+        bounds = row_bounds(args.batch, parts)
+        piece_args = [args if parts == 1 else args.rows(a, b) for a, b in bounds]
+        tasks = [lambda p=p: self._forward(p, training) for p in piece_args]
+        results = run_all(tasks)
+        if parts == 1:
+            y, h_n = results[0][:2]
+        else:
+            y = np.concatenate([r[0] for r in results])
+            h_n = np.concatenate([r[1] for r in results])
+        cache = None
+        if training:
+            saved = [(a, b, p, r[2], r[3]) for (a, b), p, r in zip(bounds, piece_args, results)]
+            cache = CPUGRUCache(args, saved)
+        return y, h_n, cache
+
+    def _forward(self, args: GRUArgs, training: bool):
+        return self.engine.gru_forward(
             args.x, args.kernel, args.recurrent_kernel, args.input_bias, args.recurrent_bias,
             args.h0, args.lengths, args.recurrent_mask, args.reverse, args.reset_after,
             args.activation, args.recurrent_activation, training,
         )
-        cache = CPUGRUCache(args, saved_h, saved_gates) if training else None
-        return y, h_n, cache
 
     def prepare_gru(self, kernel, recurrent_kernel, bias=None, *, reverse=False, reset_after=True,
                     activation="tanh", recurrent_activation="sigmoid"):
@@ -113,9 +150,19 @@ class CPUOps(Ops):
         dtype = args.x.dtype
         dy = None if dy is None else check_grad(dy, "dy", (args.batch, args.time, args.units), dtype)
         dh_n = None if dh_n is None else check_grad(dh_n, "dh_n", shape_h, dtype)
-        dx, dh0, dW, dU, dbx, dbh = self.engine.gru_backward(
-            args.x, args.kernel, args.recurrent_kernel, args.recurrent_mask, cache.saved_h,
-            cache.saved_gates, dy, dh_n, args.lengths, args.reverse, args.reset_after,
-            args.activation, args.recurrent_activation,
-        )
+        tasks = [
+            lambda a=a, b=b, p=p, sh=sh, sg=sg: self.engine.gru_backward(
+                p.x, p.kernel, p.recurrent_kernel, p.recurrent_mask, sh, sg,
+                None if dy is None else dy[a:b], None if dh_n is None else dh_n[a:b],
+                p.lengths, p.reverse, p.reset_after, p.activation, p.recurrent_activation,
+            )
+            for a, b, p, sh, sg in cache.pieces
+        ]
+        results = run_all(tasks)
+        if len(results) == 1:
+            dx, dh0, dW, dU, dbx, dbh = results[0]
+        else:
+            dx = np.concatenate([r[0] for r in results])
+            dh0 = np.concatenate([r[1] for r in results])
+            dW, dU, dbx, dbh = (sum(r[k] for r in results) for k in range(2, 6))
         return GRUGrads(dx, dh0, dW, dU, pack_bias_grad(args, dbx, dbh))

@@ -500,8 +500,11 @@ class Bidirectional(Layer):
     def forward(self, x: Any, training: bool = False, lengths: Any = None) -> tuple[Any, Any]:
         fwd, bwd = self.forward_layer, self.backward_layer
         x = fwd._check_input(x)
-        yf, hf, cf = fwd._sequence(x, training, lengths)
-        yb, hb, cb = bwd._sequence(x, training, lengths)
+        (yf, hf, cf), (yb, hb, cb) = self.ops.run_pair(
+            lambda: fwd._sequence(x, training, lengths),
+            lambda: bwd._sequence(x, training, lengths),
+            self._direction_flops(x),
+        )
         if self.return_sequences:
             # Keras: the forward half as its layer returns it, the backward half re-reversed.
             of = reverse_padded(self.xp, yf, lengths) if fwd.go_backwards else yf
@@ -511,14 +514,20 @@ class Bidirectional(Layer):
         out = self._merge(of, ob)
         if self.return_state:
             out = (out if isinstance(out, list) else [out]) + [hf, hb]
-        cache = (cf, cb, of, ob, lengths) if training else None
+        cache = (cf, cb, of, ob, lengths, self._direction_flops(x)) if training else None
         return out, cache
+
+    def _direction_flops(self, x: Any) -> float:
+        """Matrix-product work of one direction's forward pass over x (B, T, I)."""
+        batch, time, features = x.shape
+        units = self.forward_layer.units
+        return 2.0 * batch * time * 3 * units * (features + units)
 
     def _infer(self, x: Any, lengths: Any = None) -> Any:
         return self.forward(x, False, lengths)[0]
 
     def backward(self, dy: Any, cache: Any) -> Any:
-        cf, cb, of, ob, lengths = cache
+        cf, cb, of, ob, lengths, flops = cache
         fwd, bwd = self.forward_layer, self.backward_layer
         dhf_state = dhb_state = None
         if self.return_state:
@@ -560,8 +569,11 @@ class Bidirectional(Layer):
                 dh_f = xp.ascontiguousarray(dh_f)
             if dh_b is not None:
                 dh_b = xp.ascontiguousarray(dh_b)
-        dxf = fwd._sequence_backward(dseq_f, dh_f, cf)
-        dxb = bwd._sequence_backward(dseq_b, dh_b, cb)
+        dxf, dxb = self.ops.run_pair(
+            lambda: fwd._sequence_backward(dseq_f, dh_f, cf),
+            lambda: bwd._sequence_backward(dseq_b, dh_b, cb),
+            2 * flops,
+        )
         return dxf + dxb
 
     def get_config(self) -> dict:

@@ -1,0 +1,73 @@
+"""Spreading one op over cgru's worker threads.
+
+The compiled engine calls its BLAS single-threaded: on the small per-step products of a
+recurrence, a multi-threaded BLAS spends more on waking and synchronising its threads than it
+saves, and its idle threads spin on the cores the next step needs. cgru parallelises at a
+coarser grain instead: the rows of a batch are independent sequences, and the two directions of
+a Bidirectional layer are independent recurrences, so each piece runs whole on its own core
+with no synchronisation until it ends. ``cgru.set_num_threads`` sets how many pieces.
+
+Work started from inside a piece never splits again, so pieces never wait on each other.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+# Below this much matrix-product work, handing a piece to another thread costs more than it
+# saves (see bench/NOTES.md).
+MIN_PARALLEL_FLOPS = 2e6
+
+_local = threading.local()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 2, 2),
+                                       thread_name_prefix="cgru-worker")
+        return _pool
+
+
+def pieces(count: int, flops: float) -> int:
+    """How many pieces to cut ``count`` independent items (e.g. batch rows) into, given the
+    work ``flops`` of all of them: 1 when inside a piece already, single-threaded, or too small."""
+    if getattr(_local, "inside", False) or flops < MIN_PARALLEL_FLOPS or count < 2:
+        return 1
+    from ..runtime import get_num_threads
+
+    return max(1, min(get_num_threads(), count))
+
+
+def row_bounds(count: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous (start, stop) ranges covering range(count) as evenly as possible."""
+    edges = [count * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _run_inside(task: Callable[[], Any]) -> Any:
+    _local.inside = True
+    try:
+        return task()
+    finally:
+        _local.inside = False
+
+
+def run_all(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run the tasks at once (the first on the calling thread) and return their results in
+    order. An exception in any task is raised after all of them have finished."""
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    futures = [_workers().submit(_run_inside, task) for task in tasks[1:]]
+    try:
+        first = _run_inside(tasks[0])
+    finally:
+        rest = [future.result() for future in futures]
+    return [first, *rest]
