@@ -130,6 +130,7 @@ c_sources = sorted(f"{SRC}/{p.name}" for p in (HERE / SRC).glob("*.c") if p.name
 extension = Extension(
     "cgru._engine",
     sources=[f"{SRC}/_engine.pyx", *c_sources],
+    depends=sorted(str(p) for p in Path(SRC).glob("*.h")),  # rebuild when a header changes
     include_dirs=[SRC, *BLAS["include_dirs"]],
     library_dirs=BLAS["library_dirs"],
     libraries=BLAS["libraries"],

@@ -21,18 +21,28 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CGRU_X86_VARIANTS 1
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+/* Compile the next functions for an instruction set beyond the baseline (GCC and clang). */
+#if defined(__clang__)
+#define CGRU_TARGET_BEGIN(isa) _Pragma(CGRU_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
+#define CGRU_TARGET_END _Pragma("clang attribute pop")
+#else
+#define CGRU_TARGET_BEGIN(isa) _Pragma("GCC push_options") _Pragma(CGRU_STR(GCC target(isa)))
+#define CGRU_TARGET_END _Pragma("GCC pop_options")
+#endif
+#define CGRU_STR_(x) #x
+#define CGRU_STR(x) CGRU_STR_(x)
+
+CGRU_TARGET_BEGIN("avx2,fma")
 #define ISA avx2
 #include "gates_f32_impl.h"
 #undef ISA
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx2,fma")
+CGRU_TARGET_END
+
+CGRU_TARGET_BEGIN("avx512f,avx512dq,avx2,fma")
 #define ISA avx512
 #include "gates_f32_impl.h"
 #undef ISA
-#pragma GCC pop_options
+CGRU_TARGET_END
 #endif
 
 cgru_gates_fwd_f32_fn cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
