@@ -629,8 +629,10 @@ class Sequential:
             p.grad = None
         if out_lengths is not None and y_pred.ndim == 3:
             dy = dy * self._step_mask(out_lengths, dy)[:, :, None]
-        for layer, cache in zip(reversed(self._layers), reversed(caches)):
-            dy = layer.backward(dy, cache)
+        for index in reversed(range(len(caches))):
+            layer = self._layers[index]
+            layer.input_grad = index > 0  # the first layer's input is data: no gradient needed
+            dy = layer.backward(dy, caches[index])
             if dy is None:
                 break
         stats = [m.sum_count(_metric_targets(ops, y), y_pred, mask) for m in metric_objs]

@@ -479,3 +479,15 @@ def test_prepared_gru_rejects_bad_input(ops, rng):
         prepared.forward(args[0], np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match="lengths"):
         prepared.forward(args[0], h, [1, 9])
+
+
+def test_backward_without_input_gradient(ops, rng):
+    """input_grad=False skips dx and leaves every other gradient as it was."""
+    args, kwargs = random_problem(rng, 3, 5, 4, 6, lengths=True, dtype=np.float32)
+    _, _, cache = ops.gru_forward(*args, training=True, **kwargs)
+    dy = rng.standard_normal((3, 5, 6)).astype(np.float32)
+    full = ops.gru_backward(dy, None, cache)
+    partial = ops.gru_backward(dy, None, cache, input_grad=False)
+    assert partial.dx is None and full.dx is not None
+    for name in ("dh0", "dkernel", "drecurrent_kernel", "dbias"):
+        np.testing.assert_array_equal(np.asarray(getattr(partial, name)), np.asarray(getattr(full, name)))

@@ -25,7 +25,7 @@ RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
 class GRUGrads(NamedTuple):
     """Gradients returned by ``gru_backward``.
 
-    dx: (B, T, I); dh0: (B, H); dkernel: (I, 3H); drecurrent_kernel: (H, 3H);
+    dx: (B, T, I), or None when not asked for; dh0: (B, H); dkernel: (I, 3H); drecurrent_kernel: (H, 3H);
     dbias: same shape as the bias given to the forward call, or None when it was None.
     """
 
@@ -125,11 +125,13 @@ class Ops:
         """
         return first(), second()
 
-    def gru_backward(self, dy: Any, dh_n: Any, cache: Any) -> GRUGrads:
+    def gru_backward(self, dy: Any, dh_n: Any, cache: Any, *, input_grad: bool = True) -> GRUGrads:
         """Backpropagation through time.
 
         dy: (B, T, H) gradient of the outputs (or None), dh_n: (B, H) gradient of the final
-        state (or None), cache: from ``gru_forward(..., training=True)``.
+        state (or None), cache: from ``gru_forward(..., training=True)``. With ``input_grad``
+        False the input's gradient is not computed (``dx`` is None): a model's first layer,
+        whose input is data, skips that product.
         """
         raise NotImplementedError
 

@@ -144,7 +144,7 @@ class CPUOps(Ops):
                               reset_after=reset_after, activation=activation,
                               recurrent_activation=recurrent_activation)
 
-    def gru_backward(self, dy, dh_n, cache):
+    def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
         args = cache.args
         shape_h = (args.batch, args.units)
         dtype = args.x.dtype
@@ -154,7 +154,7 @@ class CPUOps(Ops):
             lambda a=a, b=b, p=p, sh=sh, sg=sg: self.engine.gru_backward(
                 p.x, p.kernel, p.recurrent_kernel, p.recurrent_mask, sh, sg,
                 None if dy is None else dy[a:b], None if dh_n is None else dh_n[a:b],
-                p.lengths, p.reverse, p.reset_after, p.activation, p.recurrent_activation,
+                p.lengths, p.reverse, p.reset_after, p.activation, p.recurrent_activation, input_grad,
             )
             for a, b, p, sh, sg in cache.pieces
         ]
@@ -162,7 +162,7 @@ class CPUOps(Ops):
         if len(results) == 1:
             dx, dh0, dW, dU, dbx, dbh = results[0]
         else:
-            dx = np.concatenate([r[0] for r in results])
+            dx = np.concatenate([r[0] for r in results]) if input_grad else None
             dh0 = np.concatenate([r[1] for r in results])
             dW, dU, dbx, dbh = (sum(r[k] for r in results) for k in range(2, 6))
         return GRUGrads(dx, dh0, dW, dU, pack_bias_grad(args, dbx, dbh))

@@ -400,7 +400,7 @@ class CupyOps(Ops):
                 raise RuntimeError(f"persistent GRU kernel refused its launch shape (status {status})")
         return cp.ascontiguousarray(hbuf[T % 2])
 
-    def gru_backward(self, dy, dh_n, cache):
+    def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
         cp = self.xp
         args = cache.args
         B, T, H = args.batch, args.time, args.units
@@ -412,8 +412,9 @@ class CupyOps(Ops):
         W, U, mask = args.kernel, args.recurrent_kernel, args.recurrent_mask
         if B == 0 or T == 0:
             zeros = cp.zeros(G, dtype=dtype)
+            dx = cp.zeros(args.x.shape, dtype=dtype) if input_grad else None
             return GRUGrads(
-                cp.zeros(args.x.shape, dtype=dtype), dh, cp.zeros(W.shape, dtype=dtype),
+                dx, dh, cp.zeros(W.shape, dtype=dtype),
                 cp.zeros(U.shape, dtype=dtype), pack_bias_grad(args, zeros, zeros.copy(), xp=cp),
             )
         saved_h, saved_gates, lengths_dev = cache.saved_h, cache.saved_gates, cache.lengths_dev
@@ -452,11 +453,13 @@ class CupyOps(Ops):
         dh0 = dh + (dh_rec if mask is None else dh_rec * mask)
 
         flat_dp = d_proj.reshape(B * T, G)
+        dx = None
         if n_in == 0:
-            dx = cp.zeros(args.x.shape, dtype=dtype)
+            dx = cp.zeros(args.x.shape, dtype=dtype) if input_grad else None
             dW = cp.zeros(W.shape, dtype=dtype)
         else:
-            dx = cp.matmul(flat_dp, W.T).reshape(args.x.shape)
+            if input_grad:
+                dx = cp.ascontiguousarray(cp.matmul(flat_dp, W.T).reshape(args.x.shape))
             dW = cp.matmul(args.x.reshape(B * T, n_in).T, flat_dp)
         d_input_bias = flat_dp.sum(axis=0)
         h_in = saved_h if mask is None else saved_h * mask  # (T, B, H)
@@ -472,6 +475,6 @@ class CupyOps(Ops):
             dU[:, 2 * H:] = cp.matmul(left.T, d_n.reshape(T * B, H))
             d_recurrent_bias = cp.zeros(G, dtype=dtype)
         return GRUGrads(
-            cp.ascontiguousarray(dx), dh0, cp.ascontiguousarray(dW), dU,
+            dx, dh0, cp.ascontiguousarray(dW), dU,
             pack_bias_grad(args, d_input_bias, d_recurrent_bias, xp=cp),
         )

@@ -134,7 +134,7 @@ class NumpyOps(Ops):
         cache = NumpyGRUCache(args=args, lengths=lengths, **saved) if training else None
         return y, h, cache
 
-    def gru_backward(self, dy, dh_n, cache):
+    def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
         args = cache.args
         batch, time, units = args.batch, args.time, args.units
         H = units
@@ -172,7 +172,7 @@ class NumpyOps(Ops):
             dh = np.where(valid[:, None], dh_through, dh)
         flat_x = args.x.reshape(batch * time, args.x.shape[2])
         flat_dp = d_projected.reshape(batch * time, 3 * H)
-        dx = (flat_dp @ W.T).reshape(args.x.shape)
+        dx = (flat_dp @ W.T).reshape(args.x.shape) if input_grad else None
         dW = flat_x.T @ flat_dp
         d_input_bias = flat_dp.sum(axis=0)
         if not args.reset_after:

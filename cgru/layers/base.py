@@ -219,6 +219,10 @@ class Layer:
     #: True when ``forward`` takes ``lengths=`` (right-padded batches, one length per row).
     uses_lengths = False
 
+    #: Whether ``backward`` must return the input's gradient. ``Sequential`` sets it False on
+    #: its first layer, whose input is data: a layer may then skip that work and return None.
+    input_grad = True
+
     def __init__(
         self,
         *,

@@ -251,13 +251,13 @@ class GRU(Layer):
     def _sequence_backward(self, dseq: Any, dh_n: Any, core: tuple) -> Any:
         """Gradients from the time-aligned output gradient and the final-state gradient."""
         cache, in_mask = core
-        grads = self.ops.gru_backward(dseq, dh_n, cache)
+        grads = self.ops.gru_backward(dseq, dh_n, cache, input_grad=self.input_grad)
         self.kernel.grad = grads.dkernel
         self.recurrent_kernel.grad = grads.drecurrent_kernel
         if self.bias is not None:
             self.bias.grad = grads.dbias
         dx = grads.dx
-        if in_mask is not None:
+        if in_mask is not None and dx is not None:
             dx = dx * in_mask[:, None, :]
         return dx
 
@@ -569,12 +569,13 @@ class Bidirectional(Layer):
                 dh_f = xp.ascontiguousarray(dh_f)
             if dh_b is not None:
                 dh_b = xp.ascontiguousarray(dh_b)
+        fwd.input_grad = bwd.input_grad = self.input_grad
         dxf, dxb = self.ops.run_pair(
             lambda: fwd._sequence_backward(dseq_f, dh_f, cf),
             lambda: bwd._sequence_backward(dseq_b, dh_b, cb),
             2 * flops,
         )
-        return dxf + dxb
+        return None if dxf is None else dxf + dxb
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -206,10 +206,11 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
                  const floating[:, :, ::1] saved_h, const floating[:, :, ::1] saved_gates,
                  const floating[:, :, ::1] dy, const floating[:, ::1] dh_n,
                  const int64_t[::1] lengths, bint reverse, bint reset_after, str activation,
-                 str recurrent_activation):
+                 str recurrent_activation, bint input_grad=True):
     """Backward pass; returns (dx (B,T,I), dh0 (B,H), dW (I,3H), dU (H,3H), dbx (3H,), dbh (3H,)).
 
     dbh is zero when reset_after is False. dy (B,T,H) and dh_n (B,H) may be None (zero).
+    dx is None when ``input_grad`` is False (its product is then skipped).
     """
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
     _check_dim("recurrent_kernel", (recurrent_kernel.shape[0], recurrent_kernel.shape[1]), (H, 3 * H))
@@ -225,7 +226,7 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
     cdef cgru_dims d = _dims((B, T, I), H, lengths, reverse, reset_after, activation, recurrent_activation)
     d.lengths = _lengths_ptr(lengths, B, T)
     dtype = np.float32 if floating is float else np.float64
-    dx_arr = np.zeros((B, T, I), dtype=dtype)
+    dx_arr = np.zeros((B, T, I), dtype=dtype) if input_grad else None
     dh0_arr = np.zeros((B, H), dtype=dtype)
     dW_arr = np.zeros((I, 3 * H), dtype=dtype)
     dU_arr = np.zeros((H, 3 * H), dtype=dtype)
@@ -235,7 +236,11 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
         if dh_n is not None:
             dh0_arr[...] = np.asarray(dh_n)
         return dx_arr, dh0_arr, dW_arr, dU_arr, dbx_arr, dbh_arr
-    cdef floating[:, :, ::1] dx = dx_arr
+    cdef floating[:, :, ::1] dx
+    cdef floating *dxp = NULL
+    if input_grad:
+        dx = dx_arr
+        dxp = &dx[0, 0, 0]
     cdef floating[:, ::1] dh0 = dh0_arr, dW = dW_arr, dU = dU_arr
     cdef floating[::1] dbx = dbx_arr, dbh = dbh_arr
     cdef const floating *mp = &recurrent_mask[0, 0] if recurrent_mask is not None else NULL
@@ -246,11 +251,11 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
         if floating is float:
             status = cgru_backward_f32(&d, &x[0, 0, 0], &kernel[0, 0], &recurrent_kernel[0, 0], mp,
                                        &saved_h[0, 0, 0], &saved_gates[0, 0, 0], dyp, dhp,
-                                       &dx[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0], &dbx[0], &dbh[0])
+                                       dxp, &dh0[0, 0], &dW[0, 0], &dU[0, 0], &dbx[0], &dbh[0])
         else:
             status = cgru_backward_f64(&d, &x[0, 0, 0], &kernel[0, 0], &recurrent_kernel[0, 0], mp,
                                        &saved_h[0, 0, 0], &saved_gates[0, 0, 0], dyp, dhp,
-                                       &dx[0, 0, 0], &dh0[0, 0], &dW[0, 0], &dU[0, 0], &dbx[0], &dbh[0])
+                                       dxp, &dh0[0, 0], &dW[0, 0], &dU[0, 0], &dbx[0], &dbh[0])
     if status == CGRU_ENOMEM:
         raise MemoryError("cgru: out of memory in gru_backward")
     return dx_arr, dh0_arr, dW_arr, dU_arr, dbx_arr, dbh_arr

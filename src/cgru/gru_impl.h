@@ -109,7 +109,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
 {
     const int B = d->batch, T = d->time, In = d->input, H = d->units, G = 3 * H;
     const size_t BT = (size_t)B * T, BH = (size_t)B * H;
-    REAL *proj = malloc((BT * G + (size_t)B * G + 2 * BH + 1) * sizeof(REAL));
+    REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + 1) * sizeof(REAL));
     if (!proj)
         return CGRU_ENOMEM;
     REAL *u = proj + BT * G;   /* (B, 3H) recurrent product of this step */
@@ -191,7 +191,6 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
             }
         }
     }
-    free(proj);
     return 0;
 }
 
@@ -208,13 +207,16 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
     /* d_proj (B*T, 3H): gradient of the input projection, at each sequence's time index;
      * d_rec (T*B, 3H): gradient of the recurrent product, per processing step;
      * tmp (B, H); left (T*B, H): left operand of the recurrent weight gradient. */
-    REAL *d_proj = calloc(BT * G + BT * G + BH + BT * H + 1, sizeof(REAL));
+    REAL *d_proj = cgru_workspace((BT * G + BT * G + BH + BT * H + 1) * sizeof(REAL));
     if (!d_proj)
         return CGRU_ENOMEM;
     REAL *d_rec = d_proj + BT * G;
     REAL *tmp = d_rec + BT * G;
     REAL *left = tmp + BH;
     REAL *dh = dh0;
+    if (d->lengths) /* positions past each sequence's length get no gradient */
+        for (int b = 0; b < B; ++b)
+            memset(d_proj + ((size_t)b * T + d->lengths[b]) * G, 0, (size_t)(T - d->lengths[b]) * G * sizeof(REAL));
     if (dh_n)
         memcpy(dh, dh_n, BH * sizeof(REAL));
     else
@@ -225,8 +227,10 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
         for (int b = 0; b < B; ++b) {
             int t = FN(time_index)(d, b, s);
             REAL *dub = dr_s + (size_t)b * G;
-            if (t < 0)
-                continue; /* d_rec rows stay zero; dh passes through unchanged */
+            if (t < 0) { /* no gradient through this step; dh passes through unchanged */
+                memset(dub, 0, G * sizeof(REAL));
+                continue;
+            }
             const REAL *hp = saved_h + ((size_t)s * B + b) * H;
             const REAL *sg = saved_gates + ((size_t)s * B + b) * 4 * H;
             const REAL *dyb = dy ? dy + ((size_t)b * T + t) * H : NULL;
@@ -290,7 +294,8 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
         }
     }
 
-    FN(matmul)(0, 1, (int)BT, In, G, d_proj, G, W, G, 0, dx, In);
+    if (dx) /* NULL when the input needs no gradient (a model's first layer) */
+        FN(matmul)(0, 1, (int)BT, In, G, d_proj, G, W, G, 0, dx, In);
     FN(matmul)(1, 0, In, G, (int)BT, x, In, d_proj, G, 0, dW, G);
     for (int j = 0; j < G; ++j)
         dbx[j] = dbh[j] = 0;
@@ -317,7 +322,6 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
                 left[k * H + j] = h_in_all[k * H + j] * saved_gates[k * 4 * H + H + j];
         FN(matmul)(1, 0, H, H, (int)BT, left, H, d_rec + 2 * H, G, 0, dU + 2 * H, G);
     }
-    free(d_proj);
     return 0;
 }
 

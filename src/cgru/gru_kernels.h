@@ -11,6 +11,7 @@
 #ifndef CGRU_GRU_KERNELS_H
 #define CGRU_GRU_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CGRU_ENOMEM 1
@@ -44,7 +45,8 @@ int cgru_forward_f64(const cgru_dims *d, const double *x, const double *W, const
                      double *y, double *h_n, double *saved_h, double *saved_gates);
 
 /* Backward. dy (B, T, H) and dh_n (B, H) may be NULL (zero). Outputs: dx (B, T, I),
- * dh0 (B, H), dW (I, 3H), dU (H, 3H), dbx (3H), dbh (3H); all overwritten. */
+ * dh0 (B, H), dW (I, 3H), dU (H, 3H), dbx (3H), dbh (3H); all overwritten. dx may be NULL
+ * when the input needs no gradient. */
 int cgru_backward_f32(const cgru_dims *d, const float *x, const float *W, const float *U,
                       const float *rmask, const float *saved_h, const float *saved_gates,
                       const float *dy, const float *dh_n,
@@ -53,6 +55,11 @@ int cgru_backward_f64(const cgru_dims *d, const double *x, const double *W, cons
                       const double *rmask, const double *saved_h, const double *saved_gates,
                       const double *dy, const double *dh_n,
                       double *dx, double *dh0, double *dW, double *dU, double *dbx, double *dbh);
+
+/* The calling thread's scratch memory: at least `bytes`, reused by its next call (so large
+ * problems do not fault fresh pages in on every call), freed when the thread ends. Contents
+ * are undefined. NULL when out of memory. */
+void *cgru_workspace(size_t bytes);
 
 /* BLAS threads (0 where the linked BLAS has no setter) and a description of the BLAS. */
 void cgru_blas_set_threads(int n);
