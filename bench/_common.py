@@ -201,20 +201,34 @@ def ops_forward(ops, x, weights, training=False):
     return h, caches
 
 
+def _accepts_input_grad(ops) -> bool:
+    import inspect
+
+    try:
+        return "input_grad" in inspect.signature(ops.gru_backward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def ops_backward(ops, dy, weights, caches):
-    """Gradients of every weight of ``ops_forward`` for the upstream gradient ``dy``."""
+    """Gradients of every weight of ``ops_forward`` for the upstream gradient ``dy``. The first
+    layer's input gradient is not needed (the data is not trained), so it is skipped where the
+    ops support ``input_grad=False`` (as PyTorch skips it for an input without requires_grad)."""
     grads = {}
+    skip_dx = _accepts_input_grad(ops)
     for li in reversed(range(len(weights))):
         dirs = weights[li]
         h = dirs[0][1].shape[0]
         dx = None
+        kw = {"input_grad": False} if (li == 0 and skip_dx) else {}
         for d, cache in enumerate(caches[li]):
             part = dy if len(dirs) == 1 else dy[..., d * h:(d + 1) * h]
-            gr = ops.gru_backward(part, None, cache)
+            gr = ops.gru_backward(part, None, cache, **kw)
             grads[grad_key(li, d, "kernel")] = gr.dkernel
             grads[grad_key(li, d, "recurrent_kernel")] = gr.drecurrent_kernel
             grads[grad_key(li, d, "bias")] = gr.dbias
-            dx = gr.dx if dx is None else dx + gr.dx
+            if gr.dx is not None:
+                dx = gr.dx if dx is None else dx + gr.dx
         dy = dx
     return grads
 

@@ -321,8 +321,9 @@ class TorchImpl(Impl):
             return out
 
         return Runner(step, check, via="nn.GRU + (y*g).sum().backward() + SGD.step()",
-                      notes=["torch training: x has requires_grad=False, so PyTorch skips the "
-                             "input gradient of the first layer; cgru computes it"])
+                      notes=["training: the input x needs no gradient; PyTorch (requires_grad=False) "
+                             "and cgru (input_grad=False where its ops take it) skip the first layer's"
+                             " input-gradient product"])
 
 
 # --------------------------------------------------------------------------------------------
