@@ -236,14 +236,10 @@ def _sigmoid(xp, z):
     return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
-class BinaryCrossentropy(Loss):
-    """Binary cross-entropy averaged over the last axis (Keras's formula).
+class _SmoothedCrossentropy(Loss):
+    """Shared options of the cross-entropies whose targets can be smoothed."""
 
-    With probabilities (``from_logits=False``, the default) they are clipped to [eps, 1 - eps];
-    ``label_smoothing`` moves targets toward 0.5.
-    """
-
-    accuracy = "binary_accuracy"
+    default_name = "crossentropy"
 
     def __init__(
         self,
@@ -252,11 +248,30 @@ class BinaryCrossentropy(Loss):
         reduction: str = "sum_over_batch_size",
         name: str | None = None,
     ):
-        super().__init__(reduction, name or "binary_crossentropy")
+        super().__init__(reduction, name or self.default_name)
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(label_smoothing)
         if not 0.0 <= self.label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+class BinaryCrossentropy(_SmoothedCrossentropy):
+    """Binary cross-entropy averaged over the last axis (Keras's formula).
+
+    With probabilities (``from_logits=False``, the default) they are clipped to [eps, 1 - eps];
+    ``label_smoothing`` moves targets toward 0.5.
+    """
+
+    accuracy = "binary_accuracy"
+
+    default_name = "binary_crossentropy"
 
     def _values(self, xp, y_true, y_pred):
         y = y_true
@@ -273,13 +288,6 @@ class BinaryCrossentropy(Loss):
         values = -(y * xp.log(p) + (1 - y) * xp.log(1 - p)).mean(axis=-1)
         grads = (-(y / p) + (1 - y) / (1 - p)) * inside * (1.0 / n)
         return values, grads.astype(y_pred.dtype, copy=False)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "from_logits": self.from_logits,
-            "label_smoothing": self.label_smoothing,
-        }
 
 
 def _categorical(xp, y, y_pred, from_logits):
@@ -300,7 +308,7 @@ def _categorical(xp, y, y_pred, from_logits):
     return values, grads.astype(y_pred.dtype, copy=False)
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_SmoothedCrossentropy):
     """``-sum(y_true * log(y_pred), axis=-1)`` with one-hot (or soft) targets.
 
     Probabilities are renormalised to sum to 1 over the last axis, then clipped to [eps, 1-eps].
@@ -308,31 +316,13 @@ class CategoricalCrossentropy(Loss):
 
     accuracy = "categorical_accuracy"
 
-    def __init__(
-        self,
-        from_logits: bool = False,
-        label_smoothing: float = 0.0,
-        reduction: str = "sum_over_batch_size",
-        name: str | None = None,
-    ):
-        super().__init__(reduction, name or "categorical_crossentropy")
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
-        if not 0.0 <= self.label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    default_name = "categorical_crossentropy"
 
     def _values(self, xp, y_true, y_pred):
         y = y_true
         if self.label_smoothing:
             y = y * (1.0 - self.label_smoothing) + self.label_smoothing / y_pred.shape[-1]
         return _categorical(xp, y, y_pred, self.from_logits)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "from_logits": self.from_logits,
-            "label_smoothing": self.label_smoothing,
-        }
 
 
 class SparseCategoricalCrossentropy(Loss):

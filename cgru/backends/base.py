@@ -96,6 +96,16 @@ class Ops:
         step, and cache (None unless ``training``) for :meth:`gru_backward`.
         All arrays share the dtype of ``x`` (float32 or float64).
         """
+        args = check_gru_args(
+            x, kernel, recurrent_kernel, bias, h0=h0, lengths=lengths, reverse=reverse,
+            reset_after=reset_after, activation=activation,
+            recurrent_activation=recurrent_activation, recurrent_mask=recurrent_mask, xp=self.xp,
+        )
+        return self.run_gru_forward(args, training)
+
+    def run_gru_forward(self, args: GRUArgs, training: bool) -> tuple[Any, Any, Any]:
+        """``gru_forward`` on arguments already checked and normalised by ``check_gru_args``:
+        what a backend implements."""
         raise NotImplementedError
 
     def prepare_gru(

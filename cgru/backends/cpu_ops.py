@@ -13,7 +13,6 @@ from .base import (
     PreparedGRU,
     check_activations,
     check_grad,
-    check_gru_args,
     check_gru_weights,
     check_lengths,
     pack_bias_grad,
@@ -94,27 +93,7 @@ class CPUOps(Ops):
         a, b = run_all([first, second])
         return a, b
 
-    def gru_forward(
-        self,
-        x,
-        kernel,
-        recurrent_kernel,
-        bias=None,
-        *,
-        h0=None,
-        lengths=None,
-        reverse=False,
-        reset_after=True,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        recurrent_mask=None,
-        training=False,
-    ):
-        args = check_gru_args(
-            x, kernel, recurrent_kernel, bias, h0=h0, lengths=lengths, reverse=reverse,
-            reset_after=reset_after, activation=activation,
-            recurrent_activation=recurrent_activation, recurrent_mask=recurrent_mask,
-        )
+    def run_gru_forward(self, args, training):
         parts = pieces(args.batch, forward_flops(args.batch, args.time, args.x.shape[2], args.units))
         bounds = row_bounds(args.batch, parts)
         piece_args = [args if parts == 1 else args.rows(a, b) for a, b in bounds]

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import GRUArgs, GRUGrads, Ops, check_grad, check_gru_args, pack_bias_grad
+from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad
 
 GPU_EXTRA_HINT = "install the gpu extra: pip install cgru[gpu]"
 
@@ -277,28 +277,8 @@ class CupyOps(Ops):
 
     # -- GRU -------------------------------------------------------------------------------
 
-    def gru_forward(
-        self,
-        x,
-        kernel,
-        recurrent_kernel,
-        bias=None,
-        *,
-        h0=None,
-        lengths=None,
-        reverse=False,
-        reset_after=True,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        recurrent_mask=None,
-        training=False,
-    ):
+    def run_gru_forward(self, args, training):
         cp = self.xp
-        args = check_gru_args(
-            x, kernel, recurrent_kernel, bias, h0=h0, lengths=lengths, reverse=reverse,
-            reset_after=reset_after, activation=activation,
-            recurrent_activation=recurrent_activation, recurrent_mask=recurrent_mask, xp=cp,
-        )
         B, T, H = args.batch, args.time, args.units
         n_in = args.x.shape[2]
         G = 3 * H

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import GRUArgs, GRUGrads, Ops, check_grad, check_gru_args, pack_bias_grad
+from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad
 
 
 def activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -80,27 +80,7 @@ class NumpyOps(Ops):
     compiled = False
     xp = np
 
-    def gru_forward(
-        self,
-        x,
-        kernel,
-        recurrent_kernel,
-        bias=None,
-        *,
-        h0=None,
-        lengths=None,
-        reverse=False,
-        reset_after=True,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        recurrent_mask=None,
-        training=False,
-    ):
-        args = check_gru_args(
-            x, kernel, recurrent_kernel, bias, h0=h0, lengths=lengths, reverse=reverse,
-            reset_after=reset_after, activation=activation,
-            recurrent_activation=recurrent_activation, recurrent_mask=recurrent_mask,
-        )
+    def run_gru_forward(self, args, training):
         batch, time, units = args.batch, args.time, args.units
         lengths = args.lengths if args.lengths is not None else np.full(batch, time, np.int64)
         W, U = args.kernel, args.recurrent_kernel

@@ -80,6 +80,15 @@ static inline int FN(time_index)(const cgru_dims *d, int b, int s)
     return d->reverse ? len - 1 - s : s;
 }
 
+/* Training keeps unit j's z, r, n and u_h in its row of the saved gates (4H). */
+static inline void FN(save_gates)(REAL *gates, int H, int j, REAL z, REAL r, REAL n, REAL uh)
+{
+    gates[j] = z;
+    gates[H + j] = r;
+    gates[2 * H + j] = n;
+    gates[3 * H + j] = uh;
+}
+
 /* reset_after=1: all of z, r, n from the input projection `a` and the recurrent product `u`. */
 static inline void FN(gates_after)(const cgru_dims *d, int H, const REAL *a, const REAL *u,
                                    const REAL *bx, const REAL *bh, REAL *h, REAL *out,
@@ -94,12 +103,8 @@ static inline void FN(gates_after)(const cgru_dims *d, int H, const REAL *a, con
         REAL hn = n + z * (h[j] - n);
         out[j] = hn;
         h[j] = hn;
-        if (gates) {
-            gates[j] = z;
-            gates[H + j] = r;
-            gates[2 * H + j] = n;
-            gates[3 * H + j] = uh;
-        }
+        if (gates)
+            FN(save_gates)(gates, H, j, z, r, n, uh);
     }
 }
 
@@ -182,12 +187,8 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
                 REAL hn = n + z * (hb[j] - n);
                 out[j] = hn;
                 hb[j] = hn;
-                if (sg) {
-                    sg[j] = z;
-                    sg[H + j] = r;
-                    sg[2 * H + j] = n;
-                    sg[3 * H + j] = uh;
-                }
+                if (sg)
+                    FN(save_gates)(sg, H, j, z, r, n, uh);
             }
         }
     }
