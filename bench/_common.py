@@ -307,6 +307,7 @@ class NumpyBlasThreads:
         self.method = "none"
         self._tp = None
         self._setters = []
+        self._paths: list[str] = []
         self.config = None
         np.dot(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))  # load the BLAS
         try:
@@ -316,7 +317,9 @@ class NumpyBlasThreads:
             self.method = "threadpoolctl"
             info = [i for i in threadpoolctl.threadpool_info() if i.get("internal_api") == "openblas"
                     or i.get("user_api") == "blas"]
+            # NumPy's library only: cgru's bundled OpenBLAS (and torch's) keep their own settings
             np_info = [i for i in info if "numpy" in (i.get("filepath") or "")]
+            self._paths = [i["filepath"] for i in np_info]
             if np_info:
                 self.config = f"{np_info[0].get('internal_api')} {np_info[0].get('version')}"
             return
@@ -357,8 +360,8 @@ class NumpyBlasThreads:
             self.method = "openblas setter"
 
     def set(self, n: int) -> None:
-        if self._tp is not None:
-            self._tp.threadpool_limits(limits=n, user_api="blas")
+        if self._tp is not None and self._paths:
+            self._tp.ThreadpoolController().select(filepath=self._paths).limit(limits=n)
         for setter in self._setters:
             setter(ctypes.c_int(n))
 

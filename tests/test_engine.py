@@ -375,16 +375,19 @@ def as_float64(args, kwargs):
 
 @pytest.mark.parametrize("isa", supported_isas())
 @pytest.mark.parametrize("batch,units,lengths",
-                         [(1, 64, False), (1, 37, False), (5, 33, True), (8, 128, True)])
-def test_every_instruction_set_variant_matches_reference(isa, batch, units, lengths):
-    """The float32 gate passes and batch-1 product are compiled per instruction set: each one's
-    error against a float64 reference stays of the order of the float32 reference's own error."""
+                         [(1, 64, False), (1, 37, False), (5, 33, True), (8, 128, True), (13, 50, True)])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_every_instruction_set_variant_matches_reference(isa, batch, units, lengths, reset_after):
+    """The float32 gate passes and per-step products (packed recurrent kernel, batch-1 product)
+    are compiled per instruction set: each one's error against a float64 reference stays of the
+    order of the float32 reference's own error. The sizes leave partial register tiles and
+    partial column panels."""
     from cgru import _engine
 
     rng = np.random.default_rng(units)
     # weights at the scale initialisers give, so that rounding is not amplified chaotically
     args, kwargs = random_problem(rng, batch, 7, 9, units, lengths=lengths, dtype=np.float32,
-                                  scale=2 / np.sqrt(units))
+                                  scale=2 / np.sqrt(units), reset_after=reset_after)
     dy = rng.standard_normal((batch, 7, units)).astype(np.float32)
     reference = cgru.get_ops("numpy")
     exact = forward_backward(reference, *as_float64(args, kwargs), dy.astype(np.float64), None)

@@ -126,3 +126,120 @@ def test_bidirectional_model_trains_identically_in_parallel(always_split):
         serial_weights = train()
     for p, s in zip(parallel_weights, serial_weights):
         np.testing.assert_allclose(p, s, rtol=1e-5, atol=1e-6)
+
+
+# -- one sequence, its units shared over threads (UnitSplitForward) ---------------------------
+
+requires_unit_split = pytest.mark.skipif(
+    not compiled_available() or not getattr(__import__("cgru._engine"). _engine, "UNIT_SPLIT", False),
+    reason="unit splitting needs the compiler's atomic builtins")
+
+
+def single_sequence(rng, time, features, units, scale=None):
+    scale = 1 / np.sqrt(units) if scale is None else scale
+    x = rng.standard_normal((1, time, features)).astype(np.float32)
+    kernel = (rng.standard_normal((features, 3 * units)) * scale).astype(np.float32)
+    recurrent = (rng.standard_normal((units, 3 * units)) * scale).astype(np.float32)
+    bias = (rng.standard_normal((2, 3 * units)) * 0.3).astype(np.float32)
+    h0 = rng.standard_normal((1, units)).astype(np.float32)
+    return x, kernel, recurrent, bias, h0
+
+
+def run_unit_split(parts, x, kernel, recurrent, bias, h0, lengths=None, reverse=False,
+                   activation="tanh", recurrent_activation="sigmoid"):
+    from cgru import _engine
+
+    split = _engine.UnitSplitForward(x, kernel, recurrent, bias[0], bias[1], h0, lengths, reverse,
+                                     activation, recurrent_activation, parts)
+    threads = [threading.Thread(target=split.run, args=(part,)) for part in range(1, parts)]
+    for thread in threads:  # every part must run at once: one thread each
+        thread.start()
+    split.run(0)
+    for thread in threads:
+        thread.join()
+    return split.y, split.h_n
+
+
+@requires_unit_split
+@pytest.mark.parametrize("units,parts", [(32, 2), (40, 2), (100, 3), (256, 2), (67, 4)])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("length", [None, 0, 5])
+def test_unit_split_matches_reference(units, parts, reverse, length):
+    rng = np.random.default_rng(units + parts)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 9, 7, units)
+    lengths = None if length is None else np.array([length])
+    y, h = run_unit_split(parts, x, kernel, recurrent, bias, h0, lengths, reverse)
+    ry, rh, _ = cgru.get_ops("numpy").gru_forward(
+        *(a.astype(np.float64) for a in (x, kernel, recurrent, bias)), h0=h0.astype(np.float64),
+        lengths=lengths, reverse=reverse)
+    np.testing.assert_allclose(y, ry, atol=2e-6)
+    np.testing.assert_allclose(h, rh, atol=2e-6)
+    assert y.dtype == np.float32 and y.shape == (1, 9, units) and h.shape == (1, units)
+
+
+@requires_unit_split
+@pytest.mark.parametrize("activation,recurrent_activation", [("relu", "hard_sigmoid"), ("linear", "sigmoid")])
+def test_unit_split_other_activations(activation, recurrent_activation):
+    rng = np.random.default_rng(3)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 6, 5, 48, scale=0.1)
+    y, h = run_unit_split(3, x, kernel, recurrent, bias, h0, None, False, activation, recurrent_activation)
+    ry, rh, _ = cgru.get_ops("numpy").gru_forward(
+        x, kernel, recurrent, bias, h0=h0, activation=activation, recurrent_activation=recurrent_activation)
+    np.testing.assert_allclose(y, ry, atol=2e-6)
+    np.testing.assert_allclose(h, rh, atol=2e-6)
+
+
+@requires_unit_split
+def test_unit_split_checks_its_arguments():
+    from cgru import _engine
+
+    rng = np.random.default_rng(0)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 4, 3, 32)
+    make = lambda **kw: _engine.UnitSplitForward(  # noqa: E731
+        kw.get("x", x), kw.get("kernel", kernel), recurrent, bias[0], bias[1], kw.get("h0", h0),
+        kw.get("lengths"), False, "tanh", "sigmoid", kw.get("parts", 2))
+    with pytest.raises(ValueError, match="batch 1"):
+        make(x=np.concatenate([x, x]))
+    with pytest.raises(ValueError, match="parts must be in 2..2"):
+        make(parts=3)
+    with pytest.raises(ValueError, match="kernel must have shape"):
+        make(kernel=kernel[:, :-1].copy())
+    with pytest.raises(ValueError, match="h0 must have shape"):
+        make(h0=np.zeros((1, 31), np.float32))
+    with pytest.raises(ValueError, match="lengths must be in 0..4"):
+        make(lengths=np.array([5]))
+    with pytest.raises(ValueError, match="dtype mismatch"):
+        make(x=x.astype(np.float64))
+    split = make()
+    with pytest.raises(ValueError, match="part must be in 0..1"):
+        split.run(2)
+    split.h_n[...] = -7  # nothing ran: the result arrays are untouched by the refusals
+    parallel.run_all([lambda: split.run(0), lambda: split.run(1)])
+    with pytest.raises(ValueError, match="already run"):
+        split.run(0)
+
+
+@requires_unit_split
+def test_single_sequence_ops_and_models_share_units_across_threads(monkeypatch):
+    """ops.gru_forward and a model's prepared call on one long sequence both take the unit split
+    (when threads and work allow) and give the single-thread result."""
+    from cgru.backends import cpu_ops
+
+    calls = []
+    original = cpu_ops.unit_split
+    monkeypatch.setattr(cpu_ops, "unit_split", lambda *a: calls.append(original(*a)) or calls[-1])
+    rng = np.random.default_rng(5)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 64, 16, 128)
+    ops = cgru.get_ops("cpu")
+    with cgru.num_threads(2):
+        y, h, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0)
+        model = cgru.Sequential([cgru.GRU(128, return_sequences=True, input_shape=(64, 16))])
+        model.set_weights([kernel, recurrent, bias])
+        model_y = model(x)
+    assert [c is not None for c in calls] == [True, True]
+    with cgru.num_threads(1):
+        y1, h1, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0)
+        model_y1 = model(x)
+    np.testing.assert_allclose(y, y1, atol=2e-6)
+    np.testing.assert_allclose(h, h1, atol=2e-6)
+    np.testing.assert_allclose(model_y, model_y1, atol=2e-6)

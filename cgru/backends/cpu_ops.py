@@ -46,6 +46,32 @@ def forward_flops(batch: int, time: int, features: int, units: int) -> float:
     return 2.0 * batch * time * 3 * units * (features + units)
 
 
+# Per-step recurrent work (2 * H * 3H) below which the threads' per-step meeting costs more
+# than sharing the units saves (see bench/NOTES.md): about 96 units on a 2-core x86 machine.
+MIN_UNIT_SPLIT_STEP_FLOPS = 5e4
+
+
+def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths, reverse,
+               activation, recurrent_activation):
+    """Run a float32 single-sequence inference pass with its units shared over cgru's threads
+    (reset_after=True, no recurrent mask); returns (y, h_n), or None when one thread is as fast."""
+    if not engine.UNIT_SPLIT or x.shape[0] != 1 or x.dtype != np.float32:
+        return None
+    units = recurrent_kernel.shape[0]
+    if 6.0 * units * units < MIN_UNIT_SPLIT_STEP_FLOPS:
+        return None
+    # Two parts: the calling thread and one worker. The parts wait for each other at every
+    # step, so all of them must run at once; a worker part queued behind another split's
+    # waiting worker part could wait forever, while the caller's part is always running.
+    if pieces(units // engine.UNIT_SPLIT_GRAIN, forward_flops(*x.shape, units)) < 2:
+        return None
+    parts = 2
+    split = engine.UnitSplitForward(x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths,
+                                    reverse, activation, recurrent_activation, parts)
+    run_all([lambda part=part: split.run(part) for part in range(parts)])
+    return split.y, split.h_n
+
+
 class CPUPreparedGRU(PreparedGRU):
     """PreparedGRU over the engine's GRUInference: per call, one dtype/shape check and the kernel."""
 
@@ -59,6 +85,9 @@ class CPUPreparedGRU(PreparedGRU):
                                              reverse, reset_after, activation, recurrent_activation)
         self.run = self.inference.forward
         self.units = self.inference.units
+        self.split_args = (kernel, recurrent_kernel, input_bias, recurrent_bias) if reset_after else None
+        self.split_options = (reverse, activation, recurrent_activation)
+        self.engine = engine
 
     def forward(self, x, h, lengths=None):
         if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
@@ -67,6 +96,11 @@ class CPUPreparedGRU(PreparedGRU):
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         if x.ndim != 3 or x.shape[0] * x.shape[1] <= 1:
             return self.run(x, h, lengths)  # the streaming step: no splitting, no BLAS
+        if x.shape[0] == 1 and self.split_args is not None and type(h) is np.ndarray and h.shape == (1, self.units):
+            done = unit_split(self.engine, x, *self.split_args, h, lengths, *self.split_options)
+            if done is not None:
+                h[...] = done[1]
+                return done[0]
         parts = pieces(x.shape[0], forward_flops(*x.shape, self.units))
         if parts == 1 or type(h) is not np.ndarray or h.shape[:1] != x.shape[:1]:
             return self.run(x, h, lengths)
@@ -94,6 +128,12 @@ class CPUOps(Ops):
         return a, b
 
     def run_gru_forward(self, args, training):
+        if not training and args.reset_after and args.recurrent_mask is None:
+            done = unit_split(self.engine, args.x, args.kernel, args.recurrent_kernel, args.input_bias,
+                              args.recurrent_bias, args.h0, args.lengths, args.reverse, args.activation,
+                              args.recurrent_activation)
+            if done is not None:
+                return done[0], done[1], None
         parts = pieces(args.batch, forward_flops(args.batch, args.time, args.x.shape[2], args.units))
         bounds = row_bounds(args.batch, parts)
         piece_args = [args if parts == 1 else args.rows(a, b) for a, b in bounds]

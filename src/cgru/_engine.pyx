@@ -31,6 +31,14 @@ cdef extern from "gru_kernels.h" nogil:
                           const double *rmask, const double *saved_h, const double *saved_gates,
                           const double *dy, const double *dh_n, double *dx, double *dh0,
                           double *dW, double *dU, double *dbx, double *dbh)
+    ctypedef struct cgru_barrier:
+        int parts
+    void cgru_barrier_init(cgru_barrier *b, int parts)
+    int cgru_units_split_available()
+    int cgru_forward_units_f32(const cgru_dims *d, int u0, int u1, cgru_barrier *barrier,
+                               float *state, const float *x, const float *W, const float *U,
+                               const float *bx, const float *bh, const float *h0, float *y,
+                               float *h_n)
     void cgru_blas_set_threads(int n)
     int cgru_blas_get_threads()
     const char *cgru_blas_config()
@@ -43,6 +51,10 @@ cdef extern from "gates_f32.h" nogil:
     void cgru_vector_math_f32(int which, const float *x, float *y, size_t n)
 
 ISAS = ("generic", "avx2", "avx512")
+#: Whether UnitSplitForward is available (it needs the compiler's atomic builtins).
+UNIT_SPLIT = cgru_units_split_available() == 1
+#: Units per part of a UnitSplitForward is at least this (one vector register's worth).
+UNIT_SPLIT_GRAIN = 16
 VECTOR_FUNCTIONS = {"exp": 0, "sigmoid": 1, "tanh": 2}
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "linear": 2}
 RECURRENT_ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1}
@@ -356,3 +368,84 @@ cdef object _inference_forward(GRUInference g, const floating[:, :, ::1] x, floa
         raise MemoryError("cgru: out of memory in GRUInference.forward")
     return out
 
+
+
+cdef class UnitSplitForward:
+    """One float32 batch-1 inference forward pass, split by units over ``parts`` threads.
+
+    For a single sequence there are no batch rows to share out, so the threads share the units:
+    each computes the gate columns of its range of units (its slice of the recurrent kernel
+    stays in its core's cache) and the threads meet at a spinning barrier once per time step.
+    Construct it (all arguments are checked here), then call ``run(part)`` for every part in
+    0..parts-1, each on its own thread and all at once: a part that is never run leaves the
+    others waiting. Afterwards ``y`` (1, T, H) and ``h_n`` (1, H) hold the result.
+
+    x (1, T, I), kernel (I, 3H), recurrent_kernel (H, 3H), biases (3H,), h0 (1, H): float32,
+    C-contiguous; lengths None or int64 (1,); reset_after=True semantics, no recurrent mask;
+    2 <= parts <= H // UNIT_SPLIT_GRAIN.
+    """
+
+    cdef readonly object y, h_n
+    cdef readonly int parts
+    cdef const float[:, :, ::1] x
+    cdef const float[:, ::1] kernel, recurrent_kernel, h0
+    cdef const float[::1] input_bias, recurrent_bias
+    cdef const int64_t[::1] lengths
+    cdef float[:, ::1] state
+    cdef float[:, :, ::1] y_view
+    cdef float[:, ::1] h_view
+    cdef cgru_dims dims
+    cdef cgru_barrier barrier
+    cdef list bounds, started
+
+    def __init__(self, const float[:, :, ::1] x, const float[:, ::1] kernel,
+                 const float[:, ::1] recurrent_kernel, const float[::1] input_bias,
+                 const float[::1] recurrent_bias, const float[:, ::1] h0,
+                 const int64_t[::1] lengths, bint reverse, str activation,
+                 str recurrent_activation, int parts):
+        if not UNIT_SPLIT:
+            raise RuntimeError("UnitSplitForward is not available in this build")
+        cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
+        if B != 1:
+            raise ValueError(f"x must hold one sequence (batch 1), got batch {B}")
+        _check_dim("recurrent_kernel", (recurrent_kernel.shape[0], recurrent_kernel.shape[1]), (H, 3 * H))
+        _check_dim("kernel", (kernel.shape[0], kernel.shape[1]), (I, 3 * H))
+        _check_dim("input_bias", (input_bias.shape[0],), (3 * H,))
+        _check_dim("recurrent_bias", (recurrent_bias.shape[0],), (3 * H,))
+        _check_dim("h0", (h0.shape[0], h0.shape[1]), (1, H))
+        if parts < 2 or parts > H // UNIT_SPLIT_GRAIN:
+            raise ValueError(f"parts must be in 2..{H // UNIT_SPLIT_GRAIN} for {H} units, got {parts}")
+        self.dims = _dims((B, T, I), H, lengths, reverse, True, activation, recurrent_activation)
+        self.dims.lengths = _lengths_ptr(lengths, B, T)
+        self.x, self.kernel, self.recurrent_kernel, self.h0 = x, kernel, recurrent_kernel, h0
+        self.input_bias, self.recurrent_bias, self.lengths = input_bias, recurrent_bias, lengths
+        self.y = np.zeros((1, T, H), np.float32) if lengths is not None else np.empty((1, T, H), np.float32)
+        self.h_n = np.empty((1, H), np.float32)
+        self.y_view, self.h_view = self.y, self.h_n
+        self.state = np.empty((2, H), np.float32)
+        self.parts = parts
+        grains = H // UNIT_SPLIT_GRAIN
+        edges = [UNIT_SPLIT_GRAIN * (grains * k // parts) for k in range(parts)] + [H]
+        self.bounds = list(zip(edges[:parts], edges[1:]))
+        self.started = [False] * parts
+        cgru_barrier_init(&self.barrier, parts)
+
+    def run(self, int part):
+        """Run this thread's part (GIL released); returns when the whole pass is done."""
+        if part < 0 or part >= self.parts:
+            raise ValueError(f"part must be in 0..{self.parts - 1}, got {part}")
+        if self.started[part]:
+            raise ValueError(f"part {part} has already run")
+        self.started[part] = True
+        cdef int u0 = self.bounds[part][0], u1 = self.bounds[part][1], status = 0
+        if self.x.shape[1] == 0:
+            self.h_view[...] = self.h0
+            return
+        with nogil:
+            status = cgru_forward_units_f32(&self.dims, u0, u1, &self.barrier, &self.state[0, 0],
+                                            &self.x[0, 0, 0], &self.kernel[0, 0],
+                                            &self.recurrent_kernel[0, 0], &self.input_bias[0],
+                                            &self.recurrent_bias[0], &self.h0[0, 0],
+                                            &self.y_view[0, 0, 0], &self.h_view[0, 0])
+        if status == CGRU_ENOMEM:
+            raise MemoryError("cgru: out of memory in UnitSplitForward")

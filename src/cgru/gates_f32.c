@@ -15,8 +15,39 @@
 #define CGRU_IVDEP
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define CGRU_VECTOR_EXTENSIONS 1
+#endif
+
 #define ISA generic
 #include "gates_f32_impl.h"
+#ifdef CGRU_VECTOR_EXTENSIONS
+#define VW 4 /* SSE2 / NEON */
+#if defined(__aarch64__)
+#define MR 6 /* 32 vector registers */
+#else
+#define MR 2
+#endif
+#define TP 1
+#include "packed_f32_impl.h"
+#undef VW
+#undef MR
+#undef TP
+#else
+/* Compilers without vector extensions (MSVC): a plain loop over the packed layout. */
+void cgru_packed_gemm_f32_generic(int M, int N, int K, const float *A, int lda, const float *Bp,
+                                  int accumulate, float *C, int ldc)
+{
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+            const float *b = Bp + (size_t)(j / CGRU_PANEL) * K * CGRU_PANEL + j % CGRU_PANEL;
+            float sum = 0.0f;
+            for (int k = 0; k < K; ++k)
+                sum += A[(size_t)i * lda + k] * b[(size_t)k * CGRU_PANEL];
+            C[(size_t)i * ldc + j] = (accumulate ? C[(size_t)i * ldc + j] : 0.0f) + sum;
+        }
+}
+#endif
 #undef ISA
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -35,12 +66,26 @@
 CGRU_TARGET_BEGIN("avx2,fma")
 #define ISA avx2
 #include "gates_f32_impl.h"
+#define VW 8
+#define MR 6
+#define TP 1
+#include "packed_f32_impl.h"
+#undef VW
+#undef MR
+#undef TP
 #undef ISA
 CGRU_TARGET_END
 
 CGRU_TARGET_BEGIN("avx512f,avx512dq,avx2,fma")
 #define ISA avx512
 #include "gates_f32_impl.h"
+#define VW 16
+#define MR 8
+#define TP 3
+#include "packed_f32_impl.h"
+#undef VW
+#undef MR
+#undef TP
 #undef ISA
 CGRU_TARGET_END
 #endif
@@ -48,6 +93,7 @@ CGRU_TARGET_END
 cgru_gates_fwd_f32_fn cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
 cgru_gates_bwd_f32_fn cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
 cgru_vecmat_f32_fn cgru_vecmat_f32 = cgru_vecmat_f32_generic;
+cgru_packed_gemm_f32_fn cgru_packed_gemm_f32 = cgru_packed_gemm_f32_generic;
 static const char *current_isa = "generic";
 
 int cgru_isa_supported(const char *isa)
@@ -73,6 +119,7 @@ int cgru_set_isa(const char *isa)
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
         cgru_vecmat_f32 = cgru_vecmat_f32_generic;
+        cgru_packed_gemm_f32 = cgru_packed_gemm_f32_generic;
         current_isa = "generic";
     }
 #ifdef CGRU_X86_VARIANTS
@@ -80,11 +127,13 @@ int cgru_set_isa(const char *isa)
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx2;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx2;
         cgru_vecmat_f32 = cgru_vecmat_f32_avx2;
+        cgru_packed_gemm_f32 = cgru_packed_gemm_f32_avx2;
         current_isa = "avx2";
     } else if (strcmp(isa, "avx512") == 0) {
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx512;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx512;
         cgru_vecmat_f32 = cgru_vecmat_f32_avx512;
+        cgru_packed_gemm_f32 = cgru_packed_gemm_f32_avx512;
         current_isa = "avx512";
     }
 #endif
@@ -92,6 +141,32 @@ int cgru_set_isa(const char *isa)
 }
 
 const char *cgru_get_isa(void) { return current_isa; }
+
+size_t cgru_packed_floats(int K, int N)
+{
+    return (size_t)((N + CGRU_PANEL - 1) / CGRU_PANEL) * CGRU_PANEL * (K > 0 ? K : 0);
+}
+
+void cgru_pack_f32(int K, int N, const float *src, size_t sk, size_t sj, float *Bp)
+{
+    const int panels = (N + CGRU_PANEL - 1) / CGRU_PANEL;
+    for (int p = 0; p < panels; ++p) {
+        float *panel = Bp + (size_t)p * K * CGRU_PANEL;
+        if (sj == 1) { /* row-major source: copy row pieces */
+            for (int k = 0; k < K; ++k)
+                for (int j = 0; j < CGRU_PANEL; ++j) {
+                    const int col = p * CGRU_PANEL + j;
+                    panel[(size_t)k * CGRU_PANEL + j] = col < N ? src[(size_t)k * sk + col] : 0.0f;
+                }
+        } else { /* transposed source: read each column's run along k */
+            for (int j = 0; j < CGRU_PANEL; ++j) {
+                const int col = p * CGRU_PANEL + j;
+                for (int k = 0; k < K; ++k)
+                    panel[(size_t)k * CGRU_PANEL + j] = col < N ? src[(size_t)k * sk + (size_t)col * sj] : 0.0f;
+            }
+        }
+    }
+}
 
 void cgru_select_best_isa(void)
 {

@@ -12,7 +12,21 @@ typedef void (*cgru_gates_bwd_f32_fn)(int H, const float *hp, const float *sg, c
 typedef void (*cgru_vecmat_f32_fn)(int K, int N, const float *a, const float *B, int ldb,
                                    float beta, float *c);
 
+/* C (M, N) = A (M, K) Bp (+ C when accumulate), Bp packed by cgru_pack_f32 (see
+ * packed_f32_impl.h for the layout). A has row stride lda, C row stride ldc. */
+typedef void (*cgru_packed_gemm_f32_fn)(int M, int N, int K, const float *A, int lda,
+                                        const float *Bp, int accumulate, float *C, int ldc);
+
+#define CGRU_PANEL 16 /* columns per panel of a packed operand */
+
+/* Floats a packed (K, N) operand takes, and packing one: B[k, j] = src[k * sk + j * sj]
+ * (sk = row stride and sj = 1 packs a row-major matrix; sk = 1, sj = row stride packs its
+ * transpose). Bp should be 64-byte aligned for speed. */
+size_t cgru_packed_floats(int K, int N);
+void cgru_pack_f32(int K, int N, const float *src, size_t sk, size_t sj, float *Bp);
+
 extern cgru_gates_fwd_f32_fn cgru_gates_fwd_f32;
+extern cgru_packed_gemm_f32_fn cgru_packed_gemm_f32;
 extern cgru_vecmat_f32_fn cgru_vecmat_f32;
 extern cgru_gates_bwd_f32_fn cgru_gates_bwd_f32;
 

@@ -36,6 +36,28 @@ static void FN(matmul)(int trans_a, int trans_b, int M, int N, int K, const REAL
          M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* C (M, N) = A (M, K) op(B) (+ C when accumulate), the product of one time step: through Bp,
+ * op(B) packed once for all steps, where the precision has a packed kernel and Bp is given. */
+static void FN(step_product)(const REAL *Bp, int trans_b, int M, int N, int K, const REAL *A,
+                             int lda, const REAL *B, int ldb, int accumulate, REAL *C, int ldc)
+{
+#ifdef PACKED_GEMM
+    if (Bp && M > 0 && K > 0) {
+        PACKED_GEMM(M, N, K, A, lda, Bp, accumulate, C, ldc);
+        return;
+    }
+#else
+    (void)Bp;
+#endif
+    FN(matmul)(0, trans_b, M, N, K, A, lda, B, ldb, accumulate ? 1 : 0, C, ldc);
+}
+
+/* p rounded up to a 64-byte boundary (the workspace reserves the slack). */
+static inline REAL *FN(align64)(REAL *p)
+{
+    return (REAL *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
 static inline REAL FN(sigmoid)(REAL v) { return 1 / (1 + EXP(-v)); }
 
 static inline REAL FN(recurrent_act)(int kind, REAL v)
@@ -114,12 +136,28 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
 {
     const int B = d->batch, T = d->time, In = d->input, H = d->units, G = 3 * H;
     const size_t BT = (size_t)B * T, BH = (size_t)B * H;
-    REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + 1) * sizeof(REAL));
+    const REAL *packed = NULL; /* U packed for the per-step products (float32) */
+    size_t pack_floats = 0;
+#ifdef PACKED_GEMM
+    if (T > 1) /* packing costs about one step's product */
+        pack_floats = PACKED_RECURRENT_FLOATS(H, d->reset_after) + 64 / sizeof(REAL);
+#endif
+    REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + pack_floats + 1) * sizeof(REAL));
     if (!proj)
         return CGRU_ENOMEM;
     REAL *u = proj + BT * G;   /* (B, 3H) recurrent product of this step */
     REAL *h_in = u + (size_t)B * G; /* (B, H) state times recurrent mask */
     REAL *rh = h_in + BH;      /* (B, H) r * h_in, reset_after=0 */
+#ifdef PACKED_GEMM
+    if (pack_floats) {
+        REAL *buffer = FN(align64)(rh + BH);
+        PACK_RECURRENT(H, d->reset_after, U, buffer);
+        packed = buffer;
+    }
+    const REAL *packed_n = packed ? packed + PACKED_FLOATS(H, 2 * H) : NULL; /* U_h, reset_after=0 */
+#else
+    const REAL *packed_n = NULL;
+#endif
     REAL *h = h_n;
     const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
     (void)fast;
@@ -133,7 +171,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
                 h_in[k] = h[k] * rmask[k];
             hsrc = h_in;
         }
-        FN(matmul)(0, 0, B, d->reset_after ? G : 2 * H, H, hsrc, H, U, G, 0, u, G);
+        FN(step_product)(packed, 0, B, d->reset_after ? G : 2 * H, H, hsrc, H, U, G, 0, u, G);
         for (int b = 0; b < B; ++b) {
             REAL *hb = h + (size_t)b * H;
             REAL *sh = saved_h ? saved_h + ((size_t)s * B + b) * H : NULL;
@@ -171,7 +209,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
         }
         if (d->reset_after)
             continue;
-        FN(matmul)(0, 0, B, H, H, rh, H, U + 2 * H, G, 0, u + 2 * H, G);
+        FN(step_product)(packed_n, 0, B, H, H, rh, H, U + 2 * H, G, 0, u + 2 * H, G);
         for (int b = 0; b < B; ++b) {
             int t = FN(time_index)(d, b, s);
             if (t < 0)
@@ -195,6 +233,58 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     return 0;
 }
 
+#if defined(PACKED_GEMM) && CGRU_HAVE_BARRIER
+int FN(cgru_forward_units)(const cgru_dims *d, int u0, int u1, cgru_barrier *barrier, REAL *state,
+                           const REAL *x, const REAL *W, const REAL *U, const REAL *bx,
+                           const REAL *bh, const REAL *h0, REAL *y, REAL *h_n)
+{
+    const int T = d->time, In = d->input, H = d->units, G = 3 * H, n = u1 - u0, Gp = 3 * n;
+    const int steps = d->lengths ? (int)d->lengths[0] : T;
+    const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
+    int round = 0;
+    /* this part's gate columns (z, r, h blocks of units u0..u1): input projection (T, 3n),
+     * recurrent product (3n), weights gathered (I, 3n) and (H, 3n), biases (3n) each */
+    const size_t floats = (size_t)T * Gp + Gp + (size_t)In * Gp + (size_t)H * Gp + 2 * Gp;
+    REAL *proj = cgru_workspace((floats + PACKED_FLOATS(H, Gp) + 64 / sizeof(REAL)) * sizeof(REAL));
+    if (!proj)
+        cgru_barrier_fail(barrier);
+    if (cgru_barrier_wait(barrier, &round))
+        return CGRU_ENOMEM;
+    REAL *u = proj + (size_t)T * Gp;
+    REAL *Wp = u + Gp, *Up = Wp + (size_t)In * Gp, *bxp = Up + (size_t)H * Gp, *bhp = bxp + Gp;
+    REAL *packed = FN(align64)(bhp + Gp);
+    for (int g = 0; g < 3; ++g) {
+        for (int k = 0; k < In; ++k)
+            memcpy(Wp + (size_t)k * Gp + g * n, W + (size_t)k * G + g * H + u0, n * sizeof(REAL));
+        for (int k = 0; k < H; ++k)
+            memcpy(Up + (size_t)k * Gp + g * n, U + (size_t)k * G + g * H + u0, n * sizeof(REAL));
+        memcpy(bxp + g * n, bx + g * H + u0, n * sizeof(REAL));
+        memcpy(bhp + g * n, bh + g * H + u0, n * sizeof(REAL));
+    }
+    PACK(H, Gp, Up, Gp, 1, packed);
+    FN(matmul)(0, 0, T, Gp, In, x, In, Wp, Gp, 0, proj, Gp);
+    memcpy(state + u0, h0 + u0, n * sizeof(REAL));
+    cgru_barrier_wait(barrier, &round); /* the whole initial state is in place */
+
+    for (int s = 0; s < steps; ++s) {
+        const REAL *h_prev = state + (size_t)(s & 1) * H;
+        REAL *h_next = state + (size_t)((s + 1) & 1) * H + u0;
+        const int t = d->reverse ? steps - 1 - s : s;
+        PACKED_GEMM(1, Gp, H, h_prev, H, packed, 0, u, Gp);
+        memcpy(h_next, h_prev + u0, n * sizeof(REAL)); /* the gate pass updates it in place */
+        const REAL *a = proj + (size_t)t * Gp;
+        REAL *out = y + (size_t)t * H + u0;
+        if (fast)
+            FAST_GATES_FWD(n, a, u, bxp, bhp, h_next, out, NULL);
+        else
+            FN(gates_after)(d, n, a, u, bxp, bhp, h_next, out, NULL);
+        cgru_barrier_wait(barrier, &round); /* everyone has read h_prev and written h_next */
+    }
+    memcpy(h_n + u0, state + (size_t)(steps & 1) * H + u0, n * sizeof(REAL));
+    return 0;
+}
+#endif
+
 int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
                       const REAL *rmask, const REAL *saved_h, const REAL *saved_gates,
                       const REAL *dy, const REAL *dh_n,
@@ -208,12 +298,27 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
     /* d_proj (B*T, 3H): gradient of the input projection, at each sequence's time index;
      * d_rec (T*B, 3H): gradient of the recurrent product, per processing step;
      * tmp (B, H); left (T*B, H): left operand of the recurrent weight gradient. */
-    REAL *d_proj = cgru_workspace((BT * G + BT * G + BH + BT * H + 1) * sizeof(REAL));
+    const int K_rec = d->reset_after ? G : 2 * H; /* gate columns of d_rec that reach dh via U */
+    size_t pack_floats = 0;
+#ifdef PACKED_GEMM
+    pack_floats = PACKED_FLOATS(K_rec, H) + PACKED_FLOATS(H, H) + 2 * 64 / sizeof(REAL);
+#endif
+    REAL *d_proj = cgru_workspace((BT * G + BT * G + BH + BT * H + pack_floats + 1) * sizeof(REAL));
     if (!d_proj)
         return CGRU_ENOMEM;
     REAL *d_rec = d_proj + BT * G;
     REAL *tmp = d_rec + BT * G;
     REAL *left = tmp + BH;
+    /* U^T (K_rec, H) and, for reset_after=0, U_h^T (H, H), packed for the per-step products */
+    REAL *packed_t = NULL, *packed_tn = NULL;
+#ifdef PACKED_GEMM
+    packed_t = FN(align64)(left + BT * H);
+    PACK(K_rec, H, U, 1, G, packed_t);
+    if (!d->reset_after) {
+        packed_tn = FN(align64)(packed_t + PACKED_FLOATS(K_rec, H));
+        PACK(H, H, U + 2 * H, 1, G, packed_tn);
+    }
+#endif
     REAL *dh = dh0;
     if (d->lengths) /* positions past each sequence's length get no gradient */
         for (int b = 0; b < B; ++b)
@@ -264,7 +369,7 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
         }
         if (!d->reset_after) {
             /* d(r*h_in) = dn U_h^T, then the reset gate and the direct path through r*h_in */
-            FN(matmul)(0, 1, B, H, H, dr_s + 2 * H, G, U + 2 * H, G, 0, tmp, H);
+            FN(step_product)(packed_tn, 1, B, H, H, dr_s + 2 * H, G, U + 2 * H, G, 0, tmp, H);
             for (int b = 0; b < B; ++b) {
                 int t = FN(time_index)(d, b, s);
                 if (t < 0)
@@ -285,13 +390,12 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
                 }
             }
         }
-        int K = d->reset_after ? G : 2 * H;
         if (rmask) {
-            FN(matmul)(0, 1, B, H, K, dr_s, G, U, G, 0, tmp, H);
+            FN(step_product)(packed_t, 1, B, H, K_rec, dr_s, G, U, G, 0, tmp, H);
             for (size_t k = 0; k < BH; ++k)
                 dh[k] += tmp[k] * rmask[k];
         } else {
-            FN(matmul)(0, 1, B, H, K, dr_s, G, U, G, 1, dh, H);
+            FN(step_product)(packed_t, 1, B, H, K_rec, dr_s, G, U, G, 1, dh, H);
         }
     }
 

@@ -6,6 +6,25 @@
 #include "gru_kernels.h"
 #include "blas.h"
 #include "gates_f32.h"
+#include "barrier.h"
+
+size_t cgru_packed_recurrent_floats(int H, int reset_after)
+{
+    if (reset_after)
+        return cgru_packed_floats(H, 3 * H);
+    return cgru_packed_floats(H, 2 * H) + cgru_packed_floats(H, H);
+}
+
+void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out)
+{
+    const size_t G = 3 * (size_t)H;
+    if (reset_after) {
+        cgru_pack_f32(H, 3 * H, U, G, 1, out);
+    } else {
+        cgru_pack_f32(H, 2 * H, U, G, 1, out);
+        cgru_pack_f32(H, H, U + 2 * H, G, 1, out + cgru_packed_floats(H, 2 * H));
+    }
+}
 
 #define REAL float
 #define SUFFIX f32
@@ -17,9 +36,19 @@
 #define FAST_GATES_FWD cgru_gates_fwd_f32
 #define FAST_GATES_BWD cgru_gates_bwd_f32
 #define FAST_VECMAT cgru_vecmat_f32
+#define PACKED_GEMM cgru_packed_gemm_f32
+#define PACK cgru_pack_f32
+#define PACKED_FLOATS cgru_packed_floats
+#define PACKED_RECURRENT_FLOATS cgru_packed_recurrent_floats
+#define PACK_RECURRENT cgru_pack_recurrent_f32
 #include "gru_impl.h"
 #undef FAST_GATES
 #undef FAST_VECMAT
+#undef PACKED_GEMM
+#undef PACK
+#undef PACKED_FLOATS
+#undef PACKED_RECURRENT_FLOATS
+#undef PACK_RECURRENT
 #undef REAL
 #undef SUFFIX
 #undef GEMM
@@ -52,6 +81,8 @@ int cgru_blas_get_threads(void)
     return 0;
 #endif
 }
+
+int cgru_units_split_available(void) { return CGRU_HAVE_BARRIER; }
 
 const char *cgru_blas_config(void)
 {

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "barrier.h"
+
 #define CGRU_ENOMEM 1
 
 enum cgru_activation { CGRU_TANH = 0, CGRU_RELU = 1, CGRU_LINEAR = 2 };
@@ -31,6 +33,12 @@ typedef struct {
     const int64_t *lengths;    /* (B,) in 0..T, or NULL for all T */
 } cgru_dims;
 
+/* The recurrent kernel U (H, 3H) packed for the per-step products of the float32 forward
+ * (which packs it into its scratch memory once per call): how many floats it takes, and
+ * packing it into out. */
+size_t cgru_packed_recurrent_floats(int H, int reset_after);
+void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out);
+
 /* Training forward saves, per processing step s: h_prev (T, B, H) and gates (T, B, 4H)
  * holding z, r, n and u_h = h U_h + b_hh (reset_after) or (r*h) U_h (otherwise). */
 
@@ -43,6 +51,18 @@ int cgru_forward_f32(const cgru_dims *d, const float *x, const float *W, const f
 int cgru_forward_f64(const cgru_dims *d, const double *x, const double *W, const double *U,
                      const double *bx, const double *bh, const double *h0, const double *rmask,
                      double *y, double *h_n, double *saved_h, double *saved_gates);
+
+/* Float32 inference forward of batch 1 shared by threads, each calling this with its own
+ * unit range [u0, u1) (the ranges cover 0..H) and the same barrier (initialised for that
+ * many threads) and state (2, H) scratch: each thread computes its units' gate columns and
+ * the threads meet once per step. reset_after=1, no recurrent mask; x (1, T, I), y (1, T, H)
+ * (zero-filled by the caller when lengths are given), h0 and h_n (1, H), may alias. Returns
+ * CGRU_ENOMEM in every thread when one of them is out of memory. Available where
+ * cgru_units_split_available() is 1. */
+int cgru_units_split_available(void);
+int cgru_forward_units_f32(const cgru_dims *d, int u0, int u1, cgru_barrier *barrier, float *state,
+                           const float *x, const float *W, const float *U, const float *bx,
+                           const float *bh, const float *h0, float *y, float *h_n);
 
 /* Backward. dy (B, T, H) and dh_n (B, H) may be NULL (zero). Outputs: dx (B, T, I),
  * dh0 (B, H), dW (I, 3H), dU (H, 3H), dbx (3H), dbh (3H); all overwritten. dx may be NULL
