@@ -96,7 +96,8 @@ class CPUPreparedGRU(PreparedGRU):
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         if x.ndim != 3 or x.shape[0] * x.shape[1] <= 1:
             return self.run(x, h, lengths)  # the streaming step: no splitting, no BLAS
-        if x.shape[0] == 1 and self.split_args is not None and type(h) is np.ndarray and h.shape == (1, self.units):
+        one_sequence = x.shape[0] == 1 and type(h) is np.ndarray and h.shape == (1, self.units)
+        if one_sequence and self.split_args is not None:
             done = unit_split(self.engine, x, *self.split_args, h, lengths, *self.split_options)
             if done is not None:
                 h[...] = done[1]
