@@ -17,6 +17,11 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CGRU_VECTOR_EXTENSIONS 1
+#define CGRU_ALWAYS_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define CGRU_ALWAYS_INLINE __forceinline
+#else
+#define CGRU_ALWAYS_INLINE inline
 #endif
 
 #define ISA generic

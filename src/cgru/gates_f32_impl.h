@@ -39,16 +39,17 @@ void GATES_CAT(cgru_gates_fwd_f32, ISA)(int H, const float *restrict a, const fl
     }
 }
 
-/* Backward of one row: g = dh + dy; writes the input-projection gradient dp (3H), the
- * recurrent-product gradient du (3H) and dh <- g * z (the direct path). dy may be NULL. */
-void GATES_CAT(cgru_gates_bwd_f32, ISA)(int H, const float *restrict hp, const float *restrict sg,
-                                        const float *restrict dy, float *restrict dp,
-                                        float *restrict du, float *restrict dh)
+/* Backward of one row (see cgru_gates_bwd_f32 below); has_dy is a constant wherever this is
+ * inlined, so each variant is a branch-free loop the compiler vectorises. */
+static CGRU_ALWAYS_INLINE void
+GATES_CAT(gates_bwd_row, ISA)(const int has_dy, int H, const float *restrict hp,
+                              const float *restrict sg, const float *restrict dy,
+                              float *restrict dp, float *restrict du, float *restrict dh)
 {
     CGRU_IVDEP
     for (int j = 0; j < H; ++j) {
         float z = sg[j], r = sg[H + j], n = sg[2 * H + j], uh = sg[3 * H + j];
-        float g = dh[j] + (dy ? dy[j] : 0.0f);
+        float g = has_dy ? dh[j] + dy[j] : dh[j];
         float dz = g * (hp[j] - n) * z * (1 - z);
         float dn = g * (1 - z) * (1 - n * n);
         float dr = dn * uh * r * (1 - r);
@@ -60,6 +61,18 @@ void GATES_CAT(cgru_gates_bwd_f32, ISA)(int H, const float *restrict hp, const f
         du[2 * H + j] = dn * r;
         dh[j] = g * z;
     }
+}
+
+/* Backward of one row: g = dh + dy; writes the input-projection gradient dp (3H), the
+ * recurrent-product gradient du (3H) and dh <- g * z (the direct path). dy may be NULL. */
+void GATES_CAT(cgru_gates_bwd_f32, ISA)(int H, const float *restrict hp, const float *restrict sg,
+                                        const float *restrict dy, float *restrict dp,
+                                        float *restrict du, float *restrict dh)
+{
+    if (dy)
+        GATES_CAT(gates_bwd_row, ISA)(1, H, hp, sg, dy, dp, du, dh);
+    else
+        GATES_CAT(gates_bwd_row, ISA)(0, H, hp, sg, dy, dp, du, dh);
 }
 
 /* c (N) = beta * c + a (K) B (K, N), B row-major with row stride ldb; single-threaded, for
