@@ -142,15 +142,25 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     if (T > 1) /* packing costs about one step's product */
         pack_floats = PACKED_RECURRENT_FLOATS(H, d->reset_after) + 64 / sizeof(REAL);
 #endif
-    REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + pack_floats + 1) * sizeof(REAL));
+    const size_t xt_floats = B > 1 ? BT * In : 0;
+    REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + xt_floats + pack_floats + 1) * sizeof(REAL));
     if (!proj)
         return CGRU_ENOMEM;
     REAL *u = proj + BT * G;   /* (B, 3H) recurrent product of this step */
     REAL *h_in = u + (size_t)B * G; /* (B, H) state times recurrent mask */
     REAL *rh = h_in + BH;      /* (B, H) r * h_in, reset_after=0 */
+    /* proj (T, B, 3H), time-major, so that each step reads one contiguous block */
+    const REAL *x_tm = x;
+    if (B > 1) {
+        REAL *xt = rh + BH;
+        for (int b = 0; b < B; ++b)
+            for (int t = 0; t < T; ++t)
+                memcpy(xt + ((size_t)t * B + b) * In, x + ((size_t)b * T + t) * In, In * sizeof(REAL));
+        x_tm = xt;
+    }
 #ifdef PACKED_GEMM
     if (pack_floats) {
-        REAL *buffer = FN(align64)(rh + BH);
+        REAL *buffer = FN(align64)(rh + BH + xt_floats);
         PACK_RECURRENT(H, d->reset_after, U, buffer);
         packed = buffer;
     }
@@ -162,7 +172,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
     (void)fast;
     memmove(h, h0, BH * sizeof(REAL)); /* h_n may be h0 itself (in-place streaming) */
-    FN(matmul)(0, 0, (int)BT, G, In, x, In, W, G, 0, proj, G);
+    FN(matmul)(0, 0, (int)BT, G, In, x_tm, In, W, G, 0, proj, G);
 
     for (int s = 0; s < T; ++s) {
         const REAL *hsrc = h;
@@ -186,7 +196,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
                     memset(rh + (size_t)b * H, 0, H * sizeof(REAL));
                 continue;
             }
-            const REAL *a = proj + ((size_t)b * T + t) * G;
+            const REAL *a = proj + ((size_t)t * B + b) * G;
             REAL *ub = u + (size_t)b * G;
             if (d->reset_after) {
                 REAL *out = y + ((size_t)b * T + t) * H;
@@ -214,7 +224,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
             int t = FN(time_index)(d, b, s);
             if (t < 0)
                 continue;
-            const REAL *a = proj + ((size_t)b * T + t) * G;
+            const REAL *a = proj + ((size_t)t * B + b) * G;
             const REAL *ub = u + (size_t)b * G;
             REAL *hb = h + (size_t)b * H;
             REAL *out = y + ((size_t)b * T + t) * H;
