@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -133,7 +134,7 @@ extension = Extension(
     "cgru._engine",
     sources=[f"{SRC}/_engine.pyx", *c_sources],
     depends=sorted(str(p) for p in Path(SRC).glob("*.h")),  # rebuild when a header changes
-    include_dirs=[SRC, *BLAS["include_dirs"]],
+    include_dirs=[SRC, numpy.get_include(), *BLAS["include_dirs"]],
     library_dirs=BLAS["library_dirs"],
     libraries=BLAS["libraries"],
     runtime_library_dirs=BLAS["runtime_library_dirs"],

@@ -482,6 +482,33 @@ def test_prepared_gru_rejects_bad_input(ops, rng):
         prepared.forward(args[0], np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError, match="lengths"):
         prepared.forward(args[0], h, [1, 9])
+    one_step = np.ascontiguousarray(args[0][:1, :1])
+    state = np.zeros((1, 5), np.float32)
+    state.flags.writeable = False  # the state is updated in place: a read-only one is refused
+    for x_in in (one_step, args[0]):
+        with pytest.raises(TypeError, match="h must be a writable"):
+            prepared.forward(x_in, state)
+    with pytest.raises(TypeError, match="h must be"):
+        prepared.forward(one_step, np.zeros((1, 5), np.float64))
+    with pytest.raises(ValueError, match="h must have shape"):
+        prepared.forward(one_step, np.zeros((1, 4), np.float32))
+    assert not state.any()
+
+
+def test_prepared_gru_converts_what_the_streaming_path_declines(ops, rng):
+    """A one-step input of another dtype, or not contiguous, takes the converting path and gives
+    the same result as a float32 contiguous one."""
+    args, _ = random_problem(rng, 1, 4, 6, 8, dtype=np.float32)
+    prepared = ops.prepare_gru(*args[1:])
+    step = np.ascontiguousarray(args[0][:, :1])
+    expected_h = np.zeros((1, 8), np.float32)
+    expected = np.asarray(prepared.forward(step, expected_h))
+    wide = np.zeros((1, 1, 12), np.float32)
+    wide[..., ::2] = step
+    for x_in in (step.astype(np.float64), wide[..., ::2], step.tolist()):
+        h = np.zeros((1, 8), np.float32)
+        np.testing.assert_array_equal(np.asarray(prepared.forward(x_in, h)), expected)
+        np.testing.assert_array_equal(h, expected_h)
 
 
 def test_backward_without_input_gradient(ops, rng):

@@ -171,6 +171,13 @@ class PreparedGRU:
         features = self.kernel.shape[0]
         if x.ndim != 3 or x.shape[2] != features:
             raise ValueError(f"x must have shape (batch, time, {features}), got {tuple(x.shape)}")
+        xp = self.ops.xp
+        if not isinstance(h, xp.ndarray) or h.dtype != self.dtype or (xp is np and not h.flags.writeable):
+            raise TypeError(f"h must be a writable {self.dtype} array on the backend's device "
+                            f"(it is updated in place), got {type(h).__name__}")
+        if tuple(h.shape) != (x.shape[0], self.recurrent_kernel.shape[0]):
+            raise ValueError(f"h must have shape {(x.shape[0], self.recurrent_kernel.shape[0])}, "
+                             f"got {tuple(h.shape)}")
         y, h_n, _ = self.ops.gru_forward(x, self.kernel, self.recurrent_kernel,
                                          self.bias, h0=h, lengths=lengths, **self.options)
         h[...] = h_n

@@ -84,18 +84,23 @@ class CPUPreparedGRU(PreparedGRU):
         self.inference = engine.GRUInference(kernel, recurrent_kernel, input_bias, recurrent_bias,
                                              reverse, reset_after, activation, recurrent_activation)
         self.run = self.inference.forward
+        self.step = self.inference.step
         self.units = self.inference.units
         self.split_args = (kernel, recurrent_kernel, input_bias, recurrent_bias) if reset_after else None
         self.split_options = (reverse, activation, recurrent_activation)
         self.engine = engine
 
     def forward(self, x, h, lengths=None):
+        if lengths is None:
+            y = self.step(x, h)  # the streaming step, checked in the engine: no splitting, no BLAS
+            if y is not None:
+                return y
         if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=self.dtype)
         if lengths is not None and x.ndim == 3:
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         if x.ndim != 3 or x.shape[0] * x.shape[1] <= 1:
-            return self.run(x, h, lengths)  # the streaming step: no splitting, no BLAS
+            return self.run(x, h, lengths)  # one step with lengths, or a bad shape it reports
         one_sequence = x.shape[0] == 1 and type(h) is np.ndarray and h.shape == (1, self.units)
         if one_sequence and self.split_args is not None:
             done = unit_split(self.engine, x, *self.split_args, h, lengths, *self.split_options)

@@ -10,6 +10,9 @@ from libc.stdint cimport int64_t
 from cython cimport floating
 
 import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
 
 cdef extern from "gru_kernels.h" nogil:
     int CGRU_ENOMEM
@@ -285,6 +288,7 @@ cdef class GRUInference:
     cdef readonly Py_ssize_t input_size, units
     cdef cgru_dims dims
     cdef bint single
+    cdef int typenum
     # Data pointers of the four arrays above, which this object keeps alive (and which numpy
     # cannot reallocate while referenced here).
     cdef const void *W
@@ -312,6 +316,7 @@ cdef class GRUInference:
         self.input_bias, self.recurrent_bias = input_bias, recurrent_bias
         self.dtype = kernel.dtype
         self.single = kernel.dtype == np.float32
+        self.typenum = cnp.NPY_FLOAT32 if self.single else cnp.NPY_FLOAT64
         self.input_size, self.units = I, H
         if self.single:
             _bind_pointers[float](self, kernel, recurrent_kernel, input_bias, recurrent_bias)
@@ -323,51 +328,71 @@ cdef class GRUInference:
 
         x must be a C-contiguous array of the weights' dtype and h a writable one; lengths is
         None or an int64 (B,) array in 0..T. Returns y (B, T, H).
+
+        This is the per-call cost of one-step streaming, so it checks the arrays through
+        NumPy's C API rather than acquiring buffers.
         """
-        if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
+        return self._forward(x, h, lengths)
+
+    def step(self, x, h):
+        """The streaming call: ``forward(x, h)`` when x is a C-contiguous array of the weights'
+        dtype holding at most one time step of one sequence, else None (nothing is run)."""
+        if (not cnp.PyArray_CheckExact(x) or cnp.PyArray_TYPE(x) != self.typenum
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or cnp.PyArray_NDIM(x) != 3):
+            return None
+        cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(x)
+        if xs[0] * xs[1] > 1:
+            return None
+        return self._forward(x, h, None)
+
+    cdef object _forward(self, x, h, lengths):
+        cdef int typenum = self.typenum
+        if not cnp.PyArray_CheckExact(x) or cnp.PyArray_TYPE(x) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(x):
             raise TypeError(f"x must be a C-contiguous {self.dtype} numpy array")
-        if type(h) is not np.ndarray or h.dtype != self.dtype or not h.flags.c_contiguous:
-            raise TypeError(f"h must be a C-contiguous {self.dtype} numpy array")
-        if x.ndim != 3 or x.shape[2] != self.input_size:
+        if (not cnp.PyArray_CheckExact(h) or cnp.PyArray_TYPE(h) != typenum
+                or not cnp.PyArray_IS_C_CONTIGUOUS(h) or not cnp.PyArray_ISWRITEABLE(h)):
+            raise TypeError(f"h must be a writable C-contiguous {self.dtype} numpy array")
+        cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(x)
+        cdef cnp.npy_intp *hs = cnp.PyArray_DIMS(h)
+        if cnp.PyArray_NDIM(x) != 3 or xs[2] != self.input_size:
             raise ValueError(f"x must have shape (batch, time, {self.input_size}), got {x.shape}")
-        _check_dim("h", h.shape, (x.shape[0], self.units))
-        if self.single:
-            return _inference_forward[float](self, x, h, lengths)
-        return _inference_forward[double](self, x, h, lengths)
+        cdef Py_ssize_t B = xs[0], T = xs[1], H = self.units
+        if cnp.PyArray_NDIM(h) != 2 or hs[0] != B or hs[1] != H:
+            raise ValueError(f"h must have shape {(B, H)}, got {h.shape}")
+        if B * T * max(self.input_size, 4 * H) > _INT_MAX:
+            raise ValueError(f"problem too large for 32-bit BLAS indices: x {x.shape}, units {H}")
+        cdef cgru_dims d = self.dims
+        d.batch, d.time = <int>B, <int>T
+        d.lengths = _lengths_ptr(lengths, B, T)
+        cdef cnp.npy_intp shape[3]
+        shape[0], shape[1], shape[2] = B, T, H
+        out = (cnp.PyArray_ZEROS(3, shape, typenum, 0) if lengths is not None
+               else cnp.PyArray_EMPTY(3, shape, typenum, 0))
+        if B == 0 or T == 0:
+            return out
+        cdef const void *xp = cnp.PyArray_DATA(x)
+        cdef void *hp = cnp.PyArray_DATA(h)
+        cdef void *yp = cnp.PyArray_DATA(out)
+        cdef int status
+        with nogil:
+            if self.single:
+                status = cgru_forward_f32(&d, <const float *>xp, <const float *>self.W,
+                                          <const float *>self.U, <const float *>self.bx,
+                                          <const float *>self.bh, <const float *>hp, NULL,
+                                          <float *>yp, <float *>hp, NULL, NULL)
+            else:
+                status = cgru_forward_f64(&d, <const double *>xp, <const double *>self.W,
+                                          <const double *>self.U, <const double *>self.bx,
+                                          <const double *>self.bh, <const double *>hp, NULL,
+                                          <double *>yp, <double *>hp, NULL, NULL)
+        if status == CGRU_ENOMEM:
+            raise MemoryError("cgru: out of memory in GRUInference.forward")
+        return out
 
 
 cdef void _bind_pointers(GRUInference g, const floating[:, ::1] W, const floating[:, ::1] U,
                          const floating[::1] bx, const floating[::1] bh):
     g.W, g.U, g.bx, g.bh = &W[0, 0], &U[0, 0], &bx[0], &bh[0]
-
-
-cdef object _inference_forward(GRUInference g, const floating[:, :, ::1] x, floating[:, ::1] h,
-                               object lengths):
-    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], H = g.units
-    cdef const floating *W = <const floating *>g.W
-    cdef const floating *U = <const floating *>g.U
-    cdef const floating *bx = <const floating *>g.bx
-    cdef const floating *bh = <const floating *>g.bh
-    cdef cgru_dims d = g.dims
-    d.batch, d.time = <int>B, <int>T
-    d.lengths = _lengths_ptr(lengths, B, T)
-    dtype = np.float32 if floating is float else np.float64
-    out = np.zeros((B, T, H), dtype) if lengths is not None else np.empty((B, T, H), dtype)
-    if B == 0 or T == 0:
-        return out
-    cdef floating[:, :, ::1] y = out
-    cdef int status
-    with nogil:
-        if floating is float:
-            status = cgru_forward_f32(&d, &x[0, 0, 0], W, U, bx, bh, &h[0, 0], NULL, &y[0, 0, 0],
-                                      &h[0, 0], NULL, NULL)
-        else:
-            status = cgru_forward_f64(&d, &x[0, 0, 0], W, U, bx, bh, &h[0, 0], NULL, &y[0, 0, 0],
-                                      &h[0, 0], NULL, NULL)
-    if status == CGRU_ENOMEM:
-        raise MemoryError("cgru: out of memory in GRUInference.forward")
-    return out
-
 
 
 cdef class UnitSplitForward:
