@@ -38,7 +38,8 @@ cdef extern from "gru_kernels.h" nogil:
         int parts
     void cgru_barrier_init(cgru_barrier *b, int parts)
     int cgru_units_split_available()
-    int cgru_forward_units_f32(const cgru_dims *d, int u0, int u1, cgru_barrier *barrier,
+    int CGRU_BARRIER_MAX_PARTS
+    int cgru_forward_units_f32(const cgru_dims *d, int part, int u0, int u1, cgru_barrier *barrier,
                                float *state, const float *x, const float *W, const float *U,
                                const float *bx, const float *bh, const float *h0, float *y,
                                float *h_n)
@@ -407,7 +408,7 @@ cdef class UnitSplitForward:
 
     x (1, T, I), kernel (I, 3H), recurrent_kernel (H, 3H), biases (3H,), h0 (1, H): float32,
     C-contiguous; lengths None or int64 (1,); reset_after=True semantics, no recurrent mask;
-    2 <= parts <= H // UNIT_SPLIT_GRAIN.
+    2 <= parts <= min(H // UNIT_SPLIT_GRAIN, 16).
     """
 
     cdef readonly object y, h_n
@@ -438,8 +439,9 @@ cdef class UnitSplitForward:
         _check_dim("input_bias", (input_bias.shape[0],), (3 * H,))
         _check_dim("recurrent_bias", (recurrent_bias.shape[0],), (3 * H,))
         _check_dim("h0", (h0.shape[0], h0.shape[1]), (1, H))
-        if parts < 2 or parts > H // UNIT_SPLIT_GRAIN:
-            raise ValueError(f"parts must be in 2..{H // UNIT_SPLIT_GRAIN} for {H} units, got {parts}")
+        most = min(H // UNIT_SPLIT_GRAIN, CGRU_BARRIER_MAX_PARTS)
+        if parts < 2 or parts > most:
+            raise ValueError(f"parts must be in 2..{most} for {H} units, got {parts}")
         self.dims = _dims((B, T, I), H, lengths, reverse, True, activation, recurrent_activation)
         self.dims.lengths = _lengths_ptr(lengths, B, T)
         self.x, self.kernel, self.recurrent_kernel, self.h0 = x, kernel, recurrent_kernel, h0
@@ -467,7 +469,7 @@ cdef class UnitSplitForward:
             self.h_view[...] = self.h0
             return
         with nogil:
-            status = cgru_forward_units_f32(&self.dims, u0, u1, &self.barrier, &self.state[0, 0],
+            status = cgru_forward_units_f32(&self.dims, part, u0, u1, &self.barrier, &self.state[0, 0],
                                             &self.x[0, 0, 0], &self.kernel[0, 0],
                                             &self.recurrent_kernel[0, 0], &self.input_bias[0],
                                             &self.recurrent_bias[0], &self.h0[0, 0],

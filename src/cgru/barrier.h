@@ -8,20 +8,25 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define CGRU_HAVE_BARRIER 1
 #include <sched.h>
+#include <string.h>
 
+#define CGRU_BARRIER_MAX_PARTS 16
+
+/* Each thread announces the rounds it has finished in its own cache line and reads the
+ * others': no shared counter bounces between the cores. */
 typedef struct {
-    int parts;   /* threads that meet */
-    int arrived; /* how many reached the current round */
-    int round;   /* flips when a round completes */
-    int failed;  /* set by a thread that cannot go on; all see it at the next round */
+    int parts;
+    struct {
+        int done;   /* rounds this thread has finished */
+        int failed; /* this thread cannot go on */
+        char pad[64 - 2 * sizeof(int)];
+    } slot[CGRU_BARRIER_MAX_PARTS];
 } cgru_barrier;
 
 static inline void cgru_barrier_init(cgru_barrier *b, int parts)
 {
+    memset(b, 0, sizeof *b);
     b->parts = parts;
-    b->arrived = 0;
-    b->round = 0;
-    b->failed = 0;
 }
 
 static inline void cgru_cpu_relax(void)
@@ -33,35 +38,36 @@ static inline void cgru_cpu_relax(void)
 #endif
 }
 
-/* Wait until all parts have arrived; *round is this thread's copy of the round flag (start it
- * at 0). Returns nonzero when some thread has reported failure. */
-static inline int cgru_barrier_wait(cgru_barrier *b, int *round)
+/* Thread `part` finishes round *round (start it at 0) and waits for every other part to
+ * finish it too. Returns nonzero when some thread has reported failure. */
+static inline int cgru_barrier_wait(cgru_barrier *b, int part, int *round)
 {
-    const int next = !*round;
-    *round = next;
-    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == b->parts) {
-        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->round, next, __ATOMIC_RELEASE);
-    } else {
+    const int target = ++*round;
+    int failed = 0;
+    __atomic_store_n(&b->slot[part].done, target, __ATOMIC_RELEASE);
+    for (int p = 0; p < b->parts; ++p) {
         unsigned spins = 0;
-        while (__atomic_load_n(&b->round, __ATOMIC_ACQUIRE) != next) {
+        while (__atomic_load_n(&b->slot[p].done, __ATOMIC_ACQUIRE) < target) {
             if (++spins < 20000)
                 cgru_cpu_relax();
             else
                 sched_yield();
         }
+        failed |= __atomic_load_n(&b->slot[p].failed, __ATOMIC_RELAXED);
     }
-    return __atomic_load_n(&b->failed, __ATOMIC_ACQUIRE);
+    return failed;
 }
 
-static inline void cgru_barrier_fail(cgru_barrier *b)
+/* Report that this part cannot go on (before its next wait; all parts see it there). */
+static inline void cgru_barrier_fail(cgru_barrier *b, int part)
 {
-    __atomic_store_n(&b->failed, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&b->slot[part].failed, 1, __ATOMIC_RELAXED);
 }
 #else
 #define CGRU_HAVE_BARRIER 0
+#define CGRU_BARRIER_MAX_PARTS 16
 typedef struct {
-    int parts, arrived, round, failed;
+    int parts;
 } cgru_barrier;
 #endif
 

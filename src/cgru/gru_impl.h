@@ -244,7 +244,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
 }
 
 #if defined(PACKED_GEMM) && CGRU_HAVE_BARRIER
-int FN(cgru_forward_units)(const cgru_dims *d, int u0, int u1, cgru_barrier *barrier, REAL *state,
+int FN(cgru_forward_units)(const cgru_dims *d, int part, int u0, int u1, cgru_barrier *barrier, REAL *state,
                            const REAL *x, const REAL *W, const REAL *U, const REAL *bx,
                            const REAL *bh, const REAL *h0, REAL *y, REAL *h_n)
 {
@@ -257,8 +257,8 @@ int FN(cgru_forward_units)(const cgru_dims *d, int u0, int u1, cgru_barrier *bar
     const size_t floats = (size_t)T * Gp + Gp + (size_t)In * Gp + (size_t)H * Gp + 2 * Gp;
     REAL *proj = cgru_workspace((floats + PACKED_FLOATS(H, Gp) + 64 / sizeof(REAL)) * sizeof(REAL));
     if (!proj)
-        cgru_barrier_fail(barrier);
-    if (cgru_barrier_wait(barrier, &round))
+        cgru_barrier_fail(barrier, part);
+    if (cgru_barrier_wait(barrier, part, &round))
         return CGRU_ENOMEM;
     REAL *u = proj + (size_t)T * Gp;
     REAL *Wp = u + Gp, *Up = Wp + (size_t)In * Gp, *bxp = Up + (size_t)H * Gp, *bhp = bxp + Gp;
@@ -274,7 +274,7 @@ int FN(cgru_forward_units)(const cgru_dims *d, int u0, int u1, cgru_barrier *bar
     PACK(H, Gp, Up, Gp, 1, packed);
     FN(matmul)(0, 0, T, Gp, In, x, In, Wp, Gp, 0, proj, Gp);
     memcpy(state + u0, h0 + u0, n * sizeof(REAL));
-    cgru_barrier_wait(barrier, &round); /* the whole initial state is in place */
+    cgru_barrier_wait(barrier, part, &round); /* the whole initial state is in place */
 
     for (int s = 0; s < steps; ++s) {
         const REAL *h_prev = state + (size_t)(s & 1) * H;
@@ -288,7 +288,7 @@ int FN(cgru_forward_units)(const cgru_dims *d, int u0, int u1, cgru_barrier *bar
             FAST_GATES_FWD(n, a, u, bxp, bhp, h_next, out, NULL);
         else
             FN(gates_after)(d, n, a, u, bxp, bhp, h_next, out, NULL);
-        cgru_barrier_wait(barrier, &round); /* everyone has read h_prev and written h_next */
+        cgru_barrier_wait(barrier, part, &round); /* everyone has read h_prev and written h_next */
     }
     memcpy(h_n + u0, state + (size_t)(steps & 1) * H + u0, n * sizeof(REAL));
     return 0;

@@ -53,14 +53,14 @@ int cgru_forward_f64(const cgru_dims *d, const double *x, const double *W, const
                      double *y, double *h_n, double *saved_h, double *saved_gates);
 
 /* Float32 inference forward of batch 1 shared by threads, each calling this with its own
- * unit range [u0, u1) (the ranges cover 0..H) and the same barrier (initialised for that
- * many threads) and state (2, H) scratch: each thread computes its units' gate columns and
+ * part number and unit range [u0, u1) (the ranges cover 0..H) and the same barrier
+ * (initialised for that many threads, at most CGRU_BARRIER_MAX_PARTS) and state (2, H) scratch: each thread computes its units' gate columns and
  * the threads meet once per step. reset_after=1, no recurrent mask; x (1, T, I), y (1, T, H)
  * (zero-filled by the caller when lengths are given), h0 and h_n (1, H), may alias. Returns
  * CGRU_ENOMEM in every thread when one of them is out of memory. Available where
  * cgru_units_split_available() is 1. */
 int cgru_units_split_available(void);
-int cgru_forward_units_f32(const cgru_dims *d, int u0, int u1, cgru_barrier *barrier, float *state,
+int cgru_forward_units_f32(const cgru_dims *d, int part, int u0, int u1, cgru_barrier *barrier, float *state,
                            const float *x, const float *W, const float *U, const float *bx,
                            const float *bh, const float *h0, float *y, float *h_n);
 
