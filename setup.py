@@ -138,7 +138,9 @@ extension = Extension(
     library_dirs=BLAS["library_dirs"],
     libraries=BLAS["libraries"],
     runtime_library_dirs=BLAS["runtime_library_dirs"],
-    define_macros=BLAS["define_macros"],
+    # the oldest NumPy the package supports (pyproject's numpy>=1.23), whatever NumPy builds it
+    define_macros=[*BLAS["define_macros"], ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION"),
+                   ("NPY_NO_DEPRECATED_API", "NPY_1_23_API_VERSION")],
     extra_compile_args=extra_compile_args,
 )
 

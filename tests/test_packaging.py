@@ -100,3 +100,28 @@ def test_installed_package_has_every_package_file():
     assert wanted, f"no package files found under {SOURCE_PACKAGE}"
     missing = [str(p) for p in wanted if not (PACKAGE / p).is_file()]
     assert not missing, f"installed cgru at {PACKAGE} lacks {missing}"
+
+
+SOURCE_C = Path(__file__).resolve().parents[1] / "src" / "cgru"
+
+
+@pytest.mark.parametrize("defines", [(), ("CGRU_HAVE_BARRIER=0",),
+                                     ("CGRU_HAVE_PACKED_GEMM=0", "CGRU_HAVE_BARRIER=0")],
+                         ids=["full", "no-barrier", "like-msvc"])
+def test_c_sources_compile_without_the_gnu_only_parts(defines):
+    """The packed kernel (vector extensions) and the unit-split barrier (atomic builtins) are
+    GCC/clang only; the sources must also build without them, as MSVC builds them."""
+    import shutil
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or not SOURCE_C.is_dir():
+        pytest.skip("needs a C compiler and the source tree")
+    try:
+        import scipy_openblas32
+    except ImportError:
+        pytest.skip("needs scipy-openblas32's headers (a build requirement)")
+    flags = ["-fsyntax-only", "-std=c99", "-Wall", "-Wextra", "-Werror", "-DCGRU_BLAS_PREFIX=scipy_",
+             f"-I{SOURCE_C}", f"-I{scipy_openblas32.get_include_dir()}", *(f"-D{d}" for d in defines)]
+    for source in ("gates_f32.c", "gru_kernels.c", "workspace.c"):
+        result = subprocess.run([compiler, *flags, str(SOURCE_C / source)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{source} with {defines}:\n{result.stderr}"

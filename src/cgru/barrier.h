@@ -5,8 +5,15 @@
 #ifndef CGRU_BARRIER_H
 #define CGRU_BARRIER_H
 
+#ifndef CGRU_HAVE_BARRIER /* predefine it as 0 to build without (as with MSVC) */
 #if defined(__GNUC__) || defined(__clang__)
 #define CGRU_HAVE_BARRIER 1
+#else
+#define CGRU_HAVE_BARRIER 0
+#endif
+#endif
+
+#if CGRU_HAVE_BARRIER
 #include <sched.h>
 #include <string.h>
 
@@ -64,11 +71,12 @@ static inline void cgru_barrier_fail(cgru_barrier *b, int part)
     __atomic_store_n(&b->slot[part].failed, 1, __ATOMIC_RELAXED);
 }
 #else
-#define CGRU_HAVE_BARRIER 0
 #define CGRU_BARRIER_MAX_PARTS 16
 typedef struct {
     int parts;
 } cgru_barrier;
+
+static inline void cgru_barrier_init(cgru_barrier *b, int parts) { b->parts = parts; }
 #endif
 
 #endif

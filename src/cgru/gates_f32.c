@@ -16,7 +16,6 @@
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
-#define CGRU_VECTOR_EXTENSIONS 1
 #define CGRU_ALWAYS_INLINE inline __attribute__((always_inline))
 #elif defined(_MSC_VER)
 #define CGRU_ALWAYS_INLINE __forceinline
@@ -26,7 +25,7 @@
 
 #define ISA generic
 #include "gates_f32_impl.h"
-#ifdef CGRU_VECTOR_EXTENSIONS
+#if CGRU_HAVE_PACKED_GEMM
 #define VW 4 /* SSE2 / NEON */
 #if defined(__aarch64__)
 #define MR 6 /* 32 vector registers */
@@ -38,20 +37,6 @@
 #undef VW
 #undef MR
 #undef TP
-#else
-/* Compilers without vector extensions (MSVC): a plain loop over the packed layout. */
-void cgru_packed_gemm_f32_generic(int M, int N, int K, const float *A, int lda, const float *Bp,
-                                  int accumulate, float *C, int ldc)
-{
-    for (int i = 0; i < M; ++i)
-        for (int j = 0; j < N; ++j) {
-            const float *b = Bp + (size_t)(j / CGRU_PANEL) * K * CGRU_PANEL + j % CGRU_PANEL;
-            float sum = 0.0f;
-            for (int k = 0; k < K; ++k)
-                sum += A[(size_t)i * lda + k] * b[(size_t)k * CGRU_PANEL];
-            C[(size_t)i * ldc + j] = (accumulate ? C[(size_t)i * ldc + j] : 0.0f) + sum;
-        }
-}
 #endif
 #undef ISA
 
@@ -71,6 +56,7 @@ void cgru_packed_gemm_f32_generic(int M, int N, int K, const float *A, int lda, 
 CGRU_TARGET_BEGIN("avx2,fma")
 #define ISA avx2
 #include "gates_f32_impl.h"
+#if CGRU_HAVE_PACKED_GEMM
 #define VW 8
 #define MR 6
 #define TP 1
@@ -78,12 +64,14 @@ CGRU_TARGET_BEGIN("avx2,fma")
 #undef VW
 #undef MR
 #undef TP
+#endif
 #undef ISA
 CGRU_TARGET_END
 
 CGRU_TARGET_BEGIN("avx512f,avx512dq,avx2,fma")
 #define ISA avx512
 #include "gates_f32_impl.h"
+#if CGRU_HAVE_PACKED_GEMM
 #define VW 16
 #define MR 8
 #define TP 3
@@ -91,6 +79,7 @@ CGRU_TARGET_BEGIN("avx512f,avx512dq,avx2,fma")
 #undef VW
 #undef MR
 #undef TP
+#endif
 #undef ISA
 CGRU_TARGET_END
 #endif
@@ -98,7 +87,9 @@ CGRU_TARGET_END
 cgru_gates_fwd_f32_fn cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
 cgru_gates_bwd_f32_fn cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
 cgru_vecmat_f32_fn cgru_vecmat_f32 = cgru_vecmat_f32_generic;
+#if CGRU_HAVE_PACKED_GEMM
 cgru_packed_gemm_f32_fn cgru_packed_gemm_f32 = cgru_packed_gemm_f32_generic;
+#endif
 static const char *current_isa = "generic";
 
 int cgru_isa_supported(const char *isa)
@@ -124,7 +115,9 @@ int cgru_set_isa(const char *isa)
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
         cgru_vecmat_f32 = cgru_vecmat_f32_generic;
+#if CGRU_HAVE_PACKED_GEMM
         cgru_packed_gemm_f32 = cgru_packed_gemm_f32_generic;
+#endif
         current_isa = "generic";
     }
 #ifdef CGRU_X86_VARIANTS
@@ -132,13 +125,17 @@ int cgru_set_isa(const char *isa)
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx2;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx2;
         cgru_vecmat_f32 = cgru_vecmat_f32_avx2;
+#if CGRU_HAVE_PACKED_GEMM
         cgru_packed_gemm_f32 = cgru_packed_gemm_f32_avx2;
+#endif
         current_isa = "avx2";
     } else if (strcmp(isa, "avx512") == 0) {
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx512;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx512;
         cgru_vecmat_f32 = cgru_vecmat_f32_avx512;
+#if CGRU_HAVE_PACKED_GEMM
         cgru_packed_gemm_f32 = cgru_packed_gemm_f32_avx512;
+#endif
         current_isa = "avx512";
     }
 #endif

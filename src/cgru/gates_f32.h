@@ -12,6 +12,16 @@ typedef void (*cgru_gates_bwd_f32_fn)(int H, const float *hp, const float *sg, c
 typedef void (*cgru_vecmat_f32_fn)(int K, int N, const float *a, const float *B, int ldb,
                                    float beta, float *c);
 
+/* The packed kernel is written with the GCC/clang vector extensions; elsewhere (MSVC) the
+ * engine keeps using BLAS for the per-step products. */
+#ifndef CGRU_HAVE_PACKED_GEMM /* predefine it as 0 to build without (as with MSVC) */
+#if defined(__GNUC__) || defined(__clang__)
+#define CGRU_HAVE_PACKED_GEMM 1
+#else
+#define CGRU_HAVE_PACKED_GEMM 0
+#endif
+#endif
+
 /* C (M, N) = A (M, K) Bp (+ C when accumulate), Bp packed by cgru_pack_f32 (see
  * packed_f32_impl.h for the layout). A has row stride lda, C row stride ldc. */
 typedef void (*cgru_packed_gemm_f32_fn)(int M, int N, int K, const float *A, int lda,
@@ -26,7 +36,9 @@ size_t cgru_packed_floats(int K, int N);
 void cgru_pack_f32(int K, int N, const float *src, size_t sk, size_t sj, float *Bp);
 
 extern cgru_gates_fwd_f32_fn cgru_gates_fwd_f32;
+#if CGRU_HAVE_PACKED_GEMM
 extern cgru_packed_gemm_f32_fn cgru_packed_gemm_f32;
+#endif
 extern cgru_vecmat_f32_fn cgru_vecmat_f32;
 extern cgru_gates_bwd_f32_fn cgru_gates_bwd_f32;
 

@@ -36,11 +36,13 @@ void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out)
 #define FAST_GATES_FWD cgru_gates_fwd_f32
 #define FAST_GATES_BWD cgru_gates_bwd_f32
 #define FAST_VECMAT cgru_vecmat_f32
+#if CGRU_HAVE_PACKED_GEMM
 #define PACKED_GEMM cgru_packed_gemm_f32
 #define PACK cgru_pack_f32
 #define PACKED_FLOATS cgru_packed_floats
 #define PACKED_RECURRENT_FLOATS cgru_packed_recurrent_floats
 #define PACK_RECURRENT cgru_pack_recurrent_f32
+#endif
 #include "gru_impl.h"
 #undef FAST_GATES
 #undef FAST_VECMAT
@@ -82,7 +84,20 @@ int cgru_blas_get_threads(void)
 #endif
 }
 
-int cgru_units_split_available(void) { return CGRU_HAVE_BARRIER; }
+#define CGRU_HAVE_UNIT_SPLIT (CGRU_HAVE_BARRIER && CGRU_HAVE_PACKED_GEMM)
+
+int cgru_units_split_available(void) { return CGRU_HAVE_UNIT_SPLIT; }
+
+#if !CGRU_HAVE_UNIT_SPLIT
+int cgru_forward_units_f32(const cgru_dims *d, int part, int u0, int u1, cgru_barrier *barrier,
+                           float *state, const float *x, const float *W, const float *U,
+                           const float *bx, const float *bh, const float *h0, float *y, float *h_n)
+{
+    (void)d, (void)part, (void)u0, (void)u1, (void)barrier, (void)state, (void)x, (void)W;
+    (void)U, (void)bx, (void)bh, (void)h0, (void)y, (void)h_n;
+    return CGRU_EUNSUPPORTED; /* never called: the driver checks cgru_units_split_available */
+}
+#endif
 
 const char *cgru_blas_config(void)
 {

@@ -17,6 +17,7 @@
 #include "barrier.h"
 
 #define CGRU_ENOMEM 1
+#define CGRU_EUNSUPPORTED 2 /* a function this build does not have */
 
 enum cgru_activation { CGRU_TANH = 0, CGRU_RELU = 1, CGRU_LINEAR = 2 };
 enum cgru_recurrent_activation { CGRU_SIGMOID = 0, CGRU_HARD_SIGMOID = 1 };
