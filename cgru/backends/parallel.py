@@ -7,7 +7,9 @@ coarser grain instead: the rows of a batch are independent sequences, and the tw
 a Bidirectional layer are independent recurrences, so each piece runs whole on its own core
 with no synchronisation until it ends. ``cgru.set_num_threads`` sets how many pieces.
 
-Work started from inside a piece never splits again, so pieces never wait on each other.
+Work started from inside a piece never splits again, so pieces never wait on each other. The one
+exception to "no synchronisation" is a single long sequence (``cpu_ops.unit_split``): its two
+halves meet every step, so it runs as exactly two pieces, one of them on the calling thread.
 """
 
 from __future__ import annotations
