@@ -243,3 +243,26 @@ def test_single_sequence_ops_and_models_share_units_across_threads(monkeypatch):
     np.testing.assert_allclose(y, y1, atol=2e-6)
     np.testing.assert_allclose(h, h1, atol=2e-6)
     np.testing.assert_allclose(model_y, model_y1, atol=2e-6)
+
+
+@requires_unit_split
+def test_unit_split_is_declined_on_one_core_and_bad_states_are_reported(monkeypatch):
+    """With one core available the halves would spin against each other: one thread runs it.
+    A state the prepared call cannot update in place is refused as on the one-thread path."""
+    from cgru import runtime
+    from cgru.backends import cpu_ops
+
+    rng = np.random.default_rng(9)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 64, 16, 128)
+    args = (cgru.get_ops("cpu").engine, x, kernel, recurrent, bias[0], bias[1], h0, None, False,
+            "tanh", "sigmoid")
+    with cgru.num_threads(2):
+        assert cpu_ops.unit_split(*args) is not None
+        monkeypatch.setattr(runtime, "available_cores", lambda: 1)
+        assert cpu_ops.unit_split(*args) is None
+        monkeypatch.undo()
+        prepared = cgru.get_ops("cpu").prepare_gru(kernel, recurrent, bias)
+        for bad in (h0.astype(np.float64), np.zeros((1, 128), np.float32)):
+            bad.flags.writeable = bad.dtype == np.float64
+            with pytest.raises(TypeError, match="h must be a writable"):
+                prepared.forward(x, bad)

@@ -57,9 +57,11 @@ def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, 
     (reset_after=True, no recurrent mask); returns (y, h_n), or None when one thread is as fast."""
     if not engine.UNIT_SPLIT or x.shape[0] != 1 or x.dtype != np.float32:
         return None
+    from ..runtime import available_cores
+
     units = recurrent_kernel.shape[0]
-    if 6.0 * units * units < MIN_UNIT_SPLIT_STEP_FLOPS:
-        return None
+    if 6.0 * units * units < MIN_UNIT_SPLIT_STEP_FLOPS or available_cores() < 2:
+        return None  # too small, or the two halves would spin against each other on one core
     # Two parts: the calling thread and one worker. The parts wait for each other at every
     # step, so all of them must run at once; a worker part queued behind another split's
     # waiting worker part could wait forever, while the caller's part is always running.
@@ -101,7 +103,8 @@ class CPUPreparedGRU(PreparedGRU):
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         if x.ndim != 3 or x.shape[0] * x.shape[1] <= 1:
             return self.run(x, h, lengths)  # one step with lengths, or a bad shape it reports
-        one_sequence = x.shape[0] == 1 and type(h) is np.ndarray and h.shape == (1, self.units)
+        one_sequence = (x.shape[0] == 1 and type(h) is np.ndarray and h.shape == (1, self.units)
+                        and h.dtype == self.dtype and h.flags.writeable)  # else run() reports it
         if one_sequence and self.split_args is not None:
             done = unit_split(self.engine, x, *self.split_args, h, lengths, *self.split_options)
             if done is not None:

@@ -55,7 +55,7 @@ static inline int cgru_barrier_wait(cgru_barrier *b, int part, int *round)
     for (int p = 0; p < b->parts; ++p) {
         unsigned spins = 0;
         while (__atomic_load_n(&b->slot[p].done, __ATOMIC_ACQUIRE) < target) {
-            if (++spins < 20000)
+            if (++spins < 4000)
                 cgru_cpu_relax();
             else
                 sched_yield();
