@@ -25,19 +25,6 @@
 
 #define ISA generic
 #include "gates_f32_impl.h"
-#if CGRU_HAVE_PACKED_GEMM
-#define VW 4 /* SSE2 / NEON */
-#if defined(__aarch64__)
-#define MR 6 /* 32 vector registers */
-#else
-#define MR 2
-#endif
-#define TP 1
-#include "packed_f32_impl.h"
-#undef VW
-#undef MR
-#undef TP
-#endif
 #undef ISA
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -88,7 +75,7 @@ cgru_gates_fwd_f32_fn cgru_gates_fwd_f32 = cgru_gates_fwd_f32_generic;
 cgru_gates_bwd_f32_fn cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
 cgru_vecmat_f32_fn cgru_vecmat_f32 = cgru_vecmat_f32_generic;
 #if CGRU_HAVE_PACKED_GEMM
-cgru_packed_gemm_f32_fn cgru_packed_gemm_f32 = cgru_packed_gemm_f32_generic;
+cgru_packed_gemm_f32_fn cgru_packed_gemm_f32 = NULL;
 #endif
 static const char *current_isa = "generic";
 
@@ -116,7 +103,7 @@ int cgru_set_isa(const char *isa)
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_generic;
         cgru_vecmat_f32 = cgru_vecmat_f32_generic;
 #if CGRU_HAVE_PACKED_GEMM
-        cgru_packed_gemm_f32 = cgru_packed_gemm_f32_generic;
+        cgru_packed_gemm_f32 = NULL;
 #endif
         current_isa = "generic";
     }

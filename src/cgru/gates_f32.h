@@ -12,10 +12,11 @@ typedef void (*cgru_gates_bwd_f32_fn)(int H, const float *hp, const float *sg, c
 typedef void (*cgru_vecmat_f32_fn)(int K, int N, const float *a, const float *B, int ldb,
                                    float beta, float *c);
 
-/* The packed kernel is written with the GCC/clang vector extensions; elsewhere (MSVC) the
- * engine keeps using BLAS for the per-step products. */
+/* The packed kernel is written with the GCC/clang vector extensions and compiled for AVX2 and
+ * AVX-512, where it was measured against OpenBLAS; on other CPUs and compilers (MSVC, arm64)
+ * cgru_packed_gemm_f32 is NULL and the engine uses BLAS for the per-step products. */
 #ifndef CGRU_HAVE_PACKED_GEMM /* predefine it as 0 to build without (as with MSVC) */
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define CGRU_HAVE_PACKED_GEMM 1
 #else
 #define CGRU_HAVE_PACKED_GEMM 0
@@ -37,7 +38,7 @@ void cgru_pack_f32(int K, int N, const float *src, size_t sk, size_t sj, float *
 
 extern cgru_gates_fwd_f32_fn cgru_gates_fwd_f32;
 #if CGRU_HAVE_PACKED_GEMM
-extern cgru_packed_gemm_f32_fn cgru_packed_gemm_f32;
+extern cgru_packed_gemm_f32_fn cgru_packed_gemm_f32; /* NULL when the CPU has no variant */
 #endif
 extern cgru_vecmat_f32_fn cgru_vecmat_f32;
 extern cgru_gates_bwd_f32_fn cgru_gates_bwd_f32;

@@ -42,7 +42,7 @@ static void FN(step_product)(const REAL *Bp, int trans_b, int M, int N, int K, c
                              int lda, const REAL *B, int ldb, int accumulate, REAL *C, int ldc)
 {
 #ifdef PACKED_GEMM
-    if (Bp && M > 0 && K > 0) {
+    if (Bp && PACKED_GEMM && M > 0 && K > 0) {
         PACKED_GEMM(M, N, K, A, lda, Bp, accumulate, C, ldc);
         return;
     }
@@ -139,7 +139,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     const REAL *packed = NULL; /* U packed for the per-step products (float32) */
     size_t pack_floats = 0;
 #ifdef PACKED_GEMM
-    if (T > 1) /* packing costs about one step's product */
+    if (T > 1 && PACKED_GEMM) /* packing costs about one step's product */
         pack_floats = PACKED_RECURRENT_FLOATS(H, d->reset_after) + 64 / sizeof(REAL);
 #endif
     const size_t xt_floats = B > 1 ? BT * In : 0;
@@ -271,7 +271,8 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int u0, int u1, cgru_ba
         memcpy(bxp + g * n, bx + g * H + u0, n * sizeof(REAL));
         memcpy(bhp + g * n, bh + g * H + u0, n * sizeof(REAL));
     }
-    PACK(H, Gp, Up, Gp, 1, packed);
+    if (PACKED_GEMM)
+        PACK(H, Gp, Up, Gp, 1, packed);
     FN(matmul)(0, 0, T, Gp, In, x, In, Wp, Gp, 0, proj, Gp);
     memcpy(state + u0, h0 + u0, n * sizeof(REAL));
     cgru_barrier_wait(barrier, part, &round); /* the whole initial state is in place */
@@ -280,7 +281,7 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int u0, int u1, cgru_ba
         const REAL *h_prev = state + (size_t)(s & 1) * H;
         REAL *h_next = state + (size_t)((s + 1) & 1) * H + u0;
         const int t = d->reverse ? steps - 1 - s : s;
-        PACKED_GEMM(1, Gp, H, h_prev, H, packed, 0, u, Gp);
+        FN(step_product)(packed, 0, 1, Gp, H, h_prev, H, Up, Gp, 0, u, Gp);
         memcpy(h_next, h_prev + u0, n * sizeof(REAL)); /* the gate pass updates it in place */
         const REAL *a = proj + (size_t)t * Gp;
         REAL *out = y + (size_t)t * H + u0;
@@ -311,7 +312,8 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
     const int K_rec = d->reset_after ? G : 2 * H; /* gate columns of d_rec that reach dh via U */
     size_t pack_floats = 0;
 #ifdef PACKED_GEMM
-    pack_floats = PACKED_FLOATS(K_rec, H) + PACKED_FLOATS(H, H) + 2 * 64 / sizeof(REAL);
+    if (PACKED_GEMM)
+        pack_floats = PACKED_FLOATS(K_rec, H) + PACKED_FLOATS(H, H) + 2 * 64 / sizeof(REAL);
 #endif
     REAL *d_proj = cgru_workspace((BT * G + BT * G + BH + BT * H + pack_floats + 1) * sizeof(REAL));
     if (!d_proj)
@@ -322,11 +324,13 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
     /* U^T (K_rec, H) and, for reset_after=0, U_h^T (H, H), packed for the per-step products */
     REAL *packed_t = NULL, *packed_tn = NULL;
 #ifdef PACKED_GEMM
-    packed_t = FN(align64)(left + BT * H);
-    PACK(K_rec, H, U, 1, G, packed_t);
-    if (!d->reset_after) {
-        packed_tn = FN(align64)(packed_t + PACKED_FLOATS(K_rec, H));
-        PACK(H, H, U + 2 * H, 1, G, packed_tn);
+    if (pack_floats) {
+        packed_t = FN(align64)(left + BT * H);
+        PACK(K_rec, H, U, 1, G, packed_t);
+        if (!d->reset_after) {
+            packed_tn = FN(align64)(packed_t + PACKED_FLOATS(K_rec, H));
+            PACK(H, H, U + 2 * H, 1, G, packed_tn);
+        }
     }
 #endif
     REAL *dh = dh0;
