@@ -42,8 +42,9 @@ static void FN(step_product)(const REAL *Bp, int trans_b, int M, int N, int K, c
                              int lda, const REAL *B, int ldb, int accumulate, REAL *C, int ldc)
 {
 #ifdef PACKED_GEMM
-    if (Bp && PACKED_GEMM && M > 0 && K > 0) {
-        PACKED_GEMM(M, N, K, A, lda, Bp, accumulate, C, ldc);
+    const cgru_packed_gemm_f32_fn kernel = PACKED_GEMM; /* read once: set_isa may change it */
+    if (Bp && kernel && M > 0 && K > 0) {
+        kernel(M, N, K, A, lda, Bp, accumulate, C, ldc);
         return;
     }
 #else
@@ -142,7 +143,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     if (T > 1 && PACKED_GEMM) /* packing costs about one step's product */
         pack_floats = PACKED_RECURRENT_FLOATS(H, d->reset_after) + 64 / sizeof(REAL);
 #endif
-    const size_t xt_floats = B > 1 ? BT * In : 0;
+    const size_t xt_floats = B > 1 && T > 1 ? BT * In : 0; /* with one step, x is time-major */
     REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + xt_floats + pack_floats + 1) * sizeof(REAL));
     if (!proj)
         return CGRU_ENOMEM;
@@ -151,7 +152,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     REAL *rh = h_in + BH;      /* (B, H) r * h_in, reset_after=0 */
     /* proj (T, B, 3H), time-major, so that each step reads one contiguous block */
     const REAL *x_tm = x;
-    if (B > 1) {
+    if (xt_floats) {
         REAL *xt = rh + BH;
         for (int b = 0; b < B; ++b)
             for (int t = 0; t < T; ++t)
@@ -262,7 +263,7 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int u0, int u1, cgru_ba
         return CGRU_ENOMEM;
     REAL *u = proj + (size_t)T * Gp;
     REAL *Wp = u + Gp, *Up = Wp + (size_t)In * Gp, *bxp = Up + (size_t)H * Gp, *bhp = bxp + Gp;
-    REAL *packed = FN(align64)(bhp + Gp);
+    REAL *packed = NULL; /* this part's columns of U, packed where there is a packed kernel */
     for (int g = 0; g < 3; ++g) {
         for (int k = 0; k < In; ++k)
             memcpy(Wp + (size_t)k * Gp + g * n, W + (size_t)k * G + g * H + u0, n * sizeof(REAL));
@@ -271,8 +272,10 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int u0, int u1, cgru_ba
         memcpy(bxp + g * n, bx + g * H + u0, n * sizeof(REAL));
         memcpy(bhp + g * n, bh + g * H + u0, n * sizeof(REAL));
     }
-    if (PACKED_GEMM)
+    if (PACKED_GEMM) {
+        packed = FN(align64)(bhp + Gp);
         PACK(H, Gp, Up, Gp, 1, packed);
+    }
     FN(matmul)(0, 0, T, Gp, In, x, In, Wp, Gp, 0, proj, Gp);
     memcpy(state + u0, h0 + u0, n * sizeof(REAL));
     cgru_barrier_wait(barrier, part, &round); /* the whole initial state is in place */
@@ -312,7 +315,7 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
     const int K_rec = d->reset_after ? G : 2 * H; /* gate columns of d_rec that reach dh via U */
     size_t pack_floats = 0;
 #ifdef PACKED_GEMM
-    if (PACKED_GEMM)
+    if (T > 1 && PACKED_GEMM) /* as in the forward: packing costs about one step's product */
         pack_floats = PACKED_FLOATS(K_rec, H) + PACKED_FLOATS(H, H) + 2 * 64 / sizeof(REAL);
 #endif
     REAL *d_proj = cgru_workspace((BT * G + BT * G + BH + BT * H + pack_floats + 1) * sizeof(REAL));
