@@ -217,6 +217,12 @@ def test_unit_split_checks_its_arguments():
     parallel.run_all([lambda: split.run(0), lambda: split.run(1)])
     with pytest.raises(ValueError, match="already run"):
         split.run(0)
+    lengths = np.array([3])
+    kept = make(lengths=lengths)
+    lengths[0] = 99  # checked at construction and kept: a later change cannot reach the parts
+    parallel.run_all([lambda: kept.run(0), lambda: kept.run(1)])
+    ry, _, _ = cgru.get_ops("numpy").gru_forward(x, kernel, recurrent, bias, h0=h0, lengths=np.array([3]))
+    np.testing.assert_allclose(kept.y, ry, atol=2e-6)
 
 
 @requires_unit_split

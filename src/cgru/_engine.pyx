@@ -427,10 +427,12 @@ cdef class UnitSplitForward:
     def __init__(self, const float[:, :, ::1] x, const float[:, ::1] kernel,
                  const float[:, ::1] recurrent_kernel, const float[::1] input_bias,
                  const float[::1] recurrent_bias, const float[:, ::1] h0,
-                 const int64_t[::1] lengths, bint reverse, str activation,
+                 object lengths, bint reverse, str activation,
                  str recurrent_activation, int parts):
         if not UNIT_SPLIT:
             raise RuntimeError("UnitSplitForward is not available in this build")
+        if lengths is not None:  # a copy: the parts read it after this check, and must agree
+            self.lengths = np.array(lengths, copy=True)
         cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
         if B != 1:
             raise ValueError(f"x must hold one sequence (batch 1), got batch {B}")
@@ -443,9 +445,9 @@ cdef class UnitSplitForward:
         if parts < 2 or parts > most:
             raise ValueError(f"parts must be in 2..{most} for {H} units, got {parts}")
         self.dims = _dims((B, T, I), H, lengths, reverse, True, activation, recurrent_activation)
-        self.dims.lengths = _lengths_ptr(lengths, B, T)
+        self.dims.lengths = _lengths_ptr(self.lengths, B, T)
         self.x, self.kernel, self.recurrent_kernel, self.h0 = x, kernel, recurrent_kernel, h0
-        self.input_bias, self.recurrent_bias, self.lengths = input_bias, recurrent_bias, lengths
+        self.input_bias, self.recurrent_bias = input_bias, recurrent_bias
         self.y = np.zeros((1, T, H), np.float32) if lengths is not None else np.empty((1, T, H), np.float32)
         self.h_n = np.empty((1, H), np.float32)
         self.y_view, self.h_view = self.y, self.h_n
