@@ -432,7 +432,8 @@ cdef class UnitSplitForward:
         if not UNIT_SPLIT:
             raise RuntimeError("UnitSplitForward is not available in this build")
         if lengths is not None:  # a copy: the parts read it after this check, and must agree
-            self.lengths = np.array(lengths, copy=True)
+            lengths = np.array(lengths, copy=True)
+            self.lengths = lengths
         cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
         if B != 1:
             raise ValueError(f"x must hold one sequence (batch 1), got batch {B}")
@@ -445,7 +446,7 @@ cdef class UnitSplitForward:
         if parts < 2 or parts > most:
             raise ValueError(f"parts must be in 2..{most} for {H} units, got {parts}")
         self.dims = _dims((B, T, I), H, lengths, reverse, True, activation, recurrent_activation)
-        self.dims.lengths = _lengths_ptr(self.lengths, B, T)
+        self.dims.lengths = _lengths_ptr(lengths, B, T)
         self.x, self.kernel, self.recurrent_kernel, self.h0 = x, kernel, recurrent_kernel, h0
         self.input_bias, self.recurrent_bias = input_bias, recurrent_bias
         self.y = np.zeros((1, T, H), np.float32) if lengths is not None else np.empty((1, T, H), np.float32)
