@@ -3,6 +3,7 @@ float64 loop for reset_after=False, edge cases, bad input and thread safety."""
 
 import itertools
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -48,7 +49,8 @@ CONFIGS = list(itertools.product(
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reset_after,reverse,lengths,mask,acts,batch", CONFIGS)
 def test_compiled_matches_reference(dtype, reset_after, reverse, lengths, mask, acts, batch):
-    rng = np.random.default_rng(abs(hash((reset_after, reverse, lengths, mask, acts, batch))) % 2**32)
+    # a seed fixed by the configuration (hash() of strings changes with every interpreter)
+    rng = np.random.default_rng(zlib.crc32(repr((reset_after, reverse, lengths, mask, acts, batch)).encode()))
     args, kwargs = random_problem(rng, batch, 6, 5, 7, reset_after=reset_after, lengths=lengths,
                                   mask=mask, dtype=dtype)
     kwargs.update(reverse=reverse, activation=acts[0], recurrent_activation=acts[1])
