@@ -46,31 +46,30 @@ def forward_flops(batch: int, time: int, features: int, units: int) -> float:
     return 2.0 * batch * time * 3 * units * (features + units)
 
 
-# Per-step recurrent work (2 * H * 3H) below which the threads' per-step meeting costs more
-# than sharing the units saves (see bench/NOTES.md): about 96 units on a 2-core x86 machine.
-MIN_UNIT_SPLIT_STEP_FLOPS = 5e4
+# Per-step recurrent work (2 * H * 3H) below which the two threads' per-step exchange of
+# their new states costs more than sharing the units saves (see bench/NOTES.md): about 48
+# units on a 2-core x86 machine.
+MIN_UNIT_SPLIT_STEP_FLOPS = 1.4e4
 
 
 def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths, reverse,
                activation, recurrent_activation):
-    """Run a float32 single-sequence inference pass with its units shared over cgru's threads
-    (reset_after=True, no recurrent mask); returns (y, h_n), or None when one thread is as fast."""
-    if not engine.UNIT_SPLIT or x.shape[0] != 1 or x.dtype != np.float32:
+    """Run a float32 single-sequence inference pass with its units shared by the calling thread
+    and the engine's helper thread (reset_after=True, no recurrent mask); returns (y, h_n), or
+    None when one thread is as fast or the helper is busy with another call."""
+    if not engine.UNIT_PAIR or x.shape[0] != 1 or x.dtype != np.float32:
         return None
     from ..runtime import available_cores
 
     units = recurrent_kernel.shape[0]
     if 6.0 * units * units < MIN_UNIT_SPLIT_STEP_FLOPS or available_cores() < 2:
         return None  # too small, or the two halves would spin against each other on one core
-    # Two parts: the calling thread and one worker. The parts wait for each other at every
-    # step, so all of them must run at once; a worker part queued behind another split's
-    # waiting worker part could wait forever, while the caller's part is always running.
     if pieces(units // engine.UNIT_SPLIT_GRAIN, forward_flops(*x.shape, units)) < 2:
-        return None
-    parts = 2
+        return None  # one thread asked for, or already inside a piece of a parallel op
     split = engine.UnitSplitForward(x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths,
-                                    reverse, activation, recurrent_activation, parts)
-    run_all([lambda part=part: split.run(part) for part in range(parts)])
+                                    reverse, activation, recurrent_activation, 2)
+    if not split.run_pair():
+        return None
     return split.y, split.h_n
 
 

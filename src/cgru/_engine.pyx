@@ -38,11 +38,17 @@ cdef extern from "gru_kernels.h" nogil:
         int parts
     void cgru_barrier_init(cgru_barrier *b, int parts)
     int cgru_units_split_available()
-    int CGRU_BARRIER_MAX_PARTS
-    int cgru_forward_units_f32(const cgru_dims *d, int part, int u0, int u1, cgru_barrier *barrier,
-                               float *state, const float *x, const float *W, const float *U,
-                               const float *bx, const float *bh, const float *h0, float *y,
-                               float *h_n)
+    enum: CGRU_BARRIER_MAX_PARTS
+    size_t cgru_units_mail_floats(int parts, const int *edges)
+    int cgru_forward_units_f32(const cgru_dims *d, int part, int parts, const int *edges,
+                               cgru_barrier *barrier, float *mail, const float *x, const float *W,
+                               const float *U, const float *bx, const float *bh, const float *h0,
+                               float *y, float *h_n)
+    int cgru_units_pair_available()
+    int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
+                                    const float *W, const float *U, const float *bx,
+                                    const float *bh, const float *h0, float *y, float *h_n)
+    int CGRU_EBUSY
     void cgru_blas_set_threads(int n)
     int cgru_blas_get_threads()
     const char *cgru_blas_config()
@@ -57,6 +63,8 @@ cdef extern from "gates_f32.h" nogil:
 ISAS = ("generic", "avx2", "avx512")
 #: Whether UnitSplitForward is available (it needs the compiler's atomic builtins).
 UNIT_SPLIT = cgru_units_split_available() == 1
+#: Whether UnitSplitForward.run_pair is available (it needs POSIX threads for its helper).
+UNIT_PAIR = cgru_units_pair_available() == 1
 #: Units per part of a UnitSplitForward is at least this (one vector register's worth).
 UNIT_SPLIT_GRAIN = 16
 VECTOR_FUNCTIONS = {"exp": 0, "sigmoid": 1, "tanh": 2}
@@ -417,12 +425,13 @@ cdef class UnitSplitForward:
     cdef const float[:, ::1] kernel, recurrent_kernel, h0
     cdef const float[::1] input_bias, recurrent_bias
     cdef const int64_t[::1] lengths
-    cdef float[:, ::1] state
+    cdef float[::1] mail
+    cdef int edges[CGRU_BARRIER_MAX_PARTS + 1]
     cdef float[:, :, ::1] y_view
     cdef float[:, ::1] h_view
     cdef cgru_dims dims
     cdef cgru_barrier barrier
-    cdef list bounds, started
+    cdef list started
 
     def __init__(self, const float[:, :, ::1] x, const float[:, ::1] kernel,
                  const float[:, ::1] recurrent_kernel, const float[::1] input_bias,
@@ -452,11 +461,12 @@ cdef class UnitSplitForward:
         self.y = np.zeros((1, T, H), np.float32) if lengths is not None else np.empty((1, T, H), np.float32)
         self.h_n = np.empty((1, H), np.float32)
         self.y_view, self.h_view = self.y, self.h_n
-        self.state = np.empty((2, H), np.float32)
         self.parts = parts
         grains = H // UNIT_SPLIT_GRAIN
-        edges = [UNIT_SPLIT_GRAIN * (grains * k // parts) for k in range(parts)] + [H]
-        self.bounds = list(zip(edges[:parts], edges[1:]))
+        for k in range(parts):
+            self.edges[k] = UNIT_SPLIT_GRAIN * (grains * k // parts)
+        self.edges[parts] = H
+        self.mail = np.zeros(cgru_units_mail_floats(parts, self.edges), np.float32)
         self.started = [False] * parts
         cgru_barrier_init(&self.barrier, parts)
 
@@ -467,15 +477,42 @@ cdef class UnitSplitForward:
         if self.started[part]:
             raise ValueError(f"part {part} has already run")
         self.started[part] = True
-        cdef int u0 = self.bounds[part][0], u1 = self.bounds[part][1], status = 0
+        cdef int status = 0
         if self.x.shape[1] == 0:
             self.h_view[...] = self.h0
             return
         with nogil:
-            status = cgru_forward_units_f32(&self.dims, part, u0, u1, &self.barrier, &self.state[0, 0],
-                                            &self.x[0, 0, 0], &self.kernel[0, 0],
+            status = cgru_forward_units_f32(&self.dims, part, self.parts, self.edges, &self.barrier,
+                                            &self.mail[0], &self.x[0, 0, 0], &self.kernel[0, 0],
                                             &self.recurrent_kernel[0, 0], &self.input_bias[0],
                                             &self.recurrent_bias[0], &self.h0[0, 0],
                                             &self.y_view[0, 0, 0], &self.h_view[0, 0])
         if status == CGRU_ENOMEM:
             raise MemoryError("cgru: out of memory in UnitSplitForward")
+
+    def run_pair(self):
+        """Run both parts of a two-part split at once, part 0 on this thread and part 1 on
+        the engine's helper thread (GIL released); returns True when done, or False, having run
+        nothing, when the helper is busy with another caller's split."""
+        if self.parts != 2:
+            raise ValueError(f"run_pair needs a split into 2 parts, got {self.parts}")
+        if not UNIT_PAIR:
+            raise RuntimeError("UnitSplitForward.run_pair is not available in this build")
+        if any(self.started):
+            raise ValueError("a part of this split has already run")
+        if self.x.shape[1] == 0:
+            self.started = [True, True]
+            self.h_view[...] = self.h0
+            return True
+        cdef int status = 0
+        with nogil:
+            status = cgru_forward_units_pair_f32(&self.dims, self.edges[1], &self.mail[0], &self.x[0, 0, 0],
+                                                 &self.kernel[0, 0], &self.recurrent_kernel[0, 0],
+                                                 &self.input_bias[0], &self.recurrent_bias[0],
+                                                 &self.h0[0, 0], &self.y_view[0, 0, 0], &self.h_view[0, 0])
+        if status == CGRU_EBUSY:
+            return False
+        self.started = [True, True]
+        if status == CGRU_ENOMEM:
+            raise MemoryError("cgru: out of memory in UnitSplitForward")
+        return True

@@ -245,56 +245,88 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
 }
 
 #if defined(PACKED_GEMM) && CGRU_HAVE_BARRIER
-int FN(cgru_forward_units)(const cgru_dims *d, int part, int u0, int u1, cgru_barrier *barrier, REAL *state,
-                           const REAL *x, const REAL *W, const REAL *U, const REAL *bx,
-                           const REAL *bh, const REAL *h0, REAL *y, REAL *h_n)
+/* Lines of one round of a unit split's mailbox (barrier.h): every part's. */
+static size_t FN(units_mail_lines)(int parts, const int *edges)
 {
-    const int T = d->time, In = d->input, H = d->units, G = 3 * H, n = u1 - u0, Gp = 3 * n;
+    size_t lines = 0;
+    for (int q = 0; q < parts; ++q)
+        lines += cgru_mail_lines(edges[q + 1] - edges[q]);
+    return lines;
+}
+
+int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *edges,
+                           cgru_barrier *barrier, REAL *mail, const REAL *x, const REAL *W,
+                           const REAL *U, const REAL *bx, const REAL *bh, const REAL *h0, REAL *y,
+                           REAL *h_n)
+{
+    const int T = d->time, In = d->input, H = d->units, G = 3 * H;
+    const int u0 = edges[part], n = edges[part + 1] - u0, Gp = 3 * n;
     const int steps = d->lengths ? (int)d->lengths[0] : T;
     const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
+    const cgru_packed_gemm_f32_fn kernel = PACKED_GEMM; /* read once: set_isa may change it */
+    /* this part's U columns go straight into panels when its gate blocks fill whole panels;
+     * otherwise (and for the BLAS) they are gathered first */
+    const int gather = !kernel || n % CGRU_PANEL != 0;
     int round = 0;
-    /* this part's gate columns (z, r, h blocks of units u0..u1): input projection (T, 3n),
-     * recurrent product (3n), weights gathered (I, 3n) and (H, 3n), biases (3n) each */
-    const size_t floats = (size_t)T * Gp + Gp + (size_t)In * Gp + (size_t)H * Gp + 2 * Gp;
-    REAL *proj = cgru_workspace((floats + PACKED_FLOATS(H, Gp) + 64 / sizeof(REAL)) * sizeof(REAL));
+    /* input projection (T, 3n) of this part's gate columns (z, r, h blocks of units u0..u1),
+     * recurrent product (3n), the whole state (H), biases (3n) each, U's columns (H, 3n) */
+    const size_t floats = (size_t)T * Gp + Gp + H + 2 * Gp + (gather ? (size_t)H * Gp : 0);
+    const size_t packed_floats = kernel ? PACKED_FLOATS(H, Gp) + 64 / sizeof(REAL) : 0;
+    REAL *proj = cgru_workspace((floats + packed_floats) * sizeof(REAL));
     if (!proj)
         cgru_barrier_fail(barrier, part);
     if (cgru_barrier_wait(barrier, part, &round))
         return CGRU_ENOMEM;
-    REAL *u = proj + (size_t)T * Gp;
-    REAL *Wp = u + Gp, *Up = Wp + (size_t)In * Gp, *bxp = Up + (size_t)H * Gp, *bhp = bxp + Gp;
-    REAL *packed = NULL; /* this part's columns of U, packed where there is a packed kernel */
+    REAL *u = proj + (size_t)T * Gp, *h = u + Gp, *bxp = h + H, *bhp = bxp + Gp, *Up = bhp + Gp;
+    REAL *packed = kernel ? FN(align64)(Up + (gather ? (size_t)H * Gp : 0)) : NULL;
     for (int g = 0; g < 3; ++g) {
-        for (int k = 0; k < In; ++k)
-            memcpy(Wp + (size_t)k * Gp + g * n, W + (size_t)k * G + g * H + u0, n * sizeof(REAL));
-        for (int k = 0; k < H; ++k)
-            memcpy(Up + (size_t)k * Gp + g * n, U + (size_t)k * G + g * H + u0, n * sizeof(REAL));
         memcpy(bxp + g * n, bx + g * H + u0, n * sizeof(REAL));
         memcpy(bhp + g * n, bh + g * H + u0, n * sizeof(REAL));
+        FN(matmul)(0, 0, T, n, In, x, In, W + g * H + u0, G, 0, proj + g * n, Gp);
+        if (gather)
+            for (int k = 0; k < H; ++k)
+                memcpy(Up + (size_t)k * Gp + g * n, U + (size_t)k * G + g * H + u0, n * sizeof(REAL));
+        else
+            PACK(H, n, U + g * H + u0, G, 1, packed + g * PACKED_FLOATS(H, n));
     }
-    if (PACKED_GEMM) {
-        packed = FN(align64)(bhp + Gp);
+    if (kernel && gather)
         PACK(H, Gp, Up, Gp, 1, packed);
-    }
-    FN(matmul)(0, 0, T, Gp, In, x, In, Wp, Gp, 0, proj, Gp);
-    memcpy(state + u0, h0 + u0, n * sizeof(REAL));
-    cgru_barrier_wait(barrier, part, &round); /* the whole initial state is in place */
+    memcpy(h, h0, H * sizeof(REAL));
+    cgru_barrier_wait(barrier, part, &round); /* all have read h0 before any writes h_n (aliases) */
 
+    /* each round's new state travels through the mailbox: (2 rounds, every part's lines) */
+    const size_t lines = FN(units_mail_lines)(parts, edges);
+    cgru_mail_line *mailbox = (cgru_mail_line *)FN(align64)(mail);
     for (int s = 0; s < steps; ++s) {
-        const REAL *h_prev = state + (size_t)(s & 1) * H;
-        REAL *h_next = state + (size_t)((s + 1) & 1) * H + u0;
         const int t = d->reverse ? steps - 1 - s : s;
-        FN(step_product)(packed, 0, 1, Gp, H, h_prev, H, Up, Gp, 0, u, Gp);
-        memcpy(h_next, h_prev + u0, n * sizeof(REAL)); /* the gate pass updates it in place */
+        if (kernel)
+            kernel(1, Gp, H, h, H, packed, 0, u, Gp);
+        else
+            FN(matmul)(0, 0, 1, Gp, H, h, H, Up, Gp, 0, u, Gp);
         const REAL *a = proj + (size_t)t * Gp;
         REAL *out = y + (size_t)t * H + u0;
         if (fast)
-            FAST_GATES_FWD(n, a, u, bxp, bhp, h_next, out, NULL);
+            FAST_GATES_FWD(n, a, u, bxp, bhp, h + u0, out, NULL);
         else
-            FN(gates_after)(d, n, a, u, bxp, bhp, h_next, out, NULL);
-        cgru_barrier_wait(barrier, part, &round); /* everyone has read h_prev and written h_next */
+            FN(gates_after)(d, n, a, u, bxp, bhp, h + u0, out, NULL);
+        if (s + 1 == steps)
+            break;
+        cgru_mail_line *box = mailbox + (size_t)((s + 1) & 1) * lines;
+        for (int q = 0; q < parts; ++q) {
+            const int q0 = edges[q], qn = edges[q + 1] - q0;
+            if (q == part)
+                cgru_mail_send(box, h + q0, qn, s + 1);
+            box += cgru_mail_lines(qn);
+        }
+        box = mailbox + (size_t)((s + 1) & 1) * lines;
+        for (int q = 0; q < parts; ++q) {
+            const int q0 = edges[q], qn = edges[q + 1] - q0;
+            if (q != part)
+                cgru_mail_receive(box, h + q0, qn, s + 1);
+            box += cgru_mail_lines(qn);
+        }
     }
-    memcpy(h_n + u0, state + (size_t)(steps & 1) * H + u0, n * sizeof(REAL));
+    memcpy(h_n + u0, h + u0, n * sizeof(REAL));
     return 0;
 }
 #endif

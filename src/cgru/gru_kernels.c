@@ -7,6 +7,7 @@
 #include "blas.h"
 #include "gates_f32.h"
 #include "barrier.h"
+#include "helper.h"
 
 size_t cgru_packed_recurrent_floats(int H, int reset_after)
 {
@@ -88,14 +89,68 @@ int cgru_blas_get_threads(void)
 
 int cgru_units_split_available(void) { return CGRU_HAVE_UNIT_SPLIT; }
 
-#if !CGRU_HAVE_UNIT_SPLIT
-int cgru_forward_units_f32(const cgru_dims *d, int part, int u0, int u1, cgru_barrier *barrier,
-                           float *state, const float *x, const float *W, const float *U,
-                           const float *bx, const float *bh, const float *h0, float *y, float *h_n)
+int cgru_units_pair_available(void) { return CGRU_HAVE_UNIT_SPLIT && CGRU_HAVE_HELPER; }
+
+#if CGRU_HAVE_UNIT_SPLIT
+size_t cgru_units_mail_floats(int parts, const int *edges)
 {
-    (void)d, (void)part, (void)u0, (void)u1, (void)barrier, (void)state, (void)x, (void)W;
+    return (2 * units_mail_lines_f32(parts, edges) + 1) * sizeof(cgru_mail_line) / sizeof(float);
+}
+#else
+size_t cgru_units_mail_floats(int parts, const int *edges)
+{
+    (void)parts, (void)edges;
+    return 0;
+}
+
+int cgru_forward_units_f32(const cgru_dims *d, int part, int parts, const int *edges,
+                           cgru_barrier *barrier, float *mail, const float *x, const float *W,
+                           const float *U, const float *bx, const float *bh, const float *h0,
+                           float *y, float *h_n)
+{
+    (void)d, (void)part, (void)parts, (void)edges, (void)barrier, (void)mail, (void)x, (void)W;
     (void)U, (void)bx, (void)bh, (void)h0, (void)y, (void)h_n;
     return CGRU_EUNSUPPORTED; /* never called: the driver checks cgru_units_split_available */
+}
+#endif
+
+#if CGRU_HAVE_UNIT_SPLIT && CGRU_HAVE_HELPER
+typedef struct {
+    const cgru_dims *d;
+    const int *edges;
+    cgru_barrier *barrier;
+    float *mail, *y, *h_n;
+    const float *x, *W, *U, *bx, *bh, *h0;
+    int status[2];
+} units_pair;
+
+static void run_units_part(void *arg, int part)
+{
+    units_pair *p = arg;
+    p->status[part] = cgru_forward_units_f32(p->d, part, 2, p->edges, p->barrier, p->mail, p->x,
+                                             p->W, p->U, p->bx, p->bh, p->h0, p->y, p->h_n);
+}
+
+int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
+                                const float *W, const float *U, const float *bx, const float *bh,
+                                const float *h0, float *y, float *h_n)
+{
+    const int edges[3] = {0, split, d->units};
+    cgru_barrier barrier __attribute__((aligned(64)));
+    cgru_barrier_init(&barrier, 2);
+    units_pair pair = {d, edges, &barrier, mail, y, h_n, x, W, U, bx, bh, h0, {0, 0}};
+    if (cgru_helper_run_pair(run_units_part, &pair) != 0)
+        return CGRU_EBUSY;
+    return pair.status[0] ? pair.status[0] : pair.status[1];
+}
+#else
+int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
+                                const float *W, const float *U, const float *bx, const float *bh,
+                                const float *h0, float *y, float *h_n)
+{
+    (void)d, (void)split, (void)mail, (void)x, (void)W, (void)U, (void)bx, (void)bh, (void)h0;
+    (void)y, (void)h_n;
+    return CGRU_EUNSUPPORTED;
 }
 #endif
 

@@ -18,6 +18,7 @@
 
 #define CGRU_ENOMEM 1
 #define CGRU_EUNSUPPORTED 2 /* a function this build does not have */
+#define CGRU_EBUSY 3        /* a shared resource (the helper thread) is in use: nothing was done */
 
 enum cgru_activation { CGRU_TANH = 0, CGRU_RELU = 1, CGRU_LINEAR = 2 };
 enum cgru_recurrent_activation { CGRU_SIGMOID = 0, CGRU_HARD_SIGMOID = 1 };
@@ -53,17 +54,30 @@ int cgru_forward_f64(const cgru_dims *d, const double *x, const double *W, const
                      const double *bx, const double *bh, const double *h0, const double *rmask,
                      double *y, double *h_n, double *saved_h, double *saved_gates);
 
-/* Float32 inference forward of batch 1 shared by threads, each calling this with its own
- * part number and unit range [u0, u1) (the ranges cover 0..H) and the same barrier
- * (initialised for that many threads, at most CGRU_BARRIER_MAX_PARTS) and state (2, H) scratch: each thread computes its units' gate columns and
- * the threads meet once per step. reset_after=1, no recurrent mask; x (1, T, I), y (1, T, H)
- * (zero-filled by the caller when lengths are given), h0 and h_n (1, H), may alias. Returns
- * CGRU_ENOMEM in every thread when one of them is out of memory. Available where
- * cgru_units_split_available() is 1. */
+/* Float32 inference forward of batch 1 shared by `parts` threads (at most
+ * CGRU_BARRIER_MAX_PARTS), each calling this with its own part number: part p computes the
+ * gate columns of units [edges[p], edges[p + 1]) (0 = edges[0] < ... < edges[parts] = H).
+ * All share the barrier (initialised for `parts`) and the mailbox `mail`, zero-filled,
+ * cgru_units_mail_floats(parts, edges) floats, through which each step's new state travels.
+ * reset_after=1, no recurrent mask; x (1, T, I), y (1, T, H) (zero-filled by the caller when
+ * lengths are given), h0 and h_n (1, H), may alias. Returns CGRU_ENOMEM in every thread when
+ * one of them is out of memory. Available where cgru_units_split_available() is 1. */
 int cgru_units_split_available(void);
-int cgru_forward_units_f32(const cgru_dims *d, int part, int u0, int u1, cgru_barrier *barrier, float *state,
-                           const float *x, const float *W, const float *U, const float *bx,
-                           const float *bh, const float *h0, float *y, float *h_n);
+size_t cgru_units_mail_floats(int parts, const int *edges);
+int cgru_forward_units_f32(const cgru_dims *d, int part, int parts, const int *edges,
+                           cgru_barrier *barrier, float *mail, const float *x, const float *W,
+                           const float *U, const float *bx, const float *bh, const float *h0,
+                           float *y, float *h_n);
+
+/* cgru_forward_units_f32 in two parts, units [0, split) on the calling thread and [split, H)
+ * on the helper thread (helper.h), with a barrier of its own; `mail` as above for edges
+ * {0, split, H}. Returns once both parts are done, or CGRU_EBUSY, having done nothing, when
+ * the helper is running another caller's job. Available where cgru_units_pair_available()
+ * is 1. */
+int cgru_units_pair_available(void);
+int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
+                                const float *W, const float *U, const float *bx, const float *bh,
+                                const float *h0, float *y, float *h_n);
 
 /* Backward. dy (B, T, H) and dh_n (B, H) may be NULL (zero). Outputs: dx (B, T, I),
  * dh0 (B, H), dW (I, 3H), dU (H, 3H), dbx (3H), dbh (3H); all overwritten. dx may be NULL

@@ -61,50 +61,68 @@ PK_CAT(packed_tile, ISA)(const int mr, const int tp, int K, const float *restric
     }
 }
 
-/* M = 1: a row vector times Bp. Bound by streaming Bp, so it keeps 2 * PK_ROW_PANELS panel
- * rows in flight (two values of k) to hide the multiply-add latency. */
-#define PK_ROW_VECS (8 / 2)
+/* M = 1: a row vector times Bp, bound by streaming Bp. A group of gp panels (gp a constant
+ * where this is inlined) keeps PK_ROW_CHAINS multiply-add chains in flight, over as many
+ * values of k as it takes, to hide their latency. */
+#define PK_ROW_VECS (8 / 2)  /* vectors of a full group's panel row */
+#define PK_ROW_CHAINS 8
+static inline __attribute__((always_inline)) void
+PK_CAT(packed_row_group, ISA)(const int gp, int N, int K, const float *restrict a,
+                              const float *restrict bp, size_t pstride, int col0, int accumulate,
+                              float *restrict c)
+{
+    const int nv = gp * PK_NV;
+    const int ku = PK_ROW_CHAINS / nv > 0 ? PK_ROW_CHAINS / nv : 1;
+    vf acc[PK_ROW_CHAINS > PK_ROW_VECS ? PK_ROW_CHAINS : PK_ROW_VECS];
+    for (int v = 0; v < ku * nv; ++v)
+        acc[v] = (vf){0};
+    int k = 0;
+    for (; k + ku <= K; k += ku)
+        for (int i = 0; i < ku; ++i)
+            for (int p = 0; p < gp; ++p)
+                for (int v = 0; v < PK_NV; ++v)
+                    acc[i * nv + p * PK_NV + v] +=
+                        a[k + i] * PK_CAT(vload, ISA)(bp + p * pstride + (size_t)(k + i) * CGRU_PANEL + v * VW);
+    for (; k < K; ++k)
+        for (int p = 0; p < gp; ++p)
+            for (int v = 0; v < PK_NV; ++v)
+                acc[p * PK_NV + v] += a[k] * PK_CAT(vload, ISA)(bp + p * pstride + (size_t)k * CGRU_PANEL + v * VW);
+    for (int v = 0; v < nv; ++v) {
+        vf sum = acc[v];
+        for (int i = 1; i < ku; ++i)
+            sum += acc[i * nv + v];
+        float *out = c + col0 + v * VW;
+        if (col0 + (v + 1) * VW <= N) {
+            if (accumulate)
+                sum += PK_CAT(vload, ISA)(out);
+            memcpy(out, &sum, sizeof sum);
+        } else {
+            for (int j = 0; col0 + v * VW + j < N; ++j)
+                out[j] = (accumulate ? out[j] : 0.0f) + sum[j];
+        }
+    }
+}
+
 static void PK_CAT(packed_row, ISA)(int N, int K, const float *restrict a, const float *restrict Bp,
                                     int accumulate, float *restrict c)
 {
+    enum { group = PK_ROW_VECS / PK_NV > 0 ? PK_ROW_VECS / PK_NV : 1 };
     const int panels = (N + CGRU_PANEL - 1) / CGRU_PANEL;
-    const int group = PK_ROW_VECS / PK_NV > 0 ? PK_ROW_VECS / PK_NV : 1;
     const size_t pstride = (size_t)K * CGRU_PANEL;
-    for (int p0 = 0; p0 < panels; p0 += group) {
-        const int gp = panels - p0 < group ? panels - p0 : group;
-        const float *bp = Bp + p0 * pstride;
-        vf acc0[PK_ROW_VECS], acc1[PK_ROW_VECS];
-        for (int v = 0; v < PK_ROW_VECS; ++v)
-            acc0[v] = acc1[v] = (vf){0};
-        int k = 0;
-        if (gp == group) {
-            for (; k + 2 <= K; k += 2) {
-                const float a0 = a[k], a1 = a[k + 1];
-                for (int p = 0; p < group; ++p)
-                    for (int v = 0; v < PK_NV; ++v) {
-                        const float *b = bp + p * pstride + (size_t)k * CGRU_PANEL + v * VW;
-                        acc0[p * PK_NV + v] += a0 * PK_CAT(vload, ISA)(b);
-                        acc1[p * PK_NV + v] += a1 * PK_CAT(vload, ISA)(b + CGRU_PANEL);
-                    }
-            }
-        }
-        for (; k < K; ++k)
-            for (int p = 0; p < gp; ++p)
-                for (int v = 0; v < PK_NV; ++v)
-                    acc0[p * PK_NV + v] += a[k] * PK_CAT(vload, ISA)(bp + p * pstride + (size_t)k * CGRU_PANEL + v * VW);
-        const int col0 = p0 * CGRU_PANEL;
-        for (int v = 0; v < gp * PK_NV; ++v) {
-            vf sum = acc0[v] + acc1[v];
-            float *out = c + col0 + v * VW;
-            if (col0 + (v + 1) * VW <= N) {
-                if (accumulate)
-                    sum += PK_CAT(vload, ISA)(out);
-                memcpy(out, &sum, sizeof sum);
-            } else {
-                for (int j = 0; col0 + v * VW + j < N; ++j)
-                    out[j] = (accumulate ? out[j] : 0.0f) + sum[j];
-            }
-        }
+    int p0 = 0;
+    for (; p0 + group <= panels; p0 += group)
+        PK_CAT(packed_row_group, ISA)(group, N, K, a, Bp + p0 * pstride, pstride, p0 * CGRU_PANEL,
+                                      accumulate, c);
+    switch (panels - p0) { /* what is left: fewer than `group` panels */
+    case 3:
+        PK_CAT(packed_row_group, ISA)(3, N, K, a, Bp + p0 * pstride, pstride, p0 * CGRU_PANEL, accumulate, c);
+        break;
+    case 2:
+        PK_CAT(packed_row_group, ISA)(2, N, K, a, Bp + p0 * pstride, pstride, p0 * CGRU_PANEL, accumulate, c);
+        break;
+    case 1:
+        PK_CAT(packed_row_group, ISA)(1, N, K, a, Bp + p0 * pstride, pstride, p0 * CGRU_PANEL, accumulate, c);
+        break;
     }
 }
 
@@ -165,6 +183,7 @@ void PK_CAT(cgru_packed_gemm_f32, ISA)(int M, int N, int K, const float *restric
 
 #undef PK_TILE_CASE
 #undef PK_ROW_VECS
+#undef PK_ROW_CHAINS
 #undef vf
 #undef PK_NV
 #undef PK_CAT

@@ -1,0 +1,131 @@
+/* The helper thread of helper.h. One caller at a time owns it (`busy`); the owner posts a job
+ * by advancing `posted`, the helper answers by advancing `done` to the same number. */
+#define _POSIX_C_SOURCE 200809L
+#include "helper.h"
+
+#if CGRU_HAVE_HELPER
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+static struct {
+    pthread_mutex_t lock; /* guards `started` and the helper's sleep */
+    pthread_cond_t wake;
+    int started;
+    int busy;
+    void (*fn)(void *arg, int part);
+    void *arg;
+    unsigned posted __attribute__((aligned(64))); /* written by the owner, read by the helper */
+    unsigned done __attribute__((aligned(64)));   /* written by the helper, read by the owner */
+} helper = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static long elapsed_ns(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - since->tv_sec) * 1000000000L + (now.tv_nsec - since->tv_nsec);
+}
+
+/* Waits until `posted` moves past `seen`: spinning for CGRU_HELPER_SPIN_NS, then asleep. */
+static unsigned wait_for_job(unsigned seen)
+{
+    struct timespec since;
+    clock_gettime(CLOCK_MONOTONIC, &since);
+    for (unsigned spins = 1;; ++spins) {
+        const unsigned posted = __atomic_load_n(&helper.posted, __ATOMIC_ACQUIRE);
+        if (posted != seen)
+            return posted;
+        cgru_cpu_relax();
+        if (spins % 256 == 0 && elapsed_ns(&since) > CGRU_HELPER_SPIN_NS)
+            break;
+    }
+    pthread_mutex_lock(&helper.lock);
+    unsigned posted;
+    while ((posted = __atomic_load_n(&helper.posted, __ATOMIC_ACQUIRE)) == seen)
+        pthread_cond_wait(&helper.wake, &helper.lock);
+    pthread_mutex_unlock(&helper.lock);
+    return posted;
+}
+
+static void *serve(void *unused)
+{
+    (void)unused;
+    for (unsigned seen = 0;;) {
+        seen = wait_for_job(seen);
+        helper.fn(helper.arg, 1);
+        __atomic_store_n(&helper.done, seen, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+/* In a forked child the helper thread is gone: start afresh. */
+static void forget_helper(void)
+{
+    pthread_mutex_init(&helper.lock, NULL);
+    pthread_cond_init(&helper.wake, NULL);
+    helper.started = helper.busy = 0;
+    helper.posted = helper.done = 0;
+}
+
+/* Starts the helper thread (signals blocked: they belong to the interpreter's threads). */
+static int ensure_started(void)
+{
+    int ok;
+    pthread_mutex_lock(&helper.lock);
+    if (!helper.started) {
+        pthread_attr_t attr;
+        pthread_t thread;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        if (pthread_attr_init(&attr) == 0) {
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&thread, &attr, serve, NULL) == 0) {
+                static int fork_handler;
+                if (!fork_handler)
+                    fork_handler = pthread_atfork(NULL, NULL, forget_helper) == 0;
+                helper.started = 1;
+            }
+            pthread_attr_destroy(&attr);
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    ok = helper.started;
+    pthread_mutex_unlock(&helper.lock);
+    return ok;
+}
+
+int cgru_helper_run_pair(void (*fn)(void *arg, int part), void *arg)
+{
+    int idle = 0;
+    if (!__atomic_compare_exchange_n(&helper.busy, &idle, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return -1;
+    if (!ensure_started()) {
+        __atomic_store_n(&helper.busy, 0, __ATOMIC_RELEASE);
+        return -1;
+    }
+    helper.fn = fn;
+    helper.arg = arg;
+    const unsigned job = helper.posted + 1;
+    __atomic_store_n(&helper.posted, job, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&helper.lock); /* wakes it if it has gone to sleep */
+    pthread_cond_signal(&helper.wake);
+    pthread_mutex_unlock(&helper.lock);
+
+    fn(arg, 0);
+
+    for (unsigned spins = 0; __atomic_load_n(&helper.done, __ATOMIC_ACQUIRE) != job;)
+        if (++spins < 4000)
+            cgru_cpu_relax();
+        else
+            sched_yield();
+    __atomic_store_n(&helper.busy, 0, __ATOMIC_RELEASE);
+    return 0;
+}
+#else
+int cgru_helper_run_pair(void (*fn)(void *arg, int part), void *arg)
+{
+    (void)fn, (void)arg;
+    return -1;
+}
+#endif
