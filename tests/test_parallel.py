@@ -225,6 +225,129 @@ def test_unit_split_checks_its_arguments():
     np.testing.assert_allclose(kept.y, ry, atol=2e-6)
 
 
+requires_unit_pair = pytest.mark.skipif(
+    not compiled_available() or not getattr(__import__("cgru._engine")._engine, "UNIT_PAIR", False),
+    reason="the engine's helper thread needs POSIX threads")
+
+
+def reference_forward(x, kernel, recurrent, bias, h0, lengths=None, reverse=False):
+    """float64 NumPy reference: (y, h_n)."""
+    y, h, _ = cgru.get_ops("numpy").gru_forward(
+        *(a.astype(np.float64) for a in (x, kernel, recurrent, bias)), h0=h0.astype(np.float64),
+        lengths=lengths, reverse=reverse)
+    return y, h
+
+
+def run_pair(x, kernel, recurrent, bias, h0, lengths=None, reverse=False):
+    from cgru import _engine
+
+    split = _engine.UnitSplitForward(x, kernel, recurrent, bias[0], bias[1], h0, lengths, reverse,
+                                     "tanh", "sigmoid", 2)
+    assert split.run_pair()  # nothing else uses the helper here
+    return split.y, split.h_n
+
+
+@requires_unit_pair
+@pytest.mark.parametrize("units", [32, 40, 64, 256])  # 40: the second half (24) fills no whole panel
+@pytest.mark.parametrize("time,length", [(9, None), (9, 5), (9, 1), (9, 0), (1, None), (0, None)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_unit_pair_on_the_helper_thread_matches_reference(units, time, length, reverse):
+    rng = np.random.default_rng(units + 10 * time)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, time, 7, units)
+    lengths = None if length is None else np.array([length])
+    y, h = run_pair(x, kernel, recurrent, bias, h0, lengths, reverse)
+    ry, rh = reference_forward(x, kernel, recurrent, bias, h0, lengths, reverse)
+    np.testing.assert_allclose(y, ry, atol=2e-6)
+    np.testing.assert_allclose(h, rh, atol=2e-6)
+
+
+@requires_unit_pair
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_unit_pair_without_the_packed_kernel(isa):
+    """Where the CPU has no packed kernel the halves multiply by their gathered U columns."""
+    from cgru import _engine
+
+    if not _engine.isa_supported(isa):
+        pytest.skip(f"this CPU cannot run {isa}")
+    rng = np.random.default_rng(2)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 12, 5, 67)
+    before = _engine.get_isa()
+    _engine.set_isa(isa)
+    try:
+        y, h = run_pair(x, kernel, recurrent, bias, h0)
+    finally:
+        _engine.set_isa(before)
+    ry, rh = reference_forward(x, kernel, recurrent, bias, h0)
+    np.testing.assert_allclose(y, ry, atol=2e-6)
+    np.testing.assert_allclose(h, rh, atol=2e-6)
+
+
+@requires_unit_pair
+def test_unit_pair_callers_share_the_helper_one_at_a_time():
+    """Threads racing for the one helper thread: each call either runs both halves (and is
+    right) or is turned away having run nothing; none waits on another."""
+    from cgru import _engine
+
+    rng = np.random.default_rng(4)
+    problems = [single_sequence(rng, 40, 6, 64) for _ in range(3)]
+    expected = [reference_forward(*p) for p in problems]
+    outcomes, errors = [], []
+
+    def caller(index):
+        try:
+            for _ in range(60):
+                x, kernel, recurrent, bias, h0 = problems[index]
+                split = _engine.UnitSplitForward(x, kernel, recurrent, bias[0], bias[1], h0, None, False,
+                                                 "tanh", "sigmoid", 2)
+                ran = split.run_pair()
+                outcomes.append(ran)
+                if ran:
+                    np.testing.assert_allclose(split.y, expected[index][0], atol=2e-6)
+                else:
+                    assert not split.run_pair() or np.allclose(split.y, expected[index][0], atol=2e-6)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a caller hung"
+    assert not errors, errors[0]
+    assert any(outcomes)
+
+
+def _pair_in_child(queue):
+    try:
+        rng = np.random.default_rng(8)
+        problem = single_sequence(rng, 20, 4, 48)
+        y, h = run_pair(*problem)
+        queue.put(float(np.abs(y - reference_forward(*problem)[0]).max()))
+    except BaseException as exc:  # noqa: BLE001 - the parent reports it
+        queue.put(repr(exc))
+
+
+@requires_unit_pair
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_unit_pair_works_in_a_forked_child():
+    """A forked child has no helper thread: the engine starts a new one there."""
+    import multiprocessing
+
+    rng = np.random.default_rng(7)
+    run_pair(*single_sequence(rng, 5, 3, 48))  # the parent's helper exists before the fork
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_pair_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung")
+    result = queue.get(timeout=10)
+    assert isinstance(result, float) and result < 2e-6, result
+
+
 @requires_unit_split
 def test_single_sequence_ops_and_models_share_units_across_threads(monkeypatch):
     """ops.gru_forward and a model's prepared call on one long sequence both take the unit split
@@ -272,3 +395,7 @@ def test_unit_split_is_declined_on_one_core_and_bad_states_are_reported(monkeypa
             bad.flags.writeable = bad.dtype == np.float64
             with pytest.raises(TypeError, match="h must be a writable"):
                 prepared.forward(x, bad)
+        with pytest.raises(TypeError, match="h must be a writable C-contiguous float32"):
+            prepared.forward(x, np.zeros((1, 256), np.float32)[:, ::2])
+        with pytest.raises(ValueError, match=r"x must have shape \(batch, time, 16\), got \(1, 64, 15\)"):
+            prepared.forward(x[:, :, :15].copy(), np.zeros((1, 128), np.float32))

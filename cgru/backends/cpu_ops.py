@@ -102,8 +102,9 @@ class CPUPreparedGRU(PreparedGRU):
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         if x.ndim != 3 or x.shape[0] * x.shape[1] <= 1:
             return self.run(x, h, lengths)  # one step with lengths, or a bad shape it reports
-        one_sequence = (x.shape[0] == 1 and type(h) is np.ndarray and h.shape == (1, self.units)
-                        and h.dtype == self.dtype and h.flags.writeable)  # else run() reports it
+        one_sequence = (x.shape[0] == 1 and x.shape[2] == self.inference.input_size
+                        and type(h) is np.ndarray and h.shape == (1, self.units) and h.dtype == self.dtype
+                        and h.flags.writeable and h.flags.c_contiguous)  # else run() reports it
         if one_sequence and self.split_args is not None:
             done = unit_split(self.engine, x, *self.split_args, h, lengths, *self.split_options)
             if done is not None:
