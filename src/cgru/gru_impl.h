@@ -254,31 +254,48 @@ static size_t FN(units_mail_lines)(int parts, const int *edges)
     return lines;
 }
 
+/* The rows [k0, k1) of this part's U columns (H, 3n) packed for the row kernel: straight from
+ * U per gate block (U_cols: U + u0, ldu = 3H, n a multiple of CGRU_PANEL), or from the
+ * gathered Up (H, 3n) when given. */
+static void FN(pack_unit_rows)(int k0, int k1, int n, const REAL *U_cols, int ldu, const REAL *Up,
+                               REAL *packed)
+{
+    const int K = k1 - k0, H3 = ldu / 3;
+    if (Up) {
+        PACK(K, 3 * n, Up + (size_t)k0 * 3 * n, 3 * n, 1, packed);
+        return;
+    }
+    for (int g = 0; g < 3; ++g)
+        PACK(K, n, U_cols + (size_t)k0 * ldu + (size_t)g * H3, ldu, 1, packed + g * PACKED_FLOATS(K, n));
+}
+
 int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *edges,
                            cgru_barrier *barrier, REAL *mail, const REAL *x, const REAL *W,
                            const REAL *U, const REAL *bx, const REAL *bh, const REAL *h0, REAL *y,
                            REAL *h_n)
 {
     const int T = d->time, In = d->input, H = d->units, G = 3 * H;
-    const int u0 = edges[part], n = edges[part + 1] - u0, Gp = 3 * n;
+    const int u0 = edges[part], u1 = edges[part + 1], n = u1 - u0, Gp = 3 * n;
     const int steps = d->lengths ? (int)d->lengths[0] : T;
     const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
     const cgru_packed_gemm_f32_fn kernel = PACKED_GEMM; /* read once: set_isa may change it */
     /* this part's U columns go straight into panels when its gate blocks fill whole panels;
      * otherwise (and for the BLAS) they are gathered first */
     const int gather = !kernel || n % CGRU_PANEL != 0;
+    /* The recurrent product in three row ranges of U: this part's own units first, which
+     * overlaps the other parts' new state on its way here, then the units before and after. */
+    const int rows[3][2] = {{u0, u1}, {0, u0}, {u1, H}};
     int round = 0;
     /* input projection (T, 3n) of this part's gate columns (z, r, h blocks of units u0..u1),
      * recurrent product (3n), the whole state (H), biases (3n) each, U's columns (H, 3n) */
     const size_t floats = (size_t)T * Gp + Gp + H + 2 * Gp + (gather ? (size_t)H * Gp : 0);
-    const size_t packed_floats = kernel ? PACKED_FLOATS(H, Gp) + 64 / sizeof(REAL) : 0;
+    const size_t packed_floats = kernel ? PACKED_FLOATS(H, Gp) + 3 * 64 / sizeof(REAL) : 0;
     REAL *proj = cgru_workspace((floats + packed_floats) * sizeof(REAL));
     if (!proj)
         cgru_barrier_fail(barrier, part);
     if (cgru_barrier_wait(barrier, part, &round))
         return CGRU_ENOMEM;
     REAL *u = proj + (size_t)T * Gp, *h = u + Gp, *bxp = h + H, *bhp = bxp + Gp, *Up = bhp + Gp;
-    REAL *packed = kernel ? FN(align64)(Up + (gather ? (size_t)H * Gp : 0)) : NULL;
     for (int g = 0; g < 3; ++g) {
         memcpy(bxp + g * n, bx + g * H + u0, n * sizeof(REAL));
         memcpy(bhp + g * n, bh + g * H + u0, n * sizeof(REAL));
@@ -286,11 +303,17 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
         if (gather)
             for (int k = 0; k < H; ++k)
                 memcpy(Up + (size_t)k * Gp + g * n, U + (size_t)k * G + g * H + u0, n * sizeof(REAL));
-        else
-            PACK(H, n, U + g * H + u0, G, 1, packed + g * PACKED_FLOATS(H, n));
     }
-    if (kernel && gather)
-        PACK(H, Gp, Up, Gp, 1, packed);
+    REAL *packed[3] = {NULL, NULL, NULL};
+    if (kernel) {
+        REAL *next = Up + (gather ? (size_t)H * Gp : 0);
+        for (int r = 0; r < 3; ++r) {
+            packed[r] = FN(align64)(next);
+            if (rows[r][1] > rows[r][0])
+                FN(pack_unit_rows)(rows[r][0], rows[r][1], n, U + u0, G, gather ? Up : NULL, packed[r]);
+            next = packed[r] + PACKED_FLOATS(rows[r][1] - rows[r][0], Gp);
+        }
+    }
     memcpy(h, h0, H * sizeof(REAL));
     cgru_barrier_wait(barrier, part, &round); /* all have read h0 before any writes h_n (aliases) */
 
@@ -299,10 +322,22 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
     cgru_mail_line *mailbox = (cgru_mail_line *)FN(align64)(mail);
     for (int s = 0; s < steps; ++s) {
         const int t = d->reverse ? steps - 1 - s : s;
-        if (kernel)
-            kernel(1, Gp, H, h, H, packed, 0, u, Gp);
-        else
-            FN(matmul)(0, 0, 1, Gp, H, h, H, Up, Gp, 0, u, Gp);
+        for (int r = 0; r < 3; ++r) {
+            const int k0 = rows[r][0], K = rows[r][1] - k0;
+            if (K > 0 && kernel)
+                kernel(1, Gp, K, h + k0, K, packed[r], r > 0, u, Gp);
+            else if (K > 0)
+                FN(matmul)(0, 0, 1, Gp, K, h + k0, K, Up + (size_t)k0 * Gp, Gp, r > 0, u, Gp);
+            if (r > 0 || s == 0)
+                continue;
+            const cgru_mail_line *box = mailbox + (size_t)(s & 1) * lines;
+            for (int q = 0; q < parts; ++q) { /* the others' state of round s */
+                const int q0 = edges[q], qn = edges[q + 1] - q0;
+                if (q != part)
+                    cgru_mail_receive(box, h + q0, qn, s);
+                box += cgru_mail_lines(qn);
+            }
+        }
         const REAL *a = proj + (size_t)t * Gp;
         REAL *out = y + (size_t)t * H + u0;
         if (fast)
@@ -312,19 +347,9 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
         if (s + 1 == steps)
             break;
         cgru_mail_line *box = mailbox + (size_t)((s + 1) & 1) * lines;
-        for (int q = 0; q < parts; ++q) {
-            const int q0 = edges[q], qn = edges[q + 1] - q0;
-            if (q == part)
-                cgru_mail_send(box, h + q0, qn, s + 1);
-            box += cgru_mail_lines(qn);
-        }
-        box = mailbox + (size_t)((s + 1) & 1) * lines;
-        for (int q = 0; q < parts; ++q) {
-            const int q0 = edges[q], qn = edges[q + 1] - q0;
-            if (q != part)
-                cgru_mail_receive(box, h + q0, qn, s + 1);
-            box += cgru_mail_lines(qn);
-        }
+        for (int q = 0; q < part; ++q)
+            box += cgru_mail_lines(edges[q + 1] - edges[q]);
+        cgru_mail_send(box, h + u0, n, s + 1);
     }
     memcpy(h_n + u0, h + u0, n * sizeof(REAL));
     return 0;
