@@ -105,12 +105,13 @@ def test_installed_package_has_every_package_file():
 SOURCE_C = Path(__file__).resolve().parents[1] / "src" / "cgru"
 
 
-@pytest.mark.parametrize("defines", [(), ("CGRU_HAVE_BARRIER=0",),
+@pytest.mark.parametrize("defines", [(), ("CGRU_HAVE_HELPER=0",), ("CGRU_HAVE_BARRIER=0",),
                                      ("CGRU_HAVE_PACKED_GEMM=0", "CGRU_HAVE_BARRIER=0")],
-                         ids=["full", "no-barrier", "like-msvc"])
+                         ids=["full", "no-helper", "no-barrier", "like-msvc"])
 def test_c_sources_compile_without_the_gnu_only_parts(defines):
-    """The packed kernel (vector extensions) and the unit-split barrier (atomic builtins) are
-    GCC/clang only; the sources must also build without them, as MSVC builds them."""
+    """The packed kernel (vector extensions), the unit-split barrier (atomic builtins) and its
+    helper thread (POSIX threads) are GCC/clang only; the sources must also build without them,
+    as MSVC builds them."""
     import shutil
 
     compiler = shutil.which("cc") or shutil.which("gcc")
@@ -122,6 +123,8 @@ def test_c_sources_compile_without_the_gnu_only_parts(defines):
         pytest.skip("needs scipy-openblas32's headers (a build requirement)")
     flags = ["-fsyntax-only", "-std=c99", "-DCGRU_BLAS_PREFIX=scipy_",
              f"-I{SOURCE_C}", f"-I{scipy_openblas32.get_include_dir()}", *(f"-D{d}" for d in defines)]
-    for source in ("gates_f32.c", "gru_kernels.c", "workspace.c"):
+    sources = sorted(p.name for p in SOURCE_C.glob("*.c") if p.name != "_engine.c")  # not Cython's
+    assert "helper.c" in sources
+    for source in sources:
         result = subprocess.run([compiler, *flags, str(SOURCE_C / source)], capture_output=True, text=True)
         assert result.returncode == 0, f"{source} with {defines}:\n{result.stderr}"
