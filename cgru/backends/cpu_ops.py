@@ -17,7 +17,11 @@ from .base import (
     check_lengths,
     pack_bias_grad,
 )
+from .buffers import ArrayPool
 from .parallel import pieces, row_bounds, run_all
+
+#: The saved activations of released training caches, for the next training forward.
+SAVED_ACTIVATIONS = ArrayPool()
 
 
 def load_engine():
@@ -35,7 +39,8 @@ def load_engine():
 @dataclass
 class CPUGRUCache:
     """What the compiled backward needs: the validated arguments and, for each piece of the
-    batch that ran on its own (start, stop), its arguments and saved activations."""
+    batch that ran on its own (start, stop), its arguments and saved activations. Opaque: the
+    saved arrays go back to SAVED_ACTIVATIONS for reuse once the cache is released."""
 
     args: GRUArgs
     pieces: list[tuple[int, int, GRUArgs, np.ndarray, np.ndarray]]  # saved_h (T,b,H), gates (T,b,4H)
@@ -143,27 +148,28 @@ class CPUOps(Ops):
                               args.recurrent_activation)
             if done is not None:
                 return done[0], done[1], None
-        parts = pieces(args.batch, forward_flops(args.batch, args.time, args.x.shape[2], args.units))
-        bounds = row_bounds(args.batch, parts)
+        batch, time, units, dtype = args.batch, args.time, args.units, args.x.dtype
+        parts = pieces(batch, forward_flops(batch, time, args.x.shape[2], units))
+        bounds = row_bounds(batch, parts)
         piece_args = [args if parts == 1 else args.rows(a, b) for a, b in bounds]
-        tasks = [lambda p=p: self._forward(p, training) for p in piece_args]
-        results = run_all(tasks)
-        if parts == 1:
-            y, h_n = results[0][:2]
-        else:
-            y = np.concatenate([r[0] for r in results])
-            h_n = np.concatenate([r[1] for r in results])
+        y = np.empty((batch, time, units), dtype)  # each piece fills its rows
+        h_n = np.empty((batch, units), dtype)
+        saved = [(SAVED_ACTIVATIONS.take((time, b - a, units), dtype),
+                  SAVED_ACTIVATIONS.take((time, b - a, 4 * units), dtype)) if training else None
+                 for a, b in bounds]
+        run_all([lambda p=p, a=a, b=b, s=s: self._forward(p, training, (y[a:b], h_n[a:b]), s)
+                 for (a, b), p, s in zip(bounds, piece_args, saved)])
         cache = None
         if training:
-            saved = [(a, b, p, r[2], r[3]) for (a, b), p, r in zip(bounds, piece_args, results)]
-            cache = CPUGRUCache(args, saved)
+            cache = CPUGRUCache(args, [(a, b, p, *s) for (a, b), p, s in zip(bounds, piece_args, saved)])
+            SAVED_ACTIVATIONS.recycle_with(cache, [array for s in saved for array in s])
         return y, h_n, cache
 
-    def _forward(self, args: GRUArgs, training: bool):
+    def _forward(self, args: GRUArgs, training: bool, out=None, saved=None):
         return self.engine.gru_forward(
             args.x, args.kernel, args.recurrent_kernel, args.input_bias, args.recurrent_bias,
             args.h0, args.lengths, args.recurrent_mask, args.reverse, args.reset_after,
-            args.activation, args.recurrent_activation, training,
+            args.activation, args.recurrent_activation, training, out, saved,
         )
 
     def prepare_gru(self, kernel, recurrent_kernel, bias=None, *, reverse=False, reset_after=True,

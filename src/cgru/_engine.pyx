@@ -173,10 +173,12 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
                 const floating[::1] recurrent_bias, const floating[:, ::1] h0,
                 const int64_t[::1] lengths, const floating[:, ::1] recurrent_mask,
                 bint reverse, bint reset_after, str activation, str recurrent_activation,
-                bint training):
+                bint training, tuple out=None, tuple saved=None):
     """Forward pass; returns (y (B,T,H), h_n (B,H), saved_h (T,B,H) or None, saved_gates (T,B,4H) or None).
 
     input_bias/recurrent_bias: (3H,) each; lengths: int64 (B,) or None; recurrent_mask: (B,H) or None.
+    ``out`` (y, h_n) and, when training, ``saved`` (saved_h, saved_gates): C-contiguous writable
+    arrays of x's dtype to fill instead of new ones (y is zeroed first when lengths are given).
     """
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
     _check_dim("recurrent_kernel", (recurrent_kernel.shape[0], recurrent_kernel.shape[1]), (H, 3 * H))
@@ -189,24 +191,36 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
     cdef cgru_dims d = _dims((B, T, I), H, lengths, reverse, reset_after, activation, recurrent_activation)
     d.lengths = _lengths_ptr(lengths, B, T)
     dtype = np.float32 if floating is float else np.float64
-    y_arr = np.zeros((B, T, H), dtype=dtype) if lengths is not None else np.empty((B, T, H), dtype=dtype)
-    h_arr = np.empty((B, H), dtype=dtype)
-    saved_h_arr = saved_gates_arr = None
+    if out is None:
+        y_arr = np.zeros((B, T, H), dtype=dtype) if lengths is not None else np.empty((B, T, H), dtype=dtype)
+        h_arr = np.empty((B, H), dtype=dtype)
+    else:
+        y_arr, h_arr = out
     cdef floating[:, :, ::1] y = y_arr
     cdef floating[:, ::1] h_n = h_arr
+    if out is not None:
+        _check_dim("out[0] (y)", (y.shape[0], y.shape[1], y.shape[2]), (B, T, H))
+        _check_dim("out[1] (h_n)", (h_n.shape[0], h_n.shape[1]), (B, H))
+        if lengths is not None:
+            y[...] = 0
+    saved_h_arr = saved_gates_arr = None
     cdef floating *sh = NULL
     cdef floating *sg = NULL
     cdef floating[:, :, ::1] sh_view, sg_view
-    if training and T > 0 and B > 0:
-        saved_h_arr = np.empty((T, B, H), dtype=dtype)
-        saved_gates_arr = np.empty((T, B, 4 * H), dtype=dtype)
+    if training:
+        if saved is None:
+            saved_h_arr = np.empty((T, B, H), dtype=dtype)
+            saved_gates_arr = np.empty((T, B, 4 * H), dtype=dtype)
+        else:
+            saved_h_arr, saved_gates_arr = saved
         sh_view = saved_h_arr
         sg_view = saved_gates_arr
-        sh = &sh_view[0, 0, 0]
-        sg = &sg_view[0, 0, 0]
-    elif training:
-        saved_h_arr = np.empty((T, B, H), dtype=dtype)
-        saved_gates_arr = np.empty((T, B, 4 * H), dtype=dtype)
+        _check_dim("saved[0] (saved_h)", (sh_view.shape[0], sh_view.shape[1], sh_view.shape[2]), (T, B, H))
+        _check_dim("saved[1] (saved_gates)", (sg_view.shape[0], sg_view.shape[1], sg_view.shape[2]),
+                   (T, B, 4 * H))
+        if T > 0 and B > 0:
+            sh = &sh_view[0, 0, 0]
+            sg = &sg_view[0, 0, 0]
     if B == 0:
         return y_arr, h_arr, saved_h_arr, saved_gates_arr
     cdef const floating *xp = &x[0, 0, 0] if T > 0 else NULL
