@@ -127,6 +127,16 @@ cdef void _check_dim(object name, object got, object expected) except *:
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(got)}")
 
 
+cdef void _check_weights(tuple kernel, tuple recurrent_kernel, tuple input_bias,
+                         tuple recurrent_bias, Py_ssize_t I, Py_ssize_t H) except *:
+    """The weight shapes (given as tuples) for I input features and H units."""
+    _check_dim("recurrent_kernel", recurrent_kernel, (H, 3 * H))
+    _check_dim("kernel", kernel, (I, 3 * H))
+    if input_bias is not None:
+        _check_dim("input_bias", input_bias, (3 * H,))
+        _check_dim("recurrent_bias", recurrent_bias, (3 * H,))
+
+
 cdef cgru_dims _dims(tuple x_shape, Py_ssize_t units, object lengths, bint reverse,
                      bint reset_after, str activation, str recurrent_activation) except *:
     cdef cgru_dims d
@@ -181,10 +191,8 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
     arrays of x's dtype to fill instead of new ones (y is zeroed first when lengths are given).
     """
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
-    _check_dim("recurrent_kernel", (recurrent_kernel.shape[0], recurrent_kernel.shape[1]), (H, 3 * H))
-    _check_dim("kernel", (kernel.shape[0], kernel.shape[1]), (I, 3 * H))
-    _check_dim("input_bias", (input_bias.shape[0],), (3 * H,))
-    _check_dim("recurrent_bias", (recurrent_bias.shape[0],), (3 * H,))
+    _check_weights((kernel.shape[0], kernel.shape[1]), (recurrent_kernel.shape[0], recurrent_kernel.shape[1]),
+                   (input_bias.shape[0],), (recurrent_bias.shape[0],), I, H)
     _check_dim("h0", (h0.shape[0], h0.shape[1]), (B, H))
     if recurrent_mask is not None:
         _check_dim("recurrent_mask", (recurrent_mask.shape[0], recurrent_mask.shape[1]), (B, H))
@@ -251,8 +259,8 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
     dx is None when ``input_grad`` is False (its product is then skipped).
     """
     cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
-    _check_dim("recurrent_kernel", (recurrent_kernel.shape[0], recurrent_kernel.shape[1]), (H, 3 * H))
-    _check_dim("kernel", (kernel.shape[0], kernel.shape[1]), (I, 3 * H))
+    _check_weights((kernel.shape[0], kernel.shape[1]), (recurrent_kernel.shape[0], recurrent_kernel.shape[1]),
+                   None, None, I, H)
     _check_dim("saved_h", (saved_h.shape[0], saved_h.shape[1], saved_h.shape[2]), (T, B, H))
     _check_dim("saved_gates", (saved_gates.shape[0], saved_gates.shape[1], saved_gates.shape[2]), (T, B, 4 * H))
     if recurrent_mask is not None:
@@ -330,10 +338,7 @@ cdef class GRUInference:
                 raise TypeError(f"{name} must be float32 or float64 like kernel, got {a.dtype}")
         H = recurrent_kernel.shape[0] if recurrent_kernel.ndim == 2 else 0
         I = kernel.shape[0] if kernel.ndim == 2 else 0
-        _check_dim("recurrent_kernel", recurrent_kernel.shape, (H, 3 * H))
-        _check_dim("kernel", kernel.shape, (I, 3 * H))
-        _check_dim("input_bias", input_bias.shape, (3 * H,))
-        _check_dim("recurrent_bias", recurrent_bias.shape, (3 * H,))
+        _check_weights(kernel.shape, recurrent_kernel.shape, input_bias.shape, recurrent_bias.shape, I, H)
         self.dims = _dims((1, 1, I), H, None, reverse, reset_after, activation, recurrent_activation)
         self.kernel, self.recurrent_kernel = kernel, recurrent_kernel
         self.input_bias, self.recurrent_bias = input_bias, recurrent_bias
@@ -460,10 +465,8 @@ cdef class UnitSplitForward:
         cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2], H = recurrent_kernel.shape[0]
         if B != 1:
             raise ValueError(f"x must hold one sequence (batch 1), got batch {B}")
-        _check_dim("recurrent_kernel", (recurrent_kernel.shape[0], recurrent_kernel.shape[1]), (H, 3 * H))
-        _check_dim("kernel", (kernel.shape[0], kernel.shape[1]), (I, 3 * H))
-        _check_dim("input_bias", (input_bias.shape[0],), (3 * H,))
-        _check_dim("recurrent_bias", (recurrent_bias.shape[0],), (3 * H,))
+        _check_weights((kernel.shape[0], kernel.shape[1]), (recurrent_kernel.shape[0], recurrent_kernel.shape[1]),
+                       (input_bias.shape[0],), (recurrent_bias.shape[0],), I, H)
         _check_dim("h0", (h0.shape[0], h0.shape[1]), (1, H))
         most = min(H // UNIT_SPLIT_GRAIN, CGRU_BARRIER_MAX_PARTS)
         if parts < 2 or parts > most:
