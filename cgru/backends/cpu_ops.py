@@ -52,9 +52,9 @@ def forward_flops(batch: int, time: int, features: int, units: int) -> float:
 
 
 # Per-step recurrent work (2 * H * 3H) below which the two threads' per-step exchange of
-# their new states costs more than sharing the units saves (see bench/NOTES.md): about 48
-# units on a 2-core x86 machine.
-MIN_UNIT_SPLIT_STEP_FLOPS = 1.4e4
+# their new states costs more than sharing the units saves (see bench/NOTES.md): measured on
+# 2-core x86 machines, 48 units were slower split and 64 faster.
+MIN_UNIT_SPLIT_STEP_FLOPS = 2e4
 
 
 def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths, reverse,
