@@ -1,7 +1,9 @@
 """Recycled training buffers: the saved activations of a released cache are reused, never
 those of a cache still alive, and results stay those of fresh arrays."""
 
+import copy
 import gc
+import weakref
 
 import numpy as np
 import pytest
@@ -33,18 +35,37 @@ def test_pool_keeps_only_the_most_recent_shapes():
     assert pool.take((3,), np.float32) is arrays[3]
 
 
+class Owner:
+    """Stands for a training cache: the only holder of its arrays."""
+
+
 def test_pool_recycles_when_the_owner_is_released():
     pool = ArrayPool()
-
-    class Owner:
-        pass
-
-    owner, array = Owner(), np.empty(5)
-    pool.recycle_with(owner, [array])
-    assert pool.take((5,), np.float64) is not array  # still owned
+    owner = Owner()
+    owner.arrays = [np.empty(5)]
+    kept = weakref.ref(owner.arrays[0])
+    pool.recycle_with(owner, owner.arrays)
+    assert pool.take((5,), np.float64) is not kept()  # still owned
     del owner
     gc.collect()
-    assert pool.take((5,), np.float64) is array
+    taken = pool.take((5,), np.float64)  # outside the assert: pytest keeps what it evaluates
+    assert taken is kept()
+
+
+@pytest.mark.parametrize("hold", ["array", "view", "copy of the owner"])
+def test_pool_leaves_alone_arrays_still_referred_to(hold):
+    pool = ArrayPool()
+    owner = Owner()
+    owner.arrays = [np.empty(5)]
+    kept = weakref.ref(owner.arrays[0])
+    pool.recycle_with(owner, owner.arrays)
+    held = {"array": owner.arrays[0], "view": owner.arrays[0][1:],
+            "copy of the owner": copy.copy(owner)}[hold]
+    del owner
+    gc.collect()
+    assert pool.take((5,), np.float64) is not kept()
+    del held
+    assert kept() is None  # freed as usual, never pooled
 
 
 def problem(rng, batch=6, time=5, features=3, units=7):

@@ -521,6 +521,7 @@ cdef class UnitSplitForward:
             self.started = [True, True]
             self.h_view[...] = self.h0
             return True
+        self.started = [True, True]  # before the GIL is released: no other call may join in
         cdef int status = 0
         with nogil:
             status = cgru_forward_units_pair_f32(&self.dims, self.edges[1], &self.mail[0], &self.x[0, 0, 0],
@@ -528,8 +529,8 @@ cdef class UnitSplitForward:
                                                  &self.input_bias[0], &self.recurrent_bias[0],
                                                  &self.h0[0, 0], &self.y_view[0, 0, 0], &self.h_view[0, 0])
         if status == CGRU_EBUSY:
+            self.started = [False, False]
             return False
-        self.started = [True, True]
         if status == CGRU_ENOMEM:
             raise MemoryError("cgru: out of memory in UnitSplitForward")
         return True

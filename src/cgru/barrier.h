@@ -89,11 +89,12 @@ static inline int cgru_mail_count(int n, int line)
 }
 
 /* Move a written line out of this core's private caches into the shared cache, where the
- * reader finds it sooner (x86 CLDEMOTE, a no-op hint on CPUs without it). */
+ * reader finds it sooner: x86 CLDEMOTE, spelled as its bytes (0F 1C /0, here [rax]) so that
+ * compilers and assemblers that do not know it build it too; a no-op hint on CPUs without it. */
 #if defined(__x86_64__)
-__attribute__((target("cldemote"))) static inline void cgru_mail_demote(const void *p)
+static inline void cgru_mail_demote(const void *p)
 {
-    __builtin_ia32_cldemote(p);
+    __asm__ __volatile__(".byte 0x0f, 0x1c, 0x00" : : "a"(p) : "memory");
 }
 #else
 static inline void cgru_mail_demote(const void *p) { (void)p; }

@@ -67,10 +67,21 @@ static void forget_helper(void)
     helper.posted = helper.done = 0;
 }
 
-/* Starts the helper thread (signals blocked: they belong to the interpreter's threads). */
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+static int fork_handler_registered;
+
+static void register_fork_handler(void)
+{
+    fork_handler_registered = pthread_atfork(NULL, NULL, forget_helper) == 0;
+}
+
+/* Starts the helper thread (signals blocked: they belong to the interpreter's threads), once a
+ * forked child is known to forget it; 4 MB of stack, whatever the C library's default. */
 static int ensure_started(void)
 {
-    int ok;
+    pthread_once(&fork_handler_once, register_fork_handler);
+    if (!fork_handler_registered)
+        return 0;
     pthread_mutex_lock(&helper.lock);
     if (!helper.started) {
         pthread_attr_t attr;
@@ -80,17 +91,13 @@ static int ensure_started(void)
         pthread_sigmask(SIG_SETMASK, &all, &old);
         if (pthread_attr_init(&attr) == 0) {
             pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            if (pthread_create(&thread, &attr, serve, NULL) == 0) {
-                static int fork_handler;
-                if (!fork_handler)
-                    fork_handler = pthread_atfork(NULL, NULL, forget_helper) == 0;
-                helper.started = 1;
-            }
+            pthread_attr_setstacksize(&attr, 4u << 20);
+            helper.started = pthread_create(&thread, &attr, serve, NULL) == 0;
             pthread_attr_destroy(&attr);
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
-    ok = helper.started;
+    const int ok = helper.started;
     pthread_mutex_unlock(&helper.lock);
     return ok;
 }
