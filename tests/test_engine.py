@@ -66,6 +66,35 @@ def test_compiled_matches_reference(dtype, reset_after, reverse, lengths, mask, 
 
 
 @requires_compiled
+@pytest.mark.parametrize("steps_per_chunk", [1, 3])
+@pytest.mark.parametrize("reset_after,reverse,lengths,mask", list(itertools.product([True, False], repeat=4)))
+def test_backward_in_chunks_of_steps_matches_reference(steps_per_chunk, reset_after, reverse, lengths, mask):
+    """The recurrent weight gradient folded in every few steps (as for long sequences and big
+    batches) equals the float64 reference; 7 steps in chunks of 3 leave a short last chunk."""
+    from cgru import _engine
+
+    batch, time, units = 3, 7, 5
+    config = (steps_per_chunk, reset_after, reverse, lengths, mask)
+    rng = np.random.default_rng(zlib.crc32(repr(config).encode()))
+    args, kwargs = random_problem(rng, batch, time, 4, units, reset_after=reset_after, lengths=lengths,
+                                  mask=mask)
+    kwargs.update(reverse=reverse)
+    dy = rng.standard_normal((batch, time, units))
+    dh = rng.standard_normal((batch, units))
+    expected = forward_backward(cgru.get_ops("numpy"), args, kwargs, dy, dh)
+    old = _engine.set_grad_chunk_floats(steps_per_chunk * batch * 3 * units - 1)  # chunk = floats // row + 1
+    try:
+        got = forward_backward(cgru.get_ops("cpu"), args, kwargs, dy, dh)
+    finally:
+        _engine.set_grad_chunk_floats(old)
+    names = ["y", "h_n", "dx", "dh0", "dkernel", "drecurrent_kernel", "dbias"]
+    for name, e, g in zip(names, expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12 * max(1, np.abs(e).max()), err_msg=name)
+    with pytest.raises(ValueError, match="floats must be >= 1"):
+        _engine.set_grad_chunk_floats(0)
+
+
+@requires_compiled
 @pytest.mark.parametrize("shape", [(3, 40, 16, 32), (2, 9, 64, 130), (17, 3, 1, 5)])
 def test_compiled_matches_reference_larger(shape, rng):
     batch, time, features, units = shape

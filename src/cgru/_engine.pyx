@@ -49,6 +49,7 @@ cdef extern from "gru_kernels.h" nogil:
                                     const float *W, const float *U, const float *bx,
                                     const float *bh, const float *h0, float *y, float *h_n)
     int CGRU_EBUSY
+    size_t cgru_grad_chunk_floats
     void cgru_blas_set_threads(int n)
     int cgru_blas_get_threads()
     const char *cgru_blas_config()
@@ -103,6 +104,18 @@ def vector_math(str function, const float[::1] x):
 
 
 cgru_select_best_isa()
+
+
+def set_grad_chunk_floats(size_t floats) -> int:
+    """Set how many floats of the recurrent-product gradient the backward keeps between two
+    recurrent weight-gradient GEMMs (tests lower it to cover the chunking); returns the old
+    value. Not for use while another thread runs a backward pass."""
+    if floats < 1:
+        raise ValueError(f"floats must be >= 1, got {floats}")
+    global cgru_grad_chunk_floats
+    old = cgru_grad_chunk_floats
+    cgru_grad_chunk_floats = floats
+    return old
 
 
 def blas_config() -> str:

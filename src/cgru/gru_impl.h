@@ -356,6 +356,43 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
 }
 #endif
 
+/* sum (n) += row (n) */
+static inline void FN(add_row)(int n, const REAL *row, REAL *sum)
+{
+    for (int j = 0; j < n; ++j)
+        sum[j] += row[j];
+}
+
+/* dU (+)= h_in^T d_rec and dbh += the column sums of d_rec over steps [lo, hi) (rows of B),
+ * h_in the saved states (times the recurrent mask); `left` holds (hi - lo) * B rows of H. */
+static void FN(recurrent_weight_grad)(const cgru_dims *d, int lo, int hi, const REAL *rmask,
+                                      const REAL *saved_h, const REAL *saved_gates,
+                                      const REAL *d_rec, REAL *left, REAL beta, REAL *dU, REAL *dbh)
+{
+    const int B = d->batch, H = d->units, G = 3 * H;
+    const size_t rows = (size_t)(hi - lo) * B, first = (size_t)lo * B;
+    const REAL *h_in = saved_h + first * H;
+    if (rmask) {
+        for (size_t k = 0; k < rows; ++k) /* row k of step-major (T, B) is batch row k % B */
+            for (int j = 0; j < H; ++j)
+                left[k * H + j] = h_in[k * H + j] * rmask[((first + k) % B) * H + j];
+        h_in = left;
+    }
+    if (d->reset_after) {
+        FN(matmul)(1, 0, H, G, (int)rows, h_in, H, d_rec, G, beta, dU, G);
+        for (size_t k = 0; k < rows; ++k)
+            for (int j = 0; j < G; ++j)
+                dbh[j] += d_rec[k * G + j];
+    } else {
+        FN(matmul)(1, 0, H, 2 * H, (int)rows, h_in, H, d_rec, G, beta, dU, G);
+        const REAL *gates = saved_gates + first * 4 * H;
+        for (size_t k = 0; k < rows; ++k) /* in place when h_in is left */
+            for (int j = 0; j < H; ++j)
+                left[k * H + j] = h_in[k * H + j] * gates[k * 4 * H + H + j];
+        FN(matmul)(1, 0, H, H, (int)rows, left, H, d_rec + 2 * H, G, beta, dU + 2 * H, G);
+    }
+}
+
 int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
                       const REAL *rmask, const REAL *saved_h, const REAL *saved_gates,
                       const REAL *dy, const REAL *dh_n,
@@ -364,28 +401,36 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
     const int B = d->batch, T = d->time, In = d->input, H = d->units, G = 3 * H;
     const size_t BT = (size_t)B * T, BH = (size_t)B * H;
     const int ra = d->recurrent_activation, ac = d->activation;
-    const int fast = ac == CGRU_TANH && ra == CGRU_SIGMOID;
-    (void)fast;
+#ifdef FAST_GATES
+    const int fused = ac == CGRU_TANH && ra == CGRU_SIGMOID && d->reset_after; /* FAST_GATES_BWD */
+#else
+    const int fused = 0;
+#endif
     /* d_proj (B*T, 3H): gradient of the input projection, at each sequence's time index;
-     * d_rec (T*B, 3H): gradient of the recurrent product, per processing step;
-     * tmp (B, H); left (T*B, H): left operand of the recurrent weight gradient. */
+     * d_rec (chunk*B, 3H): gradient of the recurrent product for the last `chunk` steps
+     * processed, turned into dU every `chunk` steps; tmp (B, H); left (chunk*B, H): left
+     * operand of the recurrent weight gradient, when it is not the saved state itself. */
     const int K_rec = d->reset_after ? G : 2 * H; /* gate columns of d_rec that reach dh via U */
+    const size_t chunk_floats = cgru_grad_chunk_floats;
+    const int chunk = (size_t)T * B * G <= chunk_floats ? T : (int)(chunk_floats / ((size_t)B * G)) + 1;
+    const size_t chunk_rows = (size_t)chunk * B;
+    const size_t left_floats = rmask || !d->reset_after ? chunk_rows * H : 0;
     size_t pack_floats = 0;
 #ifdef PACKED_GEMM
     if (T > 1 && PACKED_GEMM) /* as in the forward: packing costs about one step's product */
         pack_floats = PACKED_FLOATS(K_rec, H) + PACKED_FLOATS(H, H) + 2 * 64 / sizeof(REAL);
 #endif
-    REAL *d_proj = cgru_workspace((BT * G + BT * G + BH + BT * H + pack_floats + 1) * sizeof(REAL));
+    REAL *d_proj = cgru_workspace((BT * G + chunk_rows * G + BH + left_floats + pack_floats + 1) * sizeof(REAL));
     if (!d_proj)
         return CGRU_ENOMEM;
     REAL *d_rec = d_proj + BT * G;
-    REAL *tmp = d_rec + BT * G;
+    REAL *tmp = d_rec + chunk_rows * G;
     REAL *left = tmp + BH;
     /* U^T (K_rec, H) and, for reset_after=0, U_h^T (H, H), packed for the per-step products */
     REAL *packed_t = NULL, *packed_tn = NULL;
 #ifdef PACKED_GEMM
     if (pack_floats) {
-        packed_t = FN(align64)(left + BT * H);
+        packed_t = FN(align64)(left + left_floats);
         PACK(K_rec, H, U, 1, G, packed_t);
         if (!d->reset_after) {
             packed_tn = FN(align64)(packed_t + PACKED_FLOATS(K_rec, H));
@@ -401,9 +446,13 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
         memcpy(dh, dh_n, BH * sizeof(REAL));
     else
         memset(dh, 0, BH * sizeof(REAL));
+    for (int j = 0; j < G; ++j)
+        dbx[j] = dbh[j] = 0;
 
+    int dU_started = 0;
     for (int s = T - 1; s >= 0; --s) {
-        REAL *dr_s = d_rec + (size_t)s * B * G;
+        const int lo = s - s % chunk; /* this step's chunk: steps [lo, min(lo + chunk, T)) */
+        REAL *dr_s = d_rec + (size_t)(s - lo) * B * G;
         for (int b = 0; b < B; ++b) {
             int t = FN(time_index)(d, b, s);
             REAL *dub = dr_s + (size_t)b * G;
@@ -417,8 +466,9 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
             REAL *dpb = d_proj + ((size_t)b * T + t) * G;
             REAL *dhb = dh + (size_t)b * H;
 #ifdef FAST_GATES
-            if (fast && d->reset_after) {
+            if (fused) {
                 FAST_GATES_BWD(H, hp, sg, dyb, dpb, dub, dhb);
+                FN(add_row)(G, dpb, dbx); /* while the row is in cache */
                 continue;
             }
 #endif
@@ -464,6 +514,12 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
                 }
             }
         }
+        if (!fused) /* the fused gate pass has added its rows already */
+            for (int b = 0; b < B; ++b) {
+                const int t = FN(time_index)(d, b, s);
+                if (t >= 0)
+                    FN(add_row)(G, d_proj + ((size_t)b * T + t) * G, dbx);
+            }
         if (rmask) {
             FN(step_product)(packed_t, 1, B, H, K_rec, dr_s, G, U, G, 0, tmp, H);
             for (size_t k = 0; k < BH; ++k)
@@ -471,36 +527,19 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
         } else {
             FN(step_product)(packed_t, 1, B, H, K_rec, dr_s, G, U, G, 1, dh, H);
         }
+        if (s == lo) { /* the chunk is complete: fold it into dU and dbh */
+            const int hi = lo + chunk < T ? lo + chunk : T;
+            FN(recurrent_weight_grad)(d, lo, hi, rmask, saved_h, saved_gates, d_rec, left,
+                                      dU_started ? 1 : 0, dU, dbh);
+            dU_started = 1;
+        }
     }
+    if (!dU_started) /* T == 0 */
+        memset(dU, 0, (size_t)H * G * sizeof(REAL));
 
     if (dx) /* NULL when the input needs no gradient (a model's first layer) */
         FN(matmul)(0, 1, (int)BT, In, G, d_proj, G, W, G, 0, dx, In);
     FN(matmul)(1, 0, In, G, (int)BT, x, In, d_proj, G, 0, dW, G);
-    for (int j = 0; j < G; ++j)
-        dbx[j] = dbh[j] = 0;
-    for (size_t k = 0; k < BT; ++k)
-        for (int j = 0; j < G; ++j)
-            dbx[j] += d_proj[k * G + j];
-
-    const REAL *h_in_all = saved_h;
-    if (rmask) {
-        for (size_t k = 0; k < BT; ++k) /* row k of step-major (T, B) is batch row k % B */
-            for (int j = 0; j < H; ++j)
-                left[k * H + j] = saved_h[k * H + j] * rmask[(k % B) * H + j];
-        h_in_all = left;
-    }
-    if (d->reset_after) {
-        FN(matmul)(1, 0, H, G, (int)BT, h_in_all, H, d_rec, G, 0, dU, G);
-        for (size_t k = 0; k < BT; ++k)
-            for (int j = 0; j < G; ++j)
-                dbh[j] += d_rec[k * G + j];
-    } else {
-        FN(matmul)(1, 0, H, 2 * H, (int)BT, h_in_all, H, d_rec, G, 0, dU, G);
-        for (size_t k = 0; k < BT; ++k)
-            for (int j = 0; j < H; ++j)
-                left[k * H + j] = h_in_all[k * H + j] * saved_gates[k * 4 * H + H + j];
-        FN(matmul)(1, 0, H, H, (int)BT, left, H, d_rec + 2 * H, G, 0, dU + 2 * H, G);
-    }
     return 0;
 }
 

@@ -9,6 +9,8 @@
 #include "barrier.h"
 #include "helper.h"
 
+size_t cgru_grad_chunk_floats = (size_t)1 << 20;
+
 size_t cgru_packed_recurrent_floats(int H, int reset_after)
 {
     if (reset_after)

@@ -79,6 +79,11 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
                                 const float *W, const float *U, const float *bx, const float *bh,
                                 const float *h0, float *y, float *h_n);
 
+/* Floats of the recurrent-product gradient (steps of B x 3H) the backward keeps between two
+ * recurrent weight-gradient GEMMs: big enough for an efficient GEMM, small enough not to hold
+ * every step's (4 MB; tests lower it to cover the chunking). */
+extern size_t cgru_grad_chunk_floats;
+
 /* Backward. dy (B, T, H) and dh_n (B, H) may be NULL (zero). Outputs: dx (B, T, I),
  * dh0 (B, H), dW (I, 3H), dU (H, 3H), dbx (3H), dbh (3H); all overwritten. dx may be NULL
  * when the input needs no gradient. */
