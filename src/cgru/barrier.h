@@ -100,11 +100,22 @@ static inline void cgru_mail_demote(const void *p)
 static inline void cgru_mail_demote(const void *p) { (void)p; }
 #endif
 
+/* dst[0..k) = src[0..k), k <= CGRU_MAIL_FLOATS: a whole line's worth with a constant size
+ * (inlined, no library call), a partial last line element by element. */
+static inline void cgru_mail_copy(float *dst, const float *src, int k)
+{
+    if (k == CGRU_MAIL_FLOATS)
+        memcpy(dst, src, CGRU_MAIL_FLOATS * sizeof(float));
+    else
+        for (int j = 0; j < k; ++j)
+            dst[j] = src[j];
+}
+
 /* Publish v[0..n) as round `round` (above every round these lines held before). */
 static inline void cgru_mail_send(cgru_mail_line *line, const float *v, int n, int round)
 {
     for (int i = 0; i < cgru_mail_lines(n); ++i) {
-        memcpy(line[i].value, v + (size_t)i * CGRU_MAIL_FLOATS, cgru_mail_count(n, i) * sizeof(float));
+        cgru_mail_copy(line[i].value, v + (size_t)i * CGRU_MAIL_FLOATS, cgru_mail_count(n, i));
         __atomic_store_n(&line[i].round, round, __ATOMIC_RELEASE);
     }
     for (int i = 0; i < cgru_mail_lines(n); ++i)
@@ -127,7 +138,7 @@ static inline void cgru_mail_receive(const cgru_mail_line *line, float *v, int n
             sched_yield();
     }
     for (int i = 0; i < lines; ++i)
-        memcpy(v + (size_t)i * CGRU_MAIL_FLOATS, line[i].value, cgru_mail_count(n, i) * sizeof(float));
+        cgru_mail_copy(v + (size_t)i * CGRU_MAIL_FLOATS, line[i].value, cgru_mail_count(n, i));
 }
 #else
 #define CGRU_BARRIER_MAX_PARTS 16

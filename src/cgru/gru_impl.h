@@ -289,7 +289,9 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
     /* input projection (T, 3n) of this part's gate columns (z, r, h blocks of units u0..u1),
      * recurrent product (3n), the whole state (H), biases (3n) each, U's columns (H, 3n) */
     const size_t floats = (size_t)T * Gp + Gp + H + 2 * Gp + (gather ? (size_t)H * Gp : 0);
-    const size_t packed_floats = kernel ? PACKED_FLOATS(H, Gp) + 3 * 64 / sizeof(REAL) : 0;
+    /* the packed U rows and, when U is not gathered, W's columns for the projection */
+    const size_t packed_floats = !kernel ? 0
+        : PACKED_FLOATS(H, Gp) + 3 * 64 / sizeof(REAL) + (gather ? 0 : PACKED_FLOATS(In, Gp) + 64 / sizeof(REAL));
     REAL *proj = cgru_workspace((floats + packed_floats) * sizeof(REAL));
     if (!proj)
         cgru_barrier_fail(barrier, part);
@@ -299,7 +301,8 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
     for (int g = 0; g < 3; ++g) {
         memcpy(bxp + g * n, bx + g * H + u0, n * sizeof(REAL));
         memcpy(bhp + g * n, bh + g * H + u0, n * sizeof(REAL));
-        FN(matmul)(0, 0, T, n, In, x, In, W + g * H + u0, G, 0, proj + g * n, Gp);
+        if (gather) /* else below, with the packed kernel */
+            FN(matmul)(0, 0, T, n, In, x, In, W + g * H + u0, G, 0, proj + g * n, Gp);
         if (gather)
             for (int k = 0; k < H; ++k)
                 memcpy(Up + (size_t)k * Gp + g * n, U + (size_t)k * G + g * H + u0, n * sizeof(REAL));
@@ -312,6 +315,11 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
             if (rows[r][1] > rows[r][0])
                 FN(pack_unit_rows)(rows[r][0], rows[r][1], n, U + u0, G, gather ? Up : NULL, packed[r]);
             next = packed[r] + PACKED_FLOATS(rows[r][1] - rows[r][0], Gp);
+        }
+        if (!gather) { /* one product over all steps, without a BLAS call per gate block */
+            REAL *packed_w = FN(align64)(next);
+            FN(pack_unit_rows)(0, In, n, W + u0, G, NULL, packed_w);
+            kernel(T, Gp, In, x, In, packed_w, 0, proj, Gp);
         }
     }
     memcpy(h, h0, H * sizeof(REAL));
