@@ -441,10 +441,12 @@ cdef class UnitSplitForward:
 
     For a single sequence there are no batch rows to share out, so the threads share the units:
     each computes the gate columns of its range of units (its slice of the recurrent kernel
-    stays in its core's cache) and the threads meet at a spinning barrier once per time step.
-    Construct it (all arguments are checked here), then call ``run(part)`` for every part in
-    0..parts-1, each on its own thread and all at once: a part that is never run leaves the
-    others waiting. Afterwards ``y`` (1, T, H) and ``h_n`` (1, H) hold the result.
+    stays in its core's cache) and each step's new state passes between the threads through a
+    mailbox of cache lines, where the others wait for it spinning. Construct it (all arguments
+    are checked here), then either call ``run_pair()`` (two parts: this thread and the engine's
+    helper thread) or ``run(part)`` for every part in 0..parts-1, each on its own thread and
+    all at once: a part that is never run leaves the others waiting. Afterwards ``y``
+    (1, T, H) and ``h_n`` (1, H) hold the result.
 
     x (1, T, I), kernel (I, 3H), recurrent_kernel (H, 3H), biases (3H,), h0 (1, H): float32,
     C-contiguous; lengths None or int64 (1,); reset_after=True semantics, no recurrent mask;
