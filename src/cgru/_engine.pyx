@@ -532,11 +532,10 @@ cdef class UnitSplitForward:
             raise RuntimeError("UnitSplitForward.run_pair is not available in this build")
         if any(self.started):
             raise ValueError("a part of this split has already run")
+        self.started = [True, True]  # before the GIL is released: no other call may join in
         if self.x.shape[1] == 0:
-            self.started = [True, True]
             self.h_view[...] = self.h0
             return True
-        self.started = [True, True]  # before the GIL is released: no other call may join in
         cdef int status = 0
         with nogil:
             status = cgru_forward_units_pair_f32(&self.dims, self.edges[1], &self.mail[0], &self.x[0, 0, 0],

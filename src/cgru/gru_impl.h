@@ -245,7 +245,8 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
 }
 
 #if defined(PACKED_GEMM) && CGRU_HAVE_BARRIER
-/* Lines of one round of a unit split's mailbox (barrier.h): every part's. */
+/* Mailbox lines (barrier.h) of parts 0..parts-1 in one round: with parts = all of them, a
+ * round's size; with parts = p, where part p's lines start. */
 static size_t FN(units_mail_lines)(int parts, const int *edges)
 {
     size_t lines = 0;
@@ -267,6 +268,20 @@ static void FN(pack_unit_rows)(int k0, int k1, int n, const REAL *U_cols, int ld
     }
     for (int g = 0; g < 3; ++g)
         PACK(K, n, U_cols + (size_t)k0 * ldu + (size_t)g * H3, ldu, 1, packed + g * PACKED_FLOATS(K, n));
+}
+
+/* u (3n) (+)= h[k0:k1] times rows [k0, k1) of the part's U columns: packed, or gathered (Up). */
+static inline void FN(units_product)(cgru_packed_gemm_f32_fn kernel, const REAL *packed,
+                                     const REAL *Up, const int rows[2], const REAL *h, int Gp,
+                                     int accumulate, REAL *u)
+{
+    const int k0 = rows[0], K = rows[1] - rows[0];
+    if (K <= 0)
+        return;
+    if (kernel)
+        kernel(1, Gp, K, h + k0, K, packed, accumulate, u, Gp);
+    else
+        FN(matmul)(0, 0, 1, Gp, K, h + k0, K, Up + (size_t)k0 * Gp, Gp, accumulate, u, Gp);
 }
 
 int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *edges,
@@ -301,11 +316,11 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
     for (int g = 0; g < 3; ++g) {
         memcpy(bxp + g * n, bx + g * H + u0, n * sizeof(REAL));
         memcpy(bhp + g * n, bh + g * H + u0, n * sizeof(REAL));
-        if (gather) /* else below, with the packed kernel */
-            FN(matmul)(0, 0, T, n, In, x, In, W + g * H + u0, G, 0, proj + g * n, Gp);
-        if (gather)
-            for (int k = 0; k < H; ++k)
-                memcpy(Up + (size_t)k * Gp + g * n, U + (size_t)k * G + g * H + u0, n * sizeof(REAL));
+        if (!gather)
+            continue; /* projection and packing below, with the packed kernel */
+        FN(matmul)(0, 0, T, n, In, x, In, W + g * H + u0, G, 0, proj + g * n, Gp);
+        for (int k = 0; k < H; ++k)
+            memcpy(Up + (size_t)k * Gp + g * n, U + (size_t)k * G + g * H + u0, n * sizeof(REAL));
     }
     REAL *packed[3] = {NULL, NULL, NULL};
     if (kernel) {
@@ -326,26 +341,22 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
     cgru_barrier_wait(barrier, part, &round); /* all have read h0 before any writes h_n (aliases) */
 
     /* each round's new state travels through the mailbox: (2 rounds, every part's lines) */
-    const size_t lines = FN(units_mail_lines)(parts, edges);
+    const size_t lines = FN(units_mail_lines)(parts, edges), own_lines = FN(units_mail_lines)(part, edges);
     cgru_mail_line *mailbox = (cgru_mail_line *)FN(align64)(mail);
     for (int s = 0; s < steps; ++s) {
         const int t = d->reverse ? steps - 1 - s : s;
-        for (int r = 0; r < 3; ++r) {
-            const int k0 = rows[r][0], K = rows[r][1] - k0;
-            if (K > 0 && kernel)
-                kernel(1, Gp, K, h + k0, K, packed[r], r > 0, u, Gp);
-            else if (K > 0)
-                FN(matmul)(0, 0, 1, Gp, K, h + k0, K, Up + (size_t)k0 * Gp, Gp, r > 0, u, Gp);
-            if (r > 0 || s == 0)
-                continue;
+        FN(units_product)(kernel, packed[0], Up, rows[0], h, Gp, 0, u);
+        if (s > 0) { /* the others' state of round s */
             const cgru_mail_line *box = mailbox + (size_t)(s & 1) * lines;
-            for (int q = 0; q < parts; ++q) { /* the others' state of round s */
+            for (int q = 0; q < parts; ++q) {
                 const int q0 = edges[q], qn = edges[q + 1] - q0;
                 if (q != part)
                     cgru_mail_receive(box, h + q0, qn, s);
                 box += cgru_mail_lines(qn);
             }
         }
+        FN(units_product)(kernel, packed[1], Up, rows[1], h, Gp, 1, u);
+        FN(units_product)(kernel, packed[2], Up, rows[2], h, Gp, 1, u);
         const REAL *a = proj + (size_t)t * Gp;
         REAL *out = y + (size_t)t * H + u0;
         if (fast)
@@ -354,10 +365,7 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
             FN(gates_after)(d, n, a, u, bxp, bhp, h + u0, out, NULL);
         if (s + 1 == steps)
             break;
-        cgru_mail_line *box = mailbox + (size_t)((s + 1) & 1) * lines;
-        for (int q = 0; q < part; ++q)
-            box += cgru_mail_lines(edges[q + 1] - edges[q]);
-        cgru_mail_send(box, h + u0, n, s + 1);
+        cgru_mail_send(mailbox + (size_t)((s + 1) & 1) * lines + own_lines, h + u0, n, s + 1);
     }
     memcpy(h_n + u0, h + u0, n * sizeof(REAL));
     return 0;
