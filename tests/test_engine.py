@@ -499,6 +499,40 @@ def test_prepared_gru_streams_one_step_at_a_time(ops, rng):
     np.testing.assert_allclose(h, np.asarray(full_h), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prepared_gru_step_state_returns_the_new_state(ops, rng, dtype):
+    """step_state (the stateful streaming call) runs one step of one sequence: h becomes the new
+    state and a (1, H) array of its own holds it, equal to forward's output; anything else is
+    declined with None and nothing run (always, on a backend without such a path)."""
+    args, _ = random_problem(rng, 1, 3, 4, 5, dtype=dtype)
+    prepared = ops.prepare_gru(*args[1:])
+    x = np.ascontiguousarray(args[0][:, :1])
+    h0 = rng.standard_normal((1, 5)).astype(dtype)
+    expected_h = h0.copy()
+    expected = np.asarray(prepared.forward(x, expected_h))[:, 0]
+    declined = [
+        (args[0], h0),  # three steps
+        (np.concatenate([x, x]), np.concatenate([h0, h0])),  # two sequences
+        (x.astype(np.float32 if dtype == np.float64 else np.float64), h0),  # another dtype
+        (np.zeros((1, 1, 8), dtype)[..., ::2], h0),  # not contiguous
+        (x[0], h0),  # no batch axis
+        (x, np.concatenate([h0, h0])),  # a state for two sequences
+    ]
+    for x_in, h_in in declined:
+        h = h_in.copy()
+        assert prepared.step_state(x_in, h) is None
+        np.testing.assert_array_equal(h, h_in)
+    h = h0.copy()
+    out = prepared.step_state(x, h)
+    if out is None:  # the backend has no lean path: forward serves
+        np.testing.assert_array_equal(h, h0)
+        return
+    out = np.asarray(out)
+    assert out.shape == (1, 5) and out.dtype == dtype and not np.shares_memory(out, h)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(h, expected_h)
+
+
 def test_prepared_gru_rejects_bad_input(ops, rng):
     args, _ = random_problem(rng, 2, 3, 4, 5, dtype=np.float32)
     with pytest.raises(ValueError, match="recurrent_kernel must have shape"):

@@ -183,6 +183,14 @@ class PreparedGRU:
         h[...] = h_n
         return y
 
+    def step_state(self, x: Any, h: Any) -> Any:
+        """The stateful streaming call where a backend has a leaner one than ``forward``: one
+        time step of one sequence, x (1, 1, I) and h (1, H) as ``forward`` takes them; h is
+        overwritten with the new state and a new (1, H) array holding it (the step's output)
+        is returned. None, with nothing run, for any other input or where the backend has no
+        such path: the caller then uses ``forward``."""
+        return None
+
 
 def check_activations(activation: str, recurrent_activation: str) -> None:
     """Raise ValueError for an unknown activation or recurrent activation name."""

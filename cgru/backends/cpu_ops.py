@@ -91,6 +91,7 @@ class CPUPreparedGRU(PreparedGRU):
                                              reverse, reset_after, activation, recurrent_activation)
         self.run = self.inference.forward
         self.step = self.inference.step
+        self.step_state = self.inference.step_state
         self.units = self.inference.units
         self.split_args = (kernel, recurrent_kernel, input_bias, recurrent_bias) if reset_after else None
         self.split_options = (reverse, activation, recurrent_activation)

@@ -386,7 +386,22 @@ cdef class GRUInference:
             return None
         return self._forward(x, h, None)
 
-    cdef object _forward(self, x, h, lengths):
+    def step_state(self, x, h):
+        """The stateful streaming call: one time step of one sequence, x (1, 1, I) and h (1, H)
+        as ``step`` takes them. h is overwritten with the new state, and the step's output,
+        which is that state, is returned as a new (1, H) array. None (nothing is run) for any
+        other x or h."""
+        if (not cnp.PyArray_CheckExact(x) or cnp.PyArray_TYPE(x) != self.typenum
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or cnp.PyArray_NDIM(x) != 3
+                or not cnp.PyArray_CheckExact(h) or cnp.PyArray_NDIM(h) != 2):
+            return None
+        cdef cnp.npy_intp *xs = cnp.PyArray_DIMS(x)
+        if xs[0] != 1 or xs[1] != 1 or cnp.PyArray_DIMS(h)[0] != 1:
+            return None
+        return self._forward(x, h, None, True)
+
+    cdef object _forward(self, x, h, lengths, bint one_step_state=False):
+        """forward(); with one_step_state (T must be 1) the output is shaped (B, H)."""
         cdef int typenum = self.typenum
         if not cnp.PyArray_CheckExact(x) or cnp.PyArray_TYPE(x) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(x):
             raise TypeError(f"x must be a C-contiguous {self.dtype} numpy array")
@@ -407,8 +422,13 @@ cdef class GRUInference:
         d.lengths = _lengths_ptr(lengths, B, T)
         cdef cnp.npy_intp shape[3]
         shape[0], shape[1], shape[2] = B, T, H
-        out = (cnp.PyArray_ZEROS(3, shape, typenum, 0) if lengths is not None
-               else cnp.PyArray_EMPTY(3, shape, typenum, 0))
+        if one_step_state:  # y (B, 1, H) held as (B, H): the same memory
+            shape[1] = H
+            out = cnp.PyArray_EMPTY(2, shape, typenum, 0)
+        elif lengths is not None:
+            out = cnp.PyArray_ZEROS(3, shape, typenum, 0)
+        else:
+            out = cnp.PyArray_EMPTY(3, shape, typenum, 0)
         if B == 0 or T == 0:
             return out
         cdef const void *xp = cnp.PyArray_DATA(x)
