@@ -299,9 +299,11 @@ class GRU(Layer):
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
         )
-        # the one-step streaming call, where the layer outputs exactly the new state
+        # the one-step streaming call, where the layer outputs exactly the new state (a plugin
+        # backend's prepared object may not have one)
         streams_state = self.stateful and not self.return_sequences and not self.return_state
-        entry = (VALUE_EPOCH[0], ops, prepared.forward, prepared.step_state if streams_state else None)
+        step_state = getattr(prepared, "step_state", None) if streams_state else None
+        entry = (VALUE_EPOCH[0], ops, prepared.forward, step_state)
         self._prepared = entry
         return entry
 
