@@ -187,8 +187,9 @@ class PreparedGRU:
         """The stateful streaming call where a backend has a leaner one than ``forward``: one
         time step of one sequence, x (1, 1, I) and h (1, H) as ``forward`` takes them; h is
         overwritten with the new state and a new (1, H) array holding it (the step's output)
-        is returned. None, with nothing run, for any other input or where the backend has no
-        such path: the caller then uses ``forward``."""
+        is returned. None, with nothing run, for other shapes of x or h, an x the lean path
+        would have to convert, or where the backend has no such path: the caller then uses
+        ``forward``."""
         return None
 
 

@@ -389,8 +389,9 @@ cdef class GRUInference:
     def step_state(self, x, h):
         """The stateful streaming call: one time step of one sequence, x (1, 1, I) and h (1, H)
         as ``step`` takes them. h is overwritten with the new state, and the step's output,
-        which is that state, is returned as a new (1, H) array. None (nothing is run) for any
-        other x or h."""
+        which is that state, is returned as a new (1, H) array. None (nothing is run) when x is
+        not one C-contiguous step of one sequence in the weights' dtype or h is not a 2-D
+        array with one row; an h that is otherwise unfit raises as in ``forward``."""
         if (not cnp.PyArray_CheckExact(x) or cnp.PyArray_TYPE(x) != self.typenum
                 or not cnp.PyArray_IS_C_CONTIGUOUS(x) or cnp.PyArray_NDIM(x) != 3
                 or not cnp.PyArray_CheckExact(h) or cnp.PyArray_NDIM(h) != 2):
