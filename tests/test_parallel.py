@@ -318,6 +318,101 @@ def test_unit_pair_callers_share_the_helper_one_at_a_time():
     assert any(outcomes)
 
 
+@requires_unit_pair
+def test_unit_pair_declines_while_other_engine_calls_run():
+    """The halves of a split wait for each other every step, so with another engine call on the
+    cores they would stall: run_pair then declines, having run nothing, and ops.gru_forward runs
+    the sequence on one thread; once the other call has ended the pair runs again."""
+    from cgru import _engine
+    from cgru.backends import cpu_ops
+
+    rng = np.random.default_rng(11)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 200, 6, 64)  # long enough to split
+    ry, rh = reference_forward(x, kernel, recurrent, bias, h0)
+    ops = cgru.get_ops("cpu")
+    args = (ops.engine, x, kernel, recurrent, bias[0], bias[1], h0, None, False, "tanh", "sigmoid")
+    assert _engine.calls_running() == 0
+    with _engine.running_call(), cgru.num_threads(2):
+        assert _engine.calls_running() == 1
+        split = _engine.UnitSplitForward(x, kernel, recurrent, bias[0], bias[1], h0, None, False,
+                                         "tanh", "sigmoid", 2)
+        assert not split.run_pair()
+        assert cpu_ops.unit_split(*args) is None
+        y, h, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0)
+        np.testing.assert_allclose(y, ry, atol=2e-6)
+        np.testing.assert_allclose(h, rh, atol=2e-6)
+    assert _engine.calls_running() == 0
+    with cgru.num_threads(2):
+        assert cpu_ops.unit_split(*args) is not None
+
+
+@requires_unit_pair
+def test_single_sequence_is_not_split_while_another_caller_is_in_an_op(monkeypatch):
+    """ops.gru_forward and a prepared call split a single sequence only when no other thread is
+    inside a forward or backward op (between its engine calls as well as in them); every op
+    leaves the count of callers as it found it, also when it raises."""
+    from cgru.backends import cpu_ops
+
+    calls = []
+    original = cpu_ops.unit_split
+    monkeypatch.setattr(cpu_ops, "unit_split", lambda *a: calls.append(original(*a)) or calls[-1])
+    rng = np.random.default_rng(13)
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 200, 6, 64)
+    ry, rh = reference_forward(x, kernel, recurrent, bias, h0)
+    ops = cgru.get_ops("cpu")
+    prepared = ops.prepare_gru(kernel, recurrent, bias)
+    with cgru.num_threads(2):
+        monkeypatch.setattr(cpu_ops, "_CALLERS", [None])  # another thread is inside an op
+        y, h, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0)
+        state = h0.copy()
+        prepared_y = prepared.forward(x, state)
+        assert calls == [None, None] and cpu_ops._CALLERS == [None]
+        monkeypatch.setattr(cpu_ops, "_CALLERS", [])
+        ops.gru_forward(x, kernel, recurrent, bias, h0=h0)
+        assert calls[-1] is not None
+    for out, final in ((y, h), (prepared_y, state)):
+        np.testing.assert_allclose(out, ry, atol=2e-6)
+        np.testing.assert_allclose(final, rh, atol=2e-6)
+    _, _, cache = ops.gru_forward(x, kernel, recurrent, bias, h0=h0, training=True)
+    ops.gru_backward(np.ones_like(y), None, cache)
+    with pytest.raises(ValueError):
+        ops.gru_backward(np.ones((1, 3, 64), np.float32), None, cache)
+    with pytest.raises(ValueError):
+        prepared.forward(x[..., :2], h0.copy())
+    assert cpu_ops._CALLERS == []
+
+
+@requires_unit_split
+def test_engine_calls_are_counted_while_they_run():
+    """Forward, backward and the prepared calls count as running engine calls exactly while
+    they run, also when they raise."""
+    from cgru import _engine
+
+    rng = np.random.default_rng(12)
+    ops = cgru.get_ops("cpu")
+    x, kernel, recurrent, bias, h0 = single_sequence(rng, 20000, 8, 256)
+    seen = []
+    thread = threading.Thread(target=lambda: ops.gru_forward(x, kernel, recurrent, bias, h0=h0))
+    with cgru.num_threads(1):  # one long call on one thread (~0.1-0.3 s)
+        thread.start()
+        while thread.is_alive() and not seen:
+            if _engine.calls_running() == 1:
+                seen.append(True)
+        thread.join()
+    assert seen, "the running forward was never counted"
+    assert _engine.calls_running() == 0
+    small = single_sequence(rng, 5, 3, 16)
+    _, _, cache = ops.gru_forward(*small[:4], h0=small[4], training=True)
+    ops.gru_backward(np.ones((1, 5, 16), np.float32), None, cache)
+    prepared = ops.prepare_gru(*small[1:4])
+    state = small[4].copy()
+    prepared.forward(small[0], state)
+    prepared.step_state(np.ascontiguousarray(small[0][:, :1]), state)
+    with pytest.raises(ValueError):
+        prepared.forward(small[0][..., :2], state)
+    assert _engine.calls_running() == 0
+
+
 def _pair_in_child(queue):
     try:
         rng = np.random.default_rng(8)

@@ -23,6 +23,11 @@ from .parallel import pieces, row_bounds, run_all
 #: The saved activations of released training caches, for the next training forward.
 SAVED_ACTIVATIONS = ArrayPool()
 
+#: One entry per thread inside a forward or backward op of this backend now (appended and
+#: popped under the GIL): a single sequence shares its units with the helper thread only when
+#: no other caller is between or inside engine calls (see unit_split).
+_CALLERS: list[None] = []
+
 
 def load_engine():
     """Import the compiled extension, with an error that says how to get it."""
@@ -61,8 +66,12 @@ def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, 
                activation, recurrent_activation):
     """Run a float32 single-sequence inference pass with its units shared by the calling thread
     and the engine's helper thread (reset_after=True, no recurrent mask); returns (y, h_n), or
-    None when one thread is as fast or the helper is busy with another call."""
+    None when one thread is as fast, the helper is busy with another call, or other calls are
+    on the cores: the halves wait for each other every step, so a third thread stalls both
+    (two threads streaming single sequences concurrently get more done one core each)."""
     if not engine.UNIT_PAIR or x.shape[0] != 1 or x.dtype != np.float32:
+        return None
+    if len(_CALLERS) > 1 or engine.calls_running():
         return None
     from ..runtime import available_cores
 
@@ -102,6 +111,13 @@ class CPUPreparedGRU(PreparedGRU):
             y = self.step(x, h)  # the streaming step, checked in the engine: no splitting, no BLAS
             if y is not None:
                 return y
+        _CALLERS.append(None)
+        try:
+            return self._sequence_forward(x, h, lengths)
+        finally:
+            _CALLERS.pop()
+
+    def _sequence_forward(self, x, h, lengths):
         if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=self.dtype)
         if lengths is not None and x.ndim == 3:
@@ -143,6 +159,13 @@ class CPUOps(Ops):
         return a, b
 
     def run_gru_forward(self, args, training):
+        _CALLERS.append(None)
+        try:
+            return self._run_gru_forward(args, training)
+        finally:
+            _CALLERS.pop()
+
+    def _run_gru_forward(self, args, training):
         if not training and args.reset_after and args.recurrent_mask is None:
             done = unit_split(self.engine, args.x, args.kernel, args.recurrent_kernel, args.input_bias,
                               args.recurrent_bias, args.h0, args.lengths, args.reverse, args.activation,
@@ -180,6 +203,13 @@ class CPUOps(Ops):
                               recurrent_activation=recurrent_activation)
 
     def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
+        _CALLERS.append(None)
+        try:
+            return self._gru_backward(dy, dh_n, cache, input_grad)
+        finally:
+            _CALLERS.pop()
+
+    def _gru_backward(self, dy, dh_n, cache, input_grad):
         args = cache.args
         shape_h = (args.batch, args.units)
         dtype = args.x.dtype

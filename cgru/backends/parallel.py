@@ -10,7 +10,9 @@ with no synchronisation until it ends. ``cgru.set_num_threads`` sets how many pi
 Work started from inside a piece never splits again, so pieces never wait on each other. The one
 exception to "no synchronisation" is a single long sequence (``cpu_ops.unit_split``): its two
 halves meet every step, so they do not use these threads at all but the calling thread and the
-engine's own helper thread (``src/cgru/helper.c``), which waits spinning between calls.
+engine's own helper thread (``src/cgru/helper.c``), which waits spinning between calls; and it
+starts only while no other thread is inside an op, since a third thread on the cores would
+stall both halves.
 """
 
 from __future__ import annotations

@@ -49,6 +49,9 @@ cdef extern from "gru_kernels.h" nogil:
                                     const float *W, const float *U, const float *bx,
                                     const float *bh, const float *h0, float *y, float *h_n)
     int CGRU_EBUSY
+    void cgru_call_begin()
+    void cgru_call_end()
+    int cgru_calls_running()
     size_t cgru_grad_chunk_floats
     void cgru_blas_set_threads(int n)
     int cgru_blas_get_threads()
@@ -116,6 +119,25 @@ def set_grad_chunk_floats(size_t floats) -> int:
     old = cgru_grad_chunk_floats
     cgru_grad_chunk_floats = floats
     return old
+
+
+def calls_running() -> int:
+    """How many forward and backward calls of the engine are running now, in every thread (a
+    unit split starts only when none is: its two halves wait for each other every step, so a
+    third thread on the cores stalls both)."""
+    return cgru_calls_running()
+
+
+class running_call:
+    """Counts as a running engine call while entered (for tests of the unit split's check)."""
+
+    def __enter__(self):
+        cgru_call_begin()
+        return self
+
+    def __exit__(self, *exc):
+        cgru_call_end()
+        return False
 
 
 def blas_config() -> str:
@@ -249,12 +271,14 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
     cdef floating *yp = &y[0, 0, 0] if T > 0 else NULL
     cdef int status
     with nogil:
+        cgru_call_begin()
         if floating is float:
             status = cgru_forward_f32(&d, xp, &kernel[0, 0], &recurrent_kernel[0, 0], &input_bias[0],
                                       &recurrent_bias[0], &h0[0, 0], mp, yp, &h_n[0, 0], sh, sg)
         else:
             status = cgru_forward_f64(&d, xp, &kernel[0, 0], &recurrent_kernel[0, 0], &input_bias[0],
                                       &recurrent_bias[0], &h0[0, 0], mp, yp, &h_n[0, 0], sh, sg)
+        cgru_call_end()
     if status == CGRU_ENOMEM:
         raise MemoryError("cgru: out of memory in gru_forward")
     return y_arr, h_arr, saved_h_arr, saved_gates_arr
@@ -307,6 +331,7 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
     cdef const floating *dhp = &dh_n[0, 0] if dh_n is not None else NULL
     cdef int status
     with nogil:
+        cgru_call_begin()
         if floating is float:
             status = cgru_backward_f32(&d, &x[0, 0, 0], &kernel[0, 0], &recurrent_kernel[0, 0], mp,
                                        &saved_h[0, 0, 0], &saved_gates[0, 0, 0], dyp, dhp,
@@ -315,6 +340,7 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
             status = cgru_backward_f64(&d, &x[0, 0, 0], &kernel[0, 0], &recurrent_kernel[0, 0], mp,
                                        &saved_h[0, 0, 0], &saved_gates[0, 0, 0], dyp, dhp,
                                        dxp, &dh0[0, 0], &dW[0, 0], &dU[0, 0], &dbx[0], &dbh[0])
+        cgru_call_end()
     if status == CGRU_ENOMEM:
         raise MemoryError("cgru: out of memory in gru_backward")
     return dx_arr, dh0_arr, dW_arr, dU_arr, dbx_arr, dbh_arr
@@ -437,6 +463,7 @@ cdef class GRUInference:
         cdef void *yp = cnp.PyArray_DATA(out)
         cdef int status
         with nogil:
+            cgru_call_begin()
             if self.single:
                 status = cgru_forward_f32(&d, <const float *>xp, <const float *>self.W,
                                           <const float *>self.U, <const float *>self.bx,
@@ -447,6 +474,7 @@ cdef class GRUInference:
                                           <const double *>self.U, <const double *>self.bx,
                                           <const double *>self.bh, <const double *>hp, NULL,
                                           <double *>yp, <double *>hp, NULL, NULL)
+            cgru_call_end()
         if status == CGRU_ENOMEM:
             raise MemoryError("cgru: out of memory in GRUInference.forward")
         return out
@@ -546,7 +574,8 @@ cdef class UnitSplitForward:
     def run_pair(self):
         """Run both parts of a two-part split at once, part 0 on this thread and part 1 on
         the engine's helper thread (GIL released); returns True when done, or False, having run
-        nothing, when the helper is busy with another caller's split."""
+        nothing, when the helper is busy with another caller's split or other engine calls are
+        running (``calls_running()``)."""
         if self.parts != 2:
             raise ValueError(f"run_pair needs a split into 2 parts, got {self.parts}")
         if not UNIT_PAIR:

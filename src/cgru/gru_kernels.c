@@ -116,6 +116,18 @@ int cgru_forward_units_f32(const cgru_dims *d, int part, int parts, const int *e
 }
 #endif
 
+#if CGRU_HAVE_BARRIER
+static int running_calls;
+
+void cgru_call_begin(void) { __atomic_add_fetch(&running_calls, 1, __ATOMIC_RELAXED); }
+void cgru_call_end(void) { __atomic_sub_fetch(&running_calls, 1, __ATOMIC_RELAXED); }
+int cgru_calls_running(void) { return __atomic_load_n(&running_calls, __ATOMIC_RELAXED); }
+#else
+void cgru_call_begin(void) {}
+void cgru_call_end(void) {}
+int cgru_calls_running(void) { return 0; }
+#endif
+
 #if CGRU_HAVE_UNIT_SPLIT && CGRU_HAVE_HELPER
 typedef struct {
     const cgru_dims *d;
@@ -141,7 +153,7 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
     cgru_barrier barrier __attribute__((aligned(64)));
     cgru_barrier_init(&barrier, 2);
     units_pair pair = {d, edges, &barrier, mail, y, h_n, x, W, U, bx, bh, h0, {0, 0}};
-    if (cgru_helper_run_pair(run_units_part, &pair) != 0)
+    if (cgru_calls_running() > 0 || cgru_helper_run_pair(run_units_part, &pair) != 0)
         return CGRU_EBUSY;
     return pair.status[0] ? pair.status[0] : pair.status[1];
 }

@@ -18,7 +18,7 @@
 
 #define CGRU_ENOMEM 1
 #define CGRU_EUNSUPPORTED 2 /* a function this build does not have */
-#define CGRU_EBUSY 3        /* a shared resource (the helper thread) is in use: nothing was done */
+#define CGRU_EBUSY 3        /* a shared resource (the helper thread, the cores) is in use: nothing was done */
 
 enum cgru_activation { CGRU_TANH = 0, CGRU_RELU = 1, CGRU_LINEAR = 2 };
 enum cgru_recurrent_activation { CGRU_SIGMOID = 0, CGRU_HARD_SIGMOID = 1 };
@@ -72,12 +72,20 @@ int cgru_forward_units_f32(const cgru_dims *d, int part, int parts, const int *e
 /* cgru_forward_units_f32 in two parts, units [0, split) on the calling thread and [split, H)
  * on the helper thread (helper.h), with a barrier of its own; `mail` as above for edges
  * {0, split, H}. Returns once both parts are done, or CGRU_EBUSY, having done nothing, when
- * the helper is running another caller's job. Available where cgru_units_pair_available()
- * is 1. */
+ * the helper is running another caller's job or other engine calls are running (the two
+ * parts would share the cores with them, and each waits for the other every step).
+ * Available where cgru_units_pair_available() is 1. */
 int cgru_units_pair_available(void);
 int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
                                 const float *W, const float *U, const float *bx, const float *bh,
                                 const float *h0, float *y, float *h_n);
+
+/* Engine calls running now, in every thread: the Python layer brackets each forward and
+ * backward with cgru_call_begin/cgru_call_end (relaxed atomics; no-ops where the unit split,
+ * the one user of the count, is not built). */
+void cgru_call_begin(void);
+void cgru_call_end(void);
+int cgru_calls_running(void);
 
 /* Floats of the recurrent-product gradient (steps of B x 3H) the backward keeps between two
  * recurrent weight-gradient GEMMs: big enough for an efficient GEMM, small enough not to hold
