@@ -1,5 +1,7 @@
 """Splitting one op across threads (batch rows, Bidirectional directions) changes no result."""
 
+import os
+import sys
 import threading
 
 import numpy as np
@@ -411,6 +413,52 @@ def test_engine_calls_are_counted_while_they_run():
     with pytest.raises(ValueError):
         prepared.forward(small[0][..., :2], state)
     assert _engine.calls_running() == 0
+
+
+def _helper_cpus():
+    """The CPUs the engine's helper thread may run on (Linux: it is named cgru-helper)."""
+    import glob
+
+    for comm in glob.glob("/proc/self/task/*/comm"):
+        with open(comm) as f:
+            if f.read().strip() != "cgru-helper":
+                continue
+        with open(comm[: -len("comm")] + "status") as f:
+            for line in f:
+                if line.startswith("Cpus_allowed_list:"):
+                    cpus = set()
+                    for part in line.split(":", 1)[1].strip().split(","):
+                        lo, _, hi = part.partition("-")
+                        cpus.update(range(int(lo), int(hi or lo) + 1))
+                    return cpus
+    raise AssertionError("no cgru-helper thread")
+
+
+@requires_unit_pair
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two CPUs")
+def test_unit_pair_keeps_the_helper_off_the_callers_cpu():
+    """The two halves wait for each other every step, so the helper must not share its caller's
+    CPU (a thread woken by another tends to be placed on the waker's CPU): each call moves it
+    off the CPU the caller runs on."""
+    rng = np.random.default_rng(14)
+    problem = single_sequence(rng, 20, 4, 48)
+    expected = reference_forward(*problem)
+    outcomes = []
+
+    def pinned_call(cpu):
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        y, _ = run_pair(*problem)
+        outcomes.append((cpu, _helper_cpus(), float(np.abs(y - expected[0]).max())))
+
+    for cpu in sorted(os.sched_getaffinity(0))[:2] * 2:
+        thread = threading.Thread(target=pinned_call, args=(cpu,))
+        thread.start()
+        thread.join(timeout=60)
+    assert len(outcomes) == 4
+    for cpu, helper_cpus, error in outcomes:
+        assert cpu not in helper_cpus and helper_cpus, (cpu, helper_cpus)
+        assert error < 2e-6
 
 
 def _pair_in_child(queue):

@@ -2,7 +2,8 @@
  * whose two halves meet too often to hand the second half to a sleeping thread each call (the
  * two parts of a unit-split recurrence meet every time step, and a pool thread's wake-up alone
  * costs tens of microseconds in a virtual machine). After each job the helper spins for
- * CGRU_HELPER_SPIN_NS waiting for the next one, then sleeps until it is posted one.
+ * CGRU_HELPER_SPIN_NS waiting for the next one, then sleeps until it is posted one. On Linux
+ * each job keeps it off the CPU its caller runs on (it is named cgru-helper there).
  * POSIX threads with GCC/clang atomics only: elsewhere CGRU_HAVE_HELPER is 0. */
 #ifndef CGRU_HELPER_H
 #define CGRU_HELPER_H
