@@ -18,9 +18,18 @@ from .interop import from_keras, from_torch, from_torch_state_dict, to_torch_sta
 from .layers import GRU, Bidirectional, Dense, Dropout, Embedding, Layer, Parameter, register_layer
 from .models import Sequential
 from .runtime import backend_info, get_num_threads, num_threads, set_num_threads
-from .saving import load_model
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # load_model's module imports zipfile, hashlib and json: only when first used
+    if name == "load_model":
+        from .saving import load_model
+
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "GRU",

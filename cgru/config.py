@@ -21,7 +21,7 @@ _EPSILON = 1e-7
 _SUPPORTED_FLOATX = ("float32", "float64")
 
 _seed_lock = threading.Lock()
-_seed_rng = np.random.default_rng()
+_seed_rng = None  # made on first use: importing numpy.random is a good part of `import cgru`
 
 
 def floatx() -> str:
@@ -79,7 +79,10 @@ def set_random_seed(seed: int | None) -> None:
 
 def next_seed() -> int:
     """A new seed drawn from the global generator (see :func:`set_random_seed`)."""
+    global _seed_rng
     with _seed_lock:
+        if _seed_rng is None:
+            _seed_rng = np.random.default_rng()
         return int(_seed_rng.integers(0, 2**31 - 1))
 
 

@@ -52,6 +52,23 @@ def test_import_does_not_load_optional_dependencies():
     assert out.strip() == "", f"import cgru loaded optional dependencies: {out.strip()}"
 
 
+def test_import_leaves_slow_standard_modules_for_first_use():
+    """`import cgru` stays light: entry-point discovery (importlib.metadata), the random
+    generator (numpy.random) and the save-file modules load when first needed, not at import
+    (whichever of them NumPy itself imports is not counted)."""
+    deferred = ("importlib.metadata", "numpy.random", "zipfile", "hashlib")
+    code = (
+        "import sys, numpy; before = set(sys.modules); import cgru; "
+        f"print(' '.join(m for m in {deferred!r} if m in sys.modules and m not in before)); "
+        "cgru.load_model, cgru.available_backends(); cgru.GRU(2, input_shape=(3, 4)).build((None, 3, 4)); "
+        f"print(' '.join(m for m in {deferred!r} if m in sys.modules))"
+    )
+    lines = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    assert lines[0].strip() == "", f"import cgru loaded {lines[0].strip()}"
+    assert set(lines[1].split()) == set(deferred)  # and each loads when used
+
+
 def test_backend_info_reports_compiled_engine_and_openblas():
     require_compiled()
     info = cgru.backend_info()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from importlib import import_module
-from importlib.metadata import entry_points
 
 from .base import Ops
 
@@ -44,6 +43,8 @@ def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
+    from importlib.metadata import entry_points  # here: importing it costs ~15 ms
+
     _entry_points_loaded = True
     for ep in entry_points(group="cgru.backends"):
         if ep.name not in _factories:
