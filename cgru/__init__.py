@@ -11,6 +11,8 @@ A Keras-style API over interchangeable backends::
     model.predict(np.random.rand(4, 5, 10))
 """
 
+from typing import TYPE_CHECKING
+
 from . import callbacks, initializers, losses, metrics, optimizers
 from .backends import available_backends, get_backend, get_ops, register_backend, set_backend
 from .config import epsilon, floatx, set_epsilon, set_floatx, set_random_seed
@@ -22,13 +24,22 @@ from .runtime import backend_info, get_num_threads, num_threads, set_num_threads
 __version__ = "0.1.0"
 
 
+if TYPE_CHECKING:
+    from .saving import load_model
+
+
 def __getattr__(name: str):
     # load_model's module imports zipfile, hashlib and json: only when first used
     if name == "load_model":
         from .saving import load_model
 
+        globals()["load_model"] = load_model
         return load_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"load_model"})
 
 
 __all__ = [

@@ -176,6 +176,42 @@ def test_stateful_output_does_not_alias_state(ops, rng):
         np.testing.assert_array_equal(model.layers[0].states[0], kept)
 
 
+def test_stateful_streaming_follows_layer_settings_changed_after_a_call(ops, rng):
+    """The lean streaming path reads the layer's settings on every call: switching
+    return_sequences on after a first call gives sequences from then on."""
+    model = Sequential([GRU(4, stateful=True, input_shape=(1, 2), seed=1)], device=ops.name)
+    x = rng.standard_normal((1, 1, 2)).astype(np.float32)
+    model(x)
+    assert ops.to_numpy(model(x)).shape == (1, 4)
+    model.layers[0].return_sequences = True
+    assert ops.to_numpy(model(x)).shape == (1, 1, 4)
+
+
+def test_streaming_on_a_backend_whose_prepared_gru_has_no_step_state(rng):
+    """A plugin backend's prepare_gru may return an object with only forward(): the stateful
+    streaming path then runs forward and gives what the built-in backends give."""
+    import cgru
+
+    class OnlyForward:
+        def __init__(self, prepared):
+            self.forward = prepared.forward
+
+    class PluginOps(cgru.backends.numpy_ops.NumpyOps):
+        name = "only-forward"
+
+        def prepare_gru(self, *args, **kwargs):
+            return OnlyForward(super().prepare_gru(*args, **kwargs))
+
+    cgru.register_backend("only-forward", PluginOps)
+    steps = rng.standard_normal((5, 1, 1, 3)).astype(np.float32)
+    outputs = {}
+    for device in ("only-forward", "numpy"):
+        model = Sequential([GRU(4, stateful=True, input_shape=(1, 3), seed=7)], device=device)
+        outputs[device] = [np.asarray(model(x)) for x in steps]
+    for a, b in zip(outputs["only-forward"], outputs["numpy"]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_return_state_last_layer(ops, rng):
     model = Sequential(
         [GRU(3, return_sequences=True, return_state=True, input_shape=(4, 2))], device=ops.name

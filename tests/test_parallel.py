@@ -384,6 +384,40 @@ def test_single_sequence_is_not_split_while_another_caller_is_in_an_op(monkeypat
     assert cpu_ops._CALLERS == []
 
 
+def _counts_in_child(queue):
+    from cgru import _engine
+    from cgru.backends import cpu_ops
+
+    queue.put((_engine.calls_running(), len(cpu_ops._CALLERS)))
+
+
+@requires_unit_split
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_forgets_its_parents_running_calls():
+    """Calls that other threads of the parent were running when it forked do not exist in the
+    child: its counts start at 0, so the child may split single sequences."""
+    import multiprocessing
+
+    from cgru import _engine
+    from cgru.backends import cpu_ops
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    with _engine.running_call():
+        cpu_ops._CALLERS.append(None)
+        try:
+            child = context.Process(target=_counts_in_child, args=(queue,))
+            child.start()
+            child.join(timeout=120)
+        finally:
+            cpu_ops._CALLERS.pop()
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung")
+    assert queue.get(timeout=10) == (0, 0)
+    assert _engine.calls_running() == 0 and cpu_ops._CALLERS == []
+
+
 @requires_unit_split
 def test_engine_calls_are_counted_while_they_run():
     """Forward, backward and the prepared calls count as running engine calls exactly while

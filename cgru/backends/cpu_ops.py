@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +24,13 @@ from .parallel import pieces, row_bounds, run_all
 #: The saved activations of released training caches, for the next training forward.
 SAVED_ACTIVATIONS = ArrayPool()
 
-#: One entry per thread inside a forward or backward op of this backend now (appended and
-#: popped under the GIL): a single sequence shares its units with the helper thread only when
-#: no other caller is between or inside engine calls (see unit_split).
+#: One entry per thread inside a forward or backward op of this backend now (list appends and
+#: pops are atomic): a single sequence shares its units with the helper thread only when no
+#: other caller is between or inside engine calls (see unit_split). One-step streaming calls
+#: are not entered here; the engine counts them while they run.
 _CALLERS: list[None] = []
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's other threads
+    os.register_at_fork(after_in_child=_CALLERS.clear)
 
 
 def load_engine():

@@ -299,11 +299,8 @@ class GRU(Layer):
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
         )
-        # the one-step streaming call, where the layer outputs exactly the new state (a plugin
-        # backend's prepared object may not have one)
-        streams_state = self.stateful and not self.return_sequences and not self.return_state
-        step_state = getattr(prepared, "step_state", None) if streams_state else None
-        entry = (VALUE_EPOCH[0], ops, prepared.forward, step_state)
+        # the stateful one-step streaming call (a plugin backend's prepared object may lack it)
+        entry = (VALUE_EPOCH[0], ops, prepared.forward, getattr(prepared, "step_state", None))
         self._prepared = entry
         return entry
 
@@ -317,17 +314,17 @@ class GRU(Layer):
 
     def _infer(self, x: Any, lengths: Any = None) -> Any:
         """Lean inference path (the streaming ``model(x)`` call lands here)."""
+        if lengths is not None or self.return_state or (self.go_backwards and self.return_sequences):
+            return self.forward(x, False, lengths)[0]
         # x is not re-checked here: the prepared forward converts its dtype and checks its shape.
         entry = self._prepared
         if entry is None or entry[0] != VALUE_EPOCH[0] or entry[1] is not self._ops:
             entry = self._prepare()
         state = self._state
-        if entry[3] is not None and state is not None and lengths is None:
-            y = entry[3](x, state)  # one step of one sequence: None for anything else
+        if state is not None and self.stateful and not self.return_sequences and entry[3] is not None:
+            y = entry[3](x, state)  # the output is the new state: one step of one sequence, else None
             if y is not None:
                 return y
-        if lengths is not None or self.return_state or (self.go_backwards and self.return_sequences):
-            return self.forward(x, False, lengths)[0]
         batch = x.shape[0]
         if self.stateful:
             h = self._state

@@ -9,6 +9,8 @@ shapes use B = batch, T = time, I = input features, H = units.
 from libc.stdint cimport int64_t
 from cython cimport floating
 
+import os
+
 import numpy as np
 cimport numpy as cnp
 
@@ -52,6 +54,7 @@ cdef extern from "gru_kernels.h" nogil:
     void cgru_call_begin()
     void cgru_call_end()
     int cgru_calls_running()
+    void cgru_calls_forget()
     size_t cgru_grad_chunk_floats
     void cgru_blas_set_threads(int n)
     int cgru_blas_get_threads()
@@ -126,6 +129,14 @@ def calls_running() -> int:
     unit split starts only when none is: its two halves wait for each other every step, so a
     third thread on the cores stalls both)."""
     return cgru_calls_running()
+
+
+def _forget_running_calls():
+    cgru_calls_forget()
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's other threads
+    os.register_at_fork(after_in_child=_forget_running_calls)
 
 
 class running_call:

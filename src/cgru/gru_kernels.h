@@ -80,12 +80,15 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
                                 const float *W, const float *U, const float *bx, const float *bh,
                                 const float *h0, float *y, float *h_n);
 
-/* Engine calls running now, in every thread: the Python layer brackets each forward and
- * backward with cgru_call_begin/cgru_call_end (relaxed atomics; no-ops where the unit split,
- * the one user of the count, is not built). */
+/* Engine calls running now, in every thread: the Cython layer brackets each call of
+ * cgru_forward_f32/f64 and cgru_backward_f32/f64 (streaming steps included, for the time they
+ * spend here) with cgru_call_begin/cgru_call_end; a running unit-split pair is not counted.
+ * Relaxed atomics; no-ops without CGRU_HAVE_BARRIER. cgru_calls_forget sets the count to 0 (a
+ * forked child, where no other thread runs). */
 void cgru_call_begin(void);
 void cgru_call_end(void);
 int cgru_calls_running(void);
+void cgru_calls_forget(void);
 
 /* Floats of the recurrent-product gradient (steps of B x 3H) the backward keeps between two
  * recurrent weight-gradient GEMMs: big enough for an efficient GEMM, small enough not to hold

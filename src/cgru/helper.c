@@ -1,7 +1,9 @@
 /* The helper thread of helper.h. One caller at a time owns it (`busy`); the owner posts a job
  * by advancing `posted`, the helper answers by advancing `done` to the same number. */
-#if defined(__linux__)
+#if defined(__linux__) && !defined(__ANDROID__)
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* sched_getcpu, CPU sets and thread affinity */
+#endif
 #else
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -66,22 +68,27 @@ static void *serve(void *unused)
     return NULL;
 }
 
-/* Keeps the helper off the calling thread's CPU: it may run on any other CPU of the process
- * (its main thread's set). A woken thread tends to be placed on its waker's CPU, and there the
- * two halves of a job, which wait for each other, would take turns (a unit-split call after an
- * idle pause took 14 ms instead of 0.3). Called by the owner; only when the caller's CPU has
- * changed does it cost system calls. Linux only: elsewhere the scheduler decides. */
+/* Keeps the helper off the calling thread's CPU: it may run on the caller's other CPUs (or,
+ * for a caller pinned to one CPU, the main thread's). A woken thread tends to be placed on its
+ * waker's CPU, and there the two halves of a job, which wait for each other, would take turns
+ * (a unit-split call after an idle pause took 14 ms instead of 0.3). Called by the owner; only
+ * when the caller's CPU has changed does it cost system calls. Elsewhere the scheduler decides. */
 static void keep_helper_off_this_cpu(void)
 {
-#if defined(__linux__)
+#if defined(__linux__) && !defined(__ANDROID__)
     const int cpu = sched_getcpu();
     if (cpu < 0 || cpu == helper.away_from)
         return;
     helper.away_from = cpu;
     cpu_set_t elsewhere;
-    if (sched_getaffinity(getpid(), sizeof elsewhere, &elsewhere) != 0)
+    if (sched_getaffinity(0, sizeof elsewhere, &elsewhere) != 0)
         return;
     CPU_CLR(cpu, &elsewhere);
+    if (CPU_COUNT(&elsewhere) == 0) {
+        if (sched_getaffinity(getpid(), sizeof elsewhere, &elsewhere) != 0)
+            return;
+        CPU_CLR(cpu, &elsewhere);
+    }
     if (CPU_COUNT(&elsewhere) > 0)
         pthread_setaffinity_np(helper.thread, sizeof elsewhere, &elsewhere);
 #endif
@@ -125,7 +132,7 @@ static int ensure_started(void)
             if (helper.started) {
                 helper.thread = thread;
                 helper.away_from = -1;
-#if defined(__linux__)
+#if defined(__linux__) && !defined(__ANDROID__)
                 pthread_setname_np(thread, "cgru-helper"); /* as ps and top show it */
 #endif
             }
