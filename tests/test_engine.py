@@ -2,11 +2,11 @@
 float64 loop for reset_after=False, edge cases, bad input and thread safety."""
 
 import itertools
-import threading
 import zlib
 
 import numpy as np
 import pytest
+from threads import run_concurrently
 
 import cgru
 from cgru.backends import compiled_available
@@ -343,11 +343,7 @@ def test_concurrent_calls_on_shared_weights(rng):
             a, k = problems[i]
             results[i] = np.asarray(ops.gru_forward(a[0], *shared_weights, **k)[0])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_concurrently(work, len(problems))
     for i in range(len(problems)):
         np.testing.assert_array_equal(results[i], serial_shared[i])
     assert len(serial) == len(problems)

@@ -1,10 +1,10 @@
 """Sequential: building, summary and parameter counts (Keras's formulas), predict/__call__,
 lengths through stacked and bidirectional layers, stateful streaming, devices and threads."""
 
-import threading
 
 import numpy as np
 import pytest
+from threads import run_concurrently
 
 import cgru
 from cgru import GRU, Bidirectional, Dense, Dropout, Embedding, Sequential
@@ -230,25 +230,16 @@ def test_concurrent_predict_equals_serial(ops, rng):
     serial = [model.predict(x, lengths=n) for x, n in zip(inputs, lengths)]
     serial_calls = [ops.to_numpy(model(x)) for x in inputs]
     results = {}
-    errors = []
 
     def worker(i):
-        try:
-            for _ in range(5):
-                a = model.predict(inputs[i], lengths=lengths[i])
-                b = ops.to_numpy(model(inputs[i]))
-                np.testing.assert_array_equal(a, serial[i])
-                np.testing.assert_array_equal(b, serial_calls[i])
-            results[i] = True
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for _ in range(5):
+            a = model.predict(inputs[i], lengths=lengths[i])
+            b = ops.to_numpy(model(inputs[i]))
+            np.testing.assert_array_equal(a, serial[i])
+            np.testing.assert_array_equal(b, serial_calls[i])
+        results[i] = True
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_concurrently(worker, 8)
     assert len(results) == 8
 
 

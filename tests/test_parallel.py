@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from threads import run_concurrently
 
 import cgru
 from cgru.backends import compiled_available, parallel
@@ -293,30 +294,21 @@ def test_unit_pair_callers_share_the_helper_one_at_a_time():
     rng = np.random.default_rng(4)
     problems = [single_sequence(rng, 40, 6, 64) for _ in range(3)]
     expected = [reference_forward(*p) for p in problems]
-    outcomes, errors = [], []
+    outcomes = []
 
     def caller(index):
-        try:
-            for _ in range(60):
-                x, kernel, recurrent, bias, h0 = problems[index]
-                split = _engine.UnitSplitForward(x, kernel, recurrent, bias[0], bias[1], h0, None, False,
-                                                 "tanh", "sigmoid", 2)
-                ran = split.run_pair()
-                outcomes.append(ran)
-                if ran:
-                    np.testing.assert_allclose(split.y, expected[index][0], atol=2e-6)
-                else:
-                    assert not split.run_pair() or np.allclose(split.y, expected[index][0], atol=2e-6)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for _ in range(60):
+            x, kernel, recurrent, bias, h0 = problems[index]
+            split = _engine.UnitSplitForward(x, kernel, recurrent, bias[0], bias[1], h0, None, False,
+                                             "tanh", "sigmoid", 2)
+            ran = split.run_pair()
+            outcomes.append(ran)
+            if ran:
+                np.testing.assert_allclose(split.y, expected[index][0], atol=2e-6)
+            else:
+                assert not split.run_pair() or np.allclose(split.y, expected[index][0], atol=2e-6)
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a caller hung"
-    assert not errors, errors[0]
+    run_concurrently(caller, 3)
     assert any(outcomes)
 
 

@@ -327,7 +327,7 @@ class GRU(Layer):
                 return y
         batch = x.shape[0]
         if self.stateful:
-            h = self._state
+            h = state
             if h is None:
                 h = self._state = self.xp.zeros((batch, self.units), dtype=self._np_dtype)
             elif h.shape[0] != batch:

@@ -397,8 +397,7 @@ static void FN(recurrent_weight_grad)(const cgru_dims *d, int lo, int hi, const 
     if (d->reset_after) {
         FN(matmul)(1, 0, H, G, (int)rows, h_in, H, d_rec, G, beta, dU, G);
         for (size_t k = 0; k < rows; ++k)
-            for (int j = 0; j < G; ++j)
-                dbh[j] += d_rec[k * G + j];
+            FN(add_row)(G, d_rec + k * G, dbh);
     } else {
         FN(matmul)(1, 0, H, 2 * H, (int)rows, h_in, H, d_rec, G, beta, dU, G);
         const REAL *gates = saved_gates + first * 4 * H;
