@@ -120,11 +120,13 @@ def test_early_stopping_does_not_take_a_nan_first_value_as_the_best(capsys):
 def test_monitor_direction_in_auto_mode_matches_keras():
     golden = CALLBACKS["monitor_direction"]
     model = EpochModel(golden["metrics"])
+    makers = (
+        lambda monitor: callbacks.EarlyStopping(monitor=monitor),
+        lambda monitor: callbacks.ModelCheckpoint("m.npz", monitor=monitor, save_best_only=True),
+    )
     for monitor, expected in golden["directions"].items():
-        for cls in (callbacks.EarlyStopping, lambda monitor: callbacks.ModelCheckpoint(
-            "m.npz", monitor=monitor, save_best_only=True
-        )):
-            callback = cls(monitor=monitor)
+        for make in makers:
+            callback = make(monitor)
             callback.set_model(model)
             if expected == "error":
                 with pytest.raises(ValueError, match="mode='max'"):
