@@ -6,10 +6,11 @@
   maps ``"loss"``, each metric name, ``"val_loss"`` and ``"val_<metric>"`` to per-epoch values;
   :meth:`History.plot` draws them (needs matplotlib).
 - :class:`EarlyStopping`: stop when a monitored value stops improving, optionally restoring the
-  best weights.
+  best weights (Keras 3's rules, ``min_delta`` included).
 - :class:`ModelCheckpoint`: save the model (or only the weights) after each epoch, or only
-  when it improves; ``filepath`` may contain ``{epoch}`` and log keys, e.g.
-  ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.
+  when it improves; ``filepath`` ends in ``.npz`` and may contain ``{epoch}`` and log keys,
+  e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"`` (checked when the callback is made).
+- :class:`MonitorCallback`: their common base (what "improves" means, ``mode="auto"``).
 - :class:`TerminateOnNaN`: stop at the first batch with a NaN or infinite loss and put back the
   last weights that gave a finite loss.
 
@@ -20,10 +21,16 @@ the loss of that batch alone.
 from __future__ import annotations
 
 import math
+import os
+import re
+import string
 import warnings
 from typing import Any
 
 import numpy as np
+
+from . import config as _config
+from . import metrics as _metrics
 
 
 class Callback:
@@ -163,21 +170,114 @@ class History(Callback):
         return ax
 
 
-def _monitor_mode(mode: str, monitor: str) -> str:
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode == "auto":
-        name = monitor.lower()
-        return "max" if ("acc" in name or name.startswith("fmeasure") or "auc" in name) else "min"
-    return mode
+class MonitorCallback(Callback):
+    """Base of the callbacks that watch one logged value: Keras 3's ``MonitorCallback`` rules.
+
+    ``mode``: "min", "max" or "auto". With "auto" the direction is found when training begins
+    (or at the first epoch end when the callback is driven by hand): ``"loss"``/``"val_loss"``
+    are minimised, a compiled metric (``"val_"`` prefix removed) follows its
+    :attr:`~cgru.metrics.Metric.direction` (accuracies up, errors down), and anything else
+    raises ValueError asking for an explicit mode.
+
+    ``current`` improves on ``reference`` when ``current + min_delta < reference`` ("min") or
+    ``current - min_delta > reference`` ("max"), compared at :func:`cgru.config.floatx`
+    precision as Keras compares its (float) logs; anything improves on no reference (None).
+    One deliberate difference from Keras: a NaN value is never an improvement, so it never
+    becomes the best (Keras takes a NaN first value as the best, and then nothing ever beats it).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        baseline: float | None = None,
+        min_delta: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f"monitor must be the name of a logged value, got {monitor!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor = monitor
+        self.mode = mode
+        self.best = _check_optional_float(baseline, "baseline")
+        min_delta = _check_optional_float(min_delta, "min_delta")
+        if min_delta is None or math.isnan(min_delta):
+            raise ValueError(f"min_delta must be a number, got {min_delta!r}")
+        self.min_delta = abs(min_delta)
+        #: "min" or "max" once resolved (see the class documentation)
+        self.direction: str | None = None
+
+    def _resolve_direction(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        name = self.monitor.removeprefix("val_")
+        direction = "min" if name == "loss" else None
+        compiled = getattr(self.model, "_metrics", None) or []
+        for identifier in compiled:
+            if _metrics.name_of(identifier) == name:
+                found = _metrics.direction_of(identifier)
+                if found is not None:
+                    direction = "max" if found == "up" else "min"
+        if direction is None:
+            raise ValueError(
+                f"{type(self).__name__} received monitor={self.monitor!r}, but cannot tell whether "
+                "it should be maximized or minimized (it is neither the loss nor a compiled metric "
+                f"with a known direction; compiled metrics: {[_metrics.name_of(m) for m in compiled]}). "
+                "Pass mode='max' to monitor the highest value, or mode='min' for the lowest."
+            )
+        return direction
+
+    def _set_direction(self) -> None:
+        self.direction = self._resolve_direction()
+
+    def _is_improvement(self, current: Any, reference: Any) -> bool:
+        if self.direction is None:
+            self._set_direction()
+        current = float(current)
+        if math.isnan(current):
+            return False
+        if reference is None:
+            return True
+        as_floatx = np.dtype(_config.floatx()).type
+        with np.errstate(over="ignore"):
+            if self.direction == "min":
+                return bool(as_floatx(current + self.min_delta) < as_floatx(reference))
+            return bool(as_floatx(current - self.min_delta) > as_floatx(reference))
 
 
-class EarlyStopping(Callback):
-    """Stop training when ``monitor`` has not improved by more than ``min_delta`` for
-    ``patience`` epochs (Keras semantics; ``mode`` "auto" maximises accuracies, minimises the
-    rest). ``restore_best_weights=True`` puts back the weights of the best epoch when training
-    ends. ``baseline``: stop unless the value beats it; ``start_from_epoch``: ignore earlier
-    epochs."""
+def _check_optional_float(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+
+
+def _check_count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return int(value)
+
+
+class EarlyStopping(MonitorCallback):
+    """Stop training when ``monitor`` has stopped improving: Keras 3's EarlyStopping.
+
+    ``min_delta``: an epoch counts as an improvement only when it beats the best value so far by
+    more than this (see :class:`MonitorCallback`; "auto" mode maximises accuracies and minimises
+    losses and errors). ``patience``: how many epochs without improvement end training.
+    ``baseline``: unless a value beats it too, an improvement does not reset the wait, so training
+    stops after ``patience`` epochs that never beat the baseline. ``restore_best_weights``: at the
+    end of training (stopped early or not) put back the weights of the best epoch (of the first
+    monitored epoch when none improved). ``start_from_epoch``: ignore the epochs before it.
+    ``verbose`` 1 prints "Epoch N: early stopping" and the restored epoch.
+
+    After training: ``stopped_epoch`` (0-based, 0 when it did not stop), ``best_epoch``,
+    ``best`` (the best value) and ``wait``.
+    """
 
     def __init__(
         self,
@@ -190,59 +290,43 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = False,
         start_from_epoch: int = 0,
     ) -> None:
-        super().__init__()
-        self.monitor = monitor
-        self.mode = _monitor_mode(mode, monitor)
-        self.min_delta = abs(float(min_delta))
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        self.patience = patience
+        super().__init__(monitor, mode, min_delta=min_delta)
+        self.patience = _check_count(patience, "patience")
         self.verbose = verbose
-        self.baseline = baseline
+        self.baseline = _check_optional_float(baseline, "baseline")
         self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = int(start_from_epoch)
+        self.start_from_epoch = _check_count(start_from_epoch, "start_from_epoch")
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = 0
         self.best = None
         self.best_weights = None
         self.best_epoch = 0
-
-    def _improved(self, value: float, reference: float | None) -> bool:
-        if reference is None:
-            return True
-        if self.mode == "min":
-            return value - self.min_delta < reference  # i.e. value < reference - min_delta
-        return value + self.min_delta > reference
-
-    def on_train_begin(self, logs=None):
-        self.wait = 0
-        self.stopped_epoch = 0
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.best_weights = None
-        self.best_epoch = 0
+        if self.model is not None:
+            self._set_direction()  # a monitor whose direction is unknown fails before training
 
     def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
-        if current is None:
-            warnings.warn(
-                f"EarlyStopping is monitoring {self.monitor!r}, which is not in the logs "
-                f"(available: {sorted(logs or {})})",
-                stacklevel=2,
-            )
-            return
-        if epoch < self.start_from_epoch:
+        if self.direction is None:
+            self._set_direction()
+        current = self.get_monitor_value(logs)
+        if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()
             self.best_epoch = epoch
         self.wait += 1
-        if self._improved(current, self.best):
+        if self._is_improvement(current, self.best):
             self.best = current
             self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-            if self.baseline is None or self._improved(current, self.baseline):
-                self.wait = 0
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0  # only when beating both the best so far and the baseline
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
@@ -256,15 +340,102 @@ class EarlyStopping(Callback):
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
+    def get_monitor_value(self, logs: dict | None) -> Any:
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(
+                f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
+                f"Available metrics are: {','.join(logs)}",
+                stacklevel=2,
+            )
+        return value
 
-class ModelCheckpoint(Callback):
-    """Save the model after every epoch (or every ``save_freq`` batches when it is an int).
 
-    ``filepath`` is formatted with ``epoch`` (1-based) and the epoch's logs, e.g.
-    ``"model-{epoch:02d}-{val_loss:.4f}.npz"``. ``save_best_only``: save only when ``monitor``
-    improves (``mode`` as in EarlyStopping); ``initial_value_threshold``: the value to beat
-    first. ``save_weights_only``: write only the weights (``model.load_weights`` reads them);
-    otherwise the whole model (``cgru.load_model`` reads it).
+#: the suffix a ModelCheckpoint filepath must have: both save formats are .npz archives
+CHECKPOINT_SUFFIX = ".npz"
+
+
+class _ProbeFields(dict):
+    """Sample values for checking a filepath template: ints for epoch/batch, floats for logs."""
+
+    def __missing__(self, key: str) -> float:
+        return 0.5
+
+
+def _check_checkpoint_path(filepath: str, batch_allowed: bool) -> None:
+    """ValueError when ``filepath`` cannot name checkpoint files (see ModelCheckpoint)."""
+    if not filepath.endswith(CHECKPOINT_SUFFIX):
+        raise ValueError(
+            f"ModelCheckpoint filepath must end in {CHECKPOINT_SUFFIX!r} (model.save and "
+            f"save_weights both write .npz archives), got {filepath!r}"
+        )
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(filepath) if name is not None]
+    except ValueError as exc:
+        raise ValueError(
+            f"ModelCheckpoint filepath {filepath!r} is not a valid format string: {exc}"
+        ) from None
+    for name in fields:
+        root = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if not root or root.isdigit():
+            raise ValueError(
+                f"ModelCheckpoint filepath {filepath!r} has a positional field {{{name}}}: fields "
+                "must be named, {epoch} or a log key such as {val_loss}"
+            )
+        if root == "batch" and not batch_allowed:
+            raise ValueError(
+                f"ModelCheckpoint filepath {filepath!r} uses {{batch}}, which exists only when "
+                "save_freq is a number of batches"
+            )
+    try:
+        filepath.format_map(_ProbeFields(epoch=1, batch=1))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(
+            f"ModelCheckpoint filepath {filepath!r} cannot be formatted ({type(exc).__name__}: {exc}); "
+            "{epoch} is an int, log values are floats"
+        ) from None
+
+
+def _check_checkpoint_directory(filepath: str) -> None:
+    """ValueError when the (format-free) directory of ``filepath`` cannot hold files."""
+    directory = os.path.dirname(filepath)
+    if "{" in directory:
+        return  # filled in per epoch; created when saving
+    if os.path.isdir(filepath):
+        raise ValueError(f"ModelCheckpoint filepath {filepath!r} is an existing directory, not a file name")
+    existing = os.path.abspath(directory or ".")
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(
+            f"ModelCheckpoint cannot create the directory {directory!r} for {filepath!r}: "
+            f"{existing!r} is not a directory"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"ModelCheckpoint cannot write under {existing!r} (for {filepath!r}): permission denied"
+        )
+
+
+class ModelCheckpoint(MonitorCallback):
+    """Save the model after every epoch (or every ``save_freq`` batches when it is an int):
+    Keras 3's ModelCheckpoint, writing cgru's ``.npz`` files.
+
+    ``filepath`` must end in ``".npz"`` (the analogue of Keras's ``.keras``/``.weights.h5`` rule:
+    ``model.save`` and ``model.save_weights`` both write NumPy ``.npz`` archives) and may contain
+    named fields: ``{epoch}`` (1-based), ``{batch}`` (1-based, only with an int ``save_freq``)
+    and keys of the logs, e.g. ``"ckpt/model-{epoch:02d}-{val_loss:.4f}.npz"``. Positional
+    fields (``{}``, ``{0}``), malformed braces and format specs that do not fit an int epoch or
+    float log values raise ValueError here, when the callback is made; a directory that cannot
+    be created (a path component is a file, or no write permission) raises ValueError when
+    training begins. A missing directory is created when saving, as Keras does.
+
+    ``save_best_only``: save only when ``monitor`` improves (comparison and ``mode`` as in
+    :class:`MonitorCallback`: a NaN value is never saved as the best, so a NaN first epoch does
+    not block later saves); ``initial_value_threshold``: the value to beat first. As in Keras the
+    best value is kept across ``fit`` calls. ``save_weights_only``: write only the weights
+    (``model.load_weights`` reads them); otherwise the whole model (``cgru.load_model``).
     """
 
     def __init__(
@@ -278,84 +449,92 @@ class ModelCheckpoint(Callback):
         save_freq: Any = "epoch",
         initial_value_threshold: float | None = None,
     ) -> None:
-        super().__init__()
-        import os
-
-        self.filepath = os.fspath(filepath)
-        self.monitor = monitor
+        super().__init__(monitor, mode, baseline=initial_value_threshold)
+        self.filepath = os.fspath(filepath) if isinstance(filepath, (str, os.PathLike)) else None
+        if not isinstance(self.filepath, str):
+            raise TypeError(f"ModelCheckpoint filepath must be a str or os.PathLike, got {filepath!r}")
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
-        self.mode = _monitor_mode(mode, monitor)
         if save_freq != "epoch" and (
             isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
         ):
             raise ValueError(f"save_freq must be 'epoch' or a positive int, got {save_freq!r}")
         self.save_freq = save_freq
-        self.initial_value_threshold = initial_value_threshold
-        self.best = initial_value_threshold
+        _check_checkpoint_path(self.filepath, batch_allowed=save_freq != "epoch")
+        self.initial_value_threshold = self.best
         self._batches = 0
         self._epoch = 0
 
     def on_train_begin(self, logs=None):
-        self.best = self.initial_value_threshold
+        _check_checkpoint_directory(self.filepath)
         self._batches = 0
+        if self.save_best_only and self.model is not None:
+            self._set_direction()  # a monitor whose direction is unknown fails before training
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
-    def _better(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value < self.best if self.mode == "min" else value > self.best
-
-    def _path(self, epoch: int, logs: dict) -> str:
+    def _path(self, epoch: int, batch: int | None, logs: dict) -> str:
+        fields = {"epoch": epoch + 1, **({} if batch is None else {"batch": batch + 1}), **logs}
         try:
-            return self.filepath.format(epoch=epoch + 1, **logs)
+            return self.filepath.format(**fields)
         except KeyError as exc:
             raise ValueError(
                 f"ModelCheckpoint filepath {self.filepath!r} uses {exc}, which is not in the "
-                f"logs (available: epoch, {', '.join(sorted(logs))})"
+                f"logs (available: {', '.join(sorted(fields))})"
             ) from None
 
-    def _save(self, epoch: int, logs: dict) -> None:
-        logs = logs or {}
-        path = self._path(epoch, logs)
-        if self.save_best_only:
-            current = logs.get(self.monitor)
-            if current is None:
-                warnings.warn(
-                    f"ModelCheckpoint can save the best model only with {self.monitor!r} "
-                    f"available, skipping (available: {sorted(logs)})",
-                    stacklevel=2,
-                )
-                return
-            if not self._better(current):
-                if self.verbose > 0:
-                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best}")
-                return
+    def _should_save(self, epoch: int, logs: dict, path: str) -> bool:
+        if not self.save_best_only:
+            if self.verbose > 0:
+                print(f"Epoch {epoch + 1}: saving model to {path}")
+            return True
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"ModelCheckpoint can save the best model only with {self.monitor!r} "
+                f"available, skipping (available: {sorted(logs)})",
+                stacklevel=3,
+            )
+            return False
+        best = "None" if self.best is None else f"{self.best:.5f}"
+        if self._is_improvement(current, self.best):
             if self.verbose > 0:
                 print(
-                    f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {current}, "
+                    f"Epoch {epoch + 1}: {self.monitor} improved from {best} to {current:.5f}, "
                     f"saving model to {path}"
                 )
             self.best = current
-        elif self.verbose > 0:
-            print(f"Epoch {epoch + 1}: saving model to {path}")
+            return True
+        if self.verbose > 0:
+            print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {best}")
+        return False
+
+    def _save(self, epoch: int, batch: int | None, logs: dict) -> None:
+        path = self._path(epoch, batch, logs)
+        if not self._should_save(epoch, logs, path):
+            return
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
             self.model.save(path)
+        if self.verbose > 0:
+            print(f"Epoch {epoch + 1}: finished saving model to {path}")
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":
-            self._save(epoch, logs or {})
+            self._save(epoch, None, logs or {})
 
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq != "epoch":
             self._batches += 1
             if self._batches % self.save_freq == 0:
-                self._save(self._epoch, {k: v for k, v in (logs or {}).items() if k != "batch_loss"})
+                logs = {k: v for k, v in (logs or {}).items() if k != "batch_loss"}
+                self._save(self._epoch, batch, logs)
 
 
 class TerminateOnNaN(Callback):
@@ -397,4 +576,12 @@ class TerminateOnNaN(Callback):
         self.model.stop_training = True
 
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "History", "ModelCheckpoint", "TerminateOnNaN"]
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "EarlyStopping",
+    "History",
+    "ModelCheckpoint",
+    "MonitorCallback",
+    "TerminateOnNaN",
+]

@@ -111,8 +111,6 @@ class Loss:
     """
 
     sparse = False
-    #: the accuracy metric that "accuracy" means with this loss (None: decided by shapes)
-    accuracy = None
 
     def __init__(self, reduction: str = "sum_over_batch_size", name: str | None = None) -> None:
         if reduction not in REDUCTIONS:
@@ -269,8 +267,6 @@ class BinaryCrossentropy(_SmoothedCrossentropy):
     ``label_smoothing`` moves targets toward 0.5.
     """
 
-    accuracy = "binary_accuracy"
-
     default_name = "binary_crossentropy"
 
     def _values(self, xp, y_true, y_pred):
@@ -314,8 +310,6 @@ class CategoricalCrossentropy(_SmoothedCrossentropy):
     Probabilities are renormalised to sum to 1 over the last axis, then clipped to [eps, 1-eps].
     """
 
-    accuracy = "categorical_accuracy"
-
     default_name = "categorical_crossentropy"
 
     def _values(self, xp, y_true, y_pred):
@@ -329,7 +323,6 @@ class SparseCategoricalCrossentropy(Loss):
     """Categorical cross-entropy with integer class targets (``y_pred``'s shape without the class axis)."""
 
     sparse = True
-    accuracy = "sparse_categorical_accuracy"
 
     def __init__(
         self, from_logits: bool = False, reduction: str = "sum_over_batch_size", name: str | None = None

@@ -2,12 +2,25 @@
 steps of padded sequence outputs).
 
 Names: ``"mae"`` (``"mean_absolute_error"``), ``"mse"`` (``"mean_squared_error"``),
-``"accuracy"``/``"acc"`` and the explicit ``"binary_accuracy"``, ``"categorical_accuracy"``,
-``"sparse_categorical_accuracy"``. As in Keras, ``"accuracy"`` picks its kind from the loss:
-binary cross-entropy -> binary accuracy (prediction > 0.5 equals the target), categorical
-cross-entropy -> categorical accuracy (arg-max equal), sparse categorical cross-entropy -> sparse
-categorical accuracy; for other losses from the shapes: one output unit -> binary, integer
-targets without the class axis -> sparse, else categorical.
+``"accuracy"``/``"acc"`` and the explicit ``"binary_accuracy"`` (prediction > 0.5 equals the
+target, averaged over the last axis), ``"categorical_accuracy"`` (arg-max of target and
+prediction equal) and ``"sparse_categorical_accuracy"`` (integer target equals the prediction's
+arg-max).
+
+``"accuracy"`` and ``"acc"`` pick their kind from the shapes of the targets and the model output,
+never from the loss, exactly as Keras 3 does (``keras.src.trainers.compile_utils``):
+
+1. the output has one unit on its last axis -> binary accuracy;
+2. else the targets have fewer axes than the output, or a last axis of size 1 -> sparse
+   categorical accuracy;
+3. else -> categorical accuracy.
+
+So a multi-unit sigmoid output trained with binary cross-entropy on multi-label targets reports
+categorical accuracy (whether the highest-scored unit is the first positive label), as in
+Keras 3; ask for ``"binary_accuracy"`` to get the per-label rate.
+
+Each metric has a ``direction``, ``"up"`` (higher is better: the accuracies) or ``"down"``;
+callbacks in ``mode="auto"`` use it to decide whether to maximise a monitored metric.
 """
 
 from __future__ import annotations
@@ -21,6 +34,9 @@ class Metric:
     """A metric: ``values(y_true, y_pred)`` gives one value per sample (or per time step)."""
 
     sparse = False
+    #: "up" when larger values are better, "down" when smaller are; None: not known (a
+    #: callback monitoring it then needs an explicit ``mode``)
+    direction: str | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -47,17 +63,23 @@ class Metric:
 
 
 class MeanAbsoluteError(Metric):
+    direction = "down"
+
     def values(self, xp, y_true, y_pred):
         return xp.abs(y_pred - y_true).mean(axis=-1)
 
 
 class MeanSquaredError(Metric):
+    direction = "down"
+
     def values(self, xp, y_true, y_pred):
         d = y_pred - y_true
         return (d * d).mean(axis=-1)
 
 
 class BinaryAccuracy(Metric):
+    direction = "up"
+
     def __init__(self, name: str = "binary_accuracy", threshold: float = 0.5) -> None:
         super().__init__(name)
         self.threshold = float(threshold)
@@ -67,12 +89,15 @@ class BinaryAccuracy(Metric):
 
 
 class CategoricalAccuracy(Metric):
+    direction = "up"
+
     def values(self, xp, y_true, y_pred):
         return (xp.argmax(y_true, axis=-1) == xp.argmax(y_pred, axis=-1)).astype(y_pred.dtype)
 
 
 class SparseCategoricalAccuracy(Metric):
     sparse = True
+    direction = "up"
 
     def values(self, xp, y_true, y_pred):
         return (y_true == xp.argmax(y_pred, axis=-1)).astype(y_pred.dtype)
@@ -100,25 +125,44 @@ def check(identifier: Any) -> None:
         raise ValueError(f"unknown metric {identifier!r}; known: {list(KNOWN)}")
 
 
-def get(
-    identifier: Any, loss: Any = None, y_shape: tuple | None = None, out_shape: tuple | None = None
-) -> Metric:
-    """The metric for ``identifier``; "accuracy" is resolved from the loss (or the shapes)."""
+def accuracy_kind(y_shape: tuple, out_shape: tuple) -> str:
+    """The accuracy that ``"accuracy"`` means for targets of ``y_shape`` and outputs of
+    ``out_shape`` (both with the batch axis): Keras 3's ``is_binary_or_sparse_categorical``."""
+    if out_shape[-1] == 1:
+        return "binary_accuracy"
+    if len(y_shape) < len(out_shape) or y_shape[-1] == 1:
+        return "sparse_categorical_accuracy"
+    return "categorical_accuracy"
+
+
+def get(identifier: Any, y_shape: tuple | None = None, out_shape: tuple | None = None) -> Metric:
+    """The metric for ``identifier``; "accuracy"/"acc" need ``y_shape`` and ``out_shape`` (the
+    targets' and the model output's shapes, batch axis included) to pick their kind."""
     check(identifier)
     if isinstance(identifier, Metric):
         return identifier
     key = identifier.lower()
     if key in _NAMED:
         return _NAMED[key](identifier)
-    kind = getattr(loss, "accuracy", None)
-    if kind is None and out_shape is not None:
-        if out_shape[-1] == 1:
-            kind = "binary_accuracy"
-        elif y_shape is not None and len(y_shape) == len(out_shape) - 1:
-            kind = "sparse_categorical_accuracy"
-        else:
-            kind = "categorical_accuracy"
-    return _NAMED[kind or "categorical_accuracy"](identifier)
+    if y_shape is None or out_shape is None:
+        raise ValueError(f"metric {identifier!r} needs the target and output shapes to pick its kind")
+    return _NAMED[accuracy_kind(tuple(y_shape), tuple(out_shape))](identifier)
+
+
+def name_of(identifier: Any) -> str:
+    """The log key of a metric given by name or object (the name as given, as Keras)."""
+    return identifier if isinstance(identifier, str) else identifier.name
+
+
+def direction_of(identifier: Any) -> str | None:
+    """``"up"``, ``"down"`` or None (unknown) for a metric given by name or object."""
+    if isinstance(identifier, Metric):
+        return identifier.direction
+    key = str(identifier).lower()
+    if key in ("accuracy", "acc"):
+        return "up"
+    cls = _NAMED.get(key)
+    return None if cls is None else cls.direction
 
 
 __all__ = [
@@ -128,5 +172,8 @@ __all__ = [
     "MeanSquaredError",
     "Metric",
     "SparseCategoricalAccuracy",
+    "accuracy_kind",
+    "direction_of",
     "get",
+    "name_of",
 ]

@@ -543,7 +543,7 @@ class Sequential:
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss", *[_metric_name(m) for m in self._metrics]]
+        return ["loss", *[_metrics.name_of(m) for m in self._metrics]]
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
@@ -610,7 +610,9 @@ class Sequential:
                 )
 
     def _resolve_metrics(self, y_shape: tuple, out_shape: tuple) -> list:
-        return [_metrics.get(m, self.loss, y_shape, out_shape) for m in self._metrics]
+        """The compiled metrics as objects; "accuracy" takes its kind from the targets' and the
+        output's shapes (Keras 3's rule, see :mod:`cgru.metrics`), not from the loss."""
+        return [_metrics.get(m, y_shape, out_shape) for m in self._metrics]
 
     def _loss_and_grads(self, x: Any, y: Any, lengths: Any, metric_objs: Any = ()) -> tuple:
         """One forward and backward pass on a validated batch: (loss, metric (sum, count) pairs).
@@ -880,10 +882,6 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)} built={self.built}>"
-
-
-def _metric_name(m: Any) -> str:
-    return m if isinstance(m, str) else m.name
 
 
 def _metric_targets(ops: Any, y: Any) -> Any:

@@ -4,9 +4,10 @@ By name (``compile(optimizer="adam")``: "sgd", "adam", "adamw", "rmsprop") or ob
 (``optimizers.Adam(learning_rate=1e-3)``). Every optimizer takes:
 
 - ``learning_rate``: a float, or a callable ``f(iterations) -> float`` (a schedule);
-- ``clipnorm``: clip each gradient to this L2 norm; ``global_clipnorm``: clip all gradients
-  together to this global norm (not with ``clipnorm``); ``clipvalue``: clip each element to
-  ``[-clipvalue, clipvalue]``;
+- at most one of ``clipnorm`` (clip each gradient to this L2 norm), ``global_clipnorm`` (clip
+  all gradients together to this global norm) and ``clipvalue`` (clip each element to
+  ``[-clipvalue, clipvalue]``): giving two raises ValueError, as Keras 3 does; 0 means no
+  clipping (Keras's rule);
 - ``weight_decay``: decoupled weight decay, ``w -= w * weight_decay * learning_rate`` before
   the update (AdamW's default is 0.004).
 
@@ -66,8 +67,11 @@ class Optimizer:
         self.global_clipnorm = (
             None if global_clipnorm is None else _check_float(global_clipnorm, "global_clipnorm")
         )
-        if self.clipnorm is not None and self.global_clipnorm is not None:
-            raise ValueError("only one of clipnorm and global_clipnorm can be set")
+        if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
+                f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}"
+            )
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self._slots: dict[int, dict] = {}
@@ -78,18 +82,20 @@ class Optimizer:
         return float(lr(self.iterations)) if callable(lr) else lr
 
     def _clip(self, grads: list) -> list:
-        if self.clipnorm is not None:
+        """The gradients clipped by the one clipping argument that is set (and > 0)."""
+        if self.clipnorm:
             out = []
             for g in grads:
                 norm = float(_xp_of(g).sqrt((g * g).sum()))
                 out.append(g * (self.clipnorm / norm) if norm > self.clipnorm else g)
-            grads = out
-        if self.global_clipnorm is not None:
+            return out
+        if self.global_clipnorm:
             total = math.sqrt(sum(float((g * g).sum()) for g in grads))
             if total > self.global_clipnorm:
-                grads = [g * (self.global_clipnorm / total) for g in grads]
-        if self.clipvalue is not None:
-            grads = [_xp_of(g).clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+                return [g * (self.global_clipnorm / total) for g in grads]
+            return grads
+        if self.clipvalue:
+            return [_xp_of(g).clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return grads
 
     def apply_gradients(self, grads_and_vars: Any) -> None:

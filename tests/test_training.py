@@ -310,7 +310,7 @@ def test_gradient_clipping(rng):
 
 
 # --------------------------------------------------------------------------------- metrics
-def test_accuracy_follows_the_loss(ops, rng):
+def test_accuracy_kind_follows_the_shapes(ops, rng):
     x = rng.standard_normal((8, 4, 3)).astype(np.float32)
     cases = [
         (Dense(1, activation="sigmoid"), "binary_crossentropy", rng.integers(0, 2, (8, 1))),
