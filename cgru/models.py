@@ -29,7 +29,7 @@ from . import metrics as _metrics
 from . import optimizers as _optimizers
 from . import progress as _progress
 from .backends import get_ops
-from .backends.base import check_lengths
+from .backends.base import check_lengths, valid_steps
 from .layers.base import (
     Layer,
     as_numeric_array,
@@ -449,13 +449,19 @@ class Sequential:
                 lengths = None
             x = y
         if lengths is not None and not (isinstance(self._layers[-1], (GRU, Bidirectional))):
-            x = x * self._step_mask(lengths, x)[:, :, None]
+            x = self._zero_padding(x, lengths)
         return x, caches, lengths
 
     def _step_mask(self, lengths: np.ndarray, y: Any) -> Any:
         """(B, T) mask of valid steps of a sequence output."""
-        mask = np.arange(y.shape[1])[None, :] < lengths[:, None]
-        return self._current_ops().xp.asarray(mask, dtype=y.dtype)
+        return self._current_ops().xp.asarray(valid_steps(lengths, y.shape[1]), dtype=y.dtype)
+
+    def _zero_padding(self, a: Any, lengths: np.ndarray) -> Any:
+        """``a`` (B, T, ...) with exact zeros at the padded steps t >= length, whatever they held
+        (a select, not a product with the mask: 0 * inf would be NaN)."""
+        valid = valid_steps(lengths, a.shape[1]).reshape(a.shape[:2] + (1,) * (a.ndim - 2))
+        xp = self._current_ops().xp
+        return xp.where(xp.asarray(valid), a, a.dtype.type(0))
 
     def _prepare_input(self, x: Any) -> Any:
         return self._layers[0]._as_layer_input(x)
@@ -621,6 +627,10 @@ class Sequential:
         """
         ops = self._current_ops()
         xb = self._prepare_input(x)
+        if lengths is not None and xb.dtype.kind == "f":
+            # Zeros in the padded steps: layers that do not take lengths (Dense, Dropout before
+            # the first GRU) would carry NaN or inf there into their weight gradients (0 * inf).
+            xb = self._zero_padding(xb, lengths)
         y_pred, caches, out_lengths = self._forward(xb, True, lengths)
         y_true = _losses.align_targets(
             ops.asarray(y) if not self.loss.sparse else ops.xp.asarray(y), y_pred, self.loss.sparse
@@ -630,7 +640,7 @@ class Sequential:
         for p in self.weights:
             p.grad = None
         if out_lengths is not None and y_pred.ndim == 3:
-            dy = dy * self._step_mask(out_lengths, dy)[:, :, None]
+            dy = self._zero_padding(dy, out_lengths)
         for index in reversed(range(len(caches))):
             layer = self._layers[index]
             layer.input_grad = index > 0  # the first layer's input is data: no gradient needed

@@ -22,6 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from padding import (
+    LENGTHS,
+    check_fit_ignores_padding,
+    check_gru_ignores_padding,
+    check_padding_ids_get_no_gradient,
+)
 
 import cgru
 from cgru.backends import cupy_ops
@@ -410,6 +416,41 @@ def test_emulated_prepared_gru_streams_like_the_reference(emulator, rng, persist
     y_ref, h_ref, _ = NumpyOps().gru_forward(x, kernel, recurrent, b, h0=state)
     np.testing.assert_allclose(np.concatenate(ys, axis=1), y_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ops.to_numpy(h), h_ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("persistent", ["off", "always"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=["after", "before"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("recurrent_mask", [False, True], ids=["", "recurrent-mask"])
+def test_emulated_kernels_ignore_padding(emulator, rng, persistent, reset_after, reverse, recurrent_mask):
+    ops, _ = emulated_ops(emulator, persistent=persistent)
+    check_gru_ignores_padding(ops, rng, np.float32, reset_after=reset_after, reverse=reverse,
+                              recurrent_mask=recurrent_mask)
+
+
+def test_emulated_fit_ignores_padding(emulator, rng, monkeypatch):
+    """One training step on NaN/inf padding equals the zero-padded one: float input with
+    ``lengths=`` and, through Embedding(mask_zero=True), a padding row holding NaN and inf."""
+    ops, _ = emulated_ops(emulator)
+    registry = importlib.import_module("cgru.backends")  # registered for this test only
+    monkeypatch.setitem(registry._factories, "cuda-emulated", lambda: ops)
+    monkeypatch.setitem(registry._instances, "cuda-emulated", ops)
+
+    def build(first, optimizer):
+        model = cgru.Sequential([
+            first,
+            cgru.Bidirectional(cgru.GRU(5, return_sequences=True, reset_after=False, seed=1)),
+            cgru.GRU(4, return_sequences=True, go_backwards=True, recurrent_dropout=0.2, seed=2),
+            cgru.Dense(2),
+        ], device="cuda-emulated")
+        model.build((None, 6) if isinstance(first, cgru.Embedding) else (None, 6, 3))
+        model.compile(optimizer=optimizer, loss="mse")
+        return model
+
+    x = rng.standard_normal((len(LENGTHS), 6, 3)).astype(np.float32)
+    y = rng.standard_normal((len(LENGTHS), 6, 2)).astype(np.float32)
+    check_fit_ignores_padding(lambda: build(cgru.Dropout(0.2, seed=3), "adam"), x, y, LENGTHS)
+    check_padding_ids_get_no_gradient(lambda: build(cgru.Embedding(10, 3, mask_zero=True, seed=3), "sgd"))
 
 
 def test_emulated_errors_match_reference(emulator):

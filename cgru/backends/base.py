@@ -94,7 +94,8 @@ class Ops:
         Returns ``(y, h_n, cache)``: y (B, T, H) with the output at each time index (time-aligned
         also when ``reverse``; zero at t >= length), h_n (B, H) the state after the last valid
         step, and cache (None unless ``training``) for :meth:`gru_backward`.
-        All arrays share the dtype of ``x`` (float32 or float64).
+        All arrays share the dtype of ``x`` (float32 or float64). The padded steps of ``x``
+        (t >= length) are never used: whatever they hold (NaN or inf included) changes nothing.
         """
         args = check_gru_args(
             x, kernel, recurrent_kernel, bias, h0=h0, lengths=lengths, reverse=reverse,
@@ -142,6 +143,9 @@ class Ops:
         state (or None), cache: from ``gru_forward(..., training=True)``. With ``input_grad``
         False the input's gradient is not computed (``dx`` is None): a model's first layer,
         whose input is data, skips that product.
+
+        Padded steps (t >= length) are ignored, in ``x`` and in ``dy``: whatever they hold (NaN
+        or inf included) changes no gradient, and ``dx`` is zero there.
         """
         raise NotImplementedError
 
@@ -291,6 +295,11 @@ def check_lengths(lengths: Any, batch: int, time: int) -> np.ndarray | None:
     if arr.size and arr.min() == time:
         return None
     return np.ascontiguousarray(arr)
+
+
+def valid_steps(lengths: np.ndarray, time: int) -> np.ndarray:
+    """(B, T) bool: True at the steps t < length of each sequence, False at its padding."""
+    return np.arange(time)[None, :] < np.asarray(lengths)[:, None]
 
 
 def check_gru_weights(

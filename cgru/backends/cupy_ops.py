@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad
+from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad, valid_steps
 
 GPU_EXTRA_HINT = "install the gpu extra: pip install cgru[gpu]"
 
@@ -440,7 +440,10 @@ class CupyOps(Ops):
         else:
             if input_grad:
                 dx = cp.ascontiguousarray(cp.matmul(flat_dp, W.T).reshape(args.x.shape))
-            dW = cp.matmul(args.x.reshape(B * T, n_in).T, flat_dp)
+            x = args.x
+            if args.lengths is not None:  # padded steps: their rows of flat_dp are 0, but 0 * inf is NaN
+                x = cp.where(cp.asarray(valid_steps(args.lengths, T)[:, :, None]), x, x.dtype.type(0))
+            dW = cp.matmul(x.reshape(B * T, n_in).T, flat_dp)
         d_input_bias = flat_dp.sum(axis=0)
         h_in = saved_h if mask is None else saved_h * mask  # (T, B, H)
         h_in = h_in.reshape(T * B, H)

@@ -15,11 +15,11 @@ recurrent activation; ``b_x``/``b_h`` the input/recurrent bias rows)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad
+from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad, valid_steps
 
 
 def activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -83,6 +83,9 @@ class NumpyOps(Ops):
     def run_gru_forward(self, args, training):
         batch, time, units = args.batch, args.time, args.units
         lengths = args.lengths if args.lengths is not None else np.full(batch, time, np.int64)
+        if args.lengths is not None:  # padded steps read as zeros, whatever they hold (NaN, inf)
+            zero = args.x.dtype.type(0)
+            args = replace(args, x=np.where(valid_steps(lengths, time)[:, :, None], args.x, zero))
         W, U = args.kernel, args.recurrent_kernel
         H = units
         projected = args.x @ W + args.input_bias  # (B, T, 3H)
@@ -131,7 +134,7 @@ class NumpyOps(Ops):
             t, valid = time_indices(s, time, cache.lengths, args.reverse)
             h_prev, z, r, n, u_h = (cache.h_prev[s], cache.z[s], cache.r[s], cache.n[s], cache.u_h[s])
             h_in = h_prev * mask
-            g = (dh + dy[rows, t]) * valid[:, None]  # gradient reaching h_new
+            g = np.where(valid[:, None], dh + dy[rows, t], 0)  # gradient reaching h_new
             dz = g * (h_prev - n) * activation_grad(args.recurrent_activation, z)
             dn = g * (1 - z) * activation_grad(args.activation, n)
             if args.reset_after:

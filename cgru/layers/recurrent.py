@@ -40,10 +40,8 @@ def reverse_padded(xp: Any, y: Any, lengths: np.ndarray | None) -> Any:
         rows, idx_x = xp.asarray(rows), xp.asarray(np.where(valid, idx, 0))
     else:
         idx_x = np.where(valid, idx, 0)
-    out = y[rows, idx_x]
     shape = (batch, time) + (1,) * (y.ndim - 2)
-    out *= xp.asarray(valid.reshape(shape), dtype=y.dtype)
-    return out
+    return xp.where(xp.asarray(valid.reshape(shape)), y[rows, idx_x], y.dtype.type(0))
 
 
 def _init_spec(value: Any) -> Any:

@@ -408,6 +408,30 @@ static void FN(recurrent_weight_grad)(const cgru_dims *d, int lo, int hi, const 
     }
 }
 
+/* dW = x^T d_proj over the valid rows only (row b * T + t, t < length of b): a padded step of
+ * x may hold anything, and its zero row of d_proj would turn inf or NaN there into NaN. The
+ * product runs over each block of consecutive valid rows, which ends at each padded sequence;
+ * one product for the whole batch when nothing is padded. */
+static void FN(input_weight_grad)(const cgru_dims *d, const REAL *x, const REAL *d_proj, REAL *dW)
+{
+    const int B = d->batch, T = d->time, In = d->input, G = 3 * d->units;
+    size_t start = 0; /* first row of the current block */
+    REAL beta = 0;
+    for (int b = 0; b < B; ++b) {
+        const int len = d->lengths ? (int)d->lengths[b] : T;
+        if (len == T && b + 1 < B)
+            continue; /* the block goes on into the next sequence */
+        const size_t stop = (size_t)b * T + len;
+        if (stop > start) {
+            FN(matmul)(1, 0, In, G, (int)(stop - start), x + start * In, In, d_proj + start * G, G, beta, dW, G);
+            beta = 1;
+        }
+        start = (size_t)(b + 1) * T;
+    }
+    if (beta == 0) /* no valid row */
+        memset(dW, 0, (size_t)In * G * sizeof(REAL));
+}
+
 int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
                       const REAL *rmask, const REAL *saved_h, const REAL *saved_gates,
                       const REAL *dy, const REAL *dh_n,
@@ -554,7 +578,7 @@ int FN(cgru_backward)(const cgru_dims *d, const REAL *x, const REAL *W, const RE
 
     if (dx) /* NULL when the input needs no gradient (a model's first layer) */
         FN(matmul)(0, 1, (int)BT, In, G, d_proj, G, W, G, 0, dx, In);
-    FN(matmul)(1, 0, In, G, (int)BT, x, In, d_proj, G, 0, dW, G);
+    FN(input_weight_grad)(d, x, d_proj, dW);
     return 0;
 }
 

@@ -97,7 +97,8 @@ extern size_t cgru_grad_chunk_floats;
 
 /* Backward. dy (B, T, H) and dh_n (B, H) may be NULL (zero). Outputs: dx (B, T, I),
  * dh0 (B, H), dW (I, 3H), dU (H, 3H), dbx (3H), dbh (3H); all overwritten. dx may be NULL
- * when the input needs no gradient. */
+ * when the input needs no gradient. Padded steps (t >= length) of x and dy are never read;
+ * dx is zero there. */
 int cgru_backward_f32(const cgru_dims *d, const float *x, const float *W, const float *U,
                       const float *rmask, const float *saved_h, const float *saved_gates,
                       const float *dy, const float *dh_n,
