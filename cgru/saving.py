@@ -47,6 +47,7 @@ MAX_CONFIG_BYTES = 16 * 2**20
 MAX_JSON_DEPTH = 100
 
 _READ_CHUNK = 2**20
+_DEPTH_CHUNK = 2**16
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the zip local file header, as zipfile reads it
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _ENCRYPTED = 0x1
@@ -159,18 +160,20 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
-def _json_depth(text: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` in JSON ``text`` (brackets inside strings not counted)."""
+def _json_depth(text: bytes, limit: int) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON ``text`` (brackets inside strings not counted),
+    or a value above ``limit`` as soon as the nesting passes it."""
     codes = np.frombuffer(_JSON_STRING.sub(b'""', text), dtype=np.uint8)
     depth = deepest = 0
-    for start in range(0, codes.size, _READ_CHUNK):
-        chunk = codes[start:start + _READ_CHUNK]
+    for start in range(0, codes.size, _DEPTH_CHUNK):
+        chunk = codes[start:start + _DEPTH_CHUNK]
         steps = (chunk == ord("[")).astype(np.int32) + (chunk == ord("{"))
         steps -= (chunk == ord("]")).astype(np.int32) + (chunk == ord("}"))
         running = np.cumsum(steps) + depth
-        if running.size:
-            deepest = max(deepest, int(running.max()))
-            depth = int(running[-1])
+        deepest = max(deepest, int(running.max()))
+        depth = int(running[-1])
+        if deepest > limit:
+            break
     return deepest
 
 
@@ -371,7 +374,7 @@ class _ModelFile:
                 raise self._corrupted(f"its config entry cannot be read: {exc}") from None
         if len(raw) != shape[0]:
             raise self._corrupted("its config entry is truncated")
-        if _json_depth(raw) > MAX_JSON_DEPTH:
+        if _json_depth(raw, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
             raise self._corrupted(
                 f"its config is not valid JSON: nested more than {MAX_JSON_DEPTH} levels deep"
             )
