@@ -525,3 +525,54 @@ def test_non_regular_files_are_refused(tmp_path):
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # releases the writer
         thread.join(10)
         os.close(fd)
+
+
+def test_plugin_layers_choose_whether_loading_skips_their_initializers(ops, rng, tmp_path):
+    calls = []
+
+    class Counting(cgru.initializers.Ones):
+        def __init__(self, owner):
+            super().__init__()
+            self.owner = owner
+
+        def generate(self, shape, rng):
+            calls.append(self.owner)
+            return super().generate(shape, rng)
+
+    @cgru.register_layer(name="tests.saving.Offset")
+    class Offset(cgru.Layer):
+        defer_weight_init = True  # build only calls add_weight, and the output shape is known
+
+        def build(self, input_shape):
+            self.offset = self.add_weight("offset", (input_shape[-1],), initializer=Counting("Offset"))
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def forward(self, x, training=False):
+            return x + self.offset.value, None
+
+    @cgru.register_layer(name="tests.saving.Shift")
+    class Shift(Offset):  # opted in, but its output shape comes from running it: initialised
+        compute_output_shape = cgru.Layer.compute_output_shape
+
+        def build(self, input_shape):
+            self.offset = self.add_weight("offset", (input_shape[-1],), initializer=Counting("Shift"))
+
+    @cgru.register_layer(name="tests.saving.Gain")
+    class Gain(cgru.Layer):  # its build writes into the weight: initialised, then loaded
+        def build(self, input_shape):
+            self.gain = self.add_weight("gain", (input_shape[-1],), initializer=Counting("Gain"))
+            self.gain.value[0] = 3.0
+
+        def forward(self, x, training=False):
+            return x * self.gain.value, None
+
+    model = Sequential([GRU(4, input_shape=(3, 2)), Offset(), Shift(), Gain()], device=ops.name)
+    model.set_weights([rng.standard_normal(w.shape) for w in model.get_weights()])
+    model.save(tmp_path / "plugins.npz")
+    calls.clear()
+    loaded = cgru.load_model(tmp_path / "plugins.npz", device=ops.name)
+    assert calls == ["Shift", "Gain"]
+    x = rng.standard_normal((2, 3, 2))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

@@ -25,8 +25,9 @@ small zero input), set ``uses_lengths = True`` and accept ``forward(x, training,
 to see the per-sequence lengths of a right-padded batch, or override
 ``compute_lengths(x, lengths)`` to produce lengths (as ``Embedding(mask_zero=True)`` does).
 Set ``defer_weight_init = True`` when ``build`` only creates weights with ``add_weight`` and never
-reads or writes their values: ``load_model`` then builds the layer without running its
-initializers and gives it the saved arrays (see :func:`deferred_weights`).
+reads or writes their values, and ``compute_output_shape`` is overridden: ``load_model`` then
+builds the layer without running its initializers and gives it the saved arrays (see
+:func:`deferred_weights`).
 
 Decorate the class with :func:`register_layer` so that ``save``/``load_model`` can rebuild it::
 
@@ -237,6 +238,11 @@ class _Deferral(threading.local):
     active = False
 
 
+def _shape_needs_no_forward(layer: Any) -> bool:
+    """Whether the layer's output shape is known without running it on its weights."""
+    return type(layer).compute_output_shape is not Layer.compute_output_shape
+
+
 _deferral = _Deferral()
 
 
@@ -272,7 +278,8 @@ class Layer:
     uses_lengths = False
 
     #: True when ``build`` only creates weights with ``add_weight`` and never touches their
-    #: values, so that :func:`deferred_weights` may leave them uninitialised.
+    #: values, so that :func:`deferred_weights` may leave them uninitialised (a layer that keeps
+    #: the default ``compute_output_shape``, which runs ``forward``, is initialised anyway).
     defer_weight_init = False
 
     #: Whether ``backward`` must return the input's gradient. ``Sequential`` sets it False on
@@ -360,7 +367,7 @@ class Layer:
         shape = check_shape(shape, f"shape of weight {name!r}", allow_none=False)
         init = _initializers.get(initializer)
         dtype = _config.standardize_dtype(dtype if dtype is not None else self.dtype)
-        if _deferral.active and self.defer_weight_init:
+        if _deferral.active and self.defer_weight_init and _shape_needs_no_forward(self):
             value = WeightPlaceholder(shape, dtype)  # the caller installs the real array
         else:
             value = self.ops.asarray(init(shape, dtype=dtype, rng=self.rng))
