@@ -238,12 +238,12 @@ class _Deferral(threading.local):
     active = False
 
 
+_deferral = _Deferral()
+
+
 def _shape_needs_no_forward(layer: Any) -> bool:
     """Whether the layer's output shape is known without running it on its weights."""
     return type(layer).compute_output_shape is not Layer.compute_output_shape
-
-
-_deferral = _Deferral()
 
 
 @contextlib.contextmanager
