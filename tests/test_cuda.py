@@ -447,6 +447,20 @@ def test_emulated_empty_batch_and_time(emulator):
                 np.testing.assert_array_equal(got, want)
 
 
+def test_emulated_backend_loads_a_saved_model_onto_the_device(emulator, rng, tmp_path):
+    """load_model builds on the device without initialising, then the file's arrays become
+    device arrays: predictions equal the saved model's on the reference backend."""
+    ops, cp = emulated_ops(emulator)
+    cgru.register_backend("cuda-emulated-load", lambda: ops)
+    model = cgru.Sequential([cgru.Bidirectional(cgru.GRU(5, return_sequences=True), input_shape=(None, 3)),
+                             cgru.GRU(4), cgru.Dense(2)], device="numpy")
+    model.save(tmp_path / "m.npz")
+    loaded = cgru.load_model(tmp_path / "m.npz", device="cuda-emulated-load")
+    assert all(isinstance(p.value, cp.ndarray) for p in loaded.weights)
+    x = rng.standard_normal((3, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # A real GPU
 
