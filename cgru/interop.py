@@ -33,8 +33,16 @@ from .layers.base import check_positive_int
 
 __all__ = ["from_keras", "from_torch", "from_torch_state_dict", "to_torch_state_dict"]
 
-_TORCH_KEY = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?")
+# Layer indices as PyTorch writes them: no leading zeros, and short enough to be an index at all.
+_TORCH_KEY = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(0|[1-9][0-9]{0,8})(_reverse)?")
 _TORCH_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_LISTED_KEYS = 5  # error messages name this many keys, then say how many more there are
+
+
+def _some_keys(keys: list[str]) -> str:
+    """``keys`` for an error message: the first few, then how many more (never a huge message)."""
+    shown = repr(list(keys[:_LISTED_KEYS]))
+    return shown if len(keys) <= _LISTED_KEYS else f"{shown} and {len(keys) - _LISTED_KEYS} more"
 
 
 def _swap_rz(a: np.ndarray, hidden: int) -> np.ndarray:
@@ -149,12 +157,24 @@ def from_torch_state_dict(state_dict: Any, *, input_size: int | None = None, hid
     if unknown:
         hint = (" (pass prefix='<submodule>.' to pick one module's entries out of a larger model)"
                 if any("." in k for k in unknown) else "")
-        raise ValueError(f"unknown keys in the state dict: {sorted(unknown)}; an nn.GRU state dict has only "
-                         "weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k> and bias_hh_l<k> (with a _reverse "
-                         f"suffix for the backward direction){hint}")
+        raise ValueError(f"unknown keys in the state dict: {_some_keys(sorted(unknown))}; an nn.GRU state "
+                         "dict has only weight_ih_l<k>, weight_hh_l<k>, bias_ih_l<k> and bias_hh_l<k> (with "
+                         f"a _reverse suffix for the backward direction){hint}")
+
+    # Every layer has at least weight_ih and weight_hh, so n keys describe at most n // 2 layers:
+    # checked before anything that costs as much as the number of layers.
+    # (One layer is always allowed, so that a lone key is reported as missing its partner.)
+    most_layers = max(len(parsed) // 2, 1)
+    if num_layers is not None and num_layers > most_layers:
+        raise ValueError(f"num_layers={num_layers} needs at least {2 * num_layers} keys (weight_ih_l<k> and "
+                         f"weight_hh_l<k> per layer), the state dict has {len(parsed)}")
+    highest = max(parsed, key=lambda key: parsed[key][1])
+    if parsed[highest][1] >= most_layers:
+        raise ValueError(f"state_dict[{highest!r}] names layer {parsed[highest][1]}, but {len(parsed)} "
+                         f"key(s) describe at most {most_layers} layer(s), numbered from 0 without gaps")
 
     if num_layers is None:
-        num_layers = max(layer for _, layer, _ in parsed.values()) + 1
+        num_layers = parsed[highest][1] + 1
     if bidirectional is None:
         bidirectional = any(rev for _, _, rev in parsed.values())
     if bias is None:
@@ -168,9 +188,9 @@ def from_torch_state_dict(state_dict: Any, *, input_size: int | None = None, hid
         described = f"num_layers={num_layers}, bidirectional={bidirectional}, bias={bias}"
         parts = []
         if missing:
-            parts.append(f"missing keys {missing}")
+            parts.append(f"missing keys {_some_keys(missing)}")
         if extra:
-            parts.append(f"unexpected keys {extra}")
+            parts.append(f"unexpected keys {_some_keys(extra)}")
         raise ValueError(f"the state dict does not match an nn.GRU with {described}: {'; '.join(parts)}")
 
     arrays = {key: _plain_array(entries[key], key) for key in expected_keys}
@@ -220,14 +240,16 @@ def _gru_stack(input_size: int, hidden_size: int, num_layers: int, bidirectional
                dtype: str, weights: list[np.ndarray]):
     """The Sequential of (Bidirectional) GRU layers equal to an nn.GRU, weights set."""
     from .layers import GRU, Bidirectional
+    from .layers.base import deferred_weights, install_weights
     from .models import Sequential
 
     model = Sequential()
-    for k in range(num_layers):
-        gru = GRU(hidden_size, return_sequences=True, use_bias=bias, dtype=dtype, name=f"gru_l{k}")
-        model.add(Bidirectional(gru, name=f"bidirectional_l{k}") if bidirectional else gru)
-    model.build((None, None, input_size))
-    model.set_weights(weights)
+    with deferred_weights():  # no initializer runs: every weight is given
+        for k in range(num_layers):
+            gru = GRU(hidden_size, return_sequences=True, use_bias=bias, dtype=dtype, name=f"gru_l{k}")
+            model.add(Bidirectional(gru, name=f"bidirectional_l{k}") if bidirectional else gru)
+        model.build((None, None, input_size))
+    install_weights(model.weights, weights, f"model {model.name!r}", model._current_ops())
     return model
 
 

@@ -3,12 +3,19 @@
 The file holds the weights as plain arrays (``weight_0000``, ``weight_0001``... in
 ``get_weights`` order) and one entry ``__cgru_config__``: UTF-8 JSON (stored as a uint8 array)
 with the format name and version, the model config (layer classes and their configs, the input
-shape), the compile settings, and each weight's name, shape, dtype and SHA-256 digest.
+shape), the compile settings, and each weight's name, shape, dtype and SHA-256 digest. The zip
+members are stored uncompressed (as ``np.savez`` writes them).
 
-:func:`load_model` reads it with ``np.load(allow_pickle=False)``, checks everything (the zip
-CRCs, the JSON, the format, every weight's shape, dtype and digest) and rebuilds the model, whose
-predictions equal the saved model's bit for bit. Truncated, corrupted or foreign files raise
-ValueError saying what is wrong. Plugin layers load when their class is registered
+:func:`load_model` costs what the file really holds: before any weight data is read it checks
+the archive's structure (a regular file; uncompressed, unencrypted members whose local and
+central headers agree and that lie inside the file without overlapping), the config (at most
+``MAX_CONFIG_BYTES``, JSON nested at most ``MAX_JSON_DEPTH`` deep), and every weight's ``.npy``
+header against the config's description and the member's size. It then builds the model
+without running initializers (:func:`cgru.layers.base.deferred_weights`) and compares each
+weight's shape and dtype with the file's; only then does it read the data (checking the zip
+CRCs and the SHA-256 digests) straight into the arrays the model keeps. Predictions equal the
+saved model's bit for bit. A truncated, corrupted, crafted or foreign file raises ValueError
+saying what is wrong. Plugin layers load when their class is registered
 (``@cgru.register_layer``) under the saved name.
 """
 
@@ -16,10 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
+import stat
+import struct
 import threading
 import zipfile
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,9 +41,42 @@ WEIGHTS_FORMAT = "cgru.weights"
 FORMAT_VERSION = 1
 CONFIG_KEY = "__cgru_config__"
 
+#: The largest config a file may hold (a thousand-layer model's config is about 1 MB).
+MAX_CONFIG_BYTES = 16 * 2**20
+#: The deepest nesting of lists and objects a config may have (cgru's own reach about 10).
+MAX_JSON_DEPTH = 100
+
+_READ_CHUNK = 2**20
+_DEPTH_CHUNK = 2**16
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the zip local file header, as zipfile reads it
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_ENCRYPTED = 0x1
+# What zipfile, zlib and numpy's .npy header reader raise on malformed input.
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    ValueError,
+    OSError,
+    EOFError,
+    struct.error,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    KeyError,
+    IndexError,
+    TypeError,
+    SyntaxError,
+)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def _flat_bytes(arr: np.ndarray) -> np.ndarray:
+    """The bytes of a C-contiguous array as a 1-D uint8 view (no copy)."""
+    return arr.reshape(-1).view(np.uint8)
+
 
 def _digest(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+    return hashlib.sha256(_flat_bytes(np.ascontiguousarray(arr))).hexdigest()
 
 
 def _write(path: Any, meta: dict, weights: list[np.ndarray]) -> None:
@@ -77,107 +122,431 @@ def save_weights(model: Any, path: Any) -> None:
     _write(path, meta, model.get_weights())
 
 
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
-
-
-def _read(path: Any, formats: tuple[str, ...]) -> tuple[dict, list[np.ndarray]]:
-    """Open, check and return (metadata, weights) of a file written by ``_write``."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path!r}")
+# ----------------------------------------------------------------------------------- reading
+def _open_regular(path: str) -> tuple[Any, int]:
+    """``(binary file object, size)`` of the regular file at ``path``; never waits on a FIFO."""
     try:
-        npz = np.load(path, allow_pickle=False)
-    except _READ_ERRORS as exc:
-        raise ValueError(
-            f"{path!r} is not a cgru model file: it is not a readable .npz archive "
-            f"(truncated or corrupted?): {exc}"
-        ) from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path!r} is not a cgru model file: it holds a single array, not an .npz archive")
-    with npz:
-        if CONFIG_KEY not in npz.files:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {path!r}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path!r} is not a cgru model file: it is {_file_kind(mode)}, not a regular file")
+    # O_NONBLOCK: should a FIFO have replaced the file since the stat, opening it does not wait
+    # for a writer, and the fstat below refuses it.
+    nonblocking = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | nonblocking | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise ValueError(
-                f"{path!r} is not a cgru model file: it has no {CONFIG_KEY!r} entry "
-                f"(entries: {npz.files[:10]})"
+                f"{path!r} is not a cgru model file: it is {_file_kind(info.st_mode)}, not a regular file"
+            )
+        if nonblocking:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), info.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _json_depth(text: bytes, limit: int) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON ``text`` (brackets inside strings not counted),
+    or a value above ``limit`` as soon as the nesting passes it."""
+    codes = np.frombuffer(_JSON_STRING.sub(b'""', text), dtype=np.uint8)
+    depth = deepest = 0
+    for start in range(0, codes.size, _DEPTH_CHUNK):
+        chunk = codes[start:start + _DEPTH_CHUNK]
+        steps = (chunk == ord("[")).astype(np.int32) + (chunk == ord("{"))
+        steps -= (chunk == ord("]")).astype(np.int32) + (chunk == ord("}"))
+        running = np.cumsum(steps) + depth
+        deepest = max(deepest, int(running.max()))
+        depth = int(running[-1])
+        if deepest > limit:
+            break
+    return deepest
+
+
+def _spec_shape(value: Any) -> tuple[int, ...] | None:
+    if not isinstance(value, list) or len(value) > 32:
+        return None
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
+        return None
+    return tuple(value)
+
+
+def _numeric_dtype(value: Any) -> np.dtype | None:
+    """A plain numeric dtype (no objects, records or sub-arrays), or None."""
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError, SyntaxError):
+        return None
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "fiub":
+        return None
+    return dtype
+
+
+@dataclass(frozen=True)
+class _WeightEntry:
+    """One weight of the file, checked against its description and its member's size."""
+
+    shape: tuple
+    dtype: np.dtype
+    digest: str
+    info: zipfile.ZipInfo
+    header_size: int  # bytes of .npy header before the data
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+class _ModelFile:
+    """An open model file whose structure, config and array headers are checked, no weight data
+    read; :meth:`read_weights` reads the data. Use as a context manager."""
+
+    def __init__(self, path: Any, formats: tuple[str, ...]) -> None:
+        self.path = os.fspath(path)
+        self.where = repr(self.path)
+        self._file, self._size = _open_regular(self.path)
+        self._zip: zipfile.ZipFile | None = None
+        try:
+            self._zip = self._open_zip()
+            self._members = self._check_members()
+            self.meta = self._read_config(formats)
+            self.weights = self._check_weight_headers()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> _ModelFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        self._file.close()
+
+    # ------------------------------------------------------------------------ structure
+    def _not_cgru(self, why: str) -> ValueError:
+        return ValueError(f"{self.where} is not a cgru model file: {why}")
+
+    def _corrupted(self, why: str) -> ValueError:
+        return ValueError(f"{self.where} is corrupted: {why}")
+
+    def _open_zip(self) -> zipfile.ZipFile:
+        head = self._file.read(6)
+        if head == b"\x93NUMPY":
+            raise self._not_cgru("it holds a single array, not an .npz archive")
+        try:
+            self._file.seek(0)
+            return zipfile.ZipFile(self._file)
+        except _READ_ERRORS as exc:
+            why = f"it is not a readable .npz archive (truncated or corrupted?): {exc}"
+            raise self._not_cgru(why) from None
+
+    def _check_members(self) -> dict[str, zipfile.ZipInfo]:
+        """Every member: stored, unencrypted, headers agreeing, inside the file, no overlaps."""
+        members: dict[str, zipfile.ZipInfo] = {}
+        spans = []
+        for info in self._zip.infolist():
+            name = info.filename
+            if name in members:
+                raise self._corrupted(f"it has two members named {name!r}")
+            if info.flag_bits & _ENCRYPTED:
+                raise self._not_cgru(f"its member {name!r} is encrypted")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise self._not_cgru(
+                    f"its member {name!r} is compressed (zip method {info.compress_type}); cgru model "
+                    "files store their arrays uncompressed, as Sequential.save writes them"
+                )
+            if info.file_size != info.compress_size:
+                raise self._corrupted(
+                    f"member {name!r} is stored uncompressed but declares {info.compress_size} stored "
+                    f"and {info.file_size} uncompressed bytes"
+                )
+            start = self._data_offset(info)
+            end = start + info.compress_size
+            if end > self._size:
+                raise self._corrupted(
+                    f"member {name!r} runs past the end of the file ({end} > {self._size} bytes): truncated?"
+                )
+            spans.append((info.header_offset, end, name))
+            members[name] = info
+        spans.sort()
+        for (_, end, name), (start, _, other) in zip(spans, spans[1:]):
+            if start < end:
+                raise self._corrupted(f"members {name!r} and {other!r} overlap")
+        return members
+
+    def _data_offset(self, info: zipfile.ZipInfo) -> int:
+        """Where the member's data starts; its local header must agree with the central directory."""
+        try:
+            self._file.seek(info.header_offset)
+            raw = self._file.read(_LOCAL_HEADER.size)
+        except (OSError, ValueError, OverflowError) as exc:
+            why = f"the local header of member {info.filename!r} cannot be read: {exc}"
+            raise self._corrupted(why) from None
+        if len(raw) != _LOCAL_HEADER.size:
+            raise self._corrupted(f"the local header of member {info.filename!r} is truncated")
+        fields = _LOCAL_HEADER.unpack(raw)
+        signature, flag_bits, method = fields[0], fields[3], fields[4]
+        if signature != _LOCAL_SIGNATURE:
+            raise self._corrupted(f"member {info.filename!r} has no local header where the directory says")
+        if flag_bits != info.flag_bits or method != info.compress_type:
+            raise self._corrupted(
+                f"the local header of member {info.filename!r} (flags {flag_bits:#06x}, method {method}) "
+                f"disagrees with the central directory (flags {info.flag_bits:#06x}, "
+                f"method {info.compress_type})"
+            )
+        return info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11]
+
+    def _npy_header(self, stream: Any, what: str) -> tuple[tuple, np.dtype, int]:
+        """``(shape, dtype, header size)`` of the ``.npy`` data in ``stream``; reads only the header."""
+        fmt = np.lib.format
+        try:
+            version = fmt.read_magic(stream)
+            if version == (1, 0):
+                shape, fortran_order, dtype = fmt.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = fmt.read_array_header_2_0(stream)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            size = stream.tell()
+        except _READ_ERRORS as exc:
+            raise self._corrupted(f"{what} has no valid .npy header: {exc}") from None
+        if _numeric_dtype(dtype) is None:
+            raise self._corrupted(f"{what} holds {dtype} values, not plain numbers (never unpickled)")
+        if fortran_order:
+            raise self._corrupted(f"{what} is stored in Fortran order, which cgru never writes")
+        if any(d < 0 for d in shape):
+            raise self._corrupted(f"{what} declares the shape {shape}")
+        return tuple(shape), dtype, size
+
+    def _member(self, name: str, missing: str) -> zipfile.ZipInfo:
+        info = self._members.get(name + ".npy")
+        if info is None:
+            raise self._corrupted(missing)
+        return info
+
+    def _open_member(self, info: zipfile.ZipInfo, what: str) -> Any:
+        try:
+            return self._zip.open(info)
+        except _READ_ERRORS as exc:
+            raise self._corrupted(f"{what} cannot be read: {exc}") from None
+
+    # --------------------------------------------------------------------------- config
+    def _read_config(self, formats: tuple[str, ...]) -> dict:
+        if CONFIG_KEY + ".npy" not in self._members:
+            names = [n[:-4] if n.endswith(".npy") else n for n in list(self._members)[:10]]
+            raise self._not_cgru(f"it has no {CONFIG_KEY!r} entry (entries: {names})")
+        info = self._members[CONFIG_KEY + ".npy"]
+        what = "its config entry"
+        with self._open_member(info, what) as stream:
+            shape, dtype, header_size = self._npy_header(stream, what)
+            if dtype != np.uint8 or len(shape) != 1:
+                raise self._corrupted("its config entry is not UTF-8 JSON bytes")
+            if shape[0] > MAX_CONFIG_BYTES:
+                raise self._corrupted(
+                    f"its config is {shape[0]} bytes, more than a cgru model config may be "
+                    f"({MAX_CONFIG_BYTES})"
+                )
+            if header_size + shape[0] != info.file_size:
+                raise self._corrupted(
+                    f"its config entry declares {shape[0]} bytes but holds {info.file_size - header_size}"
+                )
+            try:
+                raw = stream.read(shape[0])
+            except _READ_ERRORS as exc:
+                raise self._corrupted(f"its config entry cannot be read: {exc}") from None
+        if len(raw) != shape[0]:
+            raise self._corrupted("its config entry is truncated")
+        if _json_depth(raw, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise self._corrupted(
+                f"its config is not valid JSON: nested more than {MAX_JSON_DEPTH} levels deep"
             )
         try:
-            raw = npz[CONFIG_KEY]
-        except _READ_ERRORS as exc:
-            raise ValueError(f"{path!r} is corrupted: its config entry cannot be read: {exc}") from None
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"{path!r} is corrupted: its config entry is not UTF-8 JSON bytes")
-        try:
-            meta = json.loads(raw.tobytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path!r} is corrupted: its config is not valid JSON: {exc}") from None
+            meta = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise self._corrupted(f"its config is not valid JSON: {exc}") from None
         if not isinstance(meta, dict) or meta.get("format") not in formats:
             found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise ValueError(f"{path!r} is not a {' or '.join(formats)} file (format {found!r})")
+            raise ValueError(f"{self.where} is not a {' or '.join(formats)} file (format {found!r})")
         version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
             raise ValueError(
-                f"{path!r} has format version {version!r}; this cgru reads versions "
-                f"1..{FORMAT_VERSION} (saved by cgru {meta.get('cgru_version')})"
+                f"{self.where} has format version {version!r}; this cgru reads versions "
+                f"1..{FORMAT_VERSION} (saved by cgru {meta.get('cgru_version')!r})"
             )
-        specs = meta.get("weights")
+        return meta
+
+    def _check_weight_headers(self) -> list[_WeightEntry]:
+        specs = self.meta.get("weights")
         if not isinstance(specs, list):
-            raise ValueError(f"{path!r} is corrupted: its config has no weight list")
-        weights = []
+            raise self._corrupted("its config has no weight list")
+        if len(specs) > len(self._members):
+            raise self._corrupted(
+                f"its config lists {len(specs)} weights, but it has {len(self._members)} members"
+            )
+        entries = []
         for i, spec in enumerate(specs):
             key = f"weight_{i:04d}"
-            if key not in npz.files:
-                raise ValueError(f"{path!r} is corrupted or truncated: weight {i} ({key}) is missing")
-            try:
-                arr = npz[key]
-            except _READ_ERRORS as exc:
-                raise ValueError(f"{path!r} is corrupted: weight {i} cannot be read: {exc}") from None
-            try:
-                shape, dtype, digest = tuple(spec["shape"]), np.dtype(spec["dtype"]), spec["sha256"]
-            except (KeyError, TypeError) as exc:
-                raise ValueError(f"{path!r} is corrupted: bad description of weight {i}: {exc}") from None
-            if arr.shape != shape or arr.dtype != dtype:
-                raise ValueError(
-                    f"{path!r} is corrupted: weight {i} is {arr.dtype}{arr.shape}, "
-                    f"the config says {dtype}{shape}"
+            info = self._member(key, f"weight {i} ({key}) is missing: truncated?")
+            shape = _spec_shape(spec.get("shape")) if isinstance(spec, dict) else None
+            dtype = _numeric_dtype(spec.get("dtype")) if shape is not None else None
+            digest = spec.get("sha256") if dtype is not None else None
+            if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+                raise self._corrupted(f"bad description of weight {i}: {str(spec)[:200]}")
+            what = f"weight {i} ({key})"
+            with self._open_member(info, what) as stream:
+                found_shape, found_dtype, header_size = self._npy_header(stream, what)
+            if found_shape != shape or found_dtype != dtype:
+                raise self._corrupted(
+                    f"weight {i} is {found_dtype}{found_shape}, the config says {dtype}{shape}"
                 )
-            if _digest(arr) != digest:
-                raise ValueError(f"{path!r} is corrupted: weight {i} does not match its SHA-256 digest")
-            weights.append(arr)
-    return meta, weights
+            entry = _WeightEntry(shape, dtype, digest, info, header_size)
+            if header_size + entry.nbytes != info.file_size:
+                raise self._corrupted(
+                    f"weight {i} declares {dtype}{shape} ({entry.nbytes} bytes) but its member holds "
+                    f"{info.file_size - header_size} bytes of data"
+                )
+            entries.append(entry)
+        return entries
+
+    # ----------------------------------------------------------------------------- data
+    def read_weights(self) -> list[np.ndarray]:
+        """Every weight's array, its zip CRC and SHA-256 digest checked."""
+        return [self._read_weight(i, entry) for i, entry in enumerate(self.weights)]
+
+    def _read_weight(self, i: int, entry: _WeightEntry) -> np.ndarray:
+        arr = np.empty(entry.shape, dtype=entry.dtype)
+        flat = _flat_bytes(arr)
+        digest = hashlib.sha256()
+        try:
+            with self._zip.open(entry.info) as stream:
+                stream.read(entry.header_size)
+                done = 0
+                while done < flat.size:
+                    chunk = stream.read(min(_READ_CHUNK, flat.size - done))
+                    if not chunk:
+                        raise EOFError("the data ends early")
+                    flat[done:done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+                    digest.update(chunk)
+                    done += len(chunk)
+                stream.read(1)  # at the member's end: zipfile checks its CRC here
+        except _READ_ERRORS as exc:
+            raise self._corrupted(f"weight {i} cannot be read: {exc}") from None
+        if digest.hexdigest() != entry.digest:
+            raise self._corrupted(f"weight {i} does not match its SHA-256 digest")
+        return arr
+
+
+def _describe(exc: BaseException) -> str:
+    return f"it lacks {exc}" if isinstance(exc, KeyError) else str(exc)
+
+
+_CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+
+
+def _build_without_init(model_file: _ModelFile, device: str | None) -> Any:
+    """The model of the file's config, its weights placeholders checked against the file's."""
+    from .layers.base import deferred_weights
+    from .models import Sequential
+
+    where = model_file.where
+    if device is not None:
+        Sequential._resolve_device(device)  # a bad device is the caller's error, not the file's
+    try:
+        with deferred_weights():
+            model = Sequential.from_config(model_file.meta.get("model"), device=device)
+    except _CONFIG_ERRORS as exc:
+        raise ValueError(f"{where}: cannot rebuild the model from its config: {_describe(exc)}") from exc
+    if not model.built:
+        raise ValueError(f"{where} is corrupted: its model config has no input shape")
+    params, entries = model.weights, model_file.weights
+    if len(params) != len(entries):
+        raise ValueError(
+            f"{where} is corrupted: its model config makes {len(params)} weights, but it holds {len(entries)}"
+        )
+    for i, (p, entry) in enumerate(zip(params, entries)):
+        if p.shape != entry.shape or p.dtype != entry.dtype.newbyteorder("="):
+            raise ValueError(
+                f"{where} is corrupted: its model config makes weight {i} ({p.name}) "
+                f"{p.dtype}{p.shape}, but the file holds {entry.dtype}{entry.shape}"
+            )
+    return model
+
+
+def _compile_as_saved(model: Any, compile_config: Any, where: str) -> None:
+    if not isinstance(compile_config, dict):
+        raise ValueError(f"{where} is corrupted: its compile config is not an object")
+    for key in ("optimizer", "loss"):
+        if key not in compile_config:
+            raise ValueError(f"{where} is corrupted: its compile config lacks {key!r}")
+    try:
+        model.compile(
+            optimizer=compile_config["optimizer"],
+            loss=compile_config["loss"],
+            metrics=compile_config.get("metrics") or None,
+        )
+    except _CONFIG_ERRORS as exc:
+        raise ValueError(f"{where}: cannot compile the model as saved: {_describe(exc)}") from exc
 
 
 def load_model(path: Any, compile: bool = True, device: str | None = None) -> Any:
     """Rebuild a model saved by ``Sequential.save`` (compiled again when it was compiled).
 
     ``device``: the backend for the loaded model (default: follow the current backend).
-    Raises ValueError for a file that is truncated, corrupted, foreign or names an unknown
-    (unregistered) layer class.
+    Raises FileNotFoundError for a missing path, and ValueError for anything else that is not
+    a cgru model file this cgru can read: not a regular file (a directory or FIFO), truncated,
+    corrupted, crafted, foreign, or naming an unknown (unregistered) layer class. The work
+    and memory are bounded by the file's size: nothing the file claims is built before its
+    claims are checked, and no initializer runs.
     """
-    from .models import Sequential
+    from .layers.base import install_weights
 
-    meta, weights = _read(path, (FORMAT,))
-    try:
-        model = Sequential.from_config(meta["model"], device=device)
-    except KeyError as exc:
-        raise ValueError(f"{os.fspath(path)!r} is corrupted: its model config lacks {exc}") from None
-    if not model.built:
-        raise ValueError(f"{os.fspath(path)!r} is corrupted: its model config has no input shape")
-    model.set_weights(weights)
-    compile_config = meta.get("compile")
-    if compile and compile_config:
-        model.compile(
-            optimizer=compile_config["optimizer"],
-            loss=compile_config["loss"],
-            metrics=compile_config.get("metrics") or None,
-        )
+    with _ModelFile(path, (FORMAT,)) as model_file:
+        model = _build_without_init(model_file, device)
+        compile_config = model_file.meta.get("compile")
+        if compile and compile_config:
+            _compile_as_saved(model, compile_config, model_file.where)
+        arrays = model_file.read_weights()
+    install_weights(model.weights, arrays, f"model {model.name!r}", model._current_ops())
     return model
 
 
 def load_weights(model: Any, path: Any) -> None:
     """Read weights from a file written by ``save_weights`` or ``save`` into ``model``."""
-    _, weights = _read(path, (WEIGHTS_FORMAT, FORMAT))
     model._require_built("load_weights()")
-    model.set_weights(weights)
+    with _ModelFile(path, (WEIGHTS_FORMAT, FORMAT)) as model_file:
+        params, entries = model.weights, model_file.weights
+        if len(params) != len(entries):
+            names = ", ".join(p.name for p in params) or "none"
+            raise ValueError(
+                f"model {model.name!r} expects {len(params)} weight arrays ({names}), "
+                f"got {len(entries)} in {model_file.where}"
+            )
+        for i, (p, entry) in enumerate(zip(params, entries)):
+            if p.shape != entry.shape:
+                raise ValueError(
+                    f"weight {i} ({p.name}) of model {model.name!r} must have shape {p.shape}, "
+                    f"{model_file.where} holds {entry.shape}"
+                )
+        arrays = model_file.read_weights()
+    model.set_weights(arrays)
 
 
 __all__ = ["load_model", "load_weights", "save_model", "save_weights"]

@@ -1,6 +1,6 @@
 """Train a GRU in PyTorch, convert it to cgru, save it, and serve it with cgru alone.
 
-    python examples/torch_to_cgru.py [--out model.npz]     (the training half needs torch)
+    python examples/torch_to_cgru.py [--out model.npz]     (needs PyTorch: pip install torch)
 
 The PyTorch model is a 2-layer nn.GRU with an nn.Linear head, trained to echo its input three
 steps late (y[t] = x[t - 3]). cgru.from_torch converts the GRU; the Linear head becomes a Dense
@@ -78,7 +78,12 @@ def main():
         serve(*args.serve)
         return
 
-    import torch
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed (pip install torch, or pip install \".[torch]\" in a cgru "
+              "checkout): this example trains an nn.GRU in PyTorch first, so it stops here")
+        return
 
     rng = np.random.default_rng(5)
     net = train_in_torch(100 if args.quick else 300, rng)

@@ -27,15 +27,23 @@ CASES = {
 }
 
 
-def run_example(script: str, args: list[str], cwd: Path) -> str:
+TORCH_MISSING = "PyTorch is not installed (pip install torch"
+
+
+def run_example(script: str, args: list[str], cwd: Path, hide: tuple[str, ...] = ()) -> str:
+    """Run an example; modules named in ``hide`` fail to import in it, as if not installed."""
     env = dict(os.environ, MPLBACKEND="Agg")
     # The examples import the same cgru as this test (the source tree or an installed wheel).
     package_parent = str(Path(cgru.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     if cgru.backend_info().get("compiled"):
         env.setdefault("CGRU_REQUIRE_COMPILED", "1")
-    result = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=300)
+    command = [sys.executable, str(EXAMPLES / script), *args]
+    if hide:
+        runner = (f"import runpy, sys; sys.modules.update(dict.fromkeys({list(hide)!r})); "
+                  "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+        command = [sys.executable, "-c", runner, *command[1:]]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (f"{script} exited with {result.returncode}\n--- stdout\n"
                                     f"{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}")
     return result.stdout
@@ -54,7 +62,8 @@ def test_every_example_is_covered():
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_runs(script, tmp_path):
     if script == "torch_to_cgru.py" and importlib.util.find_spec("torch") is None:
-        pytest.skip("the PyTorch example needs torch")
+        assert TORCH_MISSING in run_example(script, ["--quick"], tmp_path)
+        return
     args, expected = CASES[script]
     out = run_example(script, args, tmp_path)
     for fragment in expected:
@@ -75,3 +84,29 @@ def test_example_runs(script, tmp_path):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     elif script == "torch_to_cgru.py":
         assert number_after("max difference from PyTorch", out) < 1e-4
+
+
+def test_torch_example_says_what_to_install_without_torch(tmp_path):
+    out = run_example("torch_to_cgru.py", ["--quick"], tmp_path, hide=("torch",))
+    assert TORCH_MISSING in out and 'pip install ".[torch]"' in out
+
+
+def readme_snippet(section: str, containing: str) -> str:
+    """The ```python block of the README's ``<!-- section: NAME -->`` that contains ``containing``."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    body = text.split(f"<!-- section: {section} -->", 1)[1].split(f"<!-- /section: {section} -->", 1)[0]
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", body, re.S) if containing in b]
+    assert len(blocks) == 1, f"expected one python block with {containing!r} in section {section!r}"
+    return blocks[0]
+
+
+def test_readme_from_torch_snippet_runs(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    code = readme_snippet("interop", "cgru.from_torch(")
+    monkeypatch.chdir(tmp_path)  # it writes model.npz
+    namespace: dict = {"__name__": "readme"}
+    exec(compile(code, "README.md (interop)", "exec"), namespace)
+    x, lengths, y = namespace["x"], namespace["lengths"], namespace["y"]
+    assert y.shape == (*x.shape[:2], 1)
+    for row, length in enumerate(lengths):
+        assert not y[row, length:].any()

@@ -191,6 +191,62 @@ def test_unknown_and_unexpected_keys(state):
         from_torch_state_dict(state, prefix="rnn.")
 
 
+def bounded_refusal(call, match):
+    """Run ``call`` under tracemalloc; assert a ValueError matching ``match``; (message, peak)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=match) as info:
+            call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return str(info.value), peak
+
+
+def test_layer_indices_and_num_layers_are_bounded_by_the_keys(state):
+    one = {"weight_ih_l10000000": np.zeros((12, 3))}
+    message, peak = bounded_refusal(lambda: from_torch_state_dict(one),
+                                    r"'weight_ih_l10000000'\] names layer 10000000, but 1 key\(s\) describe "
+                                    "at most 1 layer")
+    assert len(message) < 300 and peak < 2**20
+    message, peak = bounded_refusal(lambda: from_torch_state_dict(state, num_layers=10**7),
+                                    "num_layers=10000000 needs at least 20000000 keys.*has 16")
+    assert len(message) < 300 and peak < 2**20
+    gap = {k: v for k, v in state.items() if "_l1" not in k} | {"weight_ih_l5": np.zeros((12, 8))}
+    bounded_refusal(lambda: from_torch_state_dict(gap), "names layer 5, but 9 key")
+    # an index too long to be one is an unknown key, not a huge integer
+    bounded_refusal(lambda: from_torch_state_dict({"weight_ih_l" + "9" * 5000: np.zeros(3)}), "unknown keys")
+
+
+def test_error_messages_list_a_few_keys(state):
+    junk = {f"junk{i:04d}": np.zeros(1) for i in range(1000)}
+    message, _ = bounded_refusal(lambda: from_torch_state_dict(state | junk),
+                                 r"unknown keys in the state dict: \['junk0000', .*'junk0004'\] and 995 "
+                                 "more;")
+    assert len(message) < 600
+    deep = random_state_dict(np.random.default_rng(6), num_layers=4)
+    del deep["weight_ih_l1"], deep["weight_hh_l1"], deep["bias_ih_l1"], deep["bias_hh_l1"]
+    del deep["weight_ih_l1_reverse"], deep["weight_hh_l1_reverse"]
+    with pytest.raises(ValueError, match=r"missing keys \['weight_ih_l1', .*\] and 1 more$"):
+        from_torch_state_dict(deep)
+
+
+def test_state_dict_conversion_runs_no_initializer(state, monkeypatch):
+    expected = from_torch_state_dict(state)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an initializer ran for weights that are given")
+
+    monkeypatch.setattr(cgru.initializers.Initializer, "__call__", refuse)
+    model = from_torch_state_dict(state)
+    for u, v in zip(model.get_weights(), expected.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    x = np.random.default_rng(7).normal(size=(2, 5, 3))
+    np.testing.assert_array_equal(model.predict(x), expected.predict(x))
+
+
 def test_bad_arguments(state):
     with pytest.raises(TypeError, match="mapping"):
         from_torch_state_dict([np.zeros(3)])

@@ -112,11 +112,25 @@ def test_engine_loads_the_openblas_of_its_own_install():
 def test_installed_package_has_every_package_file():
     wanted = sorted(
         p.relative_to(SOURCE_PACKAGE) for p in SOURCE_PACKAGE.rglob("*")
-        if p.suffix in (".py", ".cu", ".cuh", ".pyi", ".json") and "__pycache__" not in p.parts
+        if (p.suffix in (".py", ".cu", ".cuh", ".pyi", ".json") or p.name == "py.typed")
+        and "__pycache__" not in p.parts
     )
     assert wanted, f"no package files found under {SOURCE_PACKAGE}"
+    assert Path("py.typed") in wanted
     missing = [str(p) for p in wanted if not (PACKAGE / p).is_file()]
     assert not missing, f"installed cgru at {PACKAGE} lacks {missing}"
+
+
+def test_package_ships_a_py_typed_marker():
+    """PEP 561: the marker is in the package (source tree or install) and, in a source tree,
+    declared as package data, so every wheel built from it carries it."""
+    assert (PACKAGE / "py.typed").is_file(), f"{PACKAGE} has no py.typed"
+    pyproject = PACKAGE.parent / "pyproject.toml"
+    if FROM_INSTALL or not pyproject.is_file():
+        return
+    tomllib = pytest.importorskip("tomllib")
+    package_data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    assert "py.typed" in package_data.get("cgru", [])
 
 
 SOURCE_C = Path(__file__).resolve().parents[1] / "src" / "cgru"

@@ -239,3 +239,340 @@ def test_cannot_save_unbuilt_model(tmp_path):
     with pytest.raises(ValueError, match="not built"):
         Sequential([GRU(3)]).save(tmp_path / "x.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ crafted files
+# Each case must be refused with a ValueError at a cost bounded by the file's real size: the
+# peak of memory traced while loading (NumPy's arrays included) stays under a few MB where the
+# file's claims would need hundreds of MB or more.
+BOUND = 4 * 2**20
+
+
+def refused(path, match, **kwargs):
+    """Load ``path`` under tracemalloc; assert a ValueError matching ``match``; the peak memory."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=match):
+            cgru.load_model(path, **kwargs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+def saved_meta(path):
+    with zipfile.ZipFile(path) as zf:
+        raw = zf.read(CONFIG_KEY + ".npy")
+    return json.loads(raw[128:].decode())  # np.save's header is 128 bytes for this entry
+
+
+def npy_bytes(arr=None, header=None, data=b""):
+    """The .npy encoding of ``arr``, or of any ``header`` dict followed by raw ``data``."""
+    import io
+
+    buf = io.BytesIO()
+    if arr is not None:
+        np.lib.format.write_array(buf, np.ascontiguousarray(arr))
+    else:
+        np.lib.format.write_array_header_1_0(buf, header)
+        buf.write(data)
+    return buf.getvalue()
+
+
+def write_archive(path, members, compression=zipfile.ZIP_STORED):
+    """A zip of ``members`` (name -> bytes, or name -> iterable of byte chunks)."""
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, content in members.items():
+            with zf.open(name, "w", force_zip64=True) as f:
+                for chunk in [content] if isinstance(content, bytes) else content:
+                    f.write(chunk)
+
+
+def config_member(meta):
+    return npy_bytes(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+
+
+def test_claimed_sizes_are_checked_before_anything_is_built(ops, tmp_path):
+    path = _saved(tmp_path, ops)
+    meta = saved_meta(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {info.filename: zf.read(info) for info in zf.infolist()}
+    for units in (5000, 10**9):
+        meta["model"]["layers"][0]["config"]["units"] = units
+        members[CONFIG_KEY + ".npy"] = config_member(meta)
+        write_archive(path, members)
+        match = rf"weight 0 \(gru\S*/kernel\) float32\(3, {3 * units}\), but the file holds float32\(3, 24\)"
+        assert refused(path, match, device=ops.name) < BOUND
+
+
+def test_no_initializer_runs_for_loaded_weights(ops, rng, tmp_path, monkeypatch):
+    saved = []
+    for name, model, shape in models(ops):
+        model.save(tmp_path / f"{name}.npz")
+        saved.append((name, model, sample(rng, name, shape)))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an initializer ran while loading")
+
+    monkeypatch.setattr(cgru.initializers.Initializer, "__call__", refuse)
+    for name, model, x in saved:
+        model.reset_states()
+        loaded = cgru.load_model(tmp_path / f"{name}.npz", device=ops.name)
+        for u, v in zip(loaded.get_weights(), model.get_weights()):
+            assert u.dtype == v.dtype
+            np.testing.assert_array_equal(u, v)
+        np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_deferred_build_is_per_thread_and_placeholders_never_compute():
+    import threading
+
+    from cgru.layers.base import WeightPlaceholder, deferred_weights
+
+    other = {}
+
+    def build_elsewhere():
+        layer = GRU(3)
+        layer._maybe_build((None, 2, 4))
+        other["value"] = layer.kernel.value
+
+    with deferred_weights():
+        layer = GRU(3)
+        layer._maybe_build((None, 2, 4))
+        thread = threading.Thread(target=build_elsewhere)
+        thread.start()
+        thread.join()
+    assert isinstance(layer.kernel.value, WeightPlaceholder) and layer.kernel.shape == (4, 9)
+    assert isinstance(other["value"], np.ndarray) and np.any(other["value"] != 0)
+    with pytest.raises(TypeError, match="no value yet"):
+        layer.get_weights()
+    layer2 = GRU(3)
+    layer2._maybe_build((None, 2, 4))  # outside the block: initialised again
+    assert isinstance(layer2.kernel.value, np.ndarray)
+
+
+def test_zip_bomb_is_refused(ops, tmp_path):
+    path = _saved(tmp_path, ops)
+    meta = saved_meta(path)
+    kernel = {"descr": "<f4", "fortran_order": False, "shape": (3, 24)}
+    # 64 MB of zeros deflated to about 64 KB, its .npy header and sizes all consistent
+    big = {"descr": "<f4", "fortran_order": False, "shape": (2**24,)}
+    chunks = [npy_bytes(header=big), *(bytes(2**20) for _ in range(64))]
+    meta["weights"][0] = {"shape": [2**24], "dtype": "<f4", "sha256": "0" * 64}
+    bomb = tmp_path / "bomb.npz"
+    write_archive(bomb, {CONFIG_KEY + ".npy": config_member(meta), "weight_0000.npy": chunks},
+                  compression=zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < 2**20
+    assert refused(bomb, "compressed") < BOUND
+    # a small deflated member whose header declares 10^12 elements
+    meta["weights"][0] = {"shape": [10**12], "dtype": "<f4", "sha256": "0" * 64}
+    huge = {"descr": "<f4", "fortran_order": False, "shape": (10**12,)}
+    write_archive(bomb, {CONFIG_KEY + ".npy": config_member(meta),
+                         "weight_0000.npy": npy_bytes(header=huge, data=bytes(1000))},
+                  compression=zipfile.ZIP_DEFLATED)
+    assert refused(bomb, "compressed") < BOUND
+    del kernel
+
+
+def test_npy_header_claims_are_checked_against_the_member_size(ops, tmp_path):
+    path = _saved(tmp_path, ops)
+    meta = saved_meta(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {info.filename: zf.read(info) for info in zf.infolist()}
+    huge = {"descr": "<f4", "fortran_order": False, "shape": (10**12,)}
+    members["weight_0000.npy"] = npy_bytes(header=huge, data=bytes(1000))
+    meta["weights"][0]["shape"] = [10**12]
+    members[CONFIG_KEY + ".npy"] = config_member(meta)
+    write_archive(path, members)
+    assert refused(path, r"weight 0 declares float32\(1000000000000,\) .* holds 1000 bytes") < BOUND
+    # the header and the config disagree
+    meta["weights"][0]["shape"] = [3, 24]
+    members[CONFIG_KEY + ".npy"] = config_member(meta)
+    write_archive(path, members)
+    assert refused(path, r"weight 0 is float32\(1000000000000,\), the config says") < BOUND
+    # object arrays are refused from the header, never unpickled
+    members["weight_0000.npy"] = npy_bytes(np.array([{"a": 1}], dtype=object))
+    write_archive(path, members)
+    assert refused(path, "object values") < BOUND
+
+
+def _central_entries(data):
+    """Offsets of the central directory entries of a zip held in ``data``."""
+    import struct
+
+    end = data.rfind(b"PK\x05\x06")
+    count, _, start = struct.unpack("<HLL", data[end + 10:end + 20])
+    offsets, pos = [], start
+    for _ in range(count):
+        offsets.append(pos)
+        n, m, k = struct.unpack("<3H", data[pos + 28:pos + 34])
+        pos += 46 + n + m + k
+    return offsets
+
+
+@pytest.mark.parametrize(
+    "where,field,value",
+    [("central", "method", 8), ("central", "method", 99), ("central", "flags", 0x1),
+     ("local", "method", 8), ("local", "method", 99), ("local", "flags", 0x1), ("local", "flags", 0x40)],
+)
+def test_flipped_zip_flags(ops, tmp_path, where, field, value):
+    import struct
+
+    path = _saved(tmp_path, ops)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        target = max(zf.infolist(), key=lambda i: i.file_size)
+    if where == "local":
+        offset = target.header_offset + (8 if field == "method" else 6)
+    else:
+        entry = next(o for o in _central_entries(data) if data[o + 46:o + 46 + len(target.filename)]
+                     == target.filename.encode())
+        offset = entry + (10 if field == "method" else 8)
+    old = struct.unpack("<H", data[offset:offset + 2])[0]
+    data[offset:offset + 2] = struct.pack("<H", value if field == "method" else old ^ value)
+    path.write_bytes(bytes(data))
+    member = f"member {target.filename!r}"
+    if where == "local":
+        match = f"the local header of {member} .* disagrees with the central directory"
+    else:
+        why = "encrypted" if field == "flags" else f"compressed \\(zip method {value}\\)"
+        match = f"{member} is {why}"
+    assert refused(path, match) < BOUND
+
+
+def test_overlapping_members_are_refused(ops, tmp_path):
+    import struct
+
+    path = _saved(tmp_path, ops)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        first = zf.getinfo("weight_0000.npy")
+    entries = _central_entries(data)
+    second = next(o for o in entries if data[o + 46:o + 46 + 15] == b"weight_0001.npy")
+    data[second + 42:second + 46] = struct.pack("<L", first.header_offset)
+    path.write_bytes(bytes(data))
+    assert refused(path, "members 'weight_0000.npy' and 'weight_0001.npy' overlap") < BOUND
+
+
+def test_deeply_nested_or_oversized_config(ops, tmp_path, monkeypatch):
+    path = tmp_path / "nested.npz"
+    deep = b'{"format": "cgru.Sequential", "format_version": 1, "x": ' + b"[" * 10**5 + b"]" * 10**5 + b"}"
+    write_archive(path, {CONFIG_KEY + ".npy": npy_bytes(np.frombuffer(deep, dtype=np.uint8))})
+    assert refused(path, "nested more than 100 levels") < BOUND
+    # brackets inside strings are not nesting
+    text = json.dumps({"format": "x", "s": "[" * 1000})
+    write_archive(path, {CONFIG_KEY + ".npy": npy_bytes(np.frombuffer(text.encode(), dtype=np.uint8))})
+    refused(path, "format 'x'")
+    monkeypatch.setattr(cgru.saving, "MAX_CONFIG_BYTES", 1000)
+    saved = _saved(tmp_path, ops)
+    refused(saved, "more than a cgru model config may be")
+
+
+def test_bad_compile_or_model_config(ops, tmp_path):
+    path = _saved(tmp_path, ops)
+    model = cgru.load_model(path)
+    model.compile(optimizer="adam", loss="mse")
+    model.save(path)
+    meta = saved_meta(path)
+    with zipfile.ZipFile(path) as zf:
+        members = {info.filename: zf.read(info) for info in zf.infolist()}
+    cases = [
+        ({**meta, "compile": {"loss": "mse"}}, "compile config lacks 'optimizer'"),
+        ({**meta, "compile": {"optimizer": "nope", "loss": "mse"}}, "cannot compile.*unknown optimizer"),
+        ({**meta, "compile": "adam"}, "compile config is not an object"),
+        ({**meta, "model": {"layers": [{"class_name": "GRU", "config": {"units": "x"}}]}},
+         "cannot rebuild the model.*units"),
+        ({**meta, "model": {"layers": [{"class_name": "Bidirectional", "config": {}}]}},
+         "cannot rebuild the model.*lacks 'layer'"),
+        ({**meta, "model": {"layers": [{"class_name": "Dense", "config": {"units": 2}}]}}, "no input shape"),
+        ({**meta, "weights": meta["weights"][:2]}, "makes 5 weights, but it holds 2"),
+        ({**meta, "weights": [{"shape": [3, 24]}] + meta["weights"][1:]}, "bad description of weight 0"),
+    ]
+    for bad, match in cases:
+        members[CONFIG_KEY + ".npy"] = config_member(bad)
+        write_archive(path, members)
+        refused(path, match)
+    members[CONFIG_KEY + ".npy"] = config_member(cases[0][0])
+    write_archive(path, members)
+    assert not cgru.load_model(path, compile=False).compiled
+
+
+def test_non_regular_files_are_refused(tmp_path):
+    import os
+    import threading
+
+    with pytest.raises(ValueError, match="a directory, not a regular file"):
+        cgru.load_model(tmp_path)
+    if not hasattr(os, "mkfifo"):
+        return
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+
+    def writer():  # should the loader open the FIFO, this lets it see end-of-file instead of hanging
+        with open(fifo, "wb"):
+            pass
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ValueError, match="a FIFO .*, not a regular file"):
+            cgru.load_model(fifo)
+        with pytest.raises(ValueError, match="a FIFO"):
+            Sequential([GRU(3, input_shape=(2, 2))]).load_weights(fifo)
+    finally:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # releases the writer
+        thread.join(10)
+        os.close(fd)
+
+
+def test_plugin_layers_choose_whether_loading_skips_their_initializers(ops, rng, tmp_path):
+    calls = []
+
+    class Counting(cgru.initializers.Ones):
+        def __init__(self, owner):
+            super().__init__()
+            self.owner = owner
+
+        def generate(self, shape, rng):
+            calls.append(self.owner)
+            return super().generate(shape, rng)
+
+    @cgru.register_layer(name="tests.saving.Offset")
+    class Offset(cgru.Layer):
+        defer_weight_init = True  # build only calls add_weight, and the output shape is known
+
+        def build(self, input_shape):
+            self.offset = self.add_weight("offset", (input_shape[-1],), initializer=Counting("Offset"))
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def forward(self, x, training=False):
+            return x + self.offset.value, None
+
+    @cgru.register_layer(name="tests.saving.Shift")
+    class Shift(Offset):  # opted in, but its output shape comes from running it: initialised
+        compute_output_shape = cgru.Layer.compute_output_shape
+
+        def build(self, input_shape):
+            self.offset = self.add_weight("offset", (input_shape[-1],), initializer=Counting("Shift"))
+
+    @cgru.register_layer(name="tests.saving.Gain")
+    class Gain(cgru.Layer):  # its build writes into the weight: initialised, then loaded
+        def build(self, input_shape):
+            self.gain = self.add_weight("gain", (input_shape[-1],), initializer=Counting("Gain"))
+            self.gain.value[0] = 3.0
+
+        def forward(self, x, training=False):
+            return x * self.gain.value, None
+
+    model = Sequential([GRU(4, input_shape=(3, 2)), Offset(), Shift(), Gain()], device=ops.name)
+    model.set_weights([rng.standard_normal(w.shape) for w in model.get_weights()])
+    model.save(tmp_path / "plugins.npz")
+    calls.clear()
+    loaded = cgru.load_model(tmp_path / "plugins.npz", device=ops.name)
+    assert calls == ["Shift", "Gain"]
+    x = rng.standard_normal((2, 3, 2))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

@@ -30,7 +30,12 @@ import numpy as np
 
 from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad, valid_steps
 
-GPU_EXTRA_HINT = "install the gpu extra: pip install cgru[gpu]"
+#: How to get CuPy. cgru is installed from a checkout or a built wheel, not from PyPI, so the hint
+#: names CuPy's own wheels first.
+GPU_EXTRA_HINT = (
+    "install the CuPy wheel for your CUDA version, e.g. `pip install cupy-cuda12x` for CUDA 12 "
+    "(`cupy-cuda13x` for CUDA 13), or, from a cgru checkout, `pip install \".[gpu]\"`"
+)
 
 KERNEL_SOURCE = Path(__file__).with_name("gru.cu")
 
@@ -70,8 +75,7 @@ def import_cupy() -> Any:
         import cupy
     except ImportError as exc:
         raise ImportError(
-            f"the 'cuda' backend needs CuPy, which is not installed ({exc}); {GPU_EXTRA_HINT} "
-            "(or the cupy-cudaXXx wheel matching your CUDA version)"
+            f"the 'cuda' backend needs CuPy, which is not installed ({exc}): {GPU_EXTRA_HINT}"
         ) from exc
     return cupy
 

@@ -24,6 +24,10 @@ Optionally override ``compute_output_shape(input_shape)`` (the default runs ``fo
 small zero input), set ``uses_lengths = True`` and accept ``forward(x, training, lengths=None)``
 to see the per-sequence lengths of a right-padded batch, or override
 ``compute_lengths(x, lengths)`` to produce lengths (as ``Embedding(mask_zero=True)`` does).
+Set ``defer_weight_init = True`` when ``build`` only creates weights with ``add_weight`` and never
+reads or writes their values, and ``compute_output_shape`` is overridden: ``load_model`` then
+builds the layer without running its initializers and gives it the saved arrays (see
+:func:`deferred_weights`).
 
 Decorate the class with :func:`register_layer` so that ``save``/``load_model`` can rebuild it::
 
@@ -49,8 +53,10 @@ Decorate the class with :func:`register_layer` so that ``save``/``load_model`` c
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -206,6 +212,58 @@ def _xp_of(arr: Any) -> Any:
     return importlib.import_module(type(arr).__module__.split(".")[0])
 
 
+# ------------------------------------------------------------------ building without initialising
+class WeightPlaceholder:
+    """The value of a weight created under :func:`deferred_weights` until it receives its array:
+    a shape and a dtype, no data. Anything that needs the data raises TypeError."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: tuple, dtype: Any) -> None:
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError("this weight has no value yet: built under deferred_weights(), it was never set")
+
+    def __repr__(self) -> str:
+        return f"<WeightPlaceholder shape={self.shape} dtype={self.dtype}>"
+
+
+class _Deferral(threading.local):
+    active = False
+
+
+_deferral = _Deferral()
+
+
+def _shape_needs_no_forward(layer: Any) -> bool:
+    """Whether the layer's output shape is known without running it on its weights."""
+    return type(layer).compute_output_shape is not Layer.compute_output_shape
+
+
+@contextlib.contextmanager
+def deferred_weights() -> Iterator[None]:
+    """Build layers without initialising their weights, in this thread, inside the block.
+
+    ``add_weight`` of a layer class with ``defer_weight_init = True`` then gives each weight a
+    :class:`WeightPlaceholder` (no initializer runs, no memory is used); other layers initialise
+    as usual. Whoever builds this way must give every weight its value, with
+    :func:`install_weights`, before the layer runs: ``load_model`` and the converters do, with
+    the arrays they read.
+    """
+    previous = _deferral.active
+    _deferral.active = True
+    try:
+        yield
+    finally:
+        _deferral.active = previous
+
+
 class Layer:
     """Base class of every layer (see the module documentation for writing one).
 
@@ -218,6 +276,11 @@ class Layer:
 
     #: True when ``forward`` takes ``lengths=`` (right-padded batches, one length per row).
     uses_lengths = False
+
+    #: True when ``build`` only creates weights with ``add_weight`` and never touches their
+    #: values, so that :func:`deferred_weights` may leave them uninitialised (a layer that keeps
+    #: the default ``compute_output_shape``, which runs ``forward``, is initialised anyway).
+    defer_weight_init = False
 
     #: Whether ``backward`` must return the input's gradient. ``Sequential`` sets it False on
     #: its first layer, whose input is data: a layer may then skip that work and return None.
@@ -304,7 +367,10 @@ class Layer:
         shape = check_shape(shape, f"shape of weight {name!r}", allow_none=False)
         init = _initializers.get(initializer)
         dtype = _config.standardize_dtype(dtype if dtype is not None else self.dtype)
-        value = self.ops.asarray(init(shape, dtype=dtype, rng=self.rng))
+        if _deferral.active and self.defer_weight_init and _shape_needs_no_forward(self):
+            value = WeightPlaceholder(shape, dtype)  # the caller installs the real array
+        else:
+            value = self.ops.asarray(init(shape, dtype=dtype, rng=self.rng))
         param = Parameter(f"{self.name}/{name}", value, trainable=bool(trainable))
         self._params.append(param)
         return param
@@ -474,6 +540,24 @@ def assign_weights(params: list[Parameter], arrays: list[np.ndarray]) -> None:
     for p, arr in zip(params, arrays):
         p.value[...] = _xp_of(p.value).asarray(arr, dtype=p.value.dtype)
         p.grad = None
+
+
+def install_weights(params: list[Parameter], weights: Any, owner: str, ops: Any) -> None:
+    """Give freshly built ``params`` their values, checked as ``set_weights`` checks them.
+
+    A :class:`WeightPlaceholder` (from :func:`deferred_weights`) takes the array itself on
+    ``ops``'s device, in the parameter's dtype (no copy when it already is one); an initialised
+    weight is assigned as by ``set_weights``.
+    """
+    arrays = validate_weights(params, weights, owner)
+    deferred = [isinstance(p.value, WeightPlaceholder) for p in params]
+    assign_weights(
+        [p for p, d in zip(params, deferred) if not d], [a for a, d in zip(arrays, deferred) if not d]
+    )
+    for p, arr, d in zip(params, arrays, deferred):
+        if d:
+            p.value = ops.asarray(arr, dtype=p.dtype)
+            p.grad = None
 
 
 # ------------------------------------------------------------------------------- registry

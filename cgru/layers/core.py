@@ -31,6 +31,8 @@ class Dense(Layer):
     Weights: ``[kernel (features, units), bias (units,)]``.
     """
 
+    defer_weight_init = True
+
     def __init__(
         self,
         units: int,
@@ -163,6 +165,8 @@ class Embedding(Layer):
     the last real id) and the layer passes each sequence's length to the layers after it
     (combined with an explicit ``lengths=`` by taking the smaller). Weights: ``[embeddings]``.
     """
+
+    defer_weight_init = True
 
     def __init__(
         self,

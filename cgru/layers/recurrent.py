@@ -83,6 +83,7 @@ class GRU(Layer):
     """
 
     uses_lengths = True
+    defer_weight_init = True
 
     def __init__(
         self,
