@@ -31,16 +31,19 @@
 #                   paths, arguments, JSON and stage control, nothing about a GPU
 # Environment: PYTHON (default python3), GPU_CHECK_TIMEOUT_<STAGE> (seconds; STAGE upper case with
 # '_' for '-', e.g. GPU_CHECK_TIMEOUT_TESTS_CUDA=150), GPU_CHECK_WHEELS (default .whl: a folder of
-# wheels, installed for the build when scipy-openblas32 is missing), CGRU_EMU_LIB (--emulate: an
+# wheels installed for the build, see "Build"), CGRU_EMU_LIB (--emulate: an
 # emulator library already built by tests/cuda_emu/fake_cupy.py's build_emulator).
 #
-# Build: needs Cython, NumPy and scipy-openblas32 (the CBLAS the engine links). Where
-# scipy-openblas32 is missing and no wheel of it is in GPU_CHECK_WHEELS, a system OpenBLAS found
-# by pkg-config is used (CGRU_BLAS=system); failing that the build is skipped with a note: the GPU
-# stages need no compiled engine (their CPU reference is the NumPy backend), and "cpu" is then
-# simply not among the backends. To bring the wheel to a machine with no package index:
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
-#       -d .whl scipy-openblas32==0.3.34.481.3        # then carry .whl along with the tree
+# Build: needs Cython, NumPy, setuptools >= 77 (pyproject's license expression) and
+# scipy-openblas32 (the CBLAS the engine links). Every wheel in GPU_CHECK_WHEELS is installed for
+# the build only (pip --no-index --no-deps into a scratch folder on PYTHONPATH). Where
+# scipy-openblas32 is still missing, a system OpenBLAS found by pkg-config is used
+# (CGRU_BLAS=system); failing that the build is skipped with a note: the GPU stages need no
+# compiled engine (their CPU reference is the NumPy backend), and "cpu" is then simply not among
+# the backends. To bring the wheels to a machine with no package index (.whl is git-ignored):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#       scipy-openblas32==0.3.34.481.3 "setuptools>=77"      # then carry .whl with the tree
 #
 # Writes to $OUT: gpu_check.log (every stage's output), gpu_check.json (stages with status,
 # seconds, limit, summary line and notes; environment; the benchmark's results; rewritten after
@@ -119,19 +122,19 @@ EOF
 }
 
 stage_build() {
-    if ! "$PYTHON" -c "import Cython, numpy"; then
-        echo "NOTE: Cython or NumPy is missing: cannot build the compiled engine"
+    local site="$WORK/build-site" wheels=() blas=()
+    mapfile -t wheels < <(find "$GPU_CHECK_WHEELS" -maxdepth 1 -name '*.whl' 2>/dev/null | sort)
+    if [ ${#wheels[@]} -gt 0 ]; then  # for the build only: the built package needs none of them
+        echo "installing for the build: ${wheels[*]##*/}"
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$site" "${wheels[@]}" || return 1
+        export PYTHONPATH="$site:$PYTHONPATH"
+    fi
+    if ! "$PYTHON" -c "import Cython, numpy, setuptools; print('setuptools', setuptools.__version__)"; then
+        echo "NOTE: Cython, NumPy or setuptools is missing: cannot build the compiled engine"
         return 1
     fi
-    local site="$WORK/build-site" blas=()
     if ! "$PYTHON" -c "import scipy_openblas32" 2>/dev/null; then
-        local wheel
-        wheel=$(find "$GPU_CHECK_WHEELS" -maxdepth 1 -name 'scipy_openblas32-*.whl' 2>/dev/null | head -n 1)
-        if [ -n "$wheel" ]; then
-            echo "installing $wheel for the build"
-            "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheel" || return 1
-            export PYTHONPATH="$site:$PYTHONPATH"
-        elif pkg-config --exists openblas 2>/dev/null; then
+        if pkg-config --exists openblas 2>/dev/null; then
             echo "NOTE: scipy-openblas32 is not installed: building against the system OpenBLAS"
             blas=(env CGRU_BLAS=system)
         else
