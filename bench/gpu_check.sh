@@ -50,6 +50,10 @@
 # each stage, so a cut-off run leaves what it did) and gpu_compare.json. Exit status 0 when no
 # stage failed or timed out, 1 otherwise.
 set -uo pipefail
+if ((BASH_VERSINFO[0] < 4)); then
+    echo "gpu_check.sh: needs bash 4 or later (associative arrays), this is $BASH_VERSION" >&2
+    exit 2
+fi
 
 STAGES=(env build smoke tests-cuda tests-backends tests-backends-persistent
         memcheck memcheck-persistent racecheck racecheck-persistent bench)
@@ -299,9 +303,13 @@ for line in (read(os.path.join(work, "stages.tsv")) or "").splitlines():
     name, status, rc, seconds, limit, note = line.split("\t")
     log = (read(os.path.join(work, "logs", name + ".log")) or "").splitlines()
     summaries = [l.strip("= ") for l in log if SUMMARY.search(l)]
+    summary = summaries[-1] if summaries else None
+    last = [l for l in log if l.strip()]
+    if status == "timeout" and last:  # where it hung: pytest -v names each test as it starts
+        summary = f"cut off at the limit; last output: {last[-1].strip()[:200]}"
     notes = [l[len("NOTE: "):] for l in log if l.startswith("NOTE: ")] + ([note] if note else [])
     stages.append({"name": name, "status": status, "rc": int(rc) if rc else None, "seconds": int(seconds),
-                   "limit_s": int(limit), "summary": summaries[-1] if summaries else None, "notes": notes})
+                   "limit_s": int(limit), "summary": summary, "notes": notes})
 env, bench = (read(os.path.join(work, "env.json")), read(os.path.join(out, "gpu_compare.json")))
 build = [s for s in stages if s["name"] == "build"]
 report = {

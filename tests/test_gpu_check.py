@@ -18,10 +18,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "bench" / "gpu_check.sh"
 
+
+def _has_tools() -> bool:
+    """bash 4+ and GNU coreutils' timeout, as on the GPU machines the script is written for."""
+    if os.name == "nt" or shutil.which("bash") is None or shutil.which("timeout") is None:
+        return False
+    bash = subprocess.run(["bash", "-c", "echo ${BASH_VERSINFO[0]}"], capture_output=True, text=True)
+    timeout = subprocess.run(["timeout", "--version"], capture_output=True, text=True)
+    return bash.stdout.strip().isdigit() and int(bash.stdout) >= 4 and "GNU coreutils" in timeout.stdout
+
+
 pytestmark = [
     pytest.mark.skipif(not SCRIPT.exists(), reason="bench/gpu_check.sh is not beside tests/ here"),
-    pytest.mark.skipif(os.name == "nt" or shutil.which("bash") is None, reason="needs bash"),
-    pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout"),
+    pytest.mark.skipif(not _has_tools(), reason="needs bash 4+ and GNU coreutils timeout"),
 ]
 
 
@@ -82,7 +91,7 @@ def test_failed_and_timed_out_stages_do_not_stop_the_run(tmp_path, emulator):
         'case "$*" in\n'
         '  *gpu_sanitize.py*--kernels*) ;;\n'  # the sanitizer stages: the real driver
         '  *gpu_sanitize.py*) echo "planted failure"; exit 3 ;;\n'  # the smoke stage
-        '  *gpu_compare.py*) exec sleep 60 ;;\n'
+        '  *gpu_compare.py*) echo "cell 1 of 16"; exec sleep 60 ;;\n'
         "esac\n"
         f'exec "{sys.executable}" "$@"\n'
     )
@@ -94,6 +103,8 @@ def test_failed_and_timed_out_stages_do_not_stop_the_run(tmp_path, emulator):
     assert [s["name"] for s in report["stages"]] == ["smoke", "memcheck", "bench"]  # the script's order
     bench = report["stages"][2]
     assert bench["limit_s"] == 2 and bench["rc"] in (124, 137)
+    assert bench["summary"] == "cut off at the limit; last output: cell 1 of 16"
+    assert report["stages"][0]["summary"] is None and "planted failure" in proc.stdout
     assert report["finished"] and not report["ok"]
     assert "overall: FAIL (smoke, bench)" in proc.stdout
 
