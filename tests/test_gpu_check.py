@@ -49,12 +49,30 @@ def statuses(report):
     return {s["name"]: s["status"] for s in report["stages"]}
 
 
+def executable(path, text):
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
 def test_emulated_run_passes_each_kind_of_stage(tmp_path, emulator):
     stages = ["env", "smoke", "tests-backends", "memcheck-persistent"]
     has_torch = importlib.util.find_spec("torch") is not None
     if has_torch:
         stages.append("bench")
-    proc, report = run_check(tmp_path, emulator, "--stages", ",".join(stages), "--select", "get_set_weights")
+    # a stand-in compute-sanitizer: shows the options it was given, runs the program after them
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    executable(tools / "compute-sanitizer", (
+        "#!/usr/bin/env bash\n"
+        'case "$1" in --help) echo "  --report-api-errors arg"; exit 0 ;; --version) exit 0 ;; esac\n'
+        'echo "stand-in sanitizer: $*"\n'
+        'while [ $# -gt 1 ] && [[ "$1" == --* ]]; do shift 2; done\n'
+        '"$@"; rc=$?\n'
+        'echo "========= ERROR SUMMARY: 0 errors"; exit $rc\n'
+    ))
+    proc, report = run_check(tmp_path, emulator, "--stages", ",".join(stages), "--select", "get_set_weights",
+                             PATH=f"{tools}{os.pathsep}{os.environ['PATH']}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert report["mode"] == "emulated (no GPU)" and report["finished"] and report["ok"]
     assert [s["name"] for s in report["stages"]] == stages
@@ -63,8 +81,9 @@ def test_emulated_run_passes_each_kind_of_stage(tmp_path, emulator):
     # the backend-parametrised test ran on the reference and on the (emulated) cuda backend
     assert by_name["tests-backends"]["summary"].startswith("2 passed")
     assert "all cases passed (persistent)" in proc.stdout
-    if shutil.which("compute-sanitizer") is None:
-        assert any("no compute-sanitizer" in n for n in by_name["memcheck-persistent"]["notes"])
+    assert by_name["memcheck-persistent"]["summary"] == "ERROR SUMMARY: 0 errors"
+    assert "stand-in sanitizer: --tool memcheck --error-exitcode 86 --print-limit 30 --report-api-errors no" \
+        in proc.stdout
     assert report["environment"]["python"] and "cupy" in report["environment"]
     log = (tmp_path / "out" / "gpu_check.log").read_text()
     assert "=== summary" in log and "overall: PASS" in log
@@ -85,8 +104,7 @@ def test_emulated_run_passes_each_kind_of_stage(tmp_path, emulator):
 def test_failed_and_timed_out_stages_do_not_stop_the_run(tmp_path, emulator):
     """A stage that fails and one that outlasts its limit are recorded as such, the stages after
     them still run, and the exit status says that something failed."""
-    wrapper = tmp_path / "python"
-    wrapper.write_text(
+    wrapper = executable(tmp_path / "python", (
         "#!/usr/bin/env bash\n"
         'case "$*" in\n'
         '  *gpu_sanitize.py*--kernels*) ;;\n'  # the sanitizer stages: the real driver
@@ -94,8 +112,7 @@ def test_failed_and_timed_out_stages_do_not_stop_the_run(tmp_path, emulator):
         '  *gpu_compare.py*) echo "cell 1 of 16"; exec sleep 60 ;;\n'
         "esac\n"
         f'exec "{sys.executable}" "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    ))
     proc, report = run_check(tmp_path, emulator, "--stages", "smoke,bench,memcheck", python=wrapper,
                              GPU_CHECK_TIMEOUT_BENCH="2")
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -105,6 +122,8 @@ def test_failed_and_timed_out_stages_do_not_stop_the_run(tmp_path, emulator):
     assert bench["limit_s"] == 2 and bench["rc"] in (124, 137)
     assert bench["summary"] == "cut off at the limit; last output: cell 1 of 16"
     assert report["stages"][0]["summary"] is None and "planted failure" in proc.stdout
+    if shutil.which("compute-sanitizer") is None:  # then the emulated run goes on without it
+        assert any("no compute-sanitizer" in n for n in report["stages"][1]["notes"])
     assert report["finished"] and not report["ok"]
     assert "overall: FAIL (smoke, bench)" in proc.stdout
 
