@@ -9,6 +9,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 EMULATOR = Path(__file__).resolve().parent.parent / "tests" / "cuda_emu" / "fake_cupy.py"
 
 
@@ -47,3 +49,9 @@ def runs_persistent(ops: Any, batch: int, units: int, dtype: Any) -> bool:
     """Whether ``ops`` runs a forward pass of this size as the persistent kernel (its mode, the
     shared memory it needs and the device's occupancy all allow it)."""
     return ops._persistent_plan(batch, units, dtype) is not None
+
+
+def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| / max(1, max |want|): the agreement measure of the GPU scripts."""
+    scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    return float(np.max(np.abs(got - want), initial=0.0)) / scale

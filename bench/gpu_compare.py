@@ -35,7 +35,7 @@ import time
 import traceback
 
 import numpy as np
-from _gpu import cuda_ops, runs_persistent, synchronize
+from _gpu import cuda_ops, relative_difference, runs_persistent, synchronize
 
 BATCHES = (1, 8, 64, 256)
 HIDDEN = (256, 512)
@@ -82,10 +82,6 @@ def timed(fn, sync, repeats, warmup):
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def relative_difference(got, want):
-    return float(np.max(np.abs(got - want), initial=0.0)) / max(1.0, float(np.max(np.abs(want), initial=0.0)))
 
 
 def torch_results(torch, gru, x_np, dy_np, mode, device):

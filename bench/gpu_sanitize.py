@@ -24,7 +24,7 @@ import sys
 import traceback
 
 import numpy as np
-from _gpu import cuda_ops, runs_persistent
+from _gpu import cuda_ops, relative_difference, runs_persistent
 
 from cgru.backends.cupy_ops import PERSISTENT_KERNELS, STEP_KERNELS
 from cgru.backends.numpy_ops import NumpyOps
@@ -67,11 +67,6 @@ def outputs(ops, args, options, dy, dh, backward):
     return [ops.to_numpy(a) for a in result]
 
 
-def worst_difference(got, want):
-    return max(float(np.max(np.abs(g - w), initial=0.0)) / max(1.0, float(np.max(np.abs(w), initial=0.0)))
-               for g, w in zip(got, want))
-
-
 def run_group(name, emulate, rng):
     """Run one kernel group; returns the number of failed cases."""
     persistent, backward, kernels = GROUPS[name]
@@ -91,7 +86,7 @@ def run_group(name, emulate, rng):
                         raise RuntimeError(f"the persistent kernel would not run ({ops.persistent_error})")
                     got = outputs(ops, args, options, dy, dh, backward)
                     want = outputs(reference, args, options, dy, dh, backward)
-                    diff = worst_difference(got, want)
+                    diff = max(relative_difference(g, w) for g, w in zip(got, want))
                 except Exception:
                     failures += 1
                     print(f"FAIL {label}: raised", flush=True)
