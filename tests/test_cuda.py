@@ -13,12 +13,10 @@ Four layers of checks, so that most of them run on machines without a GPU:
 
 from __future__ import annotations
 
-import importlib.util
-import os
+import importlib
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,8 +39,6 @@ from cgru.backends.cupy_ops import (
 )
 from cgru.backends.numpy_ops import NumpyOps
 
-TESTS = Path(__file__).resolve().parent
-EMU = TESTS / "cuda_emu"
 GRU_CU = cupy_ops.KERNEL_SOURCE
 
 DTYPES = [np.float32, np.float64]
@@ -143,6 +139,9 @@ def test_import_cgru_never_imports_cupy():
 
 def test_missing_cupy_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    registry = importlib.import_module("cgru.backends")  # the real "cuda", also under the emulator
+    monkeypatch.setitem(registry._factories, "cuda", registry._lazy(".cupy_ops", "CupyOps"))
+    monkeypatch.delitem(registry._instances, "cuda", raising=False)
     # cgru is not on PyPI: the hint names CuPy's own wheel, or the extra from a checkout
     hint = r"pip install cupy-cuda12x.*from a cgru checkout, `pip install \"\.\[gpu\]\"`"
     with pytest.raises(ImportError, match=hint) as info:
@@ -283,35 +282,10 @@ def test_kernels_compile_with_nvrtc_as_cupy_does(arch):
 # Emulation: the real backend and kernels on the CPU
 
 
-def _load_fake_cupy():
-    spec = importlib.util.spec_from_file_location("cgru_tests_fake_cupy", EMU / "fake_cupy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory):
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no C++ compiler ({compiler}) for the kernel emulator")
-    fake = _load_fake_cupy()
-    try:
-        lib = fake.build_emulator(tmp_path_factory.mktemp("cuda_emu"), compiler)
-    except subprocess.CalledProcessError as exc:
-        if "barrier" in exc.stderr and "No such file" in exc.stderr:
-            pytest.skip("the C++ compiler lacks C++20 <barrier>")
-        raise AssertionError(f"emulator build failed:\n{exc.stderr}") from None
-    return fake, lib
-
-
 def emulated_ops(emulator, persistent="off", **device):
     fake, lib = emulator
     cp = fake.FakeCupy(lib, **device)
-    ops = CupyOps(cp, persistent=persistent)
-    ops.persistent_block = 32  # few host threads per emulated block
-    ops.verify_persistent = True
-    return ops, cp
+    return fake.emulated_ops(cp, persistent), cp
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

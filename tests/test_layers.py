@@ -156,6 +156,7 @@ def test_reverse_padded_is_an_involution(rng):
     np.testing.assert_array_equal(reverse_padded(np, r, lengths), masked)
 
 
+@pytest.mark.backends
 def test_reset_after_false_and_activations_agree_across_backends(rng):
     from conftest import backends_under_test
 

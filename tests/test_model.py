@@ -243,6 +243,7 @@ def test_concurrent_predict_equals_serial(ops, rng):
     assert len(results) == 8
 
 
+@pytest.mark.backends
 def test_device_selection_and_to(rng):
     from conftest import backends_under_test
 
@@ -262,6 +263,7 @@ def test_device_selection_and_to(rng):
     assert model.device == names[-1]
 
 
+@pytest.mark.backends
 def test_model_follows_current_backend_without_device(rng):
     from conftest import backends_under_test
 
@@ -305,6 +307,7 @@ def test_layers_get_unique_keras_style_names():
         Sequential().add("dense")
 
 
+@pytest.mark.backends
 def test_lean_call_sees_every_weight_change(rng):
     """model(x) binds the weights once; in-place updates, set_weights, replaced arrays, training
     and device moves must all show in the next call."""

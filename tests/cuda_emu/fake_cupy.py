@@ -17,12 +17,13 @@ import ctypes
 import os
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-from cgru.backends.cupy_ops import KERNEL_SOURCE
+from cgru.backends.cupy_ops import KERNEL_SOURCE, CupyOps
 
 HERE = Path(__file__).resolve().parent
 GRU_CU = KERNEL_SOURCE  # the file the backend compiles (the installed copy when installed)
@@ -46,6 +47,34 @@ def build_emulator(out_dir: Path, compiler: str = "g++") -> Path:
 
 
 _libraries: dict[str, ctypes.CDLL] = {}
+_scratch: list[tempfile.TemporaryDirectory] = []  # where emulated_cupy builds, removed at exit
+
+#: Threads per block of the emulated persistent kernel: each is a host thread, so fewer than the
+#: GPU's 256 keep cooperative launches quick.
+EMULATED_PERSISTENT_BLOCK = 32
+
+
+def emulated_cupy(compiler: str | None = None, **device) -> FakeCupy:
+    """A FakeCupy over the emulator library named by $CGRU_EMU_LIB (one that build_emulator made),
+    else over one built once per process (``compiler``: default $CXX or g++); ``device`` as for
+    :class:`FakeCupy`."""
+    lib = os.environ.get("CGRU_EMU_LIB")
+    if not lib:
+        if not _scratch:
+            _scratch.append(tempfile.TemporaryDirectory(prefix="cgru_emu_"))
+        lib = Path(_scratch[0].name) / "libcgru_emu.so"
+        if not lib.exists():
+            build_emulator(lib.parent, compiler or os.environ.get("CXX", "g++"))
+    return FakeCupy(lib, **device)
+
+
+def emulated_ops(cupy: FakeCupy, persistent: str | None = None) -> CupyOps:
+    """The real CupyOps over ``cupy`` (``persistent``: None reads $CGRU_CUDA_PERSISTENT, as on a
+    GPU), with few threads per emulated block and the persistent kernel's status checked."""
+    ops = CupyOps(cupy, persistent=persistent)
+    ops.persistent_block = EMULATED_PERSISTENT_BLOCK
+    ops.verify_persistent = True
+    return ops
 
 
 def _load(path: str) -> ctypes.CDLL:
@@ -220,8 +249,10 @@ class FakeCupy:
 
         self.cuda = SimpleNamespace(
             runtime=SimpleNamespace(getDeviceCount=get_device_count),
-            Device=lambda *a: SimpleNamespace(id=0, attributes=dict(attributes), compute_capability="90"),
+            Device=lambda *a: SimpleNamespace(id=0, attributes=dict(attributes), compute_capability="90",
+                                              synchronize=lambda: None),
             driver=SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=self.occupancy),
+            set_allocator=lambda allocator=None: None,  # no memory pool to switch off
         )
 
     def occupancy(self, func_ptr, block, smem):
