@@ -30,20 +30,15 @@ from padding import (
 )
 
 import cgru
-from cgru.backends import cupy_ops
-from cgru.backends.cupy_ops import (
-    PERSISTENT_KERNELS,
-    STEP_KERNELS,
-    CupyOps,
-    name_expressions,
-    persistent_smem_elems,
-    plan_persistent,
-)
+from cgru.backends import cuda_device, cuda_kernels, cuda_plan
+from cgru.backends.cuda_kernels import PERSISTENT_KERNELS, STEP_KERNELS, name_expressions
+from cgru.backends.cuda_plan import persistent_smem_elems, plan_persistent
+from cgru.backends.cupy_ops import CupyOps
 from cgru.backends.numpy_ops import NumpyOps
 
 TESTS = Path(__file__).resolve().parent
 EMU = TESTS / "cuda_emu"
-GRU_CU = cupy_ops.KERNEL_SOURCE
+GRU_CU = cuda_kernels.KERNEL_SOURCE
 
 DTYPES = [np.float32, np.float64]
 
@@ -144,7 +139,7 @@ def test_import_cgru_never_imports_cupy():
 def test_missing_cupy_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
     with pytest.raises(ImportError, match=r"pip install cgru\[gpu\]"):
-        cupy_ops.import_cupy()
+        cuda_device.import_cupy()
     with pytest.raises(ImportError, match=r"CuPy.*pip install cgru\[gpu\]"):
         cgru.get_ops("cuda")
     with pytest.raises(ImportError, match=r"pip install cgru\[gpu\]"):
@@ -187,12 +182,12 @@ def test_installed_cupy_without_device_raises_runtime_error():
 def test_persistent_mode_is_validated(monkeypatch):
     with pytest.raises(ValueError, match="persistent"):
         plan_persistent("sometimes", 1, 8, 4, 4, 1 << 16)
-    monkeypatch.setenv(cupy_ops.PERSISTENT_ENV, "bogus")
-    with pytest.raises(ValueError, match=cupy_ops.PERSISTENT_ENV):
+    monkeypatch.setenv(cuda_plan.PERSISTENT_ENV, "bogus")
+    with pytest.raises(ValueError, match=cuda_plan.PERSISTENT_ENV):
         CupyOps(_NoDeviceCupy(1))
-    monkeypatch.setenv(cupy_ops.PERSISTENT_ENV, "AUTO")
+    monkeypatch.setenv(cuda_plan.PERSISTENT_ENV, "AUTO")
     assert CupyOps(_NoDeviceCupy(1)).persistent == "auto"
-    monkeypatch.delenv(cupy_ops.PERSISTENT_ENV)
+    monkeypatch.delenv(cuda_plan.PERSISTENT_ENV)
     assert CupyOps(_NoDeviceCupy(1)).persistent == "off"  # off until verified on a GPU
 
 

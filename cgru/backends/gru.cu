@@ -7,7 +7,7 @@
 // per (batch row, unit), with each row's time index and validity computed here from `lengths`
 // (int32 (B,), or null meaning "all T"), so variable lengths and the reverse direction need no
 // per-sequence copies. The gate math of one unit is written once (cgru_gates_zr,
-// cgru_state_update, cgru_bwd_zn below) and shared by the per-step and the persistent kernels.
+// cgru_state_update, cgru_bwd_step below) and shared by the per-step and the persistent kernels.
 //
 // Layouts (row-major): proj (B, T, 3H) = x W without bias; U (H, 3H); gate blocks z, r, h.
 // Training saves, per processing step s: saved_h (T, B, H) = the state before step s and
@@ -251,10 +251,24 @@ CGRU_DEVICE T cgru_step_before_n(int act, const cgru_unit<T> &u, const T *bx, T 
     return cgru_state_update(act, 0, u, bx, hp, *z, *r, *uh);
 }
 
-// The per-step kernels keep the state in h (B, H) and, with a recurrent mask, h_in = h * mask.
-template <typename T>
-CGRU_DEVICE void cgru_store_state(T *h, T *h_in, const T *mask, long long i, T hn)
+// The frame of the per-step forward kernels, which keep the state in h (B, H) and, with a
+// recurrent mask, h_in = h * mask: this thread's unit, the state before the step (saved for
+// training), a finished row passed through, else the new state update(unit, hp, i, b) stored.
+template <typename T, typename Update>
+CGRU_DEVICE void cgru_fwd_step(const cgru_step_dims &d, const T *proj, T *h, T *h_in,
+                               const T *mask, T *y, T *saved_h, T *saved_gates, Update update)
 {
+    long long i;
+    int b, j;
+    if (!cgru_thread_unit(d, i, b, j))
+        return;
+    const cgru_unit<T> un = cgru_unit_at(d, b, j, proj, y, saved_h, saved_gates);
+    const T hp = cgru_save_state(un, h[i]);
+    if (un.t < 0) {
+        cgru_finished_step(un, hp);
+        return;
+    }
+    const T hn = update(un, hp, i, b);
     h[i] = hn;
     if (h_in)
         h_in[i] = hn * mask[i];
@@ -272,18 +286,11 @@ __global__ void cgru_fwd_step_after(const T *proj, const T *u, const T *bx, cons
                                     int reverse, int act, int ract)
 {
     const cgru_step_dims d = {lengths, B, time, H, s, reverse};
-    long long i;
-    int b, j;
-    if (!cgru_thread_unit(d, i, b, j))
-        return;
-    const cgru_unit<T> un = cgru_unit_at(d, b, j, proj, y, saved_h, saved_gates);
-    const T hp = cgru_save_state(un, h[i]);
-    if (un.t < 0) {
-        cgru_finished_step(un, hp);
-        return;
-    }
-    const T *ub = u + (long long)b * 3 * H + j;
-    cgru_store_state(h, h_in, mask, i, cgru_step_after(act, ract, un, bx, bh, hp, ub, ub + H, ub + 2 * H));
+    cgru_fwd_step(d, proj, h, h_in, mask, y, saved_h, saved_gates,
+                  [&](const cgru_unit<T> &un, T hp, long long, int b) {
+                      const T *ub = u + (long long)b * 3 * H + un.j;
+                      return cgru_step_after(act, ract, un, bx, bh, hp, ub, ub + H, ub + 2 * H);
+                  });
 }
 
 // reset_before, first half: uzr (B, 2H) = h_in U[:, :2H] on entry, z and r on exit;
@@ -311,18 +318,11 @@ __global__ void cgru_fwd_step_before_n(const T *proj, const T *uzr, const T *uh,
                                        int H, int s, int reverse, int act)
 {
     const cgru_step_dims d = {lengths, B, time, H, s, reverse};
-    long long i;
-    int b, j;
-    if (!cgru_thread_unit(d, i, b, j))
-        return;
-    const cgru_unit<T> un = cgru_unit_at(d, b, j, proj, y, saved_h, saved_gates);
-    const T hp = cgru_save_state(un, h[i]);
-    if (un.t < 0) {
-        cgru_finished_step(un, hp);
-        return;
-    }
-    const T *zr = uzr + (long long)b * 2 * H + j;
-    cgru_store_state(h, h_in, mask, i, cgru_step_before_n(act, un, bx, hp, zr, zr + H, uh + i));
+    cgru_fwd_step(d, proj, h, h_in, mask, y, saved_h, saved_gates,
+                  [&](const cgru_unit<T> &un, T hp, long long i, int b) {
+                      const T *zr = uzr + (long long)b * 2 * H + un.j;
+                      return cgru_step_before_n(act, un, bx, hp, zr, zr + H, uh + i);
+                  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,34 +335,39 @@ __global__ void cgru_fwd_step_before_n(const T *proj, const T *uzr, const T *uh,
 // (B, T, 3H, at the row's time index) and to the per-step recurrent gradients, which the caller
 // turns into the next dh_rec with one GEMM. Finished rows pass the gradient through unchanged.
 
-// The gradients of unit j's update gate and candidate, shared by both gate forms.
+// What both gate forms' backward share for unit j of a running row at step s.
 template <typename T>
 struct cgru_unit_grad {
-    int t;        // the row's time index; -1: a finished row, nothing but dh written
     const T *sg;  // saved_gates at (s, b): z, r, n, u_h
     T *dp;        // d_proj at (b, t)
     T dz, dn;     // gradients of the pre-activations of z and n
 };
 
-// Folds the state gradient g = dh + dh_rec * mask (+ dy at the row's time), writes dz and dn to
-// d_proj and g z (the direct part for step s-1) to dh; a finished row only gets g in dh.
-template <typename T>
-CGRU_DEVICE cgru_unit_grad<T> cgru_bwd_zn(int act, int ract, const cgru_step_dims &d, long long i,
-                                          int b, int j, const T *saved_h, const T *saved_gates,
-                                          const T *mask, const T *dy, T *dh, const T *dh_rec,
-                                          T *d_proj)
+// The frame of the first backward kernel of both gate forms: folds the state gradient
+// g = dh + dh_rec * mask (+ dy at the row's time), writes dz and dn to d_proj and g z (the direct
+// part for step s-1) to dh, then lets finish(q, b, j) write the form's own gradients; a
+// finished row only gets g in dh.
+template <typename T, typename Finish>
+CGRU_DEVICE void cgru_bwd_step(int act, int ract, const cgru_step_dims &d, const T *saved_h,
+                               const T *saved_gates, const T *mask, const T *dy, T *dh,
+                               const T *dh_rec, T *d_proj, Finish finish)
 {
-    cgru_unit_grad<T> q = {cgru_time_index(d, b), 0, 0, T(0), T(0)};
+    long long i;
+    int b, j;
+    if (!cgru_thread_unit(d, i, b, j))
+        return;
     T g = dh[i];
     if (dh_rec)
         g += mask ? dh_rec[i] * mask[i] : dh_rec[i];
-    if (q.t < 0) {
+    const int t = cgru_time_index(d, b);
+    if (t < 0) {
         dh[i] = g;
-        return q;
+        return;
     }
-    const long long bt = (long long)b * d.time + q.t;
+    const long long bt = (long long)b * d.time + t;
     if (dy)
         g += dy[bt * d.H + j];
+    cgru_unit_grad<T> q;
     q.sg = saved_gates + ((long long)d.s * d.B + b) * 4 * d.H;
     const T z = q.sg[j], n = q.sg[2 * d.H + j];
     const T hp = saved_h[(long long)d.s * d.B * d.H + i];
@@ -371,8 +376,8 @@ CGRU_DEVICE cgru_unit_grad<T> cgru_bwd_zn(int act, int ract, const cgru_step_dim
     q.dp = d_proj + bt * 3 * d.H;
     q.dp[j] = q.dz;
     q.dp[2 * d.H + j] = q.dn;
+    finish(q, b, j);
     dh[i] = g * z;
-    return q;
 }
 
 // reset_after: d_rec (T, B, 3H) = gradient of u = h_in U + b_h (zero rows stay zero).
@@ -383,21 +388,16 @@ __global__ void cgru_bwd_step_after(const T *saved_h, const T *saved_gates, cons
                                     int reverse, int act, int ract)
 {
     const cgru_step_dims d = {lengths, B, time, H, s, reverse};
-    long long i;
-    int b, j;
-    if (!cgru_thread_unit(d, i, b, j))
-        return;
-    const cgru_unit_grad<T> q =
-        cgru_bwd_zn(act, ract, d, i, b, j, saved_h, saved_gates, mask, dy, dh, dh_rec, d_proj);
-    if (q.t < 0)
-        return;
-    const T r = q.sg[H + j], uh = q.sg[3 * H + j];
-    const T dr = q.dn * uh * cgru_ract_grad(ract, r);
-    q.dp[H + j] = dr;
-    T *du = d_rec + ((long long)s * B + b) * (3LL * H);
-    du[j] = q.dz;
-    du[H + j] = dr;
-    du[2 * H + j] = q.dn * r;
+    cgru_bwd_step(act, ract, d, saved_h, saved_gates, mask, dy, dh, dh_rec, d_proj,
+                  [&](const cgru_unit_grad<T> &q, int b, int j) {
+                      const T r = q.sg[H + j], uh = q.sg[3 * H + j];
+                      const T dr = q.dn * uh * cgru_ract_grad(ract, r);
+                      q.dp[H + j] = dr;
+                      T *du = d_rec + ((long long)s * B + b) * (3LL * H);
+                      du[j] = q.dz;
+                      du[H + j] = dr;
+                      du[2 * H + j] = q.dn * r;
+                  });
 }
 
 // reset_before, first half: d_zr (T, B, 2H) gets dz (the dr half is filled by the second
@@ -409,16 +409,12 @@ __global__ void cgru_bwd_step_before_1(const T *saved_h, const T *saved_gates, c
                                        int s, int reverse, int act, int ract)
 {
     const cgru_step_dims d = {lengths, B, time, H, s, reverse};
-    long long i;
-    int b, j;
-    if (!cgru_thread_unit(d, i, b, j))
-        return;
-    const cgru_unit_grad<T> q =
-        cgru_bwd_zn(act, ract, d, i, b, j, saved_h, saved_gates, mask, dy, dh, dh_rec, d_proj);
-    if (q.t < 0)
-        return;
-    d_zr[((long long)s * B + b) * 2 * H + j] = q.dz;
-    d_n[(long long)s * B * H + i] = q.dn;
+    cgru_bwd_step(act, ract, d, saved_h, saved_gates, mask, dy, dh, dh_rec, d_proj,
+                  [&](const cgru_unit_grad<T> &q, int b, int j) {
+                      const long long sb = (long long)s * B + b;  // (s, b) of (T, B)
+                      d_zr[sb * 2 * H + j] = q.dz;
+                      d_n[sb * H + j] = q.dn;
+                  });
 }
 
 // reset_before, second half: d_rh (B, H) = d_n[s] U_h^T, the gradient of r * h_in.
