@@ -74,7 +74,7 @@ class CupyOps(Ops):
         #: Why the persistent kernel could not be loaded on this machine (None: no failure).
         self.persistent_error: str | None = None
         self.kernels = CudaKernels(cp)
-        self.device = DeviceQuery(cp)
+        self.devices = DeviceQuery(cp)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """A NumPy copy of a CuPy array (NumPy arrays pass through)."""
@@ -89,7 +89,7 @@ class CupyOps(Ops):
         None for the per-step path: mode, size, shared memory, loading and co-residency allow."""
         if self.persistent == "off":
             return None
-        dev = self.device.current()
+        dev = self.devices.current()
         plan = plan_persistent(
             self.persistent, batch, units, np.dtype(dtype).itemsize, dev.multiprocessors,
             dev.max_smem_per_block, dev.cooperative_launch, self.persistent_block,
@@ -99,7 +99,7 @@ class CupyOps(Ops):
             return None
         try:
             self.kernels.allow_dynamic_smem("cgru_fwd_persistent", dtype, dev.device_id, plan.smem_bytes)
-            per_sm = self.device.max_active_blocks_per_sm(
+            per_sm = self.devices.max_active_blocks_per_sm(
                 self._kernel("cgru_fwd_persistent", dtype), plan.block, plan.smem_bytes
             )
         except Exception as exc:
