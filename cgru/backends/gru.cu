@@ -613,33 +613,18 @@ __global__ void cgru_fwd_persistent(const T *proj, const T *U, const T *bx, cons
 }
 
 #ifdef CGRU_EXPLICIT_INSTANTIATION
-#define CGRU_INSTANTIATE(T)                                                                      \
-    template __global__ void cgru_fwd_step_after<T>(const T *, const T *, const T *, const T *,  \
-                                                    T *, T *, const T *, T *, T *, T *,          \
-                                                    const int *, int, int, int, int, int, int,   \
-                                                    int);                                        \
-    template __global__ void cgru_fwd_step_before_zr<T>(const T *, T *, const T *, const T *,    \
-                                                        T *, const int *, int, int, int, int,    \
-                                                        int, int);                               \
-    template __global__ void cgru_fwd_step_before_n<T>(const T *, const T *, const T *,          \
-                                                       const T *, T *, T *, const T *, T *, T *, \
-                                                       T *, const int *, int, int, int, int,     \
-                                                       int, int);                                \
-    template __global__ void cgru_bwd_step_after<T>(const T *, const T *, const T *, const T *,  \
-                                                    T *, const T *, T *, T *, const int *, int,  \
-                                                    int, int, int, int, int, int);               \
-    template __global__ void cgru_bwd_step_before_1<T>(const T *, const T *, const T *,          \
-                                                       const T *, T *, const T *, T *, T *, T *, \
-                                                       const int *, int, int, int, int, int,     \
-                                                       int, int);                                \
-    template __global__ void cgru_bwd_step_before_2<T>(const T *, const T *, const T *,          \
-                                                       const T *, T *, T *, T *, const int *,    \
-                                                       int, int, int, int, int, int);            \
-    template __global__ void cgru_fwd_persistent<T>(const T *, const T *, const T *, const T *,  \
-                                                    T *, T *, const T *, T *, T *, T *,          \
-                                                    const int *, unsigned int *, int, int, int,  \
-                                                    int, int, int, int, int, long long);
-CGRU_INSTANTIATE(float)
-CGRU_INSTANTIATE(double)
-#undef CGRU_INSTANTIATE
+// Every kernel for float and double, instantiated by taking its address (the nvcc compile check).
+template <typename T>
+void cgru_instantiate_kernels()
+{
+    const void *kernels[] = {
+        (const void *)cgru_fwd_step_after<T>,    (const void *)cgru_fwd_step_before_zr<T>,
+        (const void *)cgru_fwd_step_before_n<T>, (const void *)cgru_bwd_step_after<T>,
+        (const void *)cgru_bwd_step_before_1<T>, (const void *)cgru_bwd_step_before_2<T>,
+        (const void *)cgru_fwd_persistent<T>,
+    };
+    (void)kernels;
+}
+template void cgru_instantiate_kernels<float>();
+template void cgru_instantiate_kernels<double>();
 #endif
