@@ -26,7 +26,7 @@ import traceback
 import numpy as np
 from _gpu import cuda_ops, relative_difference, runs_persistent
 
-from cgru.backends.cupy_ops import PERSISTENT_KERNELS, STEP_KERNELS
+from cgru.backends.cuda_kernels import PERSISTENT_KERNELS, STEP_KERNELS
 from cgru.backends.numpy_ops import NumpyOps
 
 BATCH, TIME, FEATURES, UNITS = 3, 4, 5, 33
@@ -95,7 +95,7 @@ def run_group(name, emulate, rng):
                 ok = diff <= TOLERANCE[np.dtype(dtype)]
                 failures += not ok
                 print(f"{'ok  ' if ok else 'FAIL'} {label}: max rel diff {diff:.1e}", flush=True)
-    loaded = set(ops._kernels)  # compiled kernels, by name expression: loaded on first use only
+    loaded = ops.kernels.loaded()  # kernels are compiled on first use only
     missing = [f"{k}<{t}>" for k in kernels for t in ("float", "double") if f"{k}<{t}>" not in loaded]
     if missing:
         failures += 1

@@ -14,6 +14,7 @@ Four layers of checks, so that most of them run on machines without a GPU:
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import subprocess
 import sys
@@ -28,18 +29,14 @@ from padding import (
 )
 
 import cgru
-from cgru.backends import cupy_ops
-from cgru.backends.cupy_ops import (
-    PERSISTENT_KERNELS,
-    STEP_KERNELS,
-    CupyOps,
-    name_expressions,
-    persistent_smem_elems,
-    plan_persistent,
-)
+from cgru.backends import cuda_device, cuda_kernels, cuda_plan
+from cgru.backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from cgru.backends.cuda_kernels import PERSISTENT_KERNELS, STEP_KERNELS, name_expressions
+from cgru.backends.cuda_plan import persistent_smem_elems, plan_persistent
+from cgru.backends.cupy_ops import CupyOps
 from cgru.backends.numpy_ops import NumpyOps
 
-GRU_CU = cupy_ops.KERNEL_SOURCE
+GRU_CU = cuda_kernels.KERNEL_SOURCE
 
 DTYPES = [np.float32, np.float64]
 
@@ -145,7 +142,7 @@ def test_missing_cupy_says_how_to_install(monkeypatch):
     # cgru is not on PyPI: the hint names CuPy's own wheel, or the extra from a checkout
     hint = r"pip install cupy-cuda12x.*from a cgru checkout, `pip install \"\.\[gpu\]\"`"
     with pytest.raises(ImportError, match=hint) as info:
-        cupy_ops.import_cupy()
+        cuda_device.import_cupy()
     assert "cgru[gpu]" not in str(info.value)
     with pytest.raises(ImportError, match=r"CuPy.*" + hint):
         cgru.get_ops("cuda")
@@ -189,12 +186,12 @@ def test_installed_cupy_without_device_raises_runtime_error():
 def test_persistent_mode_is_validated(monkeypatch):
     with pytest.raises(ValueError, match="persistent"):
         plan_persistent("sometimes", 1, 8, 4, 4, 1 << 16)
-    monkeypatch.setenv(cupy_ops.PERSISTENT_ENV, "bogus")
-    with pytest.raises(ValueError, match=cupy_ops.PERSISTENT_ENV):
+    monkeypatch.setenv(cuda_plan.PERSISTENT_ENV, "bogus")
+    with pytest.raises(ValueError, match=cuda_plan.PERSISTENT_ENV):
         CupyOps(_NoDeviceCupy(1))
-    monkeypatch.setenv(cupy_ops.PERSISTENT_ENV, "AUTO")
+    monkeypatch.setenv(cuda_plan.PERSISTENT_ENV, "AUTO")
     assert CupyOps(_NoDeviceCupy(1)).persistent == "auto"
-    monkeypatch.delenv(cupy_ops.PERSISTENT_ENV)
+    monkeypatch.delenv(cuda_plan.PERSISTENT_ENV)
     assert CupyOps(_NoDeviceCupy(1)).persistent == "off"  # off until verified on a GPU
 
 
@@ -227,6 +224,24 @@ def test_kernel_source_ships_with_the_package():
     for kernel in STEP_KERNELS + PERSISTENT_KERNELS:
         assert f"__global__ void {kernel}(" in text, kernel
     assert len(name_expressions(STEP_KERNELS)) == 2 * len(STEP_KERNELS)
+
+
+def _kernel_enum(text, name):
+    """{"tanh": 0, ...} from gru.cu's ``enum name { CGRU_TANH = 0, ... }``."""
+    body = re.search(r"enum\s+" + name + r"\s*\{([^}]*)\}", text)
+    assert body, name
+    pairs = re.findall(r"CGRU_(\w+)\s*=\s*(\d+)", body.group(1))
+    return {key.lower(): int(value) for key, value in pairs}
+
+
+def test_activation_codes_are_the_kernels():
+    """The codes the backend passes are gru.cu's enum values, and every activation the ops
+    accept has one."""
+    text = GRU_CU.read_text()
+    assert _kernel_enum(text, "cgru_activation_code") == cuda_kernels.ACTIVATION_CODES
+    assert _kernel_enum(text, "cgru_recurrent_activation_code") == cuda_kernels.RECURRENT_ACTIVATION_CODES
+    assert set(cuda_kernels.ACTIVATION_CODES) == set(ACTIVATIONS)
+    assert set(cuda_kernels.RECURRENT_ACTIVATION_CODES) == set(RECURRENT_ACTIVATIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,6 +350,17 @@ def test_emulated_auto_mode_chooses_by_size(emulator, rng):
     check_against_reference(ops, rng, np.float32, B=ops.persistent_max_batch + 1, H=6)
     assert not any(n.startswith("cgru_fwd_persistent") for n in cp.launches)
     check_against_reference(ops, rng, np.float32, B=2, H=6)
+    assert any(n.startswith("cgru_fwd_persistent") for n in cp.launches)
+
+
+def test_emulated_persistent_kernel_above_48k_of_shared_memory(emulator, rng):
+    """A launch needing more than the default 48 KiB of dynamic shared memory raises the
+    kernel's limit first (the emulator refuses it otherwise, as CUDA does)."""
+    ops, cp = emulated_ops(emulator, persistent="always", num_sms=1)
+    B, H = 2, 64
+    plan = ops._persistent_plan(B, H, np.float32)
+    assert plan is not None and 48 * 1024 < plan.smem_bytes <= cp.smem_optin
+    check_against_reference(ops, rng, np.float32, B=B, T=2, H=H)
     assert any(n.startswith("cgru_fwd_persistent") for n in cp.launches)
 
 

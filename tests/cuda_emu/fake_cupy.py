@@ -23,7 +23,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from cgru.backends.cupy_ops import KERNEL_SOURCE, CupyOps
+from cgru.backends.cuda_kernels import KERNEL_SOURCE
+from cgru.backends.cupy_ops import CupyOps
 
 HERE = Path(__file__).resolve().parent
 GRU_CU = KERNEL_SOURCE  # the file the backend compiles (the installed copy when installed)
