@@ -241,6 +241,56 @@ def test_float64_graph_equals_reference_evaluator(rng):
                                    atol=1e-12)
 
 
+def keras_style_graph(rng, vocabulary=9, embed=4, hidden=5, classes=3):
+    """The glue a Keras-to-ONNX converter (tf2onnx) writes: float ids cast to int64, lengths from
+    the non-zero ids, a zero initial state built from the input's shape, the last step sliced
+    off the batch-major output, and a Gemm + Softmax head."""
+    i64 = lambda name, v: tensor(name, np.array(v, np.int64))  # noqa: E731
+    inits = [
+        tensor("table", rng.uniform(-1, 1, (vocabulary, embed)).astype(np.float32)),
+        tensor("W", rng.uniform(-0.7, 0.7, (1, 3 * hidden, embed)).astype(np.float32)),
+        tensor("R", rng.uniform(-0.7, 0.7, (1, 3 * hidden, hidden)).astype(np.float32)),
+        tensor("B", rng.uniform(-0.7, 0.7, (1, 6 * hidden)).astype(np.float32)),
+        tensor("Wd", rng.uniform(-1, 1, (classes, hidden)).astype(np.float32)),
+        tensor("bd", rng.uniform(-1, 1, classes).astype(np.float32)),
+        i64("zero", 0), i64("axis0", [0]), i64("axis1", [1]), i64("one", [1]), i64("units", [hidden]),
+        i64("last", [-1]), i64("end", [np.iinfo(np.int64).max]),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("Cast", ["ids"], ["ids64"], to=TensorProto.INT64),
+        n("Gather", ["table", "ids64"], ["emb"]),
+        n("Equal", ["ids64", "zero"], ["pad"]), n("Not", ["pad"], ["real"]),
+        n("Cast", ["real"], ["real32"], to=TensorProto.INT32),
+        n("ReduceSum", ["real32", "axis1"], ["lens"], keepdims=0),
+        n("Transpose", ["emb"], ["x_tbf"], perm=[1, 0, 2]),
+        n("Shape", ["emb"], ["shape"]), n("Gather", ["shape", "zero"], ["batch"]),
+        n("Unsqueeze", ["batch", "axis0"], ["batch1"]),
+        n("Concat", ["one", "batch1", "units"], ["h_shape"], axis=0),
+        n("ConstantOfShape", ["h_shape"], ["h0"]),
+        n("GRU", ["x_tbf", "W", "R", "B", "lens", "h0"], ["Y", "Y_h"], hidden_size=hidden,
+          linear_before_reset=1),
+        n("Squeeze", ["Y", "axis1"], ["y_tbh"]), n("Transpose", ["y_tbh"], ["y_bth"], perm=[1, 0, 2]),
+        n("Slice", ["y_bth", "last", "end", "axis1"], ["y_last1"]),
+        n("Squeeze", ["y_last1", "axis1"], ["y_last"]),
+        n("Gemm", ["y_last", "Wd", "bd"], ["logits"], transB=1), n("Softmax", ["logits"], ["probs"], axis=-1),
+    ]
+    return make_model(nodes, [helper.make_tensor_value_info("ids", FLOAT, ["batch", "time"])],
+                      [helper.make_tensor_value_info("probs", FLOAT, ["batch", classes])], inits)
+
+
+def test_keras_style_glue_with_float_ids_and_lengths_from_ids(rng):
+    model = keras_style_graph(rng)
+    imported = cgru.from_onnx(model)
+    kinds = [type(layer).__name__ for layer in imported.layers]
+    assert kinds == ["Embedding", "GRU", "SelectTimestep", "Dense"]
+    assert imported.layers[0].mask_zero
+    ids = rng.integers(1, 9, (4, 6)).astype(np.float32)
+    ids[1, 4:] = 0
+    ids[2, 1:] = 0
+    assert_close(imported.predict(ids), run(model, {"ids": ids})[0])
+
+
 # --------------------------------------------------------------------------- round trips
 ROUND_TRIP_MODELS = {
     "gru-backwards-hard-sigmoid": lambda: [GRU(5, go_backwards=True, return_sequences=True, reset_after=False,

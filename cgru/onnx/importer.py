@@ -34,15 +34,20 @@ from ._values import Aux, Const, Data, Dim, Fill, Lengths, Sym, is_step, is_unit
 _BIG = 1 << 30  # Slice bounds at least this large mean "to the end"
 
 
-class _LayoutMismatch(ValueError):
-    """A GRU node reads its input in another axis order than assumed for the graph input."""
+class _ReadingMismatch(ValueError):
+    """The graph uses its input otherwise than assumed: in another axis order (a GRU reads it
+    batch-major or time-major), or as float-typed ids (cast to ints for an embedding lookup)."""
 
 
 class _Failure(ValueError):
-    def __init__(self, message: str, progress: int, layout: bool) -> None:
+    def __init__(self, message: str, progress: int, mismatch: bool) -> None:
         super().__init__(message)
         self.progress = progress
-        self.layout = layout
+        self.mismatch = mismatch
+
+
+#: How the graph input is read, tried in turn: (time-major, float input holding ids).
+_READINGS = [(False, False), (True, False), (False, True), (True, True)]
 
 
 def from_onnx(path_or_model: Any) -> Sequential:
@@ -69,15 +74,15 @@ def from_onnx(path_or_model: Any) -> Sequential:
     model = load_model(onnx, path_or_model)
     view = GraphView(model.graph)
     failures = []
-    for time_major in (False, True):
+    for time_major, float_ids in _READINGS:
         try:
-            return _Interpreter(onnx, model, view, time_major).run()
+            return _Interpreter(onnx, model, view, time_major, float_ids).run()
         except _Failure as exc:
             failures.append(exc)
-            if not exc.layout:
+            if not exc.mismatch:
                 break
-    # report the reading that got furthest (a layout mismatch only if nothing else went wrong)
-    best = max(failures, key=lambda f: (not f.layout, f.progress))
+    # report the reading that got furthest (a mismatch only if nothing else went wrong)
+    best = max(failures, key=lambda f: (not f.mismatch, f.progress))
     raise ValueError(str(best)) from None
 
 
@@ -89,12 +94,13 @@ def _opset(model: Any) -> int:
 
 
 class _Interpreter:
-    def __init__(self, onnx: Any, model: Any, view: GraphView, time_major: bool) -> None:
+    def __init__(self, onnx: Any, model: Any, view: GraphView, time_major: bool, float_ids: bool) -> None:
         self.onnx = onnx
         self.graph = model.graph
         self.view = view
         self.opset = _opset(model)
         self.time_major = time_major
+        self.float_ids = float_ids
         self.values: dict[str, Any] = {}
         self.initializers = {t.name: t for t in self.graph.initializer}
         self.materializer = Materializer()
@@ -116,7 +122,7 @@ class _Interpreter:
                 self._run_node(index)
                 self.progress += 1
             return self._build()
-        except _LayoutMismatch as exc:
+        except _ReadingMismatch as exc:
             raise _Failure(str(exc), self.progress, True) from None
         except _fold.Unfoldable as exc:
             raise _Failure(str(exc), self.progress, False) from None
@@ -149,12 +155,16 @@ class _Interpreter:
             names = [d[0] for d in data_inputs]
             raise ValueError(f"the graph must have one data input, found {len(names)}: {names}")
         name, kind, dims, dtype = data_inputs[0]
+        if self.float_ids:
+            if kind != "f" or len(dims) != 2:
+                raise _ReadingMismatch("the graph input is not a float (batch, time) tensor")
+            kind = "i"  # ids in a float tensor, as Keras models take them
         time_axis = 1 if len(dims) == 2 and kind == "f" else (0 if self.time_major else 1)
         batch_axis = 0 if len(dims) == 2 and kind == "f" else (1 if self.time_major else 0)
         self.batch = Dim("batch", known=dims[batch_axis])
         if kind == "f" and len(dims) == 2:
-            if dims[1] is None:
-                raise ValueError(f"graph input {name!r}: the feature size must be known, got {dims}")
+            if dims[1] is None:  # perhaps ids (batch, time) in a float tensor
+                raise _ReadingMismatch(f"graph input {name!r}: the feature size must be known, got {dims}")
             self.input_kind, self.features = "vec", dims[1]
             self.values[name] = Data(("B", "F"), Chain((), "vec"), width=dims[1])
         else:
@@ -168,7 +178,7 @@ class _Interpreter:
             else:
                 self.input_kind = "ids"
                 self.values[name] = Aux("ids", axes)
-        if kind == "f":
+        if dtype.kind == "f":
             if dtype == np.float64:
                 self.dtype = "float64"
             elif dtype != np.float32 and dtype != np.float16:
@@ -763,6 +773,8 @@ def _op_cast(it: _Interpreter, args, attrs, where):
     value = args[0]
     kind = np.dtype(TENSOR_TYPES.get(attrs.get("to"), (np.void,))[0]).kind
     if isinstance(value, Data) and kind != "f":
+        if isinstance(value.expr, Chain) and not value.expr.layers:
+            raise _ReadingMismatch(f"{where}: casts the graph input to integers")
         raise ValueError(f"{where}: casts the activations to a non-float type")
     return [value]
 
@@ -807,7 +819,7 @@ def _op_gru(it: _Interpreter, args, attrs, where):
     layout = int(attrs.get("layout", 0))
     wanted = ("T", "B", "F") if layout == 0 else ("B", "T", "F")
     if x.axes != wanted:
-        raise _LayoutMismatch(f"{where}: reads X with axes {it._axes(x)}, but layout={layout} expects "
+        raise _ReadingMismatch(f"{where}: reads X with axes {it._axes(x)}, but layout={layout} expects "
                               f"({', '.join(wanted)})")
     if w.shape[2] != x.width:
         raise ValueError(f"{where}: W expects {w.shape[2]} input features, X has {x.width}")
