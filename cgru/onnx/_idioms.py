@@ -26,8 +26,17 @@ def unsqueeze(ctx: ExportContext, x: str, axes: list[int]) -> str:
     return ctx.node("Unsqueeze", [x, ints(ctx, axes)])
 
 
-def swap_batch_time(ctx: ExportContext, x: str) -> str:
-    """(B, T, F) <-> (T, B, F)."""
+def to_time_major(ctx: ExportContext, x: str, features: int) -> str:
+    """(B, T, F) -> (T, B, F). Streaming (T = 1), a Reshape: it moves no data."""
+    if ctx.streaming:
+        return ctx.node("Reshape", [x, ints(ctx, [1, -1, features])])
+    return ctx.node("Transpose", [x], perm=[1, 0, 2])
+
+
+def to_batch_major(ctx: ExportContext, x: str, features: int) -> str:
+    """(T, B, F) -> (B, T, F). Streaming (T = 1), a Reshape: it moves no data."""
+    if ctx.streaming:
+        return ctx.node("Reshape", [x, ints(ctx, [-1, 1, features])])
     return ctx.node("Transpose", [x], perm=[1, 0, 2])
 
 

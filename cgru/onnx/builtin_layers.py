@@ -52,16 +52,6 @@ def export_reverse_timesteps(layer: ReverseTimesteps, ctx: ExportContext) -> str
 
 
 # ------------------------------------------------------------------------------ recurrent
-class _Direction:
-    """One GRU of a layer as it runs in the graph: its time-aligned output sequence (B, T, H)
-    when asked for, and its final state (B, H)."""
-
-    def __init__(self, gru: GRU) -> None:
-        self.gru = gru
-        self.sequence: str | None = None
-        self.state: str = ""
-
-
 def _node_groups(grus: list[GRU]) -> list[tuple[list[GRU], dict]]:
     """The GRU nodes to emit: one bidirectional node when both directions fit in one (same
     units and reset form, activation parameters expressible), else one node each; forward first."""
@@ -79,50 +69,76 @@ def _node_groups(grus: list[GRU]) -> list[tuple[list[GRU], dict]]:
     return [([g], attrs([g])) for g in ordered]
 
 
-def _run_grus(ctx: ExportContext, grus: list[GRU], sequences: bool) -> dict[int, _Direction]:
-    """Emit the GRU node(s) for the GRUs reading ``ctx.input``; returns their outputs by id."""
-    x = idioms.swap_batch_time(ctx, ctx.input)  # ONNX Runtime's GRU takes layout 0 only
-    dtype = np.dtype(ctx.dtype)
-    out: dict[int, _Direction] = {}
-    for group, act_attrs in _node_groups(grus):
-        rows = [gru_to_gate_rows(g.get_weights(), g.reset_after) for g in group]
-        w, r, b = gate_rows_to_onnx(rows, dtype)
-        inputs = [x, ctx.constant(w, name="W"), ctx.constant(r, name="R"),
-                  "" if b is None else ctx.constant(b, name="B"), ctx.lengths or ""]
-        states = []
-        if ctx.streaming:
-            states = [ctx.add_state(g.units, name=_state_name(ctx, g)) for g in group]
-            inputs.append(ctx.node("Concat", [idioms.unsqueeze(ctx, s, [0]) for s in states], axis=0)
-                          if len(states) > 1 else idioms.unsqueeze(ctx, states[0], [0]))
-        while inputs[-1] == "":
-            inputs.pop()
-        if len(group) == 2:
-            direction = "bidirectional"
-        else:
-            direction = "reverse" if group[0].go_backwards else "forward"
-        y, y_h = ctx.node("GRU", inputs, [None if sequences else "", None], hidden_size=group[0].units,
-                          direction=direction, linear_before_reset=int(group[0].reset_after), **act_attrs)
-        for d, gru in enumerate(group):
-            run = _Direction(gru)
-            if len(group) == 1:
-                run.state = idioms.squeeze(ctx, y_h, [0])
-                if sequences:
-                    run.sequence = idioms.swap_batch_time(ctx, idioms.squeeze(ctx, y, [1]))
-            else:
-                run.state = idioms.take(ctx, y_h, d, axis=0)
-                if sequences:
-                    run.sequence = idioms.swap_batch_time(ctx, idioms.take(ctx, y, d, axis=1))
+class _GruNodes:
+    """The GRU node(s) computing a layer's GRUs over ``ctx.input``, and their outputs as cgru
+    lays them out, made on demand: a GRU's time-aligned sequence (B, T, H) and final state (B, H)."""
+
+    def __init__(self, ctx: ExportContext, grus: list[GRU], sequences: bool, states: bool) -> None:
+        self.ctx = ctx
+        self.where: dict[int, tuple[str, str, int, int]] = {}  # id(gru) -> (Y, Y_h, index, directions)
+        self._cache: dict = {}
+        x = idioms.to_time_major(ctx, ctx.input, grus[0].input_dim)  # ONNX Runtime's GRU: layout 0 only
+        dtype = np.dtype(ctx.dtype)
+        for group, act_attrs in _node_groups(grus):
+            rows = [gru_to_gate_rows(g.get_weights(), g.reset_after) for g in group]
+            w, r, b = gate_rows_to_onnx(rows, dtype)
+            inputs = [x, ctx.constant(w, name="W"), ctx.constant(r, name="R"),
+                      "" if b is None else ctx.constant(b, name="B"), ctx.lengths or ""]
+            old = []
             if ctx.streaming:
-                new = run.state
-                if ctx.lengths is not None:
-                    # ONNX Runtime zeroes Y_h of a sequence of length 0; cgru keeps its state.
-                    moved = idioms.unsqueeze(ctx, ctx.node("Greater", [ctx.lengths, ctx.constant(
-                        np.int32(0))]), [1])
-                    new = ctx.node("Where", [moved, run.state, states[d]])
-                    run.state = new
-                ctx.update_state(states[d], new)
-            out[id(gru)] = run
-    return out
+                old = [ctx.add_state(g.units, name=_state_name(ctx, g)) for g in group]
+                stacked = [idioms.unsqueeze(ctx, s, [0]) for s in old]
+                inputs.append(ctx.node("Concat", stacked, axis=0) if len(stacked) > 1 else stacked[0])
+            while inputs[-1] == "":
+                inputs.pop()
+            if len(group) == 2:
+                direction = "bidirectional"
+            else:
+                direction = "reverse" if group[0].go_backwards else "forward"
+            outputs = [None if sequences else "", None if states or ctx.streaming else ""]
+            y, y_h = ctx.node("GRU", inputs, outputs, hidden_size=group[0].units, direction=direction,
+                              linear_before_reset=int(group[0].reset_after), **act_attrs)
+            for d, gru in enumerate(group):
+                self.where[id(gru)] = (y, y_h, d, len(group))
+                if ctx.streaming:
+                    self._stream_state(gru, old[d])
+
+    def _stream_state(self, gru: GRU, old: str) -> None:
+        ctx = self.ctx
+        new = self.state(gru)
+        if ctx.lengths is not None:
+            # ONNX Runtime zeroes Y_h of a sequence of length 0; cgru keeps its state.
+            stepped = ctx.node("Greater", [ctx.lengths, ctx.constant(np.int32(0))])
+            new = ctx.node("Where", [idioms.unsqueeze(ctx, stepped, [1]), new, old])
+            self._cache[("state", id(gru))] = new
+        ctx.update_state(old, new)
+
+    def state(self, gru: GRU) -> str:
+        key = ("state", id(gru))
+        if key not in self._cache:
+            _, y_h, d, n = self.where[id(gru)]
+            ctx = self.ctx
+            self._cache[key] = idioms.squeeze(ctx, y_h, [0]) if n == 1 else idioms.take(ctx, y_h, d, axis=0)
+        return self._cache[key]
+
+    def sequence(self, gru: GRU) -> str:
+        key = ("sequence", id(gru))
+        if key not in self._cache:
+            y, _, d, n = self.where[id(gru)]
+            ctx = self.ctx
+            one = idioms.squeeze(ctx, y, [1]) if n == 1 else idioms.take(ctx, y, d, axis=1)
+            self._cache[key] = idioms.to_batch_major(ctx, one, gru.units)
+        return self._cache[key]
+
+    def concatenated(self, first: GRU, second: GRU) -> str | None:
+        """Both directions of one bidirectional node, time-aligned and concatenated (B, T, 2H),
+        with one Transpose; None when the two GRUs are not directions 0 and 1 of one node."""
+        (y, _, d1, n), (y2, _, d2, _) = self.where[id(first)], self.where[id(second)]
+        if n != 2 or y != y2 or (d1, d2) != (0, 1):
+            return None
+        ctx = self.ctx
+        batch_major = ctx.node("Transpose", [y], perm=[2, 0, 1, 3])  # (T, 2, B, H) -> (B, T, 2, H)
+        return ctx.node("Reshape", [batch_major, idioms.ints(ctx, [0, 0, first.units + second.units])])
 
 
 def _state_name(ctx: ExportContext, gru: GRU) -> str:
@@ -132,38 +148,46 @@ def _state_name(ctx: ExportContext, gru: GRU) -> str:
 
 
 def export_gru(layer: GRU, ctx: ExportContext) -> Any:
-    run = _run_grus(ctx, [layer], layer.return_sequences)[id(layer)]
+    nodes = _GruNodes(ctx, [layer], layer.return_sequences, not layer.return_sequences or layer.return_state)
     if layer.return_sequences:
         # go_backwards returns the output in processing order, each sequence within its length
-        out = idioms.reverse_time(ctx, run.sequence) if layer.go_backwards else run.sequence
+        seq = nodes.sequence(layer)
+        out = idioms.reverse_time(ctx, seq) if layer.go_backwards else seq
     else:
-        out = run.state
-    return [out, run.state] if layer.return_state else out
+        out = nodes.state(layer)
+    return [out, nodes.state(layer)] if layer.return_state else out
 
 
 def export_bidirectional(layer: Bidirectional, ctx: ExportContext) -> Any:
     fwd, bwd = layer.forward_layer, layer.backward_layer
-    runs = _run_grus(ctx, [fwd, bwd], layer.return_sequences)
-    rf, rb = runs[id(fwd)], runs[id(bwd)]
-    if layer.return_sequences:
-        # as Keras: the forward half as its layer returns it, the backward half re-reversed
-        of = idioms.reverse_time(ctx, rf.sequence) if fwd.go_backwards else rf.sequence
-        ob = rb.sequence if bwd.go_backwards else idioms.reverse_time(ctx, rb.sequence)
-    else:
-        of, ob = rf.state, rb.state
+    sequences = layer.return_sequences
+    nodes = _GruNodes(ctx, [fwd, bwd], sequences, not sequences or layer.return_state)
     mode = layer.merge_mode
-    if mode == "concat":
-        out: Any = ctx.node("Concat", [of, ob], axis=-1)
-    elif mode == "sum":
-        out = ctx.node("Add", [of, ob])
-    elif mode == "mul":
-        out = ctx.node("Mul", [of, ob])
-    elif mode == "ave":
-        out = ctx.node("Div", [ctx.node("Add", [of, ob]), ctx.constant(np.asarray(2, dtype=ctx.dtype))])
+    # as Keras: the forward half as its layer returns it, the backward half re-reversed; in the
+    # usual case (forward layer forwards, backward layer backwards) both are time-aligned
+    fast = None
+    if sequences and mode == "concat" and not fwd.go_backwards:
+        fast = nodes.concatenated(fwd, bwd)
+    if fast is not None:
+        out: Any = fast
     else:
-        out = [of, ob]
+        if sequences:
+            of = idioms.reverse_time(ctx, nodes.sequence(fwd)) if fwd.go_backwards else nodes.sequence(fwd)
+            ob = nodes.sequence(bwd) if bwd.go_backwards else idioms.reverse_time(ctx, nodes.sequence(bwd))
+        else:
+            of, ob = nodes.state(fwd), nodes.state(bwd)
+        if mode == "concat":
+            out = ctx.node("Concat", [of, ob], axis=-1)
+        elif mode == "sum":
+            out = ctx.node("Add", [of, ob])
+        elif mode == "mul":
+            out = ctx.node("Mul", [of, ob])
+        elif mode == "ave":
+            out = ctx.node("Div", [ctx.node("Add", [of, ob]), ctx.constant(np.asarray(2, dtype=ctx.dtype))])
+        else:
+            out = [of, ob]
     if layer.return_state:
-        out = (out if isinstance(out, list) else [out]) + [rf.state, rb.state]
+        out = (out if isinstance(out, list) else [out]) + [nodes.state(fwd), nodes.state(bwd)]
     return out
 
 

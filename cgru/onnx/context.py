@@ -45,6 +45,8 @@ class GraphBuilder:
         self.inputs: list = []
         self.outputs: list = []
         self._taken: set[str] = set()
+        self._renamed: dict[str, str] = {}  # tensors renamed to graph outputs
+        self._outputs_taken: set[str] = set()
 
     def fresh(self, hint: str) -> str:
         """A tensor name not used yet, built from ``hint``."""
@@ -66,6 +68,25 @@ class GraphBuilder:
         attrs = {k: v for k, v in attrs.items() if v is not None}
         self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), list(outputs), name=name,
                                                      domain=domain or None, **attrs))
+
+    def output_from(self, tensor: str, name: str) -> str:
+        """Make ``tensor`` available as the graph output ``name``: the node computing it writes
+        ``name`` directly when it can (fewer nodes to run per call), else an Identity copies it."""
+        self.reserve(name)
+        tensor = self._renamed.get(tensor, tensor)
+        producer = next((n for n in self.nodes if tensor in n.output), None)
+        if producer is not None and tensor not in self._outputs_taken:
+            for node in self.nodes:
+                for field in (node.input, node.output):
+                    for i, value in enumerate(field):
+                        if value == tensor:
+                            field[i] = name
+            self._renamed[tensor] = name
+            self._outputs_taken.add(name)
+        else:
+            label = self.fresh(f"{name}/Identity")
+            self.nodes.append(self.onnx.helper.make_node("Identity", [tensor], [name], name=label))
+        return name
 
     def constant(self, value: Any, hint: str, dtype: Any = None) -> str:
         array = np.asarray(value, dtype=dtype)

@@ -137,13 +137,10 @@ def to_onnx(model: Sequential, path: Any = None, *, opset: int | None = None, st
         raise ValueError(f"layer {last.name!r}: its exporter returned {current!r}, but the layer has "
                          f"{len(shapes)} output(s): return one tensor name per output")
     names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
-    tail = ExportContext(builder, last, "", (), None, streaming)
     for name, tensor, out_shape in zip(names, outputs, shapes):
-        tail.node("Identity", [tensor], [name])
-        builder.add_output(name, current_dtype, _output_dims(tuple(out_shape)))
+        builder.add_output(builder.output_from(tensor, name), current_dtype, _output_dims(tuple(out_shape)))
     for _, out_name, value, size, dtype in states:
-        tail.node("Identity", [value], [out_name])
-        builder.add_output(out_name, dtype, ["batch", size])
+        builder.add_output(builder.output_from(value, out_name), dtype, ["batch", size])
 
     from .. import __version__
 
