@@ -142,14 +142,15 @@ def test_stacked_layers_with_embedding_dropout_and_dense(rng):
 
 @pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh", "softmax"])
 def test_dense_on_two_and_three_dimensions(x, activation):
-    model = Sequential([Dense(4, activation=activation, input_shape=(None, 3), seed=1),
-                        gru(5, 2, return_sequences=True), Dense(3, activation=activation, seed=3)])
+    def dense(units, seed, **kwargs):
+        return Dense(units, activation=activation, bias_initializer="ones", seed=seed, **kwargs)
+
+    model = Sequential([dense(4, 1, input_shape=(None, 3)), gru(5, 2, return_sequences=True), dense(3, 3)])
     check_model(model, x)
     check_model(model, x, RAGGED)  # outputs past each length are zero, as cgru returns them
-    flat = Sequential([gru(5, 2, input_shape=(None, 3)), Dense(4, activation=activation, seed=5),
-                       Dense(2, activation=activation, seed=6)])
+    flat = Sequential([gru(5, 2, input_shape=(None, 3)), dense(4, 5), dense(2, 6)])
     check_model(flat, x)
-    dense_only = Sequential([Dense(4, activation=activation, input_shape=(3,), seed=7)])
+    dense_only = Sequential([dense(4, 7, input_shape=(3,))])
     check_model(dense_only, x[:, 0])
 
 
@@ -344,9 +345,18 @@ def test_hook_returning_nonsense_is_refused():
         def to_onnx(self, ctx):
             return 42
 
-    model = Sequential([Broken(input_shape=(3,))])
-    with pytest.raises(ValueError, match="one tensor name per output"):
-        cgru.to_onnx(model)
+    for model in (Sequential([Broken(input_shape=(3,))]), Sequential([Broken(input_shape=(3,)), Dense(2)])):
+        with pytest.raises(ValueError, match="one tensor name per output"):
+            cgru.to_onnx(model)
+
+
+def test_hook_building_an_invalid_graph_is_refused():
+    class Invalid(Affine):
+        def to_onnx(self, ctx):
+            return ctx.node("NoSuchOperator", [ctx.input])
+
+    with pytest.raises(ValueError, match="does not pass onnx.checker"):
+        cgru.to_onnx(Sequential([Invalid(input_shape=(3,))]))
 
 
 def test_argument_errors():

@@ -299,6 +299,7 @@ ROUND_TRIP_MODELS = {
     "bi-concat": lambda: [Bidirectional(GRU(5, return_sequences=True)), GRU(3)],
     "bi-ave-state": lambda: [Bidirectional(GRU(4, return_sequences=True, return_state=True),
                                            merge_mode="ave")],
+    "bi-dense-last": lambda: [Bidirectional(GRU(4, return_sequences=True)), Dense(2, activation="tanh")],
     "bi-none": lambda: [Bidirectional(GRU(4, return_sequences=True), merge_mode=None)],
     "bi-none-final": lambda: [Bidirectional(GRU(4), merge_mode=None)],
     "bi-mul-swapped": lambda: [Bidirectional(GRU(4, return_sequences=True, go_backwards=True),
@@ -328,11 +329,12 @@ def test_embedding_with_mask_zero_loads_back(rng):
     model = Sequential([Embedding(10, 4, mask_zero=True, seed=1),
                         Bidirectional(GRU(5, return_sequences=True)), Dense(3)])
     model.build((None, None))
-    back = cgru.from_onnx(cgru.to_onnx(model))
-    assert back.layers[0].mask_zero
     ids = rng.integers(1, 10, (3, 6))
     ids[1, 2:] = 0
-    assert_close(back.predict(ids), model.predict(ids), rtol=1e-6)
+    for lengths in (None, [4, 6, 5]):  # with sequence_lens too: the smaller of the two applies
+        back = cgru.from_onnx(cgru.to_onnx(model, sequence_lens=lengths is not None))
+        assert back.layers[0].mask_zero
+        assert_close(back.predict(ids, lengths=lengths), model.predict(ids, lengths=lengths), rtol=1e-6)
 
 
 def test_from_path_and_bytes(tmp_path, rng):

@@ -50,6 +50,15 @@ def _keeps_time_axis(before: tuple, after: Any) -> bool:
             and after[1] == before[1])
 
 
+def _check_result(layer: Layer, out: Any, shape: Any) -> None:
+    """An exporter returns one tensor name per output of the layer."""
+    count = len(shape) if isinstance(shape, list) else 1
+    names = out if isinstance(out, list) else [out]
+    if len(names) != count or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"layer {layer.name!r}: its exporter returned {out!r}, but the layer has {count} "
+                         "output(s): return one tensor name per output (a list for several)")
+
+
 def _output_dims(shape: tuple) -> list:
     """Declared output dimensions: "batch", "time" (the second axis of a sequence), sizes."""
     dims: list = []
@@ -122,6 +131,7 @@ def to_onnx(model: Sequential, path: Any = None, *, opset: int | None = None, st
             ctx.input = ctx.node("Cast", [current], to=ctx.tensor_type)
         out = exporter(layer, ctx)
         after = layer.compute_output_shape(shape)
+        _check_result(layer, out, after)
         lengths = ctx.lengths if _keeps_time_axis(shape, after) else None
         states += ctx.finished_states()
         current, shape, current_dtype = out, after, ctx.dtype
@@ -133,9 +143,6 @@ def to_onnx(model: Sequential, path: Any = None, *, opset: int | None = None, st
 
     outputs = current if isinstance(current, list) else [current]
     shapes = shape if isinstance(shape, list) else [shape]
-    if len(outputs) != len(shapes) or not all(isinstance(o, str) for o in outputs):
-        raise ValueError(f"layer {last.name!r}: its exporter returned {current!r}, but the layer has "
-                         f"{len(shapes)} output(s): return one tensor name per output")
     names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
     for name, tensor, out_shape in zip(names, outputs, shapes):
         builder.add_output(builder.output_from(tensor, name), current_dtype, _output_dims(tuple(out_shape)))
@@ -147,7 +154,7 @@ def to_onnx(model: Sequential, path: Any = None, *, opset: int | None = None, st
     proto = builder.model(model.name, f"cgru model {model.name!r}", __version__)
     try:
         onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ValueError(f"the exported graph does not pass onnx.checker: {exc}") from None
     if path is not None:
         onnx.save_model(proto, path)
