@@ -260,6 +260,45 @@ def test_streaming_keeps_the_state_over_padding_ids(rng):
         assert_close(outs[0], np.asarray(model(step)))
 
 
+# -------------------------------------------------------------------------------- OpenVINO
+def test_openvino_runs_the_portable_subset(rng, tmp_path):
+    """A second runtime: OpenVINO runs exports of tanh/relu GRUs with sigmoid gates (both reset
+    forms, go_backwards, Bidirectional merges, Dense, streaming) equal to predict. Its GRU
+    refuses HardSigmoid/Affine activations and ignores sequence_lens (docs/onnx.md)."""
+    ov = pytest.importorskip("openvino")
+    core = ov.Core()
+
+    def run_openvino(proto, feed):
+        path = tmp_path / "model.onnx"
+        onnx.save(proto, str(path))
+        # f32: on CPUs with bfloat16 units OpenVINO otherwise computes in bfloat16
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        result = compiled(feed)
+        return [result[o] for o in compiled.outputs]
+
+    x = rng.standard_normal((3, 5, 3)).astype(np.float32)
+    models = [
+        [gru(4, 1, reset_after=False, go_backwards=True, return_sequences=True),
+         gru(3, 2, activation="relu")],
+        [Bidirectional(gru(4, 3, return_sequences=True), merge_mode="ave"),
+         Dense(2, activation="softmax", seed=4)],
+        [Bidirectional(gru(4, 5, return_sequences=True, return_state=True), merge_mode=None)],
+    ]
+    for layers in models:
+        model = Sequential(layers)
+        model.build((None, None, 3))
+        want = model.predict(x)
+        got = run_openvino(cgru.to_onnx(model), {"input": x})
+        assert_close(got if isinstance(want, list) else got[0], want)
+    model = Sequential([gru(4, 6, stateful=True), Dense(2, seed=7)])
+    model.build((None, 1, 3))
+    proto = cgru.to_onnx(model, streaming=True)
+    state = np.zeros((3, 4), np.float32)
+    for t in range(4):
+        out, state = run_openvino(proto, {"input": x[:, t:t + 1], proto.graph.input[1].name: state})
+        assert_close(out, np.asarray(model(x[:, t:t + 1])))
+
+
 # ----------------------------------------------------------------------------------- float64
 def test_float64_export_passes_the_checker_and_equals_the_reference_evaluator(rng):
     """ONNX Runtime's GRU kernel is float32 only ("GRU operator does not support double yet"):
