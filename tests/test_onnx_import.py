@@ -436,6 +436,38 @@ def test_malformed_inputs():
         cgru.from_onnx(dangling)
 
 
+@pytest.mark.parametrize("case", ["hidden-size", "perm", "gather-axis", "two-wildcards", "slice-features"])
+def test_malformed_nodes_give_value_errors(rng, case):
+    """Nodes whose attributes or inputs do not fit the data: ValueErrors naming the node."""
+    model = gru_then(rng, "Identity")
+    n = helper.make_node
+    extra = []
+    if case == "hidden-size":
+        attr = next(a for a in model.graph.node[0].attribute if a.name == "hidden_size")
+        attr.i = 7
+        match = r"node #0 \(GRU\): hidden_size 7"
+    elif case == "perm":
+        extra = [n("Transpose", ["z"], ["out"], perm=[0, 0], name="bad")]
+        match = r"'bad' \(Transpose\): perm"
+    elif case == "gather-axis":
+        extra = [n("Gather", ["z", "axis0"], ["out"], axis=5, name="bad")]
+        match = r"'bad' \(Gather\)"
+    elif case == "two-wildcards":
+        model.graph.initializer.append(tensor("shape", np.array([-1, -1], np.int64)))
+        extra = [n("Reshape", ["z", "shape"], ["out"], name="bad")]
+        match = r"'bad' \(Reshape\): more than one -1"
+    else:
+        model.graph.initializer.extend([tensor(name, np.array([v], np.int64))
+                                        for name, v in (("s0", 0), ("s1", 2), ("ax", 1))])
+        extra = [n("Slice", ["z", "s0", "s1", "ax"], ["out"], name="bad")]
+        match = r"'bad' \(Slice\): slices part of the F axis"
+    if extra:
+        model.graph.node.extend(extra)
+        model.graph.output[0].CopyFrom(helper.make_tensor_value_info("out", FLOAT, [None] * 2))
+    with pytest.raises(ValueError, match=match):
+        cgru.from_onnx(model)
+
+
 def test_huge_declared_initializer_fails_fast(rng):
     """An initializer declaring 2**40 elements with a few bytes behind it, or a shape that its
     data does not fill: errors, and no allocation."""

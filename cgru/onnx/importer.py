@@ -216,7 +216,8 @@ class _Interpreter:
         except _fold.Unfoldable as exc:
             message = str(exc)
             raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
-        except (IndexError, KeyError, TypeError) as exc:
+        except (IndexError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+            # inputs or attributes missing or of the wrong kind for the op
             raise ValueError(f"{where}: malformed node ({type(exc).__name__}: {exc})") from None
         for name, value in zip(node.output, outs):
             if name:
