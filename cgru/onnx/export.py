@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import Sequential
 from ..layers import GRU, Bidirectional, Embedding, Layer
-from ..models import Sequential
 from . import _idioms as idioms
 from ._deps import require_onnx, resolve_opset
 from .builtin_layers import BUILTIN_EXPORTERS
