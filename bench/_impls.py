@@ -1,4 +1,5 @@
-"""The implementations compare.py times: cgru, PyTorch, ONNX Runtime and the NumPy reference.
+"""The implementations compare.py times: cgru, cgru's model exported to ONNX Runtime
+(``cgru.to_onnx``), PyTorch, ONNX Runtime running a hand-built GRU graph, and the NumPy reference.
 
 Each implementation builds a :class:`Runner` for one (problem, mode) at one thread count:
 ``call()`` is the timed unit of work, ``check()`` recomputes the result from the initial
@@ -62,6 +63,28 @@ class Impl:
 
 def _api_available(cgru) -> bool:
     return all(hasattr(cgru, name) for name in ("Sequential", "GRU", "Bidirectional"))
+
+
+def cgru_model(cgru, problem: Problem, data: Data):
+    """The problem's network as a cgru Sequential with the row's weights: a stateful GRU taking
+    one step per call (streaming), else stacked GRU or Bidirectional(GRU) layers returning
+    sequences."""
+    h = problem.hidden
+    if problem.kind == "step":
+        model = cgru.Sequential([cgru.GRU(h, stateful=True, return_sequences=False,
+                                          input_shape=(1, problem.input))])
+    else:
+        layers = []
+        for li in range(problem.layers):
+            kw = {"input_shape": (problem.time, problem.input)} if li == 0 else {}
+            if problem.kind == "bidir":
+                layers.append(cgru.Bidirectional(cgru.GRU(h, return_sequences=True), **kw))
+            else:
+                layers.append(cgru.GRU(h, return_sequences=True, **kw))
+        model = cgru.Sequential(layers)
+    model.build((None, problem.time, problem.input))
+    model.set_weights([a for dirs in data.weights for arrays in dirs for a in arrays])
+    return model
 
 
 class OpsChain(Impl):
@@ -143,14 +166,8 @@ class CgruImpl(OpsChain):
     # -- the public Sequential API (what users run) -------------------------------------------
     def _api_runner(self, problem: Problem, mode: str, data: Data) -> Runner:
         cgru = self.cgru
-        h = problem.hidden
+        model = cgru_model(cgru, problem, data)
         if mode == STEP:
-            (w, u, b), = data.weights[0]
-            model = cgru.Sequential([cgru.GRU(h, stateful=True, return_sequences=False,
-                                              input_shape=(1, problem.input))])
-            model(np.zeros((problem.batch, 1, problem.input), np.float32))  # builds the stateful model
-            model.set_weights([w, u, b])
-            model.reset_states()
             x1 = np.ascontiguousarray(data.steps[0])
 
             def call():
@@ -165,14 +182,6 @@ class CgruImpl(OpsChain):
                 return {"h": np.asarray(out)}
 
             return Runner(call, check, via="Sequential([GRU(stateful=True)]) model(x)")
-        layers = []
-        for li in range(problem.layers):
-            kw = {"input_shape": (problem.time, problem.input)} if li == 0 else {}
-            layers.append(cgru.Bidirectional(cgru.GRU(h, return_sequences=True), **kw))
-        model = cgru.Sequential(layers)
-        model.build((None, problem.time, problem.input))
-        flat = [a for dirs in data.weights for arrays in dirs for a in arrays]
-        model.set_weights(flat)
         x = data.x
         if mode == INFERENCE:
             return Runner(lambda: model(x), lambda: {"y": np.asarray(model(x))},
@@ -429,3 +438,44 @@ class OrtImpl(Impl):
         out_names = ["y"]
         return Runner(lambda: sess.run(out_names, feed), lambda: {"y": sess.run(out_names, feed)[0]},
                       via="GRU node(s) + in-graph Transposes (batch-major in and out)")
+
+
+class CgruOnnxImpl(OrtImpl):
+    """The cgru model of the row exported with ``cgru.to_onnx`` and run in ONNX Runtime (the
+    session options of :class:`OrtImpl`): what handing a cgru model to ONNX Runtime costs."""
+
+    name = "cgru-onnx"
+
+    def __init__(self) -> None:
+        super().__init__()
+        import cgru
+
+        if not hasattr(cgru, "to_onnx"):
+            raise ImportError("this cgru has no to_onnx")
+        self.cgru = cgru
+
+    def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        if mode == TRAINING:
+            raise Skip("inference engine (training needs onnxruntime-training)")
+        model = cgru_model(self.cgru, problem, data)
+        if mode == STEP:
+            sess = self._session(self.cgru.to_onnx(model, streaming=True))
+            state_name = sess.get_inputs()[1].name
+            b, h = problem.batch, problem.hidden
+            x1 = np.ascontiguousarray(data.steps[0])
+            state = [np.zeros((b, h), np.float32)]
+
+            def call():
+                state[0] = sess.run(None, {"input": x1, state_name: state[0]})[1]
+
+            def check():
+                hh = np.zeros((b, h), np.float32)
+                for xt in data.steps:
+                    hh = sess.run(None, {"input": np.ascontiguousarray(xt), state_name: hh})[1]
+                return {"h": hh}
+
+            return Runner(call, check, via="cgru.to_onnx(streaming=True): one-step session, state fed back")
+        sess = self._session(self.cgru.to_onnx(model))
+        feed = {"input": data.x}
+        return Runner(lambda: sess.run(None, feed), lambda: {"y": sess.run(None, feed)[0]},
+                      via="cgru.to_onnx(model) in a session (batch-major in and out)")

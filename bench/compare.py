@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Side-by-side CPU benchmark: cgru vs PyTorch nn.GRU vs ONNX Runtime vs the NumPy reference.
 
+The "cgru-onnx" rows run the cgru model itself exported with ``cgru.to_onnx`` in ONNX Runtime
+(the "onnxruntime" rows run a hand-built GRU graph), so the cost of the hand-off shows.
+
     python bench/compare.py                      # every shape, 1 and 2 threads (~5-10 min on 2 cores)
     python bench/compare.py --threads 2 --shapes batch-mid,streaming --repeats 9
     python bench/compare.py --quick --json out.json   # CI smoke test (< 60 s)
@@ -62,9 +65,9 @@ from _common import (  # noqa: E402
     source_revision,
     versions,
 )
-from _impls import CgruImpl, NumpyImpl, OrtImpl, Skip, TorchImpl  # noqa: E402
+from _impls import CgruImpl, CgruOnnxImpl, NumpyImpl, OrtImpl, Skip, TorchImpl  # noqa: E402
 
-IMPL_ORDER = ("cgru", "onnxruntime", "torch", "numpy")
+IMPL_ORDER = ("cgru", "cgru-onnx", "onnxruntime", "torch", "numpy")
 
 
 def log(msg: str) -> None:
@@ -314,8 +317,8 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
 
 def summary_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """One line per (shape, mode, threads): cgru's time and each competitor's ratio to it."""
-    header = ["shape", "mode", "thr", "cgru", "cgru GFLOP/s (%sgemm)", "onnxruntime/cgru", "torch/cgru",
-              "numpy/cgru"]
+    header = ["shape", "mode", "thr", "cgru", "cgru GFLOP/s (%sgemm)", "cgru-onnx/cgru", "onnxruntime/cgru",
+              "torch/cgru", "numpy/cgru"]
     groups: dict = {}
     for r in result["rows"]:
         groups.setdefault((r["shape"], r["dims"], r["mode"], r["threads"]), {})[r["impl"]] = r
@@ -327,7 +330,7 @@ def summary_rows(result: dict) -> tuple[list[str], list[list[str]]]:
         line = [f"{shape} ({dims})", mode, str(threads),
                 fmt_time(cg["median_s"]) + ("/call" * (mode == STEP)),
                 f"{cg['gflops']:.1f} ({cg['pct_sgemm']:.0f}%)"]
-        for name in ("onnxruntime", "torch", "numpy"):
+        for name in ("cgru-onnx", "onnxruntime", "torch", "numpy"):
             r = by.get(name)
             line.append("-" if r is None or r["ratio"] is None else f"{r['ratio']:.2f}x")
         out.append(line)
@@ -488,9 +491,9 @@ def dispatch_cuda(args) -> int:
 
 def build_impls(wanted, blas_threads, notes):
     impls = {}
-    makers = {"cgru": CgruImpl, "torch": TorchImpl, "onnxruntime": OrtImpl,
+    makers = {"cgru": CgruImpl, "cgru-onnx": CgruOnnxImpl, "torch": TorchImpl, "onnxruntime": OrtImpl,
               "numpy": lambda: NumpyImpl(blas_threads)}
-    packages = {"torch": "torch", "onnxruntime": "onnxruntime and onnx"}
+    packages = {"torch": "torch", "onnxruntime": "onnxruntime and onnx", "cgru-onnx": "onnxruntime and onnx"}
     for name in IMPL_ORDER:
         if name not in wanted:
             continue

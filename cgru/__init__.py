@@ -25,21 +25,26 @@ __version__ = "0.1.0"
 
 
 if TYPE_CHECKING:
+    from .onnx import from_onnx, to_onnx
     from .saving import load_model
+
+# Loaded on first use: load_model's module imports zipfile, hashlib and json; the ONNX
+# functions' package imports the optional onnx only when they are called.
+_LAZY = {"load_model": "saving", "to_onnx": "onnx", "from_onnx": "onnx"}
 
 
 def __getattr__(name: str):
-    # load_model's module imports zipfile, hashlib and json: only when first used
-    if name == "load_model":
-        from .saving import load_model
+    if name in _LAZY:
+        import importlib
 
-        globals()["load_model"] = load_model
-        return load_model
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"load_model"})
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
@@ -57,6 +62,7 @@ __all__ = [
     "epsilon",
     "floatx",
     "from_keras",
+    "from_onnx",
     "from_torch",
     "from_torch_state_dict",
     "get_backend",
@@ -75,5 +81,6 @@ __all__ = [
     "set_floatx",
     "set_num_threads",
     "set_random_seed",
+    "to_onnx",
     "to_torch_state_dict",
 ]

@@ -53,6 +53,43 @@ def _swap_rz(a: np.ndarray, hidden: int) -> np.ndarray:
     return np.concatenate([a[hidden:2 * hidden], a[:hidden], a[2 * hidden:]])
 
 
+# ------------------------------------------------------------------------ gate-row layout
+def gru_to_gate_rows(weights: list[np.ndarray], reset_after: bool) -> tuple:
+    """A cgru/Keras GRU's ``get_weights()`` -> ``(w_in, w_rec, b_in, b_rec)`` in gate-row layout.
+
+    Gate-row layout is what PyTorch and ONNX store: ``w_in`` ``(3H, I)``, ``w_rec`` ``(3H, H)``,
+    ``b_in`` and ``b_rec`` ``(3H,)``, gate blocks in Keras's z, r, h order (ONNX's order; PyTorch
+    swaps the first two blocks, see :func:`_swap_rz`). Without a bias both biases are None. With
+    ``reset_after=False`` the single bias goes to ``b_in`` and ``b_rec`` is zero: ONNX's
+    ``linear_before_reset=0`` cell adds both biases outside the reset product, so their sum is
+    the Keras bias.
+    """
+    kernel, recurrent = weights[0], weights[1]
+    w_in, w_rec = np.ascontiguousarray(kernel.T), np.ascontiguousarray(recurrent.T)
+    if len(weights) < 3:
+        return w_in, w_rec, None, None
+    bias = weights[2]
+    if reset_after:
+        return w_in, w_rec, np.array(bias[0]), np.array(bias[1])
+    return w_in, w_rec, np.array(bias), np.zeros_like(bias)
+
+
+def gru_from_gate_rows(w_in: np.ndarray, w_rec: np.ndarray, b_in: np.ndarray | None,
+                       b_rec: np.ndarray | None, reset_after: bool) -> list[np.ndarray]:
+    """The inverse of :func:`gru_to_gate_rows`: ``[kernel, recurrent_kernel(, bias)]``.
+
+    With ``reset_after=False`` the Keras bias is ``b_in + b_rec`` (ONNX ``linear_before_reset=0``
+    adds both outside the reset product). Both biases None means a layer without bias.
+    """
+    out = [np.ascontiguousarray(w_in.T), np.ascontiguousarray(w_rec.T)]
+    if b_in is None and b_rec is None:
+        return out
+    b_in = np.zeros(w_in.shape[0], w_in.dtype) if b_in is None else b_in
+    b_rec = np.zeros_like(b_in) if b_rec is None else b_rec
+    out.append(np.stack([b_in, b_rec]) if reset_after else b_in + b_rec)
+    return out
+
+
 # ---------------------------------------------------------------------------------- PyTorch
 def _plain_array(value: Any, key: str) -> np.ndarray:
     """``value`` as a NumPy array; torch tensors go through ``.detach().cpu().numpy()``."""
@@ -228,11 +265,8 @@ def from_torch_state_dict(state_dict: Any, *, input_size: int | None = None, hid
     weights = []
     for k in range(num_layers):
         for sfx in suffixes:
-            weights.append(_swap_rz(arrays[f"weight_ih_l{k}{sfx}"], hidden_size).T)
-            weights.append(_swap_rz(arrays[f"weight_hh_l{k}{sfx}"], hidden_size).T)
-            if bias:
-                weights.append(np.stack([_swap_rz(arrays[f"bias_ih_l{k}{sfx}"], hidden_size),
-                                         _swap_rz(arrays[f"bias_hh_l{k}{sfx}"], hidden_size)]))
+            rows = [_swap_rz(arrays[f"{kind}_l{k}{sfx}"], hidden_size) for kind in kinds]
+            weights += gru_from_gate_rows(*rows, *[None] * (4 - len(rows)), reset_after=True)
     return _gru_stack(input_size, hidden_size, num_layers, bidirectional, bias, dtype, weights)
 
 
@@ -360,13 +394,10 @@ def to_torch_state_dict(model: Any) -> dict[str, np.ndarray]:
                                 f"{'backward' if backwards else 'forward'} direction")
             if problems:
                 raise ValueError(f"layer {gru.name!r} cannot be an nn.GRU layer: {'; '.join(problems)}")
-            hidden = gru.units
-            weights = gru.get_weights()
-            out[f"weight_ih_l{k}{sfx}"] = np.ascontiguousarray(_swap_rz(weights[0].T, hidden))
-            out[f"weight_hh_l{k}{sfx}"] = np.ascontiguousarray(_swap_rz(weights[1].T, hidden))
-            if gru.use_bias:
-                out[f"bias_ih_l{k}{sfx}"] = _swap_rz(weights[2][0], hidden)
-                out[f"bias_hh_l{k}{sfx}"] = _swap_rz(weights[2][1], hidden)
+            rows = gru_to_gate_rows(gru.get_weights(), reset_after=True)
+            for kind, row in zip(_TORCH_KINDS, rows):
+                if row is not None:
+                    out[f"{kind}_l{k}{sfx}"] = np.ascontiguousarray(_swap_rz(row, gru.units))
     return out
 
 

@@ -61,8 +61,11 @@ def test_quick_run_competitors_are_run_or_noted(quick_run):
     result, _ = quick_run
     impls = {r["impl"] for r in result["rows"]}
     assert {"cgru", "numpy"} <= impls
-    for name in ("torch", "onnxruntime"):
+    for name in ("torch", "onnxruntime", "cgru-onnx"):
         assert name in impls or any(n.startswith(f"{name} skipped") for n in result["notes"])
+    if "cgru-onnx" in impls:  # the exported model, next to cgru, on every inference and streaming row
+        shapes = {(r["shape"], r["mode"], r["threads"]) for r in result["rows"] if r["impl"] == "cgru-onnx"}
+        assert ("streaming", "step", 1) in shapes and ("bidir-tiny", "inference", 2) in shapes
 
 
 def test_quick_run_measures_memory(quick_run):

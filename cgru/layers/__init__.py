@@ -3,6 +3,7 @@
 - :mod:`cgru.layers.base`: ``Layer``, ``Parameter``, ``register_layer``
 - :mod:`cgru.layers.recurrent`: ``GRU``, ``Bidirectional``
 - :mod:`cgru.layers.core`: ``Dense``, ``Dropout``, ``Embedding``
+- :mod:`cgru.layers.timesteps`: ``SelectTimestep``, ``ReverseTimesteps``
 """
 
 from .base import (
@@ -16,6 +17,7 @@ from .base import (
 )
 from .core import Dense, Dropout, Embedding
 from .recurrent import GRU, Bidirectional
+from .timesteps import ReverseTimesteps, SelectTimestep
 
 __all__ = [
     "GRU",
@@ -25,6 +27,8 @@ __all__ = [
     "Embedding",
     "Layer",
     "Parameter",
+    "ReverseTimesteps",
+    "SelectTimestep",
     "deserialize_layer",
     "get_layer_class",
     "register_layer",
