@@ -26,7 +26,11 @@ static inline float cgru_vexpf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    /* n is NaN exactly when x is (the clamp keeps NaN), and converting NaN to an integer is
+     * undefined: there n becomes 0, and p, already NaN, carries the NaN out. Elsewhere n is in
+     * -126..127, so the biased exponent is in 1..254 and the shift is of a positive value. */
+    const float n_defined = n == n ? n : 0.0f;
+    const uint32_t bits = (uint32_t)((int32_t)n_defined + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
