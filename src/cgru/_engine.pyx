@@ -184,10 +184,10 @@ cdef void _check_weights(tuple kernel, tuple recurrent_kernel, tuple input_bias,
 
 
 def check_sizes(batch, time, features, units) -> None:
-    """Refuse (ValueError) sizes the C code cannot index with its 32-bit ints: a time-major
-    array of batch * time rows of max(features, 4 * units) values, or weights with more than
-    2^31 - 1 columns. Exact (Python integers). With no time steps nothing is computed, so then
-    the batch is not limited."""
+    """Refuse (ValueError) sizes the C code cannot index with its 32-bit ints: more than
+    2^31 - 1 values in a time-major array of batch * time rows of max(features, 4 * units), or
+    more than (2^31 - 1) / 4 features or units. Exact (Python integers). With no time steps
+    nothing is computed, so then the batch is not limited."""
     if units < 1:
         raise ValueError(f"units must be >= 1, got {units}")
     if features < 1:
