@@ -330,6 +330,54 @@ def test_native_driver_checks_sizes():
 
 
 @requires_compiled
+def test_size_check_is_exact_and_spares_calls_without_time_steps():
+    """Sizes are checked in exact arithmetic, never wrapped or truncated to the C code's ints:
+    a batch * time * width past 2^31 - 1 is refused with a ValueError (also when the product
+    overflows 64 bits), and with no time steps, where nothing is computed, any batch is
+    accepted."""
+    from cgru import _engine
+
+    limit = 2**31 - 1
+    _engine.check_sizes(limit // 64, 1, 8, 16)  # rows of max(8, 4 * 16) = 64 values
+    with pytest.raises(ValueError, match="too large"):
+        _engine.check_sizes(limit // 64 + 1, 1, 8, 16)
+    for batch, time in [(2**32 + 3, 1), (1, 2**31), (2**40, 2**40), (2**33, 2**33)]:
+        with pytest.raises(ValueError, match="too large"):
+            _engine.check_sizes(batch, time, 1, 1)
+    with pytest.raises(ValueError, match="too large"):
+        _engine.check_sizes(1, 1, 2**29, 1)  # weights' columns
+    for batch in (2**31, 2**32 + 3, 2**62):
+        _engine.check_sizes(batch, 0, 8, 16)
+
+
+@requires_compiled
+def test_no_time_steps_give_the_initial_state_on_every_entry_point(rng):
+    """With T = 0 the final state is the initial one and the output is empty, whichever way
+    the engine is called, even into output arrays holding garbage."""
+    from cgru import _engine
+
+    x = np.zeros((5, 0, 3), np.float32)
+    kernel = rng.standard_normal((3, 96)).astype(np.float32)
+    recurrent = rng.standard_normal((32, 96)).astype(np.float32)
+    bias = rng.standard_normal((2, 96)).astype(np.float32)
+    h0 = rng.standard_normal((5, 32)).astype(np.float32)
+    out = (np.full((5, 0, 32), np.nan, np.float32), np.full((5, 32), np.nan, np.float32))
+    y, h, _, _ = _engine.gru_forward(x, kernel, recurrent, bias[0], bias[1], h0, None, None, False, True,
+                                     "tanh", "sigmoid", False, out)
+    assert y.shape == (5, 0, 32)
+    np.testing.assert_array_equal(h, h0)
+    state = h0.copy()
+    inference = _engine.GRUInference(kernel, recurrent, bias[0], bias[1], False, True, "tanh", "sigmoid")
+    assert inference.forward(x, state).shape == (5, 0, 32)
+    np.testing.assert_array_equal(state, h0)
+    if _engine.UNIT_PAIR:
+        split = _engine.UnitSplitForward(x[:1], kernel, recurrent, bias[0], bias[1], h0[:1], None, False,
+                                         "tanh", "sigmoid", 2)
+        assert split.run_pair()
+        np.testing.assert_array_equal(split.h_n, h0[:1])
+
+
+@requires_compiled
 def test_concurrent_calls_on_shared_weights(rng):
     ops = cgru.get_ops("cpu")
     problems = [random_problem(rng, 3, 20, 8, 16, lengths=True, dtype=np.float32) for _ in range(8)]
@@ -582,3 +630,50 @@ def test_backward_without_input_gradient(ops, rng):
     assert partial.dx is None and full.dx is not None
     for name in ("dh0", "dkernel", "drecurrent_kernel", "dbias"):
         np.testing.assert_array_equal(np.asarray(getattr(partial, name)), np.asarray(getattr(full, name)))
+
+
+@requires_compiled
+def test_vectorised_math_of_nan_is_nan_and_spares_its_neighbours():
+    """NaN of either sign among ordinary values, in the vectorised loop's body and its tail,
+    gives NaN, and the other lanes are what they are without it. (The exponent of NaN must not
+    be converted to an integer: that is undefined, and the sanitizer build aborts on it.)"""
+    from cgru import _engine
+
+    x = np.linspace(-100, 100, 67).astype(np.float32)
+    nan = np.zeros_like(x, dtype=bool)
+    nan[::5], nan[3::7] = True, True
+    with_nan = x.copy()
+    with_nan[::5] = np.nan
+    with_nan[3::7] = np.copysign(np.float32(np.nan), np.float32(-1))
+    for function in ("exp", "sigmoid", "tanh"):
+        got = _engine.vector_math(function, with_nan)
+        assert np.isnan(got[nan]).all(), function
+        np.testing.assert_array_equal(got[~nan], _engine.vector_math(function, x)[~nan])
+
+
+@requires_compiled
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_nan_input_through_predict_matches_the_reference(isa, reset_after):
+    """NaN in x reaches the outputs of predict and of a call exactly where the NumPy reference
+    puts it (from the NaN step on, in that sequence only), on every instruction-set variant of
+    the gate passes."""
+    from cgru import _engine
+
+    rng = np.random.default_rng(31)
+    model = cgru.Sequential([cgru.layers.GRU(40, return_sequences=True, reset_after=reset_after, seed=4,
+                                             input_shape=(None, 6))])
+    x = rng.standard_normal((3, 9, 6)).astype(np.float32)
+    x[1, 4, 2] = np.nan
+    expected = model.to("numpy").predict(x, verbose=0)
+    model.to("cpu")
+    previous = _engine.get_isa()
+    _engine.set_isa(isa)
+    try:
+        outputs = [model.predict(x, verbose=0), np.asarray(model(x))]
+    finally:
+        _engine.set_isa(previous)
+    assert np.isnan(expected[1, 4:]).all() and not np.isnan(np.delete(expected, 1, axis=0)).any()
+    for got in outputs:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_allclose(got, expected, atol=2e-5)

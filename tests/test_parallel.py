@@ -356,12 +356,12 @@ def test_single_sequence_is_not_split_while_another_caller_is_in_an_op(monkeypat
     ops = cgru.get_ops("cpu")
     prepared = ops.prepare_gru(kernel, recurrent, bias)
     with cgru.num_threads(2):
-        monkeypatch.setattr(cpu_ops, "_CALLERS", [None])  # another thread is inside an op
+        monkeypatch.setattr(parallel, "CALLERS", [None])  # another thread is inside an op
         y, h, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0)
         state = h0.copy()
         prepared_y = prepared.forward(x, state)
-        assert calls == [None, None] and cpu_ops._CALLERS == [None]
-        monkeypatch.setattr(cpu_ops, "_CALLERS", [])
+        assert calls == [None, None] and parallel.CALLERS == [None]
+        monkeypatch.setattr(parallel, "CALLERS", [])
         ops.gru_forward(x, kernel, recurrent, bias, h0=h0)
         assert calls[-1] is not None
     for out, final in ((y, h), (prepared_y, state)):
@@ -373,41 +373,7 @@ def test_single_sequence_is_not_split_while_another_caller_is_in_an_op(monkeypat
         ops.gru_backward(np.ones((1, 3, 64), np.float32), None, cache)
     with pytest.raises(ValueError):
         prepared.forward(x[..., :2], h0.copy())
-    assert cpu_ops._CALLERS == []
-
-
-def _counts_in_child(queue):
-    from cgru import _engine
-    from cgru.backends import cpu_ops
-
-    queue.put((_engine.calls_running(), len(cpu_ops._CALLERS)))
-
-
-@requires_unit_split
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_forgets_its_parents_running_calls():
-    """Calls that other threads of the parent were running when it forked do not exist in the
-    child: its counts start at 0, so the child may split single sequences."""
-    import multiprocessing
-
-    from cgru import _engine
-    from cgru.backends import cpu_ops
-
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    with _engine.running_call():
-        cpu_ops._CALLERS.append(None)
-        try:
-            child = context.Process(target=_counts_in_child, args=(queue,))
-            child.start()
-            child.join(timeout=120)
-        finally:
-            cpu_ops._CALLERS.pop()
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child hung")
-    assert queue.get(timeout=10) == (0, 0)
-    assert _engine.calls_running() == 0 and cpu_ops._CALLERS == []
+    assert parallel.CALLERS == []
 
 
 @requires_unit_split
@@ -485,36 +451,6 @@ def test_unit_pair_keeps_the_helper_off_the_callers_cpu():
     for cpu, helper_cpus, error in outcomes:
         assert cpu not in helper_cpus and helper_cpus, (cpu, helper_cpus)
         assert error < 2e-6
-
-
-def _pair_in_child(queue):
-    try:
-        rng = np.random.default_rng(8)
-        problem = single_sequence(rng, 20, 4, 48)
-        y, h = run_pair(*problem)
-        queue.put(float(np.abs(y - reference_forward(*problem)[0]).max()))
-    except BaseException as exc:  # noqa: BLE001 - the parent reports it
-        queue.put(repr(exc))
-
-
-@requires_unit_pair
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
-def test_unit_pair_works_in_a_forked_child():
-    """A forked child has no helper thread: the engine starts a new one there."""
-    import multiprocessing
-
-    rng = np.random.default_rng(7)
-    run_pair(*single_sequence(rng, 5, 3, 48))  # the parent's helper exists before the fork
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_pair_in_child, args=(queue,))
-    child.start()
-    child.join(timeout=120)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child hung")
-    result = queue.get(timeout=10)
-    assert isinstance(result, float) and result < 2e-6, result
 
 
 @requires_unit_split

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import parallel
 from .base import (
     GRUArgs,
     GRUGrads,
@@ -23,14 +23,6 @@ from .parallel import pieces, row_bounds, run_all
 
 #: The saved activations of released training caches, for the next training forward.
 SAVED_ACTIVATIONS = ArrayPool()
-
-#: One entry per thread inside a forward or backward op of this backend now (list appends and
-#: pops are atomic): a single sequence shares its units with the helper thread only when no
-#: other caller is between or inside engine calls (see unit_split). One-step streaming calls
-#: are not entered here; the engine counts them while they run.
-_CALLERS: list[None] = []
-if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's other threads
-    os.register_at_fork(after_in_child=_CALLERS.clear)
 
 
 def load_engine():
@@ -75,7 +67,7 @@ def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, 
     (two threads streaming single sequences concurrently get more done one core each)."""
     if not engine.UNIT_PAIR or x.shape[0] != 1 or x.dtype != np.float32:
         return None
-    if len(_CALLERS) > 1 or engine.calls_running():
+    if len(parallel.CALLERS) > 1 or engine.calls_running():
         return None
     from ..runtime import available_cores
 
@@ -115,11 +107,11 @@ class CPUPreparedGRU(PreparedGRU):
             y = self.step(x, h)  # the streaming step, checked in the engine: no splitting, no BLAS
             if y is not None:
                 return y
-        _CALLERS.append(None)
+        parallel.CALLERS.append(None)
         try:
             return self._sequence_forward(x, h, lengths)
         finally:
-            _CALLERS.pop()
+            parallel.CALLERS.pop()
 
     def _sequence_forward(self, x, h, lengths):
         if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
@@ -163,11 +155,11 @@ class CPUOps(Ops):
         return a, b
 
     def run_gru_forward(self, args, training):
-        _CALLERS.append(None)
+        parallel.CALLERS.append(None)
         try:
             return self._run_gru_forward(args, training)
         finally:
-            _CALLERS.pop()
+            parallel.CALLERS.pop()
 
     def _run_gru_forward(self, args, training):
         if not training and args.reset_after and args.recurrent_mask is None:
@@ -207,11 +199,11 @@ class CPUOps(Ops):
                               recurrent_activation=recurrent_activation)
 
     def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
-        _CALLERS.append(None)
+        parallel.CALLERS.append(None)
         try:
             return self._gru_backward(dy, dh_n, cache, input_grad)
         finally:
-            _CALLERS.pop()
+            parallel.CALLERS.pop()
 
     def _gru_backward(self, dy, dh_n, cache, input_grad):
         args = cache.args

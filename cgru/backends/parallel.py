@@ -13,11 +13,17 @@ halves meet every step, so they do not use these threads at all but the calling 
 engine's own helper thread (``src/cgru/helper.c``), which waits spinning between calls; and it
 starts only while no other thread is inside an op, since a third thread on the cores would
 stall both halves.
+
+A process forked from one that has used these threads (a prefork server's workers,
+``multiprocessing`` with the fork start method) has only the thread that forked: this module's
+fork hook, the only one cgru has, makes the child start afresh, with no worker pool, no helper
+thread and no running calls, all of which it creates again on first use.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +36,27 @@ MIN_PARALLEL_FLOPS = 2e6
 _local = threading.local()
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+
+#: One entry per thread inside a forward or backward op of the compiled backend now (list
+#: appends and pops are atomic): a single sequence shares its units with the helper thread only
+#: when no other caller is between or inside engine calls (``cpu_ops.unit_split``). One-step
+#: streaming calls are not entered here; the engine counts them while they run.
+CALLERS: list[None] = []
+
+
+def _forget_other_threads() -> None:
+    """In a forked child: the parent's pool threads, helper thread and the calls they were
+    running do not exist here (and the pool's lock may have been held by one of them)."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+    CALLERS.clear()
+    engine = sys.modules.get("cgru._engine")
+    if engine is not None:
+        engine.forget_threads()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_other_threads)
 
 
 def _workers() -> ThreadPoolExecutor:

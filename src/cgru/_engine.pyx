@@ -9,8 +9,6 @@ shapes use B = batch, T = time, I = input features, H = units.
 from libc.stdint cimport int64_t
 from cython cimport floating
 
-import os
-
 import numpy as np
 cimport numpy as cnp
 
@@ -54,7 +52,7 @@ cdef extern from "gru_kernels.h" nogil:
     void cgru_call_begin()
     void cgru_call_end()
     int cgru_calls_running()
-    void cgru_calls_forget()
+    void cgru_forget_threads()
     size_t cgru_grad_chunk_floats
     void cgru_blas_set_threads(int n)
     int cgru_blas_get_threads()
@@ -131,12 +129,14 @@ def calls_running() -> int:
     return cgru_calls_running()
 
 
-def _forget_running_calls():
-    cgru_calls_forget()
+def forget_threads() -> None:
+    """In a forked child only: forget the parent's other threads (the calls they were running,
+    the helper thread), which the child does not have. Called by the fork hook of
+    cgru.backends.parallel, imported below so that the hook exists wherever this module does."""
+    cgru_forget_threads()
 
 
-if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's other threads
-    os.register_at_fork(after_in_child=_forget_running_calls)
+import cgru.backends.parallel  # its fork hook calls forget_threads
 
 
 class running_call:
@@ -183,22 +183,35 @@ cdef void _check_weights(tuple kernel, tuple recurrent_kernel, tuple input_bias,
         _check_dim("recurrent_bias", recurrent_bias, (3 * H,))
 
 
-cdef cgru_dims _dims(tuple x_shape, Py_ssize_t units, object lengths, bint reverse,
-                     bint reset_after, str activation, str recurrent_activation) except *:
-    cdef cgru_dims d
-    cdef Py_ssize_t batch = x_shape[0], time = x_shape[1], features = x_shape[2]
+def check_sizes(batch, time, features, units) -> None:
+    """Refuse (ValueError) sizes the C code cannot index with its 32-bit ints: more than
+    2^31 - 1 values in a time-major array of batch * time rows of max(features, 4 * units), or
+    more than (2^31 - 1) / 4 features or units. Exact (Python integers). With no time steps
+    nothing is computed, so then the batch is not limited."""
     if units < 1:
         raise ValueError(f"units must be >= 1, got {units}")
     if features < 1:
         raise ValueError("x must have at least one feature")
     if batch * time * max(features, 4 * units) > _INT_MAX or max(features, units) * 4 > _INT_MAX:
-        raise ValueError(f"problem too large for 32-bit BLAS indices: x {x_shape}, units {units}")
+        raise ValueError(f"problem too large for the engine's 32-bit indices: x ({batch}, {time}, "
+                         f"{features}) with {units} units (at most {_INT_MAX} values per time-major "
+                         f"array and {_INT_MAX // 4} features or units)")
+
+
+cdef cgru_dims _dims(tuple x_shape, Py_ssize_t units, object lengths, bint reverse,
+                     bint reset_after, str activation, str recurrent_activation) except *:
+    """The dimensions for the C code, once check_sizes has accepted them. A call with no time
+    steps never reaches the C code (its callers return first: the final state is the initial
+    one), so its batch, which may exceed an int, is given as 0."""
+    cdef cgru_dims d
+    batch, time, features = x_shape
+    check_sizes(batch, time, features, units)
     if activation not in ACTIVATION_CODES:
         raise ValueError(f"activation must be one of {tuple(ACTIVATION_CODES)}, got {activation!r}")
     if recurrent_activation not in RECURRENT_ACTIVATION_CODES:
         raise ValueError(f"recurrent_activation must be one of "
                          f"{tuple(RECURRENT_ACTIVATION_CODES)}, got {recurrent_activation!r}")
-    d.batch = <int>batch
+    d.batch = <int>batch if time > 0 else 0
     d.time = <int>time
     d.input = <int>features
     d.units = <int>units
@@ -275,11 +288,12 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
         if T > 0 and B > 0:
             sh = &sh_view[0, 0, 0]
             sg = &sg_view[0, 0, 0]
-    if B == 0:
+    if B == 0 or T == 0:
+        h_n[...] = h0
         return y_arr, h_arr, saved_h_arr, saved_gates_arr
-    cdef const floating *xp = &x[0, 0, 0] if T > 0 else NULL
+    cdef const floating *xp = &x[0, 0, 0]
     cdef const floating *mp = &recurrent_mask[0, 0] if recurrent_mask is not None else NULL
-    cdef floating *yp = &y[0, 0, 0] if T > 0 else NULL
+    cdef floating *yp = &y[0, 0, 0]
     cdef int status
     with nogil:
         cgru_call_begin()
@@ -367,6 +381,7 @@ cdef class GRUInference:
 
     cdef readonly object kernel, recurrent_kernel, input_bias, recurrent_bias, dtype
     cdef readonly Py_ssize_t input_size, units
+    cdef Py_ssize_t max_rows  # batch * time rows of at most this fit the engine's ints
     cdef cgru_dims dims
     cdef bint single
     cdef int typenum
@@ -396,6 +411,7 @@ cdef class GRUInference:
         self.single = kernel.dtype == np.float32
         self.typenum = cnp.NPY_FLOAT32 if self.single else cnp.NPY_FLOAT64
         self.input_size, self.units = I, H
+        self.max_rows = _INT_MAX // max(I, 4 * H)
         if self.single:
             _bind_pointers[float](self, kernel, recurrent_kernel, input_bias, recurrent_bias)
         else:
@@ -453,11 +469,10 @@ cdef class GRUInference:
         cdef Py_ssize_t B = xs[0], T = xs[1], H = self.units
         if cnp.PyArray_NDIM(h) != 2 or hs[0] != B or hs[1] != H:
             raise ValueError(f"h must have shape {(B, H)}, got {h.shape}")
-        if B * T * max(self.input_size, 4 * H) > _INT_MAX:
-            raise ValueError(f"problem too large for 32-bit BLAS indices: x {x.shape}, units {H}")
-        cdef cgru_dims d = self.dims
-        d.batch, d.time = <int>B, <int>T
-        d.lengths = _lengths_ptr(lengths, B, T)
+        # check_sizes without Python integers: rows first, so that B * T cannot overflow
+        if T > 0 and (B > self.max_rows or T > self.max_rows or B * T > self.max_rows):
+            check_sizes(B, T, self.input_size, H)
+        cdef const int64_t *lengths_ptr = _lengths_ptr(lengths, B, T)
         cdef cnp.npy_intp shape[3]
         shape[0], shape[1], shape[2] = B, T, H
         if one_step_state:  # y (B, 1, H) held as (B, H): the same memory
@@ -468,7 +483,9 @@ cdef class GRUInference:
         else:
             out = cnp.PyArray_EMPTY(3, shape, typenum, 0)
         if B == 0 or T == 0:
-            return out
+            return out  # h, the final state, is the initial one
+        cdef cgru_dims d = self.dims
+        d.batch, d.time, d.lengths = <int>B, <int>T, lengths_ptr
         cdef const void *xp = cnp.PyArray_DATA(x)
         cdef void *hp = cnp.PyArray_DATA(h)
         cdef void *yp = cnp.PyArray_DATA(out)

@@ -122,13 +122,19 @@ static int running_calls;
 void cgru_call_begin(void) { __atomic_add_fetch(&running_calls, 1, __ATOMIC_RELAXED); }
 void cgru_call_end(void) { __atomic_sub_fetch(&running_calls, 1, __ATOMIC_RELAXED); }
 int cgru_calls_running(void) { return __atomic_load_n(&running_calls, __ATOMIC_RELAXED); }
-void cgru_calls_forget(void) { __atomic_store_n(&running_calls, 0, __ATOMIC_RELAXED); }
+static void forget_calls(void) { __atomic_store_n(&running_calls, 0, __ATOMIC_RELAXED); }
 #else
 void cgru_call_begin(void) {}
 void cgru_call_end(void) {}
 int cgru_calls_running(void) { return 0; }
-void cgru_calls_forget(void) {}
+static void forget_calls(void) {}
 #endif
+
+void cgru_forget_threads(void)
+{
+    forget_calls();
+    cgru_helper_forget();
+}
 
 #if CGRU_HAVE_UNIT_SPLIT && CGRU_HAVE_HELPER
 typedef struct {

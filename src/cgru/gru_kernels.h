@@ -83,12 +83,15 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
 /* Engine calls running now, in every thread: the Cython layer brackets each call of
  * cgru_forward_f32/f64 and cgru_backward_f32/f64 (streaming steps included, for the time they
  * spend here) with cgru_call_begin/cgru_call_end; a running unit-split pair is not counted.
- * Relaxed atomics; no-ops without CGRU_HAVE_BARRIER. cgru_calls_forget sets the count to 0 (a
- * forked child, where no other thread runs). */
+ * Relaxed atomics; no-ops without CGRU_HAVE_BARRIER. */
 void cgru_call_begin(void);
 void cgru_call_end(void);
 int cgru_calls_running(void);
-void cgru_calls_forget(void);
+
+/* In a forked child only, where no other thread runs: forget the parent's other threads (their
+ * running calls and the helper thread of helper.h), so that the child computes as a fresh
+ * process does. */
+void cgru_forget_threads(void);
 
 /* Floats of the recurrent-product gradient (steps of B x 3H) the backward keeps between two
  * recurrent weight-gradient GEMMs: big enough for an efficient GEMM, small enough not to hold

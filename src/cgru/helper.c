@@ -94,30 +94,22 @@ static void keep_helper_off_this_cpu(void)
 #endif
 }
 
-/* In a forked child the helper thread is gone: start afresh. */
-static void forget_helper(void)
+/* Called only in a forked child (through cgru_forget_threads), where the helper thread and any
+ * caller that owned it are gone: the next job starts a new helper. The lock and condition may
+ * have been held or waited on by those threads, so they are replaced by fresh ones rather than
+ * reinitialised. */
+void cgru_helper_forget(void)
 {
-    pthread_mutex_init(&helper.lock, NULL);
-    pthread_cond_init(&helper.wake, NULL);
+    helper.lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    helper.wake = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
     helper.started = helper.busy = 0;
     helper.posted = helper.done = 0;
 }
 
-static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
-static int fork_handler_registered;
-
-static void register_fork_handler(void)
-{
-    fork_handler_registered = pthread_atfork(NULL, NULL, forget_helper) == 0;
-}
-
-/* Starts the helper thread (signals blocked: they belong to the interpreter's threads), once a
- * forked child is known to forget it; 4 MB of stack, whatever the C library's default. */
+/* Starts the helper thread (signals blocked: they belong to the interpreter's threads); 4 MB of
+ * stack, whatever the C library's default. */
 static int ensure_started(void)
 {
-    pthread_once(&fork_handler_once, register_fork_handler);
-    if (!fork_handler_registered)
-        return 0;
     pthread_mutex_lock(&helper.lock);
     if (!helper.started) {
         pthread_attr_t attr;
@@ -179,4 +171,6 @@ int cgru_helper_run_pair(void (*fn)(void *arg, int part), void *arg)
     (void)fn, (void)arg;
     return -1;
 }
+
+void cgru_helper_forget(void) {}
 #endif

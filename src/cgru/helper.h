@@ -26,4 +26,11 @@
  * raise or longjmp; its two calls may wait for each other. */
 int cgru_helper_run_pair(void (*fn)(void *arg, int part), void *arg);
 
+/* In a forked child only (no other thread runs there): forget the parent's helper thread, which
+ * the child does not have, so that the next job starts one. There is no pthread_atfork handler:
+ * the child of os.fork() runs Python's fork hook (cgru.backends.parallel) before any cgru code,
+ * and that hook calls this through cgru_forget_threads; a child that runs no Python code never
+ * calls the engine. */
+void cgru_helper_forget(void);
+
 #endif

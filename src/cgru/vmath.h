@@ -17,7 +17,8 @@ static inline float cgru_vexpf(float x)
     const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
     const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = (x * log2e + round_magic) - round_magic;
+    const float rounded = x * log2e + round_magic; /* its low mantissa bits hold 2^22 + n */
+    float n = rounded - round_magic;
     float r = x - n * ln2_hi - n * ln2_lo;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -26,7 +27,13 @@ static inline float cgru_vexpf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    /* 2^n from rounded's bits in unsigned arithmetic, with no conversion of a float to an
+     * integer (undefined for NaN, which the clamp keeps): n is in -126..127, so n + 127 is the
+     * biased exponent, 1..254. For NaN the scale is meaningless, and p, already NaN, carries the
+     * NaN out. */
+    uint32_t bits;
+    memcpy(&bits, &rounded, sizeof bits);
+    bits = (bits - 0x4B400000u + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
