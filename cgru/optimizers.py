@@ -10,8 +10,10 @@ By name (``compile(optimizer="adam")``: "sgd", "adam", "adamw", "rmsprop") or ob
 - ``weight_decay``: decoupled weight decay, ``w -= w * weight_decay * learning_rate`` before
   the update (AdamW's default is 0.004).
 
-Updates are in place on each :class:`~cgru.layers.Parameter`'s ``value``; the per-weight state
-(momenta) lives in the optimizer, keyed by parameter.
+A step computes new arrays for the weights and for the per-weight state (momenta, kept in the
+optimizer, keyed by parameter) without writing into any, then publishes them and the new step
+count at once (:func:`cgru.layers.weights.publish`): a step interrupted before that changes
+nothing, and a call running on another thread sees the weights before or after it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from .layers.weights import publish
 
 
 def _check_float(
@@ -45,7 +49,9 @@ def _xp_of(a: Any) -> Any:
 
 
 class Optimizer:
-    """Base class: subclasses implement ``_update(param, grad, slots, lr)`` (in place)."""
+    """Base class: subclasses implement ``_update(value, grad, slots, lr) -> new value``, which
+    returns new arrays and never writes into ``value`` or the arrays in ``slots``: ``slots`` is
+    the parameter's state (a fresh dict, empty at the first step) where it puts the new ones."""
 
     def __init__(
         self,
@@ -94,28 +100,43 @@ class Optimizer:
 
     def apply_gradients(self, grads_and_vars: Any) -> None:
         """Update each parameter from its gradient: an iterable of ``(grad, Parameter)``."""
+        self._step(grads_and_vars)
+
+    def _step(self, grads_and_vars: Any, expected: Any = None) -> bool:
+        """:meth:`apply_gradients`, published as one change; ``expected`` as for
+        :func:`~cgru.layers.weights.publish` (False: the step was dropped)."""
         pairs = [(g, p) for g, p in grads_and_vars if g is not None]
         for g, p in pairs:
             if tuple(g.shape) != tuple(p.value.shape):
                 raise ValueError(f"gradient for {p.name} has shape {tuple(g.shape)}, expected {p.shape}")
         if not pairs:
-            return
+            return True
         grads = self._clip([g for g, _ in pairs])
         lr = self.current_learning_rate()
+        updates, states = [], {}
         for g, (_, p) in zip(grads, pairs):
-            slots = self._slots.get(id(p))
-            if slots is None or slots.get("_param") is not p:
-                slots = self._slots[id(p)] = {"_param": p}
+            value = p.value
+            old = self._slots.get(id(p))
+            slots = {} if old is None or old.get("_param") is not p else dict(old)
+            slots.pop("_param", None)
             if self.weight_decay:
-                p.value -= p.value * (self.weight_decay * lr)
-            self._update(p, g.astype(p.value.dtype, copy=False), slots, lr)
-        self.iterations += 1
+                value = value - value * (self.weight_decay * lr)
+            value = self._update(value, g.astype(value.dtype, copy=False), slots, lr)
+            slots["_param"] = p
+            updates.append((p, value))
+            states[id(p)] = slots
+
+        def commit() -> None:
+            self._slots.update(states)
+            self.iterations += 1
+
+        return publish(updates, commit, expected)
 
     def apply(self, params: list) -> None:
         """Update ``params`` (Parameters) from their ``grad`` (those without one are skipped)."""
         self.apply_gradients((p.grad, p) for p in params)
 
-    def _update(self, p: Any, g: Any, slots: dict, lr: float) -> None:
+    def _update(self, value: Any, g: Any, slots: dict, lr: float) -> Any:
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -158,19 +179,16 @@ class SGD(Optimizer):
         self.momentum = _check_float(momentum, "momentum", 0.0, 1.0)
         self.nesterov = bool(nesterov)
 
-    def _update(self, p, g, slots, lr):
+    def _update(self, value, g, slots, lr):
         if self.momentum == 0:
-            p.value -= lr * g
-            return
+            return value - lr * g
         m = slots.get("momentum")
         if m is None:
-            m = slots["momentum"] = _xp_of(p.value).zeros_like(p.value)
-        m *= self.momentum
-        m -= lr * g
+            m = _xp_of(value).zeros_like(value)
+        m = slots["momentum"] = m * self.momentum - lr * g
         if self.nesterov:
-            p.value += self.momentum * m - lr * g
-        else:
-            p.value += m
+            return value + (self.momentum * m - lr * g)
+        return value + m
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -194,23 +212,21 @@ class Adam(Optimizer):
         self.epsilon = _check_float(epsilon, "epsilon")
         self.amsgrad = bool(amsgrad)
 
-    def _update(self, p, g, slots, lr):
-        xp = _xp_of(p.value)
+    def _update(self, value, g, slots, lr):
+        xp = _xp_of(value)
         if "m" not in slots:
-            slots["m"] = xp.zeros_like(p.value)
-            slots["v"] = xp.zeros_like(p.value)
+            slots["m"] = xp.zeros_like(value)
+            slots["v"] = xp.zeros_like(value)
             if self.amsgrad:
-                slots["vhat"] = xp.zeros_like(p.value)
+                slots["vhat"] = xp.zeros_like(value)
         step = self.iterations + 1
         alpha = lr * math.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
         m, v = slots["m"], slots["v"]
-        m += (g - m) * (1 - self.beta_1)
-        v += (g * g - v) * (1 - self.beta_2)
+        m = slots["m"] = m + (g - m) * (1 - self.beta_1)
+        v = slots["v"] = v + (g * g - v) * (1 - self.beta_2)
         if self.amsgrad:
-            vhat = slots["vhat"]
-            xp.maximum(vhat, v, out=vhat)
-            v = vhat
-        p.value -= (m * alpha) / (xp.sqrt(v) + self.epsilon)
+            v = slots["vhat"] = xp.maximum(slots["vhat"], v)
+        return value - (m * alpha) / (xp.sqrt(v) + self.epsilon)
 
     def get_config(self):
         return {
@@ -265,32 +281,25 @@ class RMSprop(Optimizer):
         self.epsilon = _check_float(epsilon, "epsilon")
         self.centered = bool(centered)
 
-    def _update(self, p, g, slots, lr):
-        xp = _xp_of(p.value)
+    def _update(self, value, g, slots, lr):
+        xp = _xp_of(value)
         if "v" not in slots:
-            slots["v"] = xp.zeros_like(p.value)
+            slots["v"] = xp.zeros_like(value)
             if self.centered:
-                slots["avg"] = xp.zeros_like(p.value)
+                slots["avg"] = xp.zeros_like(value)
             if self.momentum > 0:
-                slots["mom"] = xp.zeros_like(p.value)
-        v = slots["v"]
-        v *= self.rho
-        v += (1 - self.rho) * g * g
+                slots["mom"] = xp.zeros_like(value)
+        v = slots["v"] = slots["v"] * self.rho + (1 - self.rho) * g * g
         if self.centered:
-            avg = slots["avg"]
-            avg *= self.rho
-            avg += (1 - self.rho) * g
+            avg = slots["avg"] = slots["avg"] * self.rho + (1 - self.rho) * g
             denominator = v - avg * avg + self.epsilon
         else:
             denominator = v + self.epsilon
         increment = lr * g / xp.sqrt(denominator)
         if self.momentum > 0:
-            mom = slots["mom"]
-            mom *= self.momentum
-            mom += increment
-            p.value -= mom
-        else:
-            p.value -= increment
+            mom = slots["mom"] = slots["mom"] * self.momentum + increment
+            return value - mom
+        return value - increment
 
     def get_config(self):
         return {

@@ -58,6 +58,7 @@ import numpy as np
 from .. import config as _config
 from .. import initializers as _initializers
 from ..backends import get_ops
+from .weights import Pinned, publish, run_pinned
 
 _name_lock = threading.Lock()
 _name_counters: dict[str, int] = {}
@@ -144,17 +145,16 @@ _KERAS_UNSUPPORTED = frozenset(
 )
 
 
-#: Bumped whenever any Parameter's ``value`` is replaced by another array (not on in-place
-#: updates): caches that alias weight arrays compare it to know when to rebuild.
-VALUE_EPOCH = [0]
-
-
 class Parameter:
     """One weight of a layer.
 
     ``value`` is the array (on the layer's backend), ``grad`` its gradient from the last
-    ``backward`` (None before), ``trainable`` whether optimizers update it. Optimizers update
-    ``value`` in place, so references to it stay valid.
+    ``backward`` (None before), ``trainable`` whether optimizers update it.
+
+    cgru never writes into the array: assigning ``value``, :meth:`assign`, ``set_weights``,
+    ``load_weights`` and optimizer steps each put a new array in its place, published together
+    with the others they change (see :mod:`cgru.layers.weights`). So an array taken from
+    ``value`` keeps its values, and a call that is running keeps the weights it started with.
     """
 
     __slots__ = ("name", "_value", "grad", "trainable")
@@ -167,13 +167,13 @@ class Parameter:
 
     @property
     def value(self) -> Any:
-        """The weight array (update it in place, or assign a new array of the same shape)."""
+        """The weight array. Assigning one publishes a copy converted to the parameter's dtype
+        (C-contiguous, on its device); the shape must stay the same."""
         return self._value
 
     @value.setter
     def value(self, new: Any) -> None:
-        self._value = new
-        VALUE_EPOCH[0] += 1  # layers that bound the old array (prepared GRUs) rebind
+        publish([(self, self._checked(new, f"value for {self.name}"))])
 
     @property
     def shape(self) -> tuple:
@@ -188,11 +188,30 @@ class Parameter:
         return np.array(to_host(self.value), copy=True)
 
     def assign(self, value: Any) -> None:
-        """Copy ``value`` (same shape) into the parameter, in place."""
-        arr = as_numeric_array(value, f"value for {self.name}")
-        if tuple(arr.shape) != self.shape:
-            raise ValueError(f"{self.name} has shape {self.shape}, got a value of shape {tuple(arr.shape)}")
-        self.value[...] = _xp_of(self.value).asarray(arr, dtype=self.value.dtype)
+        """Set the value (same shape) from ``value``: the same as assigning ``value``."""
+        self.value = value
+
+    def _checked(self, value: Any, what: str) -> Any:
+        """``value`` as a new C-contiguous array of this parameter's shape, dtype and device;
+        ValueError/TypeError naming ``what`` when it cannot be (a float value beyond the range
+        of the parameter's dtype included: it would become inf)."""
+        current = self._value
+        xp = _xp_of(current)
+        arr = as_numeric_array(value, what, xp)
+        if tuple(arr.shape) != tuple(current.shape):
+            raise ValueError(f"{what} must have shape {tuple(current.shape)}, got {tuple(arr.shape)}")
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            out = xp.array(arr, dtype=current.dtype, order="C", copy=True)
+        if arr.dtype.kind == "f" and out.dtype.kind == "f" and arr.dtype.itemsize > out.dtype.itemsize:
+            overflow = xp.isinf(out) & xp.isfinite(arr)
+            if bool(overflow.any()):
+                worst = float(xp.abs(arr[overflow]).max())
+                raise ValueError(
+                    f"{what} has values beyond the {out.dtype} range (up to {worst:.4g}; the "
+                    f"largest {out.dtype} is {float(np.finfo(out.dtype).max):.4g}), which would "
+                    "become inf"
+                )
+        return out
 
     def __repr__(self) -> str:
         return f"<Parameter {self.name} shape={self.shape} dtype={self.dtype}>"
@@ -289,8 +308,8 @@ class Layer:
         if old is not ops and self._params:
             old_ops = old if old is not None else get_ops()
             if old_ops.xp is not ops.xp:
+                publish([(p, ops.asarray(old_ops.to_numpy(p.value))) for p in self._params])
                 for p in self._params:
-                    p.value = ops.asarray(old_ops.to_numpy(p.value))
                     p.grad = None
         self._ops = ops
         for sub in self._sublayers():
@@ -401,8 +420,25 @@ class Layer:
         return self.forward(x, training)
 
     def _infer(self, x: Any, lengths: Any = None) -> Any:
-        """Inference output only (built-ins override this with a leaner path)."""
+        """Inference output only, reading the Parameters as it runs."""
         return self._forward(x, False, lengths)[0]
+
+    def _pinned_forward(self, values: tuple) -> Any:
+        """A function ``(x, training, lengths) -> (y, cache)`` that computes what ``_forward``
+        does with ``values`` (this layer's weight arrays, in ``weights`` order) instead of
+        reading the Parameters as it runs; None when the layer cannot. Built-in layers can; the
+        default, for a layer with weights, cannot (its forward reads them itself)."""
+        return None if self.weights else self._forward
+
+    def _pinned_infer(self, values: tuple) -> Any:
+        """A function ``(x) -> y``, the inference output computed with ``values`` (see
+        :meth:`_pinned_forward`); None when the layer cannot."""
+        return None if self.weights else self._infer
+
+    def _own_forward(self, cls: type) -> bool:
+        """Whether this layer's class replaces ``cls``'s forward (a subclass of a built-in
+        layer): that forward reads its Parameters itself, so it cannot be bound to arrays."""
+        return type(self).forward is not cls.forward
 
     def __call__(self, x: Any, training: bool = False, lengths: Any = None) -> Any:
         """Run the layer on its own: builds it on first use, returns its output."""
@@ -419,7 +455,9 @@ class Layer:
                 raise ValueError("lengths need an input with a time axis (batch, time, ...)")
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         lengths = self.compute_lengths(x, lengths)
-        return self._forward(x, bool(training), lengths)[0]
+        return run_pinned(
+            lambda: Pinned.take([self], ops), lambda pinned: pinned.forwards[0](x, bool(training), lengths)[0]
+        )
 
     def _as_layer_input(self, x: Any) -> Any:
         """``x`` as a float array of the layer's dtype on its backend."""
@@ -451,8 +489,9 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
 
 
-def validate_weights(params: list[Parameter], weights: Any, owner: str) -> list[np.ndarray]:
-    """Check a list of new weight values against ``params``; returns them as NumPy arrays."""
+def validate_weights(params: list[Parameter], weights: Any, owner: str) -> list:
+    """Check a list of new weight values against ``params``; returns them as new arrays of each
+    parameter's dtype and device, ready for :func:`assign_weights`."""
     if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
         raise TypeError(f"weights for {owner} must be a list of arrays, got {type(weights).__name__}")
     if len(weights) != len(params):
@@ -460,19 +499,14 @@ def validate_weights(params: list[Parameter], weights: Any, owner: str) -> list[
         raise ValueError(f"{owner} expects {len(params)} weight arrays ({names}), got {len(weights)}")
     arrays = []
     for i, (p, w) in enumerate(zip(params, weights)):
-        arr = as_numeric_array(w, f"weight {i} ({p.name}) of {owner}")
-        if tuple(arr.shape) != p.shape:
-            raise ValueError(
-                f"weight {i} ({p.name}) of {owner} must have shape {p.shape}, got {tuple(arr.shape)}"
-            )
-        arrays.append(arr)
+        arrays.append(p._checked(w, f"weight {i} ({p.name}) of {owner}"))
     return arrays
 
 
-def assign_weights(params: list[Parameter], arrays: list[np.ndarray]) -> None:
-    """Copy validated arrays into ``params`` in place (cannot fail after validation)."""
-    for p, arr in zip(params, arrays):
-        p.value[...] = _xp_of(p.value).asarray(arr, dtype=p.value.dtype)
+def assign_weights(params: list[Parameter], arrays: list) -> None:
+    """Publish :func:`validate_weights`'s arrays as the values of ``params``, all at once."""
+    publish(zip(params, arrays))
+    for p in params:
         p.grad = None
 
 
