@@ -10,10 +10,11 @@ By name (``compile(optimizer="adam")``: "sgd", "adam", "adamw", "rmsprop") or ob
 - ``weight_decay``: decoupled weight decay, ``w -= w * weight_decay * learning_rate`` before
   the update (AdamW's default is 0.004).
 
-A step computes new arrays for the weights and for the per-weight state (momenta, kept in the
-optimizer, keyed by parameter) without writing into any, then publishes them and the new step
-count at once (:func:`cgru.layers.weights.publish`): a step interrupted before that changes
-nothing, and a call running on another thread sees the weights before or after it.
+A step leaves every weight's array as it is: it updates a copy, which becomes the weight's new
+array, and copies of the per-weight state (momenta, kept in the optimizer, keyed by parameter),
+then publishes the new arrays, the new state and the step count at once
+(:func:`cgru.layers.weights.publish`). A step interrupted before that changes nothing, and a
+call running on another thread sees the weights before or after it.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def _xp_of(a: Any) -> Any:
 
 
 class Optimizer:
-    """Base class: subclasses implement ``_update(value, grad, slots, lr) -> new value``, which
-    returns new arrays and never writes into ``value`` or the arrays in ``slots``: ``slots`` is
-    the parameter's state (a fresh dict, empty at the first step) where it puts the new ones."""
+    """Base class: subclasses implement ``_update(value, grad, slots, lr)``, which updates
+    ``value`` (a copy of the weight's array) and the arrays in ``slots`` (copies of the weight's
+    state, empty at its first step: create them there) in place."""
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class Optimizer:
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self._slots: dict[int, dict] = {}
+        self._spare: dict[int, dict] = {}  # each weight's state before the last step: reused arrays
 
     # ------------------------------------------------------------------------------- API
     def current_learning_rate(self) -> float:
@@ -115,34 +117,54 @@ class Optimizer:
         lr = self.current_learning_rate()
         updates, states = [], {}
         for g, (_, p) in zip(grads, pairs):
-            value = p.value
-            old = self._slots.get(id(p))
-            slots = {} if old is None or old.get("_param") is not p else dict(old)
-            slots.pop("_param", None)
+            value = p.value.copy()
+            slots = self._working_slots(p)
             if self.weight_decay:
-                value = value - value * (self.weight_decay * lr)
-            value = self._update(value, g.astype(value.dtype, copy=False), slots, lr)
-            slots["_param"] = p
+                value -= value * (self.weight_decay * lr)
+            self._update(value, g.astype(value.dtype, copy=False), slots, lr)
             updates.append((p, value))
             states[id(p)] = slots
 
         def commit() -> None:
+            self._spare.update({key: self._slots.get(key) for key in states})
             self._slots.update(states)
             self.iterations += 1
 
         return publish(updates, commit, expected)
 
+    def _working_slots(self, p: Any) -> dict:
+        """A copy of ``p``'s state for a step to update, in the arrays of its state before the
+        previous step where there are (the optimizer's own: no other reader)."""
+        current = self._slots.get(id(p))
+        work = {"_param": p}
+        if current is None or current.get("_param") is not p:
+            return work
+        spare = self._spare.get(id(p))
+        if spare is None or spare.get("_param") is not p:
+            spare = {}
+        for key, array in current.items():
+            if key == "_param":
+                continue
+            buffer = spare.get(key)
+            if buffer is None or buffer.shape != array.shape or buffer.dtype != array.dtype:
+                buffer = array.copy()
+            else:
+                buffer[...] = array
+            work[key] = buffer
+        return work
+
     def apply(self, params: list) -> None:
         """Update ``params`` (Parameters) from their ``grad`` (those without one are skipped)."""
         self.apply_gradients((p.grad, p) for p in params)
 
-    def _update(self, value: Any, g: Any, slots: dict, lr: float) -> Any:
+    def _update(self, value: Any, g: Any, slots: dict, lr: float) -> None:
         raise NotImplementedError
 
     def reset(self) -> None:
         """Forget the iteration count and every per-weight state."""
         self.iterations = 0
         self._slots.clear()
+        self._spare.clear()
 
     # ---------------------------------------------------------------------------- config
     def get_config(self) -> dict:
@@ -181,14 +203,17 @@ class SGD(Optimizer):
 
     def _update(self, value, g, slots, lr):
         if self.momentum == 0:
-            return value - lr * g
+            value -= lr * g
+            return
         m = slots.get("momentum")
         if m is None:
-            m = _xp_of(value).zeros_like(value)
-        m = slots["momentum"] = m * self.momentum - lr * g
+            m = slots["momentum"] = _xp_of(value).zeros_like(value)
+        m *= self.momentum
+        m -= lr * g
         if self.nesterov:
-            return value + (self.momentum * m - lr * g)
-        return value + m
+            value += self.momentum * m - lr * g
+        else:
+            value += m
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -222,11 +247,13 @@ class Adam(Optimizer):
         step = self.iterations + 1
         alpha = lr * math.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
         m, v = slots["m"], slots["v"]
-        m = slots["m"] = m + (g - m) * (1 - self.beta_1)
-        v = slots["v"] = v + (g * g - v) * (1 - self.beta_2)
+        m += (g - m) * (1 - self.beta_1)
+        v += (g * g - v) * (1 - self.beta_2)
         if self.amsgrad:
-            v = slots["vhat"] = xp.maximum(slots["vhat"], v)
-        return value - (m * alpha) / (xp.sqrt(v) + self.epsilon)
+            vhat = slots["vhat"]
+            xp.maximum(vhat, v, out=vhat)
+            v = vhat
+        value -= (m * alpha) / (xp.sqrt(v) + self.epsilon)
 
     def get_config(self):
         return {
@@ -289,17 +316,24 @@ class RMSprop(Optimizer):
                 slots["avg"] = xp.zeros_like(value)
             if self.momentum > 0:
                 slots["mom"] = xp.zeros_like(value)
-        v = slots["v"] = slots["v"] * self.rho + (1 - self.rho) * g * g
+        v = slots["v"]
+        v *= self.rho
+        v += (1 - self.rho) * g * g
         if self.centered:
-            avg = slots["avg"] = slots["avg"] * self.rho + (1 - self.rho) * g
+            avg = slots["avg"]
+            avg *= self.rho
+            avg += (1 - self.rho) * g
             denominator = v - avg * avg + self.epsilon
         else:
             denominator = v + self.epsilon
         increment = lr * g / xp.sqrt(denominator)
         if self.momentum > 0:
-            mom = slots["mom"] = slots["mom"] * self.momentum + increment
-            return value - mom
-        return value - increment
+            mom = slots["mom"]
+            mom *= self.momentum
+            mom += increment
+            value -= mom
+        else:
+            value -= increment
 
     def get_config(self):
         return {

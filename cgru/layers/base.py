@@ -11,7 +11,9 @@ Subclass :class:`Layer` and implement:
     Compute the output from a backend array ``x``; ``cache`` is anything :meth:`backward` needs
     (return None when not training). Use ``self.ops.xp`` (numpy or cupy) for array math so the
     layer runs on every backend. Keep per-call data in ``cache``, never on ``self``: one model
-    serves several threads at once.
+    serves several threads at once. Read weights through ``param.value`` and never write into
+    them (assign a new value instead): calls of a model with such a layer hold a shared lock
+    that weight changes wait for, so that each call sees one whole set of weights.
 ``backward(self, dy, cache) -> dx``
     Given the gradient of the output, set ``param.grad`` of each weight (same shape as the
     weight) and return the gradient of the input (None if the input is not differentiable).
