@@ -42,7 +42,7 @@ from .layers.base import (
 )
 from .layers.core import Embedding
 from .layers.recurrent import GRU, Bidirectional
-from .layers.weights import EPOCH, READERS, Pinned, run_pinned
+from .layers.weights import READERS, Changes, Pinned, run_pinned, watch
 
 _COMPILE_IGNORED = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
 
@@ -102,6 +102,7 @@ class Sequential:
         self.stop_training = False
         self.history = None
         self._lock = threading.RLock()
+        self._changes = Changes()  # counts the publications that change this model's weights
         self._pinned: Pinned | None = None  # the weights the last call ran on
         self._lean_setup: Any = None  # what the lean __call__ checks x against (False: no lean path)
         self._fast = None
@@ -270,6 +271,7 @@ class Sequential:
     def _make_fast(self) -> None:
         """Set up the lean ``__call__`` path again (the layers or their backend changed)."""
         self._pinned = self._lean_setup = self._fast = None
+        watch(self.weights, self._changes)
         if self._ops is not None:
             self._fast = self._lean_call(self._pinned_now())
 
@@ -279,7 +281,7 @@ class Sequential:
         pinned = self._pinned
         ops = self._ops
         if pinned is None or not pinned.current(ops):
-            pinned = self._pinned = Pinned.take(self._layers, ops, pinned)
+            pinned = self._pinned = Pinned.take(self._layers, ops, self._changes, pinned)
         return pinned
 
     def _run_pinned(self, fn: Any, *args: Any) -> Any:
@@ -295,7 +297,7 @@ class Sequential:
         if setup is False:
             return None
         fns = (self._guarded_infer,) if pinned.guarded else pinned.infers()
-        return (pinned.ops, *setup, fns, pinned.ops.xp.ndarray, pinned.epoch)
+        return (pinned.ops, *setup, fns, pinned.ops.xp.ndarray, pinned.changes, pinned.count)
 
     def _lean_call_setup(self) -> tuple | bool:
         """``(dtype, ndim, features)`` the lean path accepts x with, or False when it cannot run."""
@@ -497,13 +499,13 @@ class Sequential:
         """
         fast = self._fast
         if fast is not None and lengths is None and training is False:
-            ops, dtype, ndim, features, fns, array_type, epoch = fast
+            ops, dtype, ndim, features, fns, array_type, changes, count = fast
             if (
                 type(x) is array_type
                 and x.dtype == dtype
                 and x.ndim == ndim
                 and (x.shape[-1] == features or features is None)
-                and epoch == EPOCH[0]  # no weight changed since fns were bound
+                and changes.count == count  # no weight changed since fns were bound
                 and (self._device is not None or get_ops() is ops)
             ):
                 for f in fns:
@@ -522,7 +524,7 @@ class Sequential:
     def _call_pinned(self, pinned: Pinned, x: Any, training: bool, lengths: Any) -> Any:
         y, _, _ = self._forward(x, training, lengths, pinned)
         fast = self._fast
-        if fast is None or fast[-1] != pinned.epoch:
+        if fast is None or fast[-1] != pinned.count:
             self._fast = self._lean_call(pinned)
         return y
 

@@ -524,3 +524,21 @@ def test_sigint_at_any_moment_of_fit_leaves_a_step_boundary(ops):
                 assert_weights_equal(model, recorder.after_step[steps + 1])
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_model_keeps_its_bound_weights_while_other_models_change(ops, rng):
+    """Publications count per model: training or setting another model's weights leaves this
+    model's lean call as it was set up (nothing re-read), and its own changes are seen."""
+    model = Sequential([GRU(3, input_shape=(1, 2), seed=1)], device=ops.name)
+    other = Sequential([GRU(3, input_shape=(1, 2), seed=2)], device=ops.name)
+    other.compile(optimizer="sgd", loss="mse")
+    x = rng.standard_normal((1, 1, 2)).astype(np.float32)
+    before = ops.to_numpy(model(x))
+    lean = model._fast
+    other.set_weights([w + 1 for w in other.get_weights()])
+    other.fit(x, np.ones((1, 3)), verbose=0)
+    np.testing.assert_array_equal(ops.to_numpy(model(x)), before)
+    assert model._fast is lean
+    model.set_weights(other.get_weights())
+    np.testing.assert_array_equal(ops.to_numpy(model(x)), ops.to_numpy(other(x)))
+    assert model._fast is not lean

@@ -60,7 +60,7 @@ import numpy as np
 from .. import config as _config
 from .. import initializers as _initializers
 from ..backends import get_ops
-from .weights import Pinned, publish, run_pinned
+from .weights import Changes, Pinned, publish, run_pinned
 
 _name_lock = threading.Lock()
 _name_counters: dict[str, int] = {}
@@ -159,13 +159,14 @@ class Parameter:
     ``value`` keeps its values, and a call that is running keeps the weights it started with.
     """
 
-    __slots__ = ("name", "_value", "grad", "trainable")
+    __slots__ = ("name", "_value", "grad", "trainable", "_watchers")
 
     def __init__(self, name: str, value: Any, trainable: bool = True) -> None:
         self.name = name
         self._value = value
         self.grad = None
         self.trainable = trainable
+        self._watchers: tuple = ()  # weak references to the Changes of the models holding it
 
     @property
     def value(self) -> Any:
@@ -458,7 +459,8 @@ class Layer:
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         lengths = self.compute_lengths(x, lengths)
         return run_pinned(
-            lambda: Pinned.take([self], ops), lambda pinned: pinned.forwards[0](x, bool(training), lengths)[0]
+            lambda: Pinned.take([self], ops, Changes()),
+            lambda pinned: pinned.forwards[0](x, bool(training), lengths)[0],
         )
 
     def _as_layer_input(self, x: Any) -> Any:

@@ -9,7 +9,9 @@ Readers
     computes with those: a publication made meanwhile is seen by the next call, never by part of
     this one. ``EPOCH[0]`` is a sequence counter, odd while a publication is in progress;
     :func:`read_values` retries until it has read every array within one even epoch (a
-    seqlock), so readers take no lock and never make a publication wait.
+    seqlock), so readers take no lock and never make a publication wait. A model keeps what it
+    read until one of its own weights changes: each publication counts itself in the
+    :class:`Changes` of the models that :func:`watch` the parameters it changes.
 Layers that read their Parameters as they run
     A plugin layer's ``forward`` reads ``param.value`` itself, so its arrays cannot be taken in
     advance. Calls of a stack with such a layer hold :data:`READERS` (shared between calls), and
@@ -25,6 +27,7 @@ from __future__ import annotations
 import operator
 import signal
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -100,6 +103,24 @@ class _Readers:
 READERS = _Readers()
 
 
+class Changes:
+    """How many publications have changed a weight of one model (see :func:`watch`)."""
+
+    __slots__ = ("count", "__weakref__")
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def watch(params: Iterable[Any], changes: Changes) -> None:
+    """Count in ``changes`` every later publication that changes one of ``params``."""
+    for param in params:
+        watchers = tuple(ref for ref in param._watchers if ref() is not None)
+        if not any(ref() is changes for ref in watchers):
+            watchers += (weakref.ref(changes),)
+        param._watchers = watchers
+
+
 class _InterruptsDeferred:
     """In the main thread, a SIGINT arriving inside the block runs its handler (raising
     KeyboardInterrupt) at the block's end instead of in the middle. Elsewhere, or when SIGINT's
@@ -162,6 +183,11 @@ def publish(
             try:
                 for param, value in updates:
                     param._value = value
+                for param, _ in updates:
+                    for ref in param._watchers:
+                        changes = ref()
+                        if changes is not None:
+                            changes.count += 1
                 if commit is not None:
                     commit()
             finally:
@@ -194,20 +220,32 @@ class Pinned:
     :meth:`infers` gives the lean inference functions ``f(x) -> y`` the same way. A layer that
     cannot be bound (it reads its Parameters as it runs) gets its own ``_forward``/``_infer``,
     and ``guarded`` is True: calls must then hold :data:`READERS` (see :func:`run_pinned`).
-    Valid while ``current(ops)``.
+    Valid while ``current(ops)``: no publication has changed the weights ``changes`` watches.
     """
 
-    __slots__ = ("epoch", "ops", "layers", "params", "values", "forwards", "guarded", "_slices", "_infers")
+    __slots__ = (
+        "changes",
+        "count",
+        "ops",
+        "layers",
+        "params",
+        "values",
+        "forwards",
+        "guarded",
+        "_slices",
+        "_infers",
+    )
 
     @classmethod
-    def take(cls, layers: list, ops: Any, previous: Pinned | None = None) -> Pinned:
-        """Read the arrays of ``layers`` (on ``ops``) now; reuses what ``previous`` bound when
-        they are the same arrays."""
+    def take(cls, layers: list, ops: Any, changes: Changes, previous: Pinned | None = None) -> Pinned:
+        """Read the arrays of ``layers`` (on ``ops``) now; ``changes`` must watch their
+        parameters. Reuses what ``previous`` bound when they are the same arrays."""
         per_layer = [layer.weights for layer in layers]
         params = tuple(p for ps in per_layer for p in ps)
-        epoch, values = read_values(params)
+        count = changes.count  # before the arrays: a publication in between makes this stale
+        _, values = read_values(params)
         self = cls.__new__(cls)
-        self.epoch, self.ops, self.layers = epoch, ops, tuple(layers)
+        self.changes, self.count, self.ops, self.layers = changes, count, ops, tuple(layers)
         self.params, self.values = params, values
         if (
             previous is not None
@@ -234,8 +272,8 @@ class Pinned:
         return self
 
     def current(self, ops: Any) -> bool:
-        """Whether no publication has happened since the arrays were read, on the same ops."""
-        return self.epoch == EPOCH[0] and self.ops is ops
+        """Whether no publication has changed these weights since they were read, on ``ops``."""
+        return self.count == self.changes.count and self.ops is ops
 
     def infers(self) -> tuple:
         """The layers' lean inference functions ``f(x) -> y``, bound to the arrays read here."""
