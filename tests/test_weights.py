@@ -2,6 +2,7 @@
 set is checked, a call runs on one whole set of weights while other threads change them, and an
 interrupted fit stops between two steps."""
 
+import os
 import signal
 import sys
 import threading
@@ -542,3 +543,59 @@ def test_a_model_keeps_its_bound_weights_while_other_models_change(ops, rng):
     model.set_weights(other.get_weights())
     np.testing.assert_array_equal(ops.to_numpy(model(x)), ops.to_numpy(other(x)))
     assert model._fast is not lean
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_is_not_held_up_by_its_parents_other_threads(rng):
+    """Fork while one thread is inside a call that reads weights as it runs and another waits
+    to publish new weights: the child (which has neither thread) sets weights and predicts."""
+    from cgru.layers import weights as weights_module
+
+    armed, inside, release = threading.Event(), threading.Event(), threading.Event()
+
+    @cgru.register_layer(name="tests.WaitsInside")
+    class WaitsInside(TwoWeightScale):
+        def forward(self, x, training=False):
+            if armed.is_set() and not release.is_set():
+                inside.set()
+                release.wait(60)
+            return super().forward(x, training)
+
+    model = Sequential([GRU(3, input_shape=(2, 2), seed=1), WaitsInside()], device="numpy")
+    x = rng.standard_normal((1, 2, 2)).astype(np.float32)
+    new = [w + 1 for w in model.get_weights()]
+    reader = threading.Thread(target=model.predict, args=(x,))
+    writer = threading.Thread(target=model.set_weights, args=(new,))
+    armed.set()
+    reader.start()
+    try:
+        assert inside.wait(60)
+        writer.start()
+        deadline = time.monotonic() + 60
+        while not weights_module.READERS._writer and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert weights_module.READERS._writer  # the writer waits for the reader, holding the lock
+        pid = os.fork()
+        if pid == 0:  # the child: no reader, no writer
+            code = 1
+            try:
+                release.set()
+                model.set_weights(new)
+                model.predict(x)
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 60
+        while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if status[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        assert os.waitstatus_to_exitcode(status[1]) == 0
+    finally:
+        release.set()
+        reader.join()
+        if writer.ident is not None:
+            writer.join()
+    np.testing.assert_array_equal(model.get_weights()[0], new[0].astype(np.float32))

@@ -25,6 +25,7 @@ Writers
 from __future__ import annotations
 
 import operator
+import os
 import signal
 import threading
 import weakref
@@ -48,11 +49,15 @@ class _Readers:
     _POLL = 0.05  # seconds between looks at the counts while waiting
 
     def __init__(self) -> None:
+        self._local = threading.local()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every other thread (in a forked child, which has only the thread that forked)."""
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
-        self._count = 0
+        self._count = 1 if self.held() else 0
         self._writer = False
-        self._local = threading.local()
 
     def held(self) -> bool:
         return getattr(self._local, "depth", 0) > 0
@@ -101,6 +106,19 @@ class _Readers:
 
 #: Held (shared) by calls of layer stacks whose layers read their Parameters as they run.
 READERS = _Readers()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the thread that forked: a publication or a call that another
+    thread of the parent was in does not go on in the child, and must not hold it up."""
+    global _publishing
+    _publishing = threading.Lock()
+    READERS.reset()
+    EPOCH[0] += EPOCH[0] & 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Changes:
