@@ -185,17 +185,19 @@ def assert_one_of(result, references, what):
     assert any(matches), f"{what}: the result matches neither set of weights (a mix of both)"
 
 
-def swap_while(model, sets, reader, count):
+def swap_while(model, sets, reader, count, change=None):
     """Run ``reader(i)`` on ``count`` threads while another thread sets the model's weights to
-    the two sets in turn, until every reader has returned; returns the number of swaps."""
+    the two sets in turn (``change(i)`` sets the i-th; default set_weights), until every reader
+    has returned; returns the number of swaps."""
     stop = threading.Event()
     swaps = [0]
     errors = []
+    change = change or (lambda i: model.set_weights(sets[i % 2]))
 
     def swapper():
         try:
             while not stop.is_set():
-                model.set_weights(sets[swaps[0] % 2])
+                change(swaps[0])
                 swaps[0] += 1
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             errors.append(exc)
@@ -244,6 +246,26 @@ def test_calls_see_one_whole_set_of_weights_while_another_thread_sets_them(ops, 
             assert_one_of(run(), references, path)
 
     swap_while(model, sets, reader, count=3)
+
+
+def test_predict_sees_one_whole_set_while_another_thread_loads_weight_files(
+    ops, rng, often_switching, tmp_path
+):
+    model = Sequential([GRU(8, input_shape=(5, 4), seed=1), Dense(3, seed=2)], device=ops.name)
+    x = rng.standard_normal((4, 5, 4)).astype(np.float32)
+    sets = two_weight_sets(model, rng)
+    paths, references = [], []
+    for i, weights in enumerate(sets):
+        model.set_weights(weights)
+        paths.append(tmp_path / f"w{i}.npz")
+        model.save_weights(paths[-1])
+        references.append(model.predict(x))
+
+    def reader(i):
+        for _ in range(100):
+            assert_one_of(model.predict(x, batch_size=2), references, "predict while loading weights")
+
+    swap_while(model, sets, reader, count=2, change=lambda i: model.load_weights(paths[i % 2]))
 
 
 def test_streaming_steps_see_one_whole_set_of_weights_while_another_thread_sets_them(

@@ -3,6 +3,7 @@
 - :mod:`cgru.layers.base`: ``Layer``, ``Parameter``, ``register_layer``
 - :mod:`cgru.layers.recurrent`: ``GRU``, ``Bidirectional``
 - :mod:`cgru.layers.core`: ``Dense``, ``Dropout``, ``Embedding``
+- :mod:`cgru.layers.weights`: how weights change while other threads use them
 """
 
 from .base import (
