@@ -468,9 +468,13 @@ class Sequential:
             raise ValueError("lengths need an input with a time axis (batch, time, ...)")
         return check_lengths(lengths, shape[0], shape[1])
 
-    def _forward(self, x: Any, training: bool, lengths: Any, pinned: Pinned) -> tuple[Any, list, Any]:
-        """Run every layer on ``pinned``'s weights; returns (output, caches, lengths of the
-        output's time axis)."""
+    def _forward(
+        self, x: Any, training: bool, lengths: Any, pinned: Pinned | None = None
+    ) -> tuple[Any, list, Any]:
+        """Run every layer on ``pinned``'s weights (by default the current ones); returns
+        (output, caches, lengths of the output's time axis)."""
+        if pinned is None:
+            pinned = self._pinned_now()
         caches = []
         for layer, forward in zip(self._layers, pinned.forwards):
             lengths = layer.compute_lengths(x, lengths)
@@ -838,10 +842,10 @@ class Sequential:
         self.history = history
         return history
 
-    def _evaluate_arrays(self, *args: Any) -> dict:
+    def _evaluate_arrays(self, *args: Any, **kwargs: Any) -> dict:
         """Loss and metrics over batches, all on one set of weights (see _evaluate_pinned)."""
         self._ensure_bound()
-        return self._run_pinned(self._evaluate_pinned, *args)
+        return self._run_pinned(lambda pinned: self._evaluate_pinned(pinned, *args, **kwargs))
 
     def _evaluate_pinned(
         self,
