@@ -225,9 +225,13 @@ class GRU(Layer):
             values = read_values(self._params)[1]
         return values[0], values[1], values[2] if len(values) > 2 else None
 
-    def _sequence(self, x: Any, training: bool, lengths: Any, initial_state: Any, weights: tuple) -> tuple:
-        """Run the recurrence with ``weights`` (:meth:`_arrays`); returns (time-aligned outputs
-        (B,T,H), final state (B,H), cache)."""
+    def _sequence(
+        self, x: Any, training: bool, lengths: Any, initial_state: Any = None, weights: tuple | None = None
+    ) -> tuple:
+        """Run the recurrence with ``weights`` (:meth:`_arrays`, by default read now); returns
+        (time-aligned outputs (B,T,H), final state (B,H), cache)."""
+        if weights is None:
+            weights = self._arrays()
         batch = x.shape[0]
         h0 = initial_state
         if self.stateful and h0 is None:
