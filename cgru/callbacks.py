@@ -541,24 +541,22 @@ class TerminateOnNaN(Callback):
     """Stop training at the first batch whose loss is NaN or infinite, and restore the last
     weights that produced a finite loss (the weights from before the step that broke them).
 
-    It keeps one copy of the weights per batch (a copy, no allocation after the first batch).
+    Weights are never written in place (each step publishes new arrays), so keeping the arrays
+    of the last good step costs no copy.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._good: list | None = None
-        self._scratch: list | None = None
+        self._before_batch: list | None = None
         self.terminated_batch: int | None = None
 
     def on_train_begin(self, logs=None):
-        params = self.model.weights
-        self._good = [p.value.copy() for p in params]
-        self._scratch = [p.value.copy() for p in params]
+        self._good = self._before_batch = [p.value for p in self.model.weights]
         self.terminated_batch = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        for buf, p in zip(self._scratch, self.model.weights):
-            buf[...] = p.value
+        self._before_batch = [p.value for p in self.model.weights]
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -566,12 +564,10 @@ class TerminateOnNaN(Callback):
         if loss is None:
             return
         if np.isfinite(loss):
-            self._good, self._scratch = self._scratch, self._good
+            self._good = self._before_batch
             return
         print(f"Batch {batch}: Invalid loss, terminating training")
-        for buf, p in zip(self._good, self.model.weights):
-            p.value[...] = buf
-            p.grad = None
+        self.model.set_weights(list(self._good))
         self.terminated_batch = batch
         self.model.stop_training = True
 

@@ -42,6 +42,7 @@ from .layers.base import (
 )
 from .layers.core import Embedding
 from .layers.recurrent import GRU, Bidirectional
+from .layers.weights import READERS, Changes, Pinned, run_pinned, watch
 
 _COMPILE_IGNORED = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
 
@@ -101,6 +102,9 @@ class Sequential:
         self.stop_training = False
         self.history = None
         self._lock = threading.RLock()
+        self._changes = Changes()  # counts the publications that change this model's weights
+        self._pinned: Pinned | None = None  # the weights the last call ran on
+        self._lean_setup: Any = None  # what the lean __call__ checks x against (False: no lean path)
         self._fast = None
         if layers is not None:
             if isinstance(layers, Layer):
@@ -175,7 +179,7 @@ class Sequential:
                     self._make_fast()
                 else:
                     self.built = False
-                    self._fast = None
+                    self._pinned = self._lean_setup = self._fast = None
         return layer
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
@@ -265,30 +269,56 @@ class Sequential:
             self._make_fast()
 
     def _make_fast(self) -> None:
-        """Precompute what the lean ``__call__`` path needs."""
+        """Set up the lean ``__call__`` path again (the layers or their backend changed): the
+        first checked call binds it, so nothing reads the weights here (a model being loaded has
+        no weight values yet)."""
+        self._pinned = self._lean_setup = self._fast = None
+        watch(self.weights, self._changes)
+
+    def _pinned_now(self) -> Pinned:
+        """The weights of every layer as one consistent set, and the layers bound to them (read
+        again only after a publication: see :mod:`cgru.layers.weights`)."""
+        pinned = self._pinned
+        ops = self._ops
+        if pinned is None or not pinned.current(ops):
+            pinned = self._pinned = Pinned.take(self._layers, ops, self._changes, pinned)
+        return pinned
+
+    def _run_pinned(self, fn: Any, *args: Any) -> Any:
+        """``fn(pinned, *args)`` on one set of weights from start to end (see run_pinned)."""
+        return run_pinned(self._pinned_now, fn, *args)
+
+    def _lean_call(self, pinned: Pinned) -> tuple | None:
+        """What the lean ``__call__`` path needs to run on ``pinned``'s weights (None: the model
+        always takes the checked path)."""
+        setup = self._lean_setup
+        if setup is None:
+            setup = self._lean_setup = self._lean_call_setup()
+        if setup is False:
+            return None
+        fns = (self._guarded_infer,) if pinned.guarded else pinned.infers()
+        return (pinned.ops, *setup, fns, pinned.ops.xp.ndarray, pinned.changes, pinned.count)
+
+    def _lean_call_setup(self) -> tuple | bool:
+        """``(dtype, ndim, features)`` the lean path accepts x with, or False when it cannot run."""
         first = self._layers[0]
         shape = self._build_input_shape
-        self._fast = None
-        if self._ops is None:
-            return
         for layer in self._layers:  # layers that derive lengths need the checked path
             derives = type(layer).compute_lengths is not Layer.compute_lengths
             if derives and not (isinstance(layer, Embedding) and not layer.mask_zero):
-                return
+                return False
         if isinstance(first, Embedding):
-            dtype, features = np.dtype(np.int64), None  # ids (batch, time): any time length
-        elif type(first)._as_layer_input is Layer._as_layer_input:
-            dtype, features = first._np_dtype, shape[-1]
-        else:
-            return
-        self._fast = (
-            self._ops,
-            dtype,
-            len(shape),
-            features,
-            tuple(layer._infer for layer in self._layers),
-            self._ops.xp.ndarray,
-        )
+            return np.dtype(np.int64), len(shape), None  # ids (batch, time): any time length
+        if type(first)._as_layer_input is Layer._as_layer_input:
+            return first._np_dtype, len(shape), shape[-1]
+        return False
+
+    def _guarded_infer(self, x: Any) -> Any:
+        """The lean call of a model with a layer that reads its Parameters as it runs."""
+        with READERS:
+            for f in self._pinned_now().infers():
+                x = f(x)
+        return x
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         shape = tuple(input_shape)
@@ -438,12 +468,17 @@ class Sequential:
             raise ValueError("lengths need an input with a time axis (batch, time, ...)")
         return check_lengths(lengths, shape[0], shape[1])
 
-    def _forward(self, x: Any, training: bool, lengths: Any) -> tuple[Any, list, Any]:
-        """Run every layer; returns (output, caches, lengths of the output's time axis)."""
+    def _forward(
+        self, x: Any, training: bool, lengths: Any, pinned: Pinned | None = None
+    ) -> tuple[Any, list, Any]:
+        """Run every layer on ``pinned``'s weights (by default the current ones); returns
+        (output, caches, lengths of the output's time axis)."""
+        if pinned is None:
+            pinned = self._pinned_now()
         caches = []
-        for layer in self._layers:
+        for layer, forward in zip(self._layers, pinned.forwards):
             lengths = layer.compute_lengths(x, lengths)
-            y, cache = layer._forward(x, training, lengths)
+            y, cache = forward(x, training, lengths)
             caches.append(cache)
             if lengths is not None and not (getattr(y, "ndim", 0) == 3 and y.shape[1] == x.shape[1]):
                 lengths = None
@@ -474,12 +509,13 @@ class Sequential:
         """
         fast = self._fast
         if fast is not None and lengths is None and training is False:
-            ops, dtype, ndim, features, fns, array_type = fast
+            ops, dtype, ndim, features, fns, array_type, changes, count = fast
             if (
                 type(x) is array_type
                 and x.dtype == dtype
                 and x.ndim == ndim
                 and (x.shape[-1] == features or features is None)
+                and changes.count == count  # no weight changed since fns were bound
                 and (self._device is not None or get_ops() is ops)
             ):
                 for f in fns:
@@ -493,7 +529,13 @@ class Sequential:
         self._ensure_built_for(tuple(x.shape))
         self._ensure_bound()
         lengths = self._check_lengths(lengths, tuple(x.shape))
-        y, _, _ = self._forward(self._prepare_input(x), training, lengths)
+        return self._run_pinned(self._call_pinned, self._prepare_input(x), training, lengths)
+
+    def _call_pinned(self, pinned: Pinned, x: Any, training: bool, lengths: Any) -> Any:
+        y, _, _ = self._forward(x, training, lengths, pinned)
+        fast = self._fast
+        if fast is None or fast[-1] != pinned.count:
+            self._fast = self._lean_call(pinned)
         return y
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0, lengths: Any = None) -> Any:
@@ -506,20 +548,14 @@ class Sequential:
         if x.ndim < 1:
             raise ValueError("x must have a batch axis")
         self._ensure_built_for(tuple(x.shape))
-        ops = self._ensure_bound()
+        self._ensure_bound()
         lengths = self._check_lengths(lengths, tuple(x.shape))
         n = x.shape[0]
         size = n if batch_size is None else _check_int(batch_size, "batch_size", 1)
         self._check_stateful_batches(n, size, "predict")
         steps = max(1, math.ceil(n / size)) if n else 1
         bar = _progress.Progbar(steps) if verbose == 1 else None
-        outputs = []
-        for step in range(steps):
-            sl = slice(step * size, (step + 1) * size)
-            y, _, _ = self._forward(self._prepare_input(x[sl]), False, _take(lengths, sl))
-            outputs.append([ops.to_numpy(a) for a in y] if isinstance(y, list) else ops.to_numpy(y))
-            if bar is not None:
-                bar.update(step + 1)
+        outputs = self._run_pinned(self._predict_pinned, x, lengths, size, steps, bar)
         if bar is not None:
             bar.finish()
         if len(outputs) == 1:
@@ -527,6 +563,18 @@ class Sequential:
         if isinstance(outputs[0], list):
             return [np.concatenate(parts) for parts in zip(*outputs)]
         return np.concatenate(outputs)
+
+    def _predict_pinned(self, pinned: Pinned, x: Any, lengths: Any, size: int, steps: int, bar: Any) -> list:
+        """predict's outputs batch by batch, all on ``pinned``'s weights."""
+        ops = pinned.ops
+        outputs = []
+        for step in range(steps):
+            sl = slice(step * size, (step + 1) * size)
+            y, _, _ = self._forward(self._prepare_input(x[sl]), False, _take(lengths, sl), pinned)
+            outputs.append([ops.to_numpy(a) for a in y] if isinstance(y, list) else ops.to_numpy(y))
+            if bar is not None:
+                bar.update(step + 1)
+        return outputs
 
     # ------------------------------------------------------------------------- training
     def compile(self, optimizer: Any = "adam", loss: Any = "mse", metrics: Any = None, **kwargs: Any) -> None:
@@ -620,18 +668,23 @@ class Sequential:
         output's shapes (Keras 3's rule, see :mod:`cgru.metrics`), not from the loss."""
         return [_metrics.get(m, y_shape, out_shape) for m in self._metrics]
 
-    def _loss_and_grads(self, x: Any, y: Any, lengths: Any, metric_objs: Any = ()) -> tuple:
-        """One forward and backward pass on a validated batch: (loss, metric (sum, count) pairs).
+    def _loss_and_grads(
+        self, x: Any, y: Any, lengths: Any, metric_objs: Any = (), pinned: Pinned | None = None
+    ) -> tuple:
+        """One forward and backward pass on a validated batch, on ``pinned``'s weights (by
+        default the current ones): (loss, metric (sum, count) pairs).
 
         Leaves each weight's gradient in its ``grad``; changes no weight.
         """
         ops = self._current_ops()
+        if pinned is None:
+            pinned = self._pinned_now()
         xb = self._prepare_input(x)
         if lengths is not None and xb.dtype.kind == "f":
             # Zeros in the padded steps: layers that do not take lengths (Dense, Dropout before
             # the first GRU) would carry NaN or inf there into their weight gradients (0 * inf).
             xb = self._zero_padding(xb, lengths)
-        y_pred, caches, out_lengths = self._forward(xb, True, lengths)
+        y_pred, caches, out_lengths = self._forward(xb, True, lengths, pinned)
         y_true = _losses.align_targets(
             ops.asarray(y) if not self.loss.sparse else ops.xp.asarray(y), y_pred, self.loss.sparse
         )
@@ -650,13 +703,26 @@ class Sequential:
         stats = [m.sum_count(_metric_targets(ops, y), y_pred, mask) for m in metric_objs]
         return loss, stats
 
+    def _train_step(self, x: Any, y: Any, lengths: Any, metric_objs: Any) -> tuple:
+        """One optimizer step on a validated batch: (loss, metric (sum, count) pairs).
+
+        The step's new weights and optimizer state are published at once (or not at all, when
+        interrupted before). When another thread replaced weights of the model during the step,
+        the step is dropped (the replacement stands, and the optimizer's state is unchanged).
+        """
+        pinned = self._pinned_now()
+        loss, stats = self._loss_and_grads(x, y, lengths, metric_objs, pinned)
+        self.optimizer._step(
+            [(p.grad, p) for p in self.trainable_weights], expected=zip(pinned.params, pinned.values)
+        )
+        return loss, stats
+
     def train_on_batch(self, x: Any, y: Any, lengths: Any = None) -> Any:
         """One optimizer step on one batch; returns the loss (and metrics, as ``evaluate``)."""
         self._require_compiled("train_on_batch")
         x, y, lengths, out_shape = self._check_data(x, y, lengths, "train_on_batch")
         metric_objs = self._resolve_metrics(y.shape, out_shape)
-        loss, stats = self._loss_and_grads(x, y, lengths, metric_objs)
-        self.optimizer.apply(self.trainable_weights)
+        loss, stats = self._train_step(x, y, lengths, metric_objs)
         if not metric_objs:
             return loss
         return [loss, *[s / c if c else 0.0 for s, c in stats]]
@@ -685,7 +751,9 @@ class Sequential:
         ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch, "auto". Returns the History.
 
         Everything is validated before the first update: a call that raises leaves the weights
-        as they were.
+        as they were. Each step's new weights and optimizer state are published at once, so an
+        interrupted fit (KeyboardInterrupt, re-raised after the callbacks' ``on_train_end``)
+        leaves the model after its last whole step.
         """
         self._require_compiled("fit")
         verbose = _progress.resolve_verbose(verbose)
@@ -734,55 +802,72 @@ class Sequential:
         self.stop_training = False
         cbs.on_train_begin({})
         logs: dict = {}
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch, {})
-            if verbose == 1:
-                _progress.write_line(f"Epoch {epoch + 1}/{epochs}")
-                bar = _progress.Progbar(steps)
-            start = _progress.time.perf_counter()
-            order = rng.permutation(n) if shuffle else None
-            loss_sum, seen = 0.0, 0
-            sums = [[0.0, 0.0] for _ in metric_objs]
-            done = 0
-            for step in range(steps):
-                sl = slice(step * batch_size, (step + 1) * batch_size)
-                idx = order[sl] if order is not None else sl
-                xb, yb, lb = x[idx], y[idx], _take(lengths, idx)
-                cbs.on_train_batch_begin(step, {})
-                batch_loss, stats = self._loss_and_grads(xb, yb, lb, metric_objs)
-                self.optimizer.apply(self.trainable_weights)
-                size = xb.shape[0]
-                loss_sum += batch_loss * size
-                seen += size
-                for acc, (s, c) in zip(sums, stats):
-                    acc[0] += s
-                    acc[1] += c
-                logs = {"loss": loss_sum / seen}
-                logs.update({name: (s / c if c else 0.0) for name, (s, c) in zip(names, sums)})
-                done = step + 1
-                cbs.on_train_batch_end(step, {**logs, "batch_loss": batch_loss})
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch, {})
                 if verbose == 1:
-                    bar.update(done, logs)
+                    _progress.write_line(f"Epoch {epoch + 1}/{epochs}")
+                    bar = _progress.Progbar(steps)
+                start = _progress.time.perf_counter()
+                order = rng.permutation(n) if shuffle else None
+                loss_sum, seen = 0.0, 0
+                sums = [[0.0, 0.0] for _ in metric_objs]
+                done = 0
+                for step in range(steps):
+                    sl = slice(step * batch_size, (step + 1) * batch_size)
+                    idx = order[sl] if order is not None else sl
+                    xb, yb, lb = x[idx], y[idx], _take(lengths, idx)
+                    cbs.on_train_batch_begin(step, {})
+                    batch_loss, stats = self._train_step(xb, yb, lb, metric_objs)
+                    size = xb.shape[0]
+                    loss_sum += batch_loss * size
+                    seen += size
+                    for acc, (s, c) in zip(sums, stats):
+                        acc[0] += s
+                        acc[1] += c
+                    logs = {"loss": loss_sum / seen}
+                    logs.update({name: (s / c if c else 0.0) for name, (s, c) in zip(names, sums)})
+                    done = step + 1
+                    cbs.on_train_batch_end(step, {**logs, "batch_loss": batch_loss})
+                    if verbose == 1:
+                        bar.update(done, logs)
+                    if self.stop_training:
+                        break
+                epoch_logs = dict(logs)
+                if val is not None:
+                    val_logs = self._evaluate_arrays(*val, batch_size, metric_objs)
+                    epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                elapsed = _progress.time.perf_counter() - start
+                if verbose == 1:
+                    bar.finish(epoch_logs, steps=done)
+                elif verbose == 2:
+                    _progress.write_line(_progress.epoch_line(epoch + 1, epochs, done, elapsed, epoch_logs))
+                cbs.on_epoch_end(epoch, epoch_logs)
                 if self.stop_training:
                     break
-            epoch_logs = dict(logs)
-            if val is not None:
-                val_logs = self._evaluate_arrays(*val, batch_size, metric_objs)
-                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            elapsed = _progress.time.perf_counter() - start
-            if verbose == 1:
-                bar.finish(epoch_logs, steps=done)
-            elif verbose == 2:
-                _progress.write_line(_progress.epoch_line(epoch + 1, epochs, done, elapsed, epoch_logs))
-            cbs.on_epoch_end(epoch, epoch_logs)
-            if self.stop_training:
-                break
+        except KeyboardInterrupt:
+            # the weights are at a step boundary (steps are published whole): end as usual
+            cbs.on_train_end(logs)
+            self.history = history
+            raise
         cbs.on_train_end(logs)
         self.history = history
         return history
 
-    def _evaluate_arrays(
-        self, x: Any, y: Any, lengths: Any, batch_size: int, metric_objs: list, bar: Any = None
+    def _evaluate_arrays(self, *args: Any, **kwargs: Any) -> dict:
+        """Loss and metrics over batches, all on one set of weights (see _evaluate_pinned)."""
+        self._ensure_bound()
+        return self._run_pinned(lambda pinned: self._evaluate_pinned(pinned, *args, **kwargs))
+
+    def _evaluate_pinned(
+        self,
+        pinned: Pinned,
+        x: Any,
+        y: Any,
+        lengths: Any,
+        batch_size: int,
+        metric_objs: list,
+        bar: Any = None,
     ) -> dict:
         ops = self._ensure_bound()
         n = x.shape[0]
@@ -791,7 +876,9 @@ class Sequential:
         steps = math.ceil(n / batch_size)
         for step in range(steps):
             sl = slice(step * batch_size, (step + 1) * batch_size)
-            y_pred, _, out_lengths = self._forward(self._prepare_input(x[sl]), False, _take(lengths, sl))
+            y_pred, _, out_lengths = self._forward(
+                self._prepare_input(x[sl]), False, _take(lengths, sl), pinned
+            )
             yb = _metric_targets(ops, y[sl])
             y_true = _losses.align_targets(yb, y_pred, self.loss.sparse)
             mask = (

@@ -11,8 +11,11 @@ By name (``compile(optimizer="adam")``: "sgd", "adam", "adamw", "rmsprop") or ob
 - ``weight_decay``: decoupled weight decay, ``w -= w * weight_decay * learning_rate`` before
   the update (AdamW's default is 0.004).
 
-Updates are in place on each :class:`~cgru.layers.Parameter`'s ``value``; the per-weight state
-(momenta) lives in the optimizer, keyed by parameter.
+A step writes into no array it read: it computes each weight's new array and its new per-weight
+state (momenta, kept in the optimizer, keyed by parameter, in arrays of the state before the
+previous step, reused), then publishes the new arrays, the new state and the step count at once
+(:func:`cgru.layers.weights.publish`). A step interrupted before that changes nothing, and a
+call running on another thread sees the weights before or after it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from .layers.weights import publish
 
 
 def _check_float(
@@ -45,8 +50,35 @@ def _xp_of(a: Any) -> Any:
     return cupy
 
 
+class StepState:
+    """One weight's optimizer state across a step (moment arrays, each shaped like the weight).
+
+    ``old(key)``: the array before the step (zeros at the first one), never to be written;
+    ``new(key)``: the array to fill with its value after the step, taken from the state before
+    the previous step where there is one (the optimizer's own arrays: nothing else reads them).
+    """
+
+    __slots__ = ("like", "before", "spare", "after")
+
+    def __init__(self, like: Any, before: dict, spare: dict) -> None:
+        self.like, self.before, self.spare, self.after = like, before, spare, {}
+
+    def old(self, key: str) -> Any:
+        array = self.before.get(key)
+        return _xp_of(self.like).zeros_like(self.like) if array is None else array
+
+    def new(self, key: str) -> Any:
+        array = self.spare.get(key)
+        if array is None or array.shape != self.like.shape or array.dtype != self.like.dtype:
+            array = _xp_of(self.like).empty_like(self.like)
+        self.after[key] = array
+        return array
+
+
 class Optimizer:
-    """Base class: subclasses implement ``_update(param, grad, slots, lr)`` (in place)."""
+    """Base class: subclasses implement ``_update(value, grad, state, lr) -> new value``, which
+    returns the weight's new array and fills its new state through ``state`` (a
+    :class:`StepState`), writing into neither ``value`` nor ``state.old(...)``."""
 
     def __init__(
         self,
@@ -75,6 +107,7 @@ class Optimizer:
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self._slots: dict[int, dict] = {}
+        self._spare: dict[int, dict] = {}  # each weight's state before the last step: reused arrays
 
     # ------------------------------------------------------------------------------- API
     def current_learning_rate(self) -> float:
@@ -100,34 +133,52 @@ class Optimizer:
 
     def apply_gradients(self, grads_and_vars: Any) -> None:
         """Update each parameter from its gradient: an iterable of ``(grad, Parameter)``."""
+        self._step(grads_and_vars)
+
+    def _step(self, grads_and_vars: Any, expected: Any = None) -> bool:
+        """:meth:`apply_gradients`, published as one change; ``expected`` as for
+        :func:`~cgru.layers.weights.publish` (False: the step was dropped)."""
         pairs = [(g, p) for g, p in grads_and_vars if g is not None]
         for g, p in pairs:
             if tuple(g.shape) != tuple(p.value.shape):
                 raise ValueError(f"gradient for {p.name} has shape {tuple(g.shape)}, expected {p.shape}")
         if not pairs:
-            return
+            return True
         grads = self._clip([g for g, _ in pairs])
         lr = self.current_learning_rate()
+        updates, states = [], {}
         for g, (_, p) in zip(grads, pairs):
-            slots = self._slots.get(id(p))
-            if slots is None or slots.get("_param") is not p:
-                slots = self._slots[id(p)] = {"_param": p}
+            value = p.value
             if self.weight_decay:
-                p.value -= p.value * (self.weight_decay * lr)
-            self._update(p, g.astype(p.value.dtype, copy=False), slots, lr)
-        self.iterations += 1
+                value = value - value * (self.weight_decay * lr)
+            state = StepState(value, self._state_of(p, self._slots), self._state_of(p, self._spare))
+            updates.append((p, self._update(value, g.astype(value.dtype, copy=False), state, lr)))
+            states[id(p)] = {"_param": p, **state.after}
+
+        def commit() -> None:
+            self._spare.update({key: self._slots.get(key) for key in states})
+            self._slots.update(states)
+            self.iterations += 1
+
+        return publish(updates, commit, expected)
+
+    @staticmethod
+    def _state_of(p: Any, table: dict) -> dict:
+        state = table.get(id(p))
+        return state if state is not None and state.get("_param") is p else {}
 
     def apply(self, params: list) -> None:
         """Update ``params`` (Parameters) from their ``grad`` (those without one are skipped)."""
         self.apply_gradients((p.grad, p) for p in params)
 
-    def _update(self, p: Any, g: Any, slots: dict, lr: float) -> None:
+    def _update(self, value: Any, g: Any, state: StepState, lr: float) -> Any:
         raise NotImplementedError
 
     def reset(self) -> None:
         """Forget the iteration count and every per-weight state."""
         self.iterations = 0
         self._slots.clear()
+        self._spare.clear()
 
     # ---------------------------------------------------------------------------- config
     def get_config(self) -> dict:
@@ -164,19 +215,14 @@ class SGD(Optimizer):
         self.momentum = _check_float(momentum, "momentum", 0.0, 1.0)
         self.nesterov = bool(nesterov)
 
-    def _update(self, p, g, slots, lr):
+    def _update(self, value, g, state, lr):
         if self.momentum == 0:
-            p.value -= lr * g
-            return
-        m = slots.get("momentum")
-        if m is None:
-            m = slots["momentum"] = _xp_of(p.value).zeros_like(p.value)
-        m *= self.momentum
+            return value - lr * g
+        m = _xp_of(value).multiply(state.old("momentum"), self.momentum, out=state.new("momentum"))
         m -= lr * g
         if self.nesterov:
-            p.value += self.momentum * m - lr * g
-        else:
-            p.value += m
+            return value + (self.momentum * m - lr * g)
+        return value + m
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -200,23 +246,21 @@ class Adam(Optimizer):
         self.epsilon = _check_float(epsilon, "epsilon")
         self.amsgrad = bool(amsgrad)
 
-    def _update(self, p, g, slots, lr):
-        xp = _xp_of(p.value)
-        if "m" not in slots:
-            slots["m"] = xp.zeros_like(p.value)
-            slots["v"] = xp.zeros_like(p.value)
-            if self.amsgrad:
-                slots["vhat"] = xp.zeros_like(p.value)
+    def _update(self, value, g, state, lr):
+        xp = _xp_of(value)
         step = self.iterations + 1
         alpha = lr * math.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
-        m, v = slots["m"], slots["v"]
-        m += (g - m) * (1 - self.beta_1)
-        v += (g * g - v) * (1 - self.beta_2)
+        m0, v0 = state.old("m"), state.old("v")
+        m = xp.subtract(g, m0, out=state.new("m"))  # m0 + (g - m0) * (1 - beta_1)
+        m *= 1 - self.beta_1
+        m += m0
+        v = xp.multiply(g, g, out=state.new("v"))  # v0 + (g * g - v0) * (1 - beta_2)
+        v -= v0
+        v *= 1 - self.beta_2
+        v += v0
         if self.amsgrad:
-            vhat = slots["vhat"]
-            xp.maximum(vhat, v, out=vhat)
-            v = vhat
-        p.value -= (m * alpha) / (xp.sqrt(v) + self.epsilon)
+            v = xp.maximum(state.old("vhat"), v, out=state.new("vhat"))
+        return value - (m * alpha) / (xp.sqrt(v) + self.epsilon)
 
     def get_config(self):
         return {
@@ -271,32 +315,22 @@ class RMSprop(Optimizer):
         self.epsilon = _check_float(epsilon, "epsilon")
         self.centered = bool(centered)
 
-    def _update(self, p, g, slots, lr):
-        xp = _xp_of(p.value)
-        if "v" not in slots:
-            slots["v"] = xp.zeros_like(p.value)
-            if self.centered:
-                slots["avg"] = xp.zeros_like(p.value)
-            if self.momentum > 0:
-                slots["mom"] = xp.zeros_like(p.value)
-        v = slots["v"]
-        v *= self.rho
+    def _update(self, value, g, state, lr):
+        xp = _xp_of(value)
+        v = xp.multiply(state.old("v"), self.rho, out=state.new("v"))
         v += (1 - self.rho) * g * g
         if self.centered:
-            avg = slots["avg"]
-            avg *= self.rho
+            avg = xp.multiply(state.old("avg"), self.rho, out=state.new("avg"))
             avg += (1 - self.rho) * g
             denominator = v - avg * avg + self.epsilon
         else:
             denominator = v + self.epsilon
         increment = lr * g / xp.sqrt(denominator)
         if self.momentum > 0:
-            mom = slots["mom"]
-            mom *= self.momentum
+            mom = xp.multiply(state.old("mom"), self.momentum, out=state.new("mom"))
             mom += increment
-            p.value -= mom
-        else:
-            p.value -= increment
+            return value - mom
+        return value - increment
 
     def get_config(self):
         return {

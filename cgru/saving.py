@@ -524,7 +524,7 @@ def load_model(path: Any, compile: bool = True, device: str | None = None) -> An
         if compile and compile_config:
             _compile_as_saved(model, compile_config, model_file.where)
         arrays = model_file.read_weights()
-    install_weights(model.weights, arrays, f"model {model.name!r}", model._current_ops())
+    install_weights(model.weights, arrays, f"model {model.name!r}", model._current_ops(), fresh=True)
     return model
 
 

@@ -4,6 +4,7 @@
 - :mod:`cgru.layers.recurrent`: ``GRU``, ``Bidirectional``
 - :mod:`cgru.layers.core`: ``Dense``, ``Dropout``, ``Embedding``
 - :mod:`cgru.layers.timesteps`: ``SelectTimestep``, ``ReverseTimesteps``
+- :mod:`cgru.layers.weights`: how weights change while other threads use them
 """
 
 from .base import (

@@ -11,7 +11,9 @@ Subclass :class:`Layer` and implement:
     Compute the output from a backend array ``x``; ``cache`` is anything :meth:`backward` needs
     (return None when not training). Use ``self.ops.xp`` (numpy or cupy) for array math so the
     layer runs on every backend. Keep per-call data in ``cache``, never on ``self``: one model
-    serves several threads at once.
+    serves several threads at once. Read weights through ``param.value`` and never write into
+    them (assign a new value instead): calls of a model with such a layer hold a shared lock
+    that weight changes wait for, so that each call sees one whole set of weights.
 ``backward(self, dy, cache) -> dx``
     Given the gradient of the output, set ``param.grad`` of each weight (same shape as the
     weight) and return the gradient of the input (None if the input is not differentiable).
@@ -64,6 +66,7 @@ import numpy as np
 from .. import config as _config
 from .. import initializers as _initializers
 from ..backends import get_ops
+from .weights import Changes, Pinned, publish, run_pinned
 
 _name_lock = threading.Lock()
 _name_counters: dict[str, int] = {}
@@ -150,36 +153,36 @@ _KERAS_UNSUPPORTED = frozenset(
 )
 
 
-#: Bumped whenever any Parameter's ``value`` is replaced by another array (not on in-place
-#: updates): caches that alias weight arrays compare it to know when to rebuild.
-VALUE_EPOCH = [0]
-
-
 class Parameter:
     """One weight of a layer.
 
     ``value`` is the array (on the layer's backend), ``grad`` its gradient from the last
-    ``backward`` (None before), ``trainable`` whether optimizers update it. Optimizers update
-    ``value`` in place, so references to it stay valid.
+    ``backward`` (None before), ``trainable`` whether optimizers update it.
+
+    cgru never writes into the array: assigning ``value``, :meth:`assign`, ``set_weights``,
+    ``load_weights`` and optimizer steps each put a new array in its place, published together
+    with the others they change (see :mod:`cgru.layers.weights`). So an array taken from
+    ``value`` keeps its values, and a call that is running keeps the weights it started with.
     """
 
-    __slots__ = ("name", "_value", "grad", "trainable")
+    __slots__ = ("name", "_value", "grad", "trainable", "_watchers")
 
     def __init__(self, name: str, value: Any, trainable: bool = True) -> None:
         self.name = name
         self._value = value
         self.grad = None
         self.trainable = trainable
+        self._watchers: tuple = ()  # weak references to the Changes of the models holding it
 
     @property
     def value(self) -> Any:
-        """The weight array (update it in place, or assign a new array of the same shape)."""
+        """The weight array. Assigning one publishes a copy converted to the parameter's dtype
+        (C-contiguous, on its device); the shape must stay the same."""
         return self._value
 
     @value.setter
     def value(self, new: Any) -> None:
-        self._value = new
-        VALUE_EPOCH[0] += 1  # layers that bound the old array (prepared GRUs) rebind
+        publish([(self, self._checked(new, f"value for {self.name}"))])
 
     @property
     def shape(self) -> tuple:
@@ -194,11 +197,35 @@ class Parameter:
         return np.array(to_host(self.value), copy=True)
 
     def assign(self, value: Any) -> None:
-        """Copy ``value`` (same shape) into the parameter, in place."""
-        arr = as_numeric_array(value, f"value for {self.name}")
-        if tuple(arr.shape) != self.shape:
-            raise ValueError(f"{self.name} has shape {self.shape}, got a value of shape {tuple(arr.shape)}")
-        self.value[...] = _xp_of(self.value).asarray(arr, dtype=self.value.dtype)
+        """Set the value (same shape) from ``value``: the same as assigning ``value``."""
+        self.value = value
+
+    def _checked(self, value: Any, what: str, copy: bool = True) -> Any:
+        """``value`` as a new C-contiguous array of this parameter's shape, dtype and device;
+        ValueError/TypeError naming ``what`` when it cannot be (a float value beyond the range
+        of the parameter's dtype included: it would become inf). ``copy=False``: ``value``
+        itself when it already is such an array (for arrays nobody else holds). A weight without
+        a value yet (a :class:`WeightPlaceholder`) is checked on the host."""
+        current = self._value
+        xp = np if isinstance(current, WeightPlaceholder) else _xp_of(current)
+        arr = as_numeric_array(value, what, xp)
+        if tuple(arr.shape) != tuple(current.shape):
+            raise ValueError(f"{what} must have shape {tuple(current.shape)}, got {tuple(arr.shape)}")
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            if copy:
+                out = xp.array(arr, dtype=current.dtype, order="C", copy=True)
+            else:
+                out = xp.ascontiguousarray(arr, dtype=current.dtype)
+        if arr.dtype.kind == "f" and out.dtype.kind == "f" and arr.dtype.itemsize > out.dtype.itemsize:
+            overflow = xp.isinf(out) & xp.isfinite(arr)
+            if bool(overflow.any()):
+                worst = float(xp.abs(arr[overflow]).max())
+                raise ValueError(
+                    f"{what} has values beyond the {out.dtype} range (up to {worst:.4g}; the "
+                    f"largest {out.dtype} is {float(np.finfo(out.dtype).max):.4g}), which would "
+                    "become inf"
+                )
+        return out
 
     def __repr__(self) -> str:
         return f"<Parameter {self.name} shape={self.shape} dtype={self.dtype}>"
@@ -352,8 +379,8 @@ class Layer:
         if old is not ops and self._params:
             old_ops = old if old is not None else get_ops()
             if old_ops.xp is not ops.xp:
+                publish([(p, ops.asarray(old_ops.to_numpy(p.value))) for p in self._params])
                 for p in self._params:
-                    p.value = ops.asarray(old_ops.to_numpy(p.value))
                     p.grad = None
         self._ops = ops
         for sub in self._sublayers():
@@ -467,8 +494,25 @@ class Layer:
         return self.forward(x, training)
 
     def _infer(self, x: Any, lengths: Any = None) -> Any:
-        """Inference output only (built-ins override this with a leaner path)."""
+        """Inference output only, reading the Parameters as it runs."""
         return self._forward(x, False, lengths)[0]
+
+    def _pinned_forward(self, values: tuple) -> Any:
+        """A function ``(x, training, lengths) -> (y, cache)`` that computes what ``_forward``
+        does with ``values`` (this layer's weight arrays, in ``weights`` order) instead of
+        reading the Parameters as it runs; None when the layer cannot. Built-in layers can; the
+        default, for a layer with weights, cannot (its forward reads them itself)."""
+        return None if self.weights else self._forward
+
+    def _pinned_infer(self, values: tuple) -> Any:
+        """A function ``(x) -> y``, the inference output computed with ``values`` (see
+        :meth:`_pinned_forward`); None when the layer cannot."""
+        return None if self.weights else self._infer
+
+    def _own_forward(self, cls: type) -> bool:
+        """Whether this layer's class replaces ``cls``'s forward (a subclass of a built-in
+        layer): that forward reads its Parameters itself, so it cannot be bound to arrays."""
+        return type(self).forward is not cls.forward
 
     def __call__(self, x: Any, training: bool = False, lengths: Any = None) -> Any:
         """Run the layer on its own: builds it on first use, returns its output."""
@@ -485,7 +529,10 @@ class Layer:
                 raise ValueError("lengths need an input with a time axis (batch, time, ...)")
             lengths = check_lengths(lengths, x.shape[0], x.shape[1])
         lengths = self.compute_lengths(x, lengths)
-        return self._forward(x, bool(training), lengths)[0]
+        return run_pinned(
+            lambda: Pinned.take([self], ops, Changes()),
+            lambda pinned: pinned.forwards[0](x, bool(training), lengths)[0],
+        )
 
     def _as_layer_input(self, x: Any) -> Any:
         """``x`` as a float array of the layer's dtype on its backend."""
@@ -517,8 +564,10 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
 
 
-def validate_weights(params: list[Parameter], weights: Any, owner: str) -> list[np.ndarray]:
-    """Check a list of new weight values against ``params``; returns them as NumPy arrays."""
+def validate_weights(params: list[Parameter], weights: Any, owner: str, copy: bool = True) -> list:
+    """Check a list of new weight values against ``params``; returns them as new arrays of each
+    parameter's dtype and device, ready for :func:`assign_weights` (``copy=False``: the given
+    arrays themselves where they already are such arrays)."""
     if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
         raise TypeError(f"weights for {owner} must be a list of arrays, got {type(weights).__name__}")
     if len(weights) != len(params):
@@ -526,38 +575,31 @@ def validate_weights(params: list[Parameter], weights: Any, owner: str) -> list[
         raise ValueError(f"{owner} expects {len(params)} weight arrays ({names}), got {len(weights)}")
     arrays = []
     for i, (p, w) in enumerate(zip(params, weights)):
-        arr = as_numeric_array(w, f"weight {i} ({p.name}) of {owner}")
-        if tuple(arr.shape) != p.shape:
-            raise ValueError(
-                f"weight {i} ({p.name}) of {owner} must have shape {p.shape}, got {tuple(arr.shape)}"
-            )
-        arrays.append(arr)
+        arrays.append(p._checked(w, f"weight {i} ({p.name}) of {owner}", copy))
     return arrays
 
 
-def assign_weights(params: list[Parameter], arrays: list[np.ndarray]) -> None:
-    """Copy validated arrays into ``params`` in place (cannot fail after validation)."""
-    for p, arr in zip(params, arrays):
-        p.value[...] = _xp_of(p.value).asarray(arr, dtype=p.value.dtype)
+def assign_weights(params: list[Parameter], arrays: list) -> None:
+    """Publish :func:`validate_weights`'s arrays as the values of ``params``, all at once."""
+    publish(zip(params, arrays))
+    for p in params:
         p.grad = None
 
 
-def install_weights(params: list[Parameter], weights: Any, owner: str, ops: Any) -> None:
-    """Give freshly built ``params`` their values, checked as ``set_weights`` checks them.
+def install_weights(params: list[Parameter], weights: Any, owner: str, ops: Any, fresh: bool = False) -> None:
+    """Give freshly built ``params`` their values, checked as ``set_weights`` checks them, all
+    at once.
 
-    A :class:`WeightPlaceholder` (from :func:`deferred_weights`) takes the array itself on
-    ``ops``'s device, in the parameter's dtype (no copy when it already is one); an initialised
-    weight is assigned as by ``set_weights``.
+    A :class:`WeightPlaceholder` (from :func:`deferred_weights`) takes its array on ``ops``'s
+    device in the parameter's dtype. ``fresh``: the arrays are new and nobody else holds them
+    (read from a file), so those already in the right dtype and layout are used as they are.
     """
-    arrays = validate_weights(params, weights, owner)
-    deferred = [isinstance(p.value, WeightPlaceholder) for p in params]
-    assign_weights(
-        [p for p, d in zip(params, deferred) if not d], [a for a, d in zip(arrays, deferred) if not d]
-    )
-    for p, arr, d in zip(params, arrays, deferred):
-        if d:
-            p.value = ops.asarray(arr, dtype=p.dtype)
-            p.grad = None
+    arrays = validate_weights(params, weights, owner, copy=not fresh)
+    updates = [
+        (p, ops.asarray(a, dtype=p.dtype) if isinstance(p.value, WeightPlaceholder) else a)
+        for p, a in zip(params, arrays)
+    ]
+    assign_weights([p for p, _ in updates], [a for _, a in updates])
 
 
 # ------------------------------------------------------------------------------- registry

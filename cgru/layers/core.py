@@ -13,6 +13,7 @@ import numpy as np
 from . import activations as _act
 from .base import Layer, _register_builtin, as_numeric_array, check_positive_int, check_rate, to_host
 from .recurrent import _init_spec
+from .weights import read_values
 
 
 @_register_builtin
@@ -60,6 +61,10 @@ class Dense(Layer):
                 f"Dense {self.name!r} needs input of rank >= 2 with a known last axis, "
                 f"got input shape {tuple(input_shape)}"
             )
+        if input_shape[-1] == 0:
+            raise ValueError(
+                f"Dense {self.name!r} needs at least one input feature, got input shape {tuple(input_shape)}"
+            )
         self.input_dim = int(input_shape[-1])
         self.kernel = self.add_weight("kernel", (self.input_dim, self.units), self.kernel_initializer)
         if self.use_bias:
@@ -78,29 +83,47 @@ class Dense(Layer):
             x = x.astype(self._np_dtype)
         return x
 
-    def _infer(self, x: Any, lengths: Any = None) -> Any:
+    def _affine(self, x: Any, kernel: Any, bias: Any) -> Any:
+        """``activation(x @ kernel + bias)`` (bias may be None)."""
         x = self._check_input(x)
         if x.ndim == 2:
-            z = x @ self.kernel.value
+            z = x @ kernel
         else:
-            z = (x.reshape(-1, self.input_dim) @ self.kernel.value).reshape(*x.shape[:-1], self.units)
-        if self.bias is not None:
-            z += self.bias.value
+            z = (x.reshape(-1, self.input_dim) @ kernel).reshape(*x.shape[:-1], self.units)
+        if bias is not None:
+            z += bias
         return _act.apply(self.activation, self.xp, z)
 
     def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
-        y = self._infer(x)
-        return y, ((x, y) if training else None)
+        return self._run(x, training, read_values(self._params)[1])
+
+    def _run(self, x: Any, training: bool, values: tuple) -> tuple[Any, Any]:
+        """:meth:`forward` with ``values`` (kernel and, with a bias, bias)."""
+        kernel = values[0]
+        y = self._affine(x, kernel, values[1] if len(values) > 1 else None)
+        return y, ((x, y, kernel) if training else None)
+
+    def _pinned_forward(self, values: tuple) -> Any:
+        if self._own_forward(Dense):
+            return super()._pinned_forward(values)
+        run = self._run
+        return lambda x, training, lengths=None: run(x, training, values)
+
+    def _pinned_infer(self, values: tuple) -> Any:
+        if self._own_forward(Dense):
+            return super()._pinned_infer(values)
+        affine, kernel, bias = self._affine, values[0], values[1] if len(values) > 1 else None
+        return lambda x, lengths=None: affine(x, kernel, bias)
 
     def backward(self, dy: Any, cache: Any) -> Any:
-        x, y = cache
+        x, y, kernel = cache
         x = self._check_input(x)
         dz = _act.gradient(self.activation, self.xp, y, dy).reshape(-1, self.units)
         x2 = x.reshape(-1, self.input_dim)
         self.kernel.grad = x2.T @ dz
         if self.bias is not None:
             self.bias.grad = dz.sum(axis=0)
-        return (dz @ self.kernel.value.T).reshape(x.shape)
+        return (dz @ kernel.T).reshape(x.shape)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -240,12 +263,25 @@ class Embedding(Layer):
             return None
         return derived
 
-    def _infer(self, x: Any, lengths: Any = None) -> Any:
-        return self.embeddings.value[self._indices(x)]
-
     def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        return self._run(x, training, self.embeddings.value)
+
+    def _run(self, x: Any, training: bool, table: Any) -> tuple[Any, Any]:
+        """:meth:`forward` with the embedding table ``table``."""
         idx = self._indices(x)
-        return self.embeddings.value[idx], (idx if training else None)
+        return table[idx], (idx if training else None)
+
+    def _pinned_forward(self, values: tuple) -> Any:
+        if self._own_forward(Embedding):
+            return super()._pinned_forward(values)
+        run, table = self._run, values[0]
+        return lambda x, training, lengths=None: run(x, training, table)
+
+    def _pinned_infer(self, values: tuple) -> Any:
+        if self._own_forward(Embedding):
+            return super()._pinned_infer(values)
+        indices, table = self._indices, values[0]
+        return lambda x, lengths=None: table[indices(x)]
 
     def backward(self, dy: Any, cache: Any) -> Any:
         xp = self.xp

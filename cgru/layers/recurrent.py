@@ -15,7 +15,6 @@ import numpy as np
 from .. import initializers as _initializers
 from ..backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS
 from .base import (
-    VALUE_EPOCH,
     Layer,
     _register_builtin,
     check_positive_int,
@@ -23,6 +22,7 @@ from .base import (
     deserialize_layer,
     serialize_layer,
 )
+from .weights import read_values
 
 
 def reverse_padded(xp: Any, y: Any, lengths: np.ndarray | None) -> Any:
@@ -147,6 +147,10 @@ class GRU(Layer):
                 f"GRU {self.name!r} needs a known number of input features, "
                 f"got input shape {tuple(input_shape)}"
             )
+        if input_shape[-1] == 0:
+            raise ValueError(
+                f"GRU {self.name!r} needs at least one input feature, got input shape {tuple(input_shape)}"
+            )
         self.input_dim = int(input_shape[-1])
         h3 = 3 * self.units
         self.kernel = self.add_weight("kernel", (self.input_dim, h3), self.kernel_initializer)
@@ -213,8 +217,20 @@ class GRU(Layer):
         keep = self.rng.random(shape) >= rate
         return self.ops.asarray(keep.astype(self._np_dtype) / self._np_dtype.type(1.0 - rate))
 
-    def _sequence(self, x: Any, training: bool, lengths: Any, initial_state: Any = None) -> tuple:
-        """Run the recurrence; returns (time-aligned outputs (B,T,H), final state (B,H), cache)."""
+    def _arrays(self, values: tuple | None = None) -> tuple:
+        """``(kernel, recurrent_kernel, bias or None)`` from ``values`` (the weight arrays in
+        ``weights`` order), by default read from the Parameters now."""
+        if values is None:
+            values = read_values(self._params)[1]
+        return values[0], values[1], values[2] if len(values) > 2 else None
+
+    def _sequence(
+        self, x: Any, training: bool, lengths: Any, initial_state: Any = None, weights: tuple | None = None
+    ) -> tuple:
+        """Run the recurrence with ``weights`` (:meth:`_arrays`, by default read now); returns
+        (time-aligned outputs (B,T,H), final state (B,H), cache)."""
+        if weights is None:
+            weights = self._arrays()
         batch = x.shape[0]
         h0 = initial_state
         if self.stateful and h0 is None:
@@ -227,11 +243,11 @@ class GRU(Layer):
             x = x * in_mask[:, None, :]
         if training and self.recurrent_dropout > 0:
             rec_mask = self._mask((batch, self.units), self.recurrent_dropout)
-        bias = self.bias.value if self.bias is not None else None
+        kernel, recurrent_kernel, bias = weights
         y, h_n, cache = self.ops.gru_forward(
             x,
-            self.kernel.value,
-            self.recurrent_kernel.value,
+            kernel,
+            recurrent_kernel,
             bias,
             h0=h0,
             lengths=lengths,
@@ -264,6 +280,10 @@ class GRU(Layer):
         self, x: Any, training: bool = False, lengths: Any = None, initial_state: Any = None
     ) -> tuple[Any, Any]:
         """``(output, cache)``; see the class documentation for the output."""
+        return self._run(x, training, lengths, initial_state, self._arrays())
+
+    def _run(self, x: Any, training: bool, lengths: Any, initial_state: Any, weights: tuple) -> tuple:
+        """:meth:`forward` with ``weights`` (:meth:`_arrays`)."""
         x = self._check_input(x)
         if initial_state is not None:
             from .base import as_numeric_array
@@ -271,7 +291,7 @@ class GRU(Layer):
             initial_state = self.ops.asarray(
                 as_numeric_array(initial_state, "initial_state", self.xp), dtype=self._np_dtype
             )
-        y, h_n, core = self._sequence(x, training, lengths, initial_state)
+        y, h_n, core = self._sequence(x, training, lengths, initial_state, weights)
         if self.return_sequences:
             out = reverse_padded(self.xp, y, lengths) if self.go_backwards else y
         else:
@@ -280,28 +300,33 @@ class GRU(Layer):
             out = [out, h_n]
         return out, ((core, lengths) if training else None)
 
-    def _prepare(self) -> tuple:
-        """Bind the weights to the backend once (``ops.prepare_gru``) for the lean inference path.
+    def _pinned_forward(self, values: tuple) -> Any:
+        if self._own_forward(GRU):
+            return super()._pinned_forward(values)
+        weights = self._arrays(values)
+        run = self._run
 
-        The binding aliases the weight arrays, so in-place updates (optimizers, set_weights) stay
-        visible; it is rebuilt when an array is replaced or the layer moves to another backend.
-        """
+        def forward(x: Any, training: bool, lengths: Any) -> tuple[Any, Any]:
+            return run(x, training, lengths, None, weights)
+
+        return forward
+
+    def _prepared_for(self, weights: tuple) -> Any:
+        """The backend's prepared inference object (``ops.prepare_gru``) for ``weights``, kept
+        while the layer runs on the same ops with the same arrays."""
         ops = self.ops
-        kernel, recurrent = self.kernel.value, self.recurrent_kernel.value
-        bias = None if self.bias is None else self.bias.value
+        kept = self._prepared
+        if kept is not None and kept[0] is ops and all(a is b for a, b in zip(kept[1], weights)):
+            return kept[2]
         prepared = ops.prepare_gru(
-            kernel,
-            recurrent,
-            bias,
+            *weights,
             reverse=self.go_backwards,
             reset_after=self.reset_after,
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
         )
-        # the stateful one-step streaming call (a plugin backend's prepared object may lack it)
-        entry = (VALUE_EPOCH[0], ops, prepared.forward, getattr(prepared, "step_state", None))
-        self._prepared = entry
-        return entry
+        self._prepared = (ops, weights, prepared)
+        return prepared
 
     def _bind(self, ops) -> None:
         super()._bind(ops)
@@ -311,37 +336,46 @@ class GRU(Layer):
         self._prepared = None
         self._build(input_shape)
 
-    def _infer(self, x: Any, lengths: Any = None) -> Any:
-        """Lean inference path (the streaming ``model(x)`` call lands here)."""
-        if lengths is not None or self.return_state or (self.go_backwards and self.return_sequences):
-            return self.forward(x, False, lengths)[0]
-        # x is not re-checked here: the prepared forward converts its dtype and checks its shape.
-        entry = self._prepared
-        if entry is None or entry[0] != VALUE_EPOCH[0] or entry[1] is not self._ops:
-            entry = self._prepare()
-        state = self._state
-        if state is not None and self.stateful and not self.return_sequences and entry[3] is not None:
-            y = entry[3](x, state)  # the output is the new state: one step of one sequence, else None
-            if y is not None:
-                return y
-        batch = x.shape[0]
-        if self.stateful:
-            h = state
-            if h is None:
-                h = self._state = self.xp.zeros((batch, self.units), dtype=self._np_dtype)
-            elif h.shape[0] != batch:
-                self._stateful_h0(batch)  # raises
-            y = entry[2](x, h)  # updates the kept state in place
-            if self.return_sequences:
-                return y
-            if x.shape[1] == 0:
-                return h.copy()
-            # The output at the last processed step equals the final state: return that view of
-            # y rather than the kept state itself (no copy, and the caller cannot alter the state).
-            return y[:, 0] if self.go_backwards else y[:, -1]
-        h = self.xp.zeros((batch, self.units), dtype=self._np_dtype)  # per call: thread-safe
-        y = entry[2](x, h)
-        return y if self.return_sequences else h
+    def _pinned_infer(self, values: tuple) -> Any:
+        """The lean inference path (the streaming ``model(x)`` call lands here), on ``values``."""
+        if self._own_forward(GRU):
+            return super()._pinned_infer(values)
+        weights = self._arrays(values)
+        prepared = self._prepared_for(weights)
+        forward = prepared.forward
+        # the stateful one-step streaming call (a plugin backend's prepared object may lack it)
+        step_state = getattr(prepared, "step_state", None)
+        run = self._run
+
+        def infer(x: Any, lengths: Any = None) -> Any:
+            if lengths is not None or self.return_state or (self.go_backwards and self.return_sequences):
+                return run(x, False, lengths, None, weights)[0]
+            # x is not re-checked here: the prepared forward converts its dtype and checks its shape.
+            state = self._state
+            if state is not None and self.stateful and not self.return_sequences and step_state is not None:
+                y = step_state(x, state)  # the output is the new state: one step of one sequence, else None
+                if y is not None:
+                    return y
+            batch = x.shape[0]
+            if self.stateful:
+                h = state
+                if h is None:
+                    h = self._state = self.xp.zeros((batch, self.units), dtype=self._np_dtype)
+                elif h.shape[0] != batch:
+                    self._stateful_h0(batch)  # raises
+                y = forward(x, h)  # updates the kept state in place
+                if self.return_sequences:
+                    return y
+                if x.shape[1] == 0:
+                    return h.copy()
+                # The output at the last processed step equals the final state: return that view of
+                # y rather than the kept state itself (no copy, and the caller cannot alter the state).
+                return y[:, 0] if self.go_backwards else y[:, -1]
+            h = self.xp.zeros((batch, self.units), dtype=self._np_dtype)  # per call: thread-safe
+            y = forward(x, h)
+            return y if self.return_sequences else h
+
+        return infer
 
     def backward(self, dy: Any, cache: Any) -> Any:
         core, lengths = cache
@@ -503,11 +537,17 @@ class Bidirectional(Layer):
         return [of, ob]
 
     def forward(self, x: Any, training: bool = False, lengths: Any = None) -> tuple[Any, Any]:
+        return self._run(x, training, lengths, read_values(self.weights)[1])
+
+    def _run(self, x: Any, training: bool, lengths: Any, values: tuple) -> tuple[Any, Any]:
+        """:meth:`forward` with ``values`` (the weight arrays in ``weights`` order)."""
         fwd, bwd = self.forward_layer, self.backward_layer
+        split = len(fwd.weights)
+        wf, wb = fwd._arrays(values[:split]), bwd._arrays(values[split:])
         x = fwd._check_input(x)
         (yf, hf, cf), (yb, hb, cb) = self.ops.run_pair(
-            lambda: fwd._sequence(x, training, lengths),
-            lambda: bwd._sequence(x, training, lengths),
+            lambda: fwd._sequence(x, training, lengths, None, wf),
+            lambda: bwd._sequence(x, training, lengths, None, wb),
             self._direction_flops(x),
         )
         if self.return_sequences:
@@ -528,8 +568,21 @@ class Bidirectional(Layer):
         units = self.forward_layer.units
         return 2.0 * batch * time * 3 * units * (features + units)
 
-    def _infer(self, x: Any, lengths: Any = None) -> Any:
-        return self.forward(x, False, lengths)[0]
+    def _pinned_forward(self, values: tuple) -> Any:
+        if self._own_forward(Bidirectional):
+            return super()._pinned_forward(values)
+        run = self._run
+
+        def forward(x: Any, training: bool, lengths: Any) -> tuple[Any, Any]:
+            return run(x, training, lengths, values)
+
+        return forward
+
+    def _pinned_infer(self, values: tuple) -> Any:
+        forward = self._pinned_forward(values)
+        if forward is None:
+            return None
+        return lambda x, lengths=None: forward(x, False, lengths)[0]
 
     def backward(self, dy: Any, cache: Any) -> Any:
         cf, cb, of, ob, lengths, flops = cache

@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Per-call time of the model-level calls whose cost is mostly Python: the stateful one-step
+``model(x)`` call (the streaming row of compare.py), ``model(x)`` of a small stack and
+``predict`` of a small batch; optionally against another cgru checkout in the same process.
+
+    python bench/call_overhead.py                             # the cgru on the path
+    python bench/call_overhead.py --baseline /path/to/checkout  # side by side (built in place)
+
+With ``--baseline`` the other checkout's package is imported a second time under another name,
+and blocks of ``--calls`` back-to-back calls alternate between the two builds, ``--blocks``
+blocks each, so that a machine whose speed drifts (other processes, clock phases) slows both
+alike. The report gives, per call, the fastest and the median block in microseconds per call.
+``--clock cpu`` times blocks by the calling thread's CPU time instead of the wall clock, which
+leaves out the time the thread waits for a core on a loaded machine (the calls themselves run
+on the calling thread only: one-step calls and these small shapes never use a second thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def import_checkout(path: str, name: str):
+    """The ``cgru`` package of the checkout at ``path``, imported as module ``name``."""
+    package = os.path.join(os.path.abspath(path), "cgru")
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(package, "__init__.py"), submodule_search_locations=[package]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_cases(cgru) -> dict:
+    """name -> a no-argument call, on models built with ``cgru``."""
+    rng = np.random.default_rng(0)
+    GRU, Dense, Sequential = cgru.GRU, cgru.Dense, cgru.Sequential
+    stream = Sequential([GRU(64, stateful=True, input_shape=(1, 32), seed=1)])
+    x1 = rng.standard_normal((1, 1, 32)).astype(np.float32)
+    stack = Sequential(
+        [GRU(32, return_sequences=True, input_shape=(4, 16), seed=1), GRU(32, seed=2), Dense(8, seed=3)]
+    )
+    x4 = rng.standard_normal((2, 4, 16)).astype(np.float32)
+    return {
+        "stateful one-step model(x), 1x1x32 -> 64": lambda: stream(x1),
+        "GRU-GRU-Dense model(x), 2x4x16": lambda: stack(x4),
+        "GRU-GRU-Dense predict, 2x4x16": lambda: stack.predict(x4),
+    }
+
+
+def block(call, calls: int, clock=time.perf_counter) -> float:
+    start = clock()
+    for _ in range(calls):
+        call()
+    return (clock() - start) / calls * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--baseline", help="another cgru checkout (built in place) to time alongside")
+    parser.add_argument("--blocks", type=int, default=40)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.thread_time
+    import cgru
+
+    builds = {"this": make_cases(cgru)}
+    if args.baseline:
+        builds["baseline"] = make_cases(import_checkout(args.baseline, "cgru_baseline"))
+    names = list(builds["this"])
+    print(f"cgru: {os.path.dirname(cgru.__file__)}; baseline: {args.baseline}; clock: {args.clock}")
+    print(f"{'us per call: fastest block / median block':<44}" + "".join(f"{b:>22}" for b in builds))
+    for name in names:
+        times: dict = {b: [] for b in builds}
+        for cases in builds.values():
+            block(cases[name], args.calls)  # warm-up
+        for i in range(args.blocks):
+            order = list(builds) if i % 2 == 0 else list(builds)[::-1]
+            for b in order:
+                times[b].append(block(builds[b][name], args.calls, clock))
+        cells = "".join(f"{min(t):>13.2f} / {statistics.median(t):6.2f}" for t in times.values())
+        print(f"{name:<44}{cells}")
+
+
+if __name__ == "__main__":
+    main()
