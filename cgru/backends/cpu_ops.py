@@ -20,6 +20,7 @@ from .base import (
 )
 from .buffers import ArrayPool
 from .parallel import pieces, row_bounds, run_all
+from .quantize import QuantizedGRU, quantize_gru
 
 #: The saved activations of released training caches, for the next training forward.
 SAVED_ACTIVATIONS = ArrayPool()
@@ -99,16 +100,22 @@ class CPUPreparedGRU(PreparedGRU):
         check_activations(activation, recurrent_activation)
         kernel, recurrent_kernel, input_bias, recurrent_bias, _ = check_gru_weights(
             kernel, recurrent_kernel, bias, reset_after=reset_after)
-        self.dtype = kernel.dtype
-        self.inference = engine.GRUInference(kernel, recurrent_kernel, input_bias, recurrent_bias,
-                                             reverse, reset_after, activation, recurrent_activation)
-        self.run = self.inference.forward
-        self.step = self.inference.step
-        self.step_state = self.inference.step_state
-        self.units = self.inference.units
+        inference = engine.GRUInference(kernel, recurrent_kernel, input_bias, recurrent_bias,
+                                        reverse, reset_after, activation, recurrent_activation)
+        self._bind(engine, inference)
         self.split_args = (kernel, recurrent_kernel, input_bias, recurrent_bias) if reset_after else None
         self.split_options = (reverse, activation, recurrent_activation)
+
+    def _bind(self, engine, inference):
+        """Take the engine's prepared direction: its entries and its dtype (no unit split)."""
         self.engine = engine
+        self.inference = inference
+        self.dtype = inference.dtype
+        self.run = inference.forward
+        self.step = inference.step
+        self.step_state = inference.step_state
+        self.units = inference.units
+        self.split_args = None
 
     def forward(self, x, h, lengths=None):
         if lengths is None:
@@ -142,6 +149,26 @@ class CPUPreparedGRU(PreparedGRU):
         tasks = [lambda a=a, b=b: self.run(x[a:b], h[a:b], None if lengths is None else lengths[a:b])
                  for a, b in row_bounds(x.shape[0], parts)]
         return np.concatenate(run_all(tasks))
+
+
+class CPUQuantizedGRU(CPUPreparedGRU):
+    """A PreparedGRU over bfloat16 or int8 weights (see cgru.backends.quantize): float32 in and
+    out, the engine's QuantizedGRUInference per batch piece. ``weights`` is the QuantizedGRU
+    it runs, ``mode`` its mode and ``kernels`` the compiled kernel computing its products."""
+
+    def __init__(self, engine, weights: QuantizedGRU):
+        kernel, recurrent = weights.kernel, weights.recurrent_kernel
+        inference = engine.QuantizedGRUInference(
+            weights.mode, kernel.values, recurrent.values, weights.input_bias, weights.recurrent_bias,
+            weights.reverse, weights.reset_after, weights.activation, weights.recurrent_activation,
+            kernel.scale, recurrent.scale)
+        self._bind(engine, inference)
+        self.weights = weights
+        self.mode = weights.mode
+
+    @property
+    def kernels(self) -> str:
+        return self.inference.kernels
 
 
 class CPUOps(Ops):
@@ -205,6 +232,12 @@ class CPUOps(Ops):
         return CPUPreparedGRU(self.engine, kernel, recurrent_kernel, bias, reverse=reverse,
                               reset_after=reset_after, activation=activation,
                               recurrent_activation=recurrent_activation)
+
+    def prepare_gru_quantized(self, kernel, recurrent_kernel, bias=None, *, mode, reverse=False,
+                              reset_after=True, activation="tanh", recurrent_activation="sigmoid"):
+        return CPUQuantizedGRU(self.engine, quantize_gru(
+            kernel, recurrent_kernel, bias, mode=mode, reverse=reverse, reset_after=reset_after,
+            activation=activation, recurrent_activation=recurrent_activation))
 
     def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
         _CALLERS.append(None)

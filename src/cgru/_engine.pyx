@@ -67,7 +67,10 @@ cdef extern from "gates_f32.h" nogil:
     void cgru_select_best_isa()
     void cgru_vector_math_f32(int which, const float *x, float *y, size_t n)
 
-ISAS = ("generic", "avx2", "avx512")
+#: Instruction-set levels, each one's kernels runnable where the CPU has the next one's: the
+#: float32 kernels are those of "avx512" in the two last, which differ in the reduced-precision
+#: kernels (see quantized_kernels).
+ISAS = ("generic", "avx2", "avx512", "avx512_vnni", "avx512_bf16")
 #: Whether UnitSplitForward is available (it needs the compiler's atomic builtins).
 UNIT_SPLIT = cgru_units_split_available() == 1
 #: Whether UnitSplitForward.run_pair is available (it needs POSIX threads for its helper).
@@ -81,12 +84,12 @@ _INT_MAX = 2**31 - 1
 
 
 def isa_supported(str isa) -> bool:
-    """Whether this CPU can run the float32 gate kernels compiled for ``isa`` (see ISAS)."""
+    """Whether this CPU can run the kernels compiled for ``isa`` (see ISAS)."""
     return isa in ISAS and cgru_isa_supported(isa.encode()) == 1
 
 
 def set_isa(str isa) -> None:
-    """Use the float32 gate kernels compiled for ``isa`` (tests use this to cover each variant)."""
+    """Use the kernels compiled for ``isa`` (tests use this to cover each variant)."""
     if isa not in ISAS:
         raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
     if cgru_set_isa(isa.encode()) != 0:
@@ -94,7 +97,7 @@ def set_isa(str isa) -> None:
 
 
 def get_isa() -> str:
-    """Instruction set of the float32 gate kernels in use."""
+    """Instruction-set level of the kernels in use."""
     return cgru_get_isa().decode()
 
 
@@ -475,20 +478,23 @@ cdef class GRUInference:
         cdef int status
         with nogil:
             cgru_call_begin()
-            if self.single:
-                status = cgru_forward_f32(&d, <const float *>xp, <const float *>self.W,
-                                          <const float *>self.U, <const float *>self.bx,
-                                          <const float *>self.bh, <const float *>hp, NULL,
-                                          <float *>yp, <float *>hp, NULL, NULL)
-            else:
-                status = cgru_forward_f64(&d, <const double *>xp, <const double *>self.W,
-                                          <const double *>self.U, <const double *>self.bx,
-                                          <const double *>self.bh, <const double *>hp, NULL,
-                                          <double *>yp, <double *>hp, NULL, NULL)
+            status = self._run(&d, xp, hp, yp)
             cgru_call_end()
         if status == CGRU_ENOMEM:
             raise MemoryError("cgru: out of memory in GRUInference.forward")
         return out
+
+    cdef int _run(self, const cgru_dims *d, const void *xp, void *hp, void *yp) noexcept nogil:
+        """The engine's forward from state hp (overwritten) into yp: what subclasses change."""
+        if self.single:
+            return cgru_forward_f32(d, <const float *>xp, <const float *>self.W,
+                                    <const float *>self.U, <const float *>self.bx,
+                                    <const float *>self.bh, <const float *>hp, NULL,
+                                    <float *>yp, <float *>hp, NULL, NULL)
+        return cgru_forward_f64(d, <const double *>xp, <const double *>self.W,
+                                <const double *>self.U, <const double *>self.bx,
+                                <const double *>self.bh, <const double *>hp, NULL,
+                                <double *>yp, <double *>hp, NULL, NULL)
 
 
 cdef void _bind_pointers(GRUInference g, const floating[:, ::1] W, const floating[:, ::1] U,
@@ -609,3 +615,6 @@ cdef class UnitSplitForward:
         if status == CGRU_ENOMEM:
             raise MemoryError("cgru: out of memory in UnitSplitForward")
         return True
+
+
+include "_quantized.pxi"

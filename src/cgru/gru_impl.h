@@ -1,6 +1,7 @@
 /* GRU forward/backward, written once and included by gru_kernels.c for each precision.
  * The includer defines REAL (float or double), SUFFIX (f32 or f64), GEMM (the cblas
- * ?gemm), GEMV (the cblas ?gemv), EXP and TANH. */
+ * ?gemm), GEMV (the cblas ?gemv), EXP and TANH; and, for float, QUANT_GEMM (quant.h's
+ * cgru_quant_gemm), with which the forward also runs on bfloat16 or int8 weights. */
 
 #define FN_(name, sfx) name##_##sfx
 #define FN2(name, sfx) FN_(name, sfx)
@@ -131,20 +132,28 @@ static inline void FN(gates_after)(const cgru_dims *d, int H, const REAL *a, con
     }
 }
 
-int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
-                     const REAL *bx, const REAL *bh, const REAL *h0, const REAL *rmask,
-                     REAL *y, REAL *h_n, REAL *saved_h, REAL *saved_gates)
+/* The forward of cgru_forward, with the products through the quantized weights q instead of
+ * W and U when q is given (float32 only; inference: no saved activations, no mask). */
+static int FN(forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
+                       const REAL *bx, const REAL *bh, const REAL *h0, const REAL *rmask,
+                       REAL *y, REAL *h_n, REAL *saved_h, REAL *saved_gates,
+                       const struct cgru_qweights *q)
 {
     const int B = d->batch, T = d->time, In = d->input, H = d->units, G = 3 * H;
     const size_t BT = (size_t)B * T, BH = (size_t)B * H;
     const REAL *packed = NULL; /* U packed for the per-step products (float32) */
     size_t pack_floats = 0;
 #ifdef PACKED_GEMM
-    if (T > 1 && PACKED_GEMM) /* packing costs about one step's product */
+    if (T > 1 && PACKED_GEMM && !q) /* packing costs about one step's product */
         pack_floats = PACKED_RECURRENT_FLOATS(H, d->reset_after) + 64 / sizeof(REAL);
 #endif
     const size_t xt_floats = B > 1 && T > 1 ? BT * In : 0; /* with one step, x is time-major */
-    REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + xt_floats + pack_floats + 1) * sizeof(REAL));
+    size_t quant_floats = 0; /* scratch of the quantized products */
+#ifdef QUANT_GEMM
+    if (q)
+        quant_floats = (cgru_quant_scratch_bytes(In > H ? In : H) + 64) / sizeof(REAL) + 1;
+#endif
+    REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + xt_floats + pack_floats + quant_floats + 1) * sizeof(REAL));
     if (!proj)
         return CGRU_ENOMEM;
     REAL *u = proj + BT * G;   /* (B, 3H) recurrent product of this step */
@@ -173,7 +182,13 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
     (void)fast;
     memmove(h, h0, BH * sizeof(REAL)); /* h_n may be h0 itself (in-place streaming) */
-    FN(matmul)(0, 0, (int)BT, G, In, x_tm, In, W, G, 0, proj, G);
+#ifdef QUANT_GEMM
+    void *quant_scratch = q ? FN(align64)(rh + BH + xt_floats) : NULL; /* where U is packed otherwise */
+    if (q)
+        QUANT_GEMM(&q->kernel, (int)BT, x_tm, In, 0, proj, G, quant_scratch);
+    else
+#endif
+        FN(matmul)(0, 0, (int)BT, G, In, x_tm, In, W, G, 0, proj, G);
 
     for (int s = 0; s < T; ++s) {
         const REAL *hsrc = h;
@@ -182,7 +197,12 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
                 h_in[k] = h[k] * rmask[k];
             hsrc = h_in;
         }
-        FN(step_product)(packed, 0, B, d->reset_after ? G : 2 * H, H, hsrc, H, U, G, 0, u, G);
+#ifdef QUANT_GEMM
+        if (q)
+            QUANT_GEMM(&q->recurrent, B, hsrc, H, 0, u, G, quant_scratch);
+        else
+#endif
+            FN(step_product)(packed, 0, B, d->reset_after ? G : 2 * H, H, hsrc, H, U, G, 0, u, G);
         for (int b = 0; b < B; ++b) {
             REAL *hb = h + (size_t)b * H;
             REAL *sh = saved_h ? saved_h + ((size_t)s * B + b) * H : NULL;
@@ -220,7 +240,12 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
         }
         if (d->reset_after)
             continue;
-        FN(step_product)(packed_n, 0, B, H, H, rh, H, U + 2 * H, G, 0, u + 2 * H, G);
+#ifdef QUANT_GEMM
+        if (q)
+            QUANT_GEMM(&q->recurrent_h, B, rh, H, 0, u + 2 * H, G, quant_scratch);
+        else
+#endif
+            FN(step_product)(packed_n, 0, B, H, H, rh, H, U + 2 * H, G, 0, u + 2 * H, G);
         for (int b = 0; b < B; ++b) {
             int t = FN(time_index)(d, b, s);
             if (t < 0)
@@ -242,6 +267,13 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
         }
     }
     return 0;
+}
+
+int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
+                     const REAL *bx, const REAL *bh, const REAL *h0, const REAL *rmask,
+                     REAL *y, REAL *h_n, REAL *saved_h, REAL *saved_gates)
+{
+    return FN(forward)(d, x, W, U, bx, bh, h0, rmask, y, h_n, saved_h, saved_gates, NULL);
 }
 
 #if defined(PACKED_GEMM) && CGRU_HAVE_BARRIER

@@ -8,6 +8,7 @@
 #include "gates_f32.h"
 #include "barrier.h"
 #include "helper.h"
+#include "quant.h"
 
 size_t cgru_grad_chunk_floats = (size_t)1 << 20;
 
@@ -39,6 +40,7 @@ void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out)
 #define FAST_GATES_FWD cgru_gates_fwd_f32
 #define FAST_GATES_BWD cgru_gates_bwd_f32
 #define FAST_VECMAT cgru_vecmat_f32
+#define QUANT_GEMM cgru_quant_gemm
 #if CGRU_HAVE_PACKED_GEMM
 #define PACKED_GEMM cgru_packed_gemm_f32
 #define PACK cgru_pack_f32
@@ -47,6 +49,15 @@ void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out)
 #define PACK_RECURRENT cgru_pack_recurrent_f32
 #endif
 #include "gru_impl.h"
+
+int cgru_forward_quantized_f32(const cgru_dims *d, const cgru_qweights *q, const float *x,
+                               const float *bx, const float *bh, const float *h0, float *y,
+                               float *h_n)
+{
+    return forward_f32(d, x, NULL, NULL, bx, bh, h0, NULL, y, h_n, NULL, NULL, q);
+}
+
+#undef QUANT_GEMM
 #undef FAST_GATES
 #undef FAST_VECMAT
 #undef PACKED_GEMM

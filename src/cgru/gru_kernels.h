@@ -54,6 +54,13 @@ int cgru_forward_f64(const cgru_dims *d, const double *x, const double *W, const
                      const double *bx, const double *bh, const double *h0, const double *rmask,
                      double *y, double *h_n, double *saved_h, double *saved_gates);
 
+/* Float32 inference forward through reduced-precision weights (quant.h): q's products stand
+ * for W and U; everything else as cgru_forward_f32 with no recurrent mask. */
+struct cgru_qweights;
+int cgru_forward_quantized_f32(const cgru_dims *d, const struct cgru_qweights *q, const float *x,
+                               const float *bx, const float *bh, const float *h0, float *y,
+                               float *h_n);
+
 /* Float32 inference forward of batch 1 shared by `parts` threads (at most
  * CGRU_BARRIER_MAX_PARTS), each calling this with its own part number: part p computes the
  * gate columns of units [edges[p], edges[p + 1]) (0 = edges[0] < ... < edges[parts] = H).

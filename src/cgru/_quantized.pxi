@@ -1,0 +1,213 @@
+# Included by _engine.pyx: inference through bfloat16 or int8 weights (quant.h). The weights
+# arrive already quantized (cgru/backends/quantize.py is the one place that rounds them); this
+# layer checks them, packs them once and runs the float32 recurrence over them.
+
+from libc.stdint cimport int32_t
+
+cdef extern from "quant.h" nogil:
+    int CGRU_QUANT_BF16
+    int CGRU_QUANT_INT8
+    int CGRU_QUANT_INT8_MAX_K
+    ctypedef struct cgru_qmatrix:
+        int kind, K, N
+        const void *packed
+        const float *col_scale
+        const int32_t *col_sum
+    ctypedef struct cgru_qweights:
+        cgru_qmatrix kernel, recurrent, recurrent_h
+    size_t cgru_quant_packed_bytes(int kind, int K, int N)
+    size_t cgru_quant_col_sum_count(int N)
+    void cgru_quant_pack(int kind, int K, int N, const void *src, size_t ld, void *packed,
+                         int32_t *col_sum)
+    size_t cgru_quant_scratch_bytes(int max_k)
+    void cgru_quant_gemm(const cgru_qmatrix *B, int M, const float *A, int lda, int accumulate,
+                         float *C, int ldc, void *scratch)
+    const char *cgru_quant_kernel_name(int kind)
+    void cgru_quant_convert(int kind, int M, int K, const float *A, float *out, float *row_scale,
+                            void *scratch)
+
+cdef extern from "gru_kernels.h" nogil:
+    int cgru_forward_quantized_f32(const cgru_dims *d, const cgru_qweights *q, const float *x,
+                                   const float *bx, const float *bh, const float *h0, float *y,
+                                   float *h_n)
+
+#: The reduced-precision weight forms: the dtype of their stored weights.
+QUANTIZED_MODES = {"bfloat16": np.uint16, "int8": np.int8}
+_QUANT_KINDS = {"bfloat16": CGRU_QUANT_BF16, "int8": CGRU_QUANT_INT8}
+#: int8: the most input features or units (the products' int32 sums cannot overflow below it).
+INT8_MAX_SIZE = CGRU_QUANT_INT8_MAX_K
+
+
+def quantized_kernels() -> dict:
+    """Which kernel computes each reduced-precision mode's products now (set_isa chooses)."""
+    return {mode: cgru_quant_kernel_name(kind).decode() for mode, kind in _QUANT_KINDS.items()}
+
+
+cdef object _aligned_bytes(size_t nbytes):
+    """A zeroed uint8 array of nbytes whose data starts on a 64-byte boundary."""
+    buffer = np.zeros(nbytes + 64, np.uint8)
+    start = (-buffer.ctypes.data) % 64
+    return buffer[start:start + nbytes]
+
+
+cdef class _PackedMatrix:
+    """One (K, N) quantized matrix packed for the kernels, with the memory it points into."""
+
+    cdef cgru_qmatrix matrix
+    cdef object packed, col_scale, col_sum
+
+    def __init__(self, int kind, values, Py_ssize_t column, Py_ssize_t columns, col_scale):
+        # values: (K, total columns) C-contiguous; this matrix is columns [column, column + columns)
+        cdef Py_ssize_t K = values.shape[0], ld = values.shape[1]
+        self.packed = _aligned_bytes(cgru_quant_packed_bytes(kind, <int>K, <int>columns))
+        self.matrix.kind, self.matrix.K, self.matrix.N = kind, <int>K, <int>columns
+        self.matrix.packed = <const void *><size_t>self.packed.ctypes.data
+        self.matrix.col_scale = NULL
+        self.matrix.col_sum = NULL
+        cdef size_t src = values.ctypes.data + column * values.itemsize
+        cdef int32_t *sums = NULL
+        if kind == CGRU_QUANT_INT8:
+            self.col_scale = np.ascontiguousarray(col_scale[column:column + columns], dtype=np.float32)
+            self.col_sum = np.zeros(cgru_quant_col_sum_count(<int>columns), np.int32)
+            self.matrix.col_scale = <const float *><size_t>self.col_scale.ctypes.data
+            sums = <int32_t *><size_t>self.col_sum.ctypes.data
+            self.matrix.col_sum = sums
+        with nogil:
+            cgru_quant_pack(kind, <int>K, <int>columns, <const void *>src, ld, <void *><size_t>self.matrix.packed, sums)
+
+
+cdef void _check_quantized(str name, object a, object dtype, tuple shape) except *:
+    if type(a) is not np.ndarray or not a.flags.c_contiguous:
+        raise TypeError(f"{name} must be a C-contiguous numpy array")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
+    _check_dim(name, a.shape, shape)
+
+
+cdef class QuantizedGRUInference(GRUInference):
+    """GRUInference over bfloat16 or int8 weights: one GRU direction, float32 in and out.
+
+    mode "bfloat16": kernel (I, 3H) and recurrent_kernel (H, 3H) hold bfloat16 bits (uint16).
+    mode "int8": kernel and recurrent_kernel hold int8 values in -127..127, with one float32
+    scale per output column in kernel_scale and recurrent_scale (3H,), I and H at most
+    INT8_MAX_SIZE. input_bias and recurrent_bias: float32 (3H,). The numerics of each mode are
+    quant.h's; cgru.backends.quantize rounds the weights and is the NumPy reference. The
+    weights are packed here, once; ``forward``, ``step`` and ``step_state`` are GRUInference's,
+    float32.
+    """
+
+    cdef readonly str mode
+    cdef readonly object kernel_scale, recurrent_scale
+    cdef cgru_qweights q
+    cdef list matrices
+
+    def __init__(self, str mode, kernel, recurrent_kernel, input_bias, recurrent_bias,
+                 bint reverse, bint reset_after, str activation, str recurrent_activation,
+                 kernel_scale=None, recurrent_scale=None):
+        if mode not in QUANTIZED_MODES:
+            raise ValueError(f"mode must be one of {tuple(QUANTIZED_MODES)}, got {mode!r}")
+        dtype, kind = QUANTIZED_MODES[mode], _QUANT_KINDS[mode]
+        if type(recurrent_kernel) is not np.ndarray or recurrent_kernel.ndim != 2:
+            raise TypeError("recurrent_kernel must be a 2-D numpy array")
+        if type(kernel) is not np.ndarray or kernel.ndim != 2:
+            raise TypeError("kernel must be a 2-D numpy array")
+        H, I = recurrent_kernel.shape[0], kernel.shape[0]
+        _check_quantized("recurrent_kernel", recurrent_kernel, dtype, (H, 3 * H))
+        _check_quantized("kernel", kernel, dtype, (I, 3 * H))
+        _check_quantized("input_bias", input_bias, np.float32, (3 * H,))
+        _check_quantized("recurrent_bias", recurrent_bias, np.float32, (3 * H,))
+        if mode == "int8":
+            _check_quantized("kernel_scale", kernel_scale, np.float32, (3 * H,))
+            _check_quantized("recurrent_scale", recurrent_scale, np.float32, (3 * H,))
+            if max(I, H) > INT8_MAX_SIZE:
+                raise ValueError(f"int8 weights take at most {INT8_MAX_SIZE} input features and units, "
+                                 f"got {I} and {H}")
+        elif kernel_scale is not None or recurrent_scale is not None:
+            raise ValueError("kernel_scale and recurrent_scale are for mode 'int8' only")
+        self.dims = _dims((1, 1, I), H, None, reverse, reset_after, activation, recurrent_activation)
+        self.mode = mode
+        self.kernel, self.recurrent_kernel = kernel, recurrent_kernel
+        self.kernel_scale, self.recurrent_scale = kernel_scale, recurrent_scale
+        self.input_bias, self.recurrent_bias = input_bias, recurrent_bias
+        self.dtype = np.dtype(np.float32)
+        self.single = True
+        self.typenum = cnp.NPY_FLOAT32
+        self.input_size, self.units = I, H
+        self.bx = <const void *><size_t>input_bias.ctypes.data
+        self.bh = <const void *><size_t>recurrent_bias.ctypes.data
+        kernel_matrix = _PackedMatrix(kind, kernel, 0, 3 * H, kernel_scale)
+        if reset_after:
+            recurrent = _PackedMatrix(kind, recurrent_kernel, 0, 3 * H, recurrent_scale)
+            recurrent_h = recurrent
+        else:  # z and r first, then the h block, whose product takes r * h
+            recurrent = _PackedMatrix(kind, recurrent_kernel, 0, 2 * H, recurrent_scale)
+            recurrent_h = _PackedMatrix(kind, recurrent_kernel, 2 * H, H, recurrent_scale)
+        self.matrices = [kernel_matrix, recurrent, recurrent_h]
+        self.q.kernel = kernel_matrix.matrix
+        self.q.recurrent = recurrent.matrix
+        self.q.recurrent_h = recurrent_h.matrix
+
+    @property
+    def kernels(self) -> str:
+        """The kernel that computes this mode's products now (see quantized_kernels)."""
+        return cgru_quant_kernel_name(_QUANT_KINDS[self.mode]).decode()
+
+    cdef int _run(self, const cgru_dims *d, const void *xp, void *hp, void *yp) noexcept nogil:
+        return cgru_forward_quantized_f32(d, &self.q, <const float *>xp, <const float *>self.bx,
+                                          <const float *>self.bh, <const float *>hp, <float *>yp,
+                                          <float *>hp)
+
+
+def quantized_matmul(str mode, a, b, col_scale=None):
+    """a (M, K) float32 times the quantized b (K, N) (uint16 bfloat16 bits, or int8 with
+    col_scale (N,) float32) through the kernel in use, as the forward computes its products:
+    a (M, N) float32 array. For tests and benchmarks."""
+    if mode not in QUANTIZED_MODES:
+        raise ValueError(f"mode must be one of {tuple(QUANTIZED_MODES)}, got {mode!r}")
+    if type(b) is not np.ndarray or b.ndim != 2:
+        raise TypeError("b must be a 2-D numpy array")
+    cdef Py_ssize_t K = b.shape[0], N = b.shape[1]
+    _check_quantized("b", b, QUANTIZED_MODES[mode], (K, N))
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.ndim != 2 or a.shape[1] != K:
+        raise ValueError(f"a must have shape (rows, {K}), got {a.shape}")
+    if mode == "int8":
+        _check_quantized("col_scale", col_scale, np.float32, (N,))
+        if K > INT8_MAX_SIZE:
+            raise ValueError(f"int8 products take K at most {INT8_MAX_SIZE}, got {K}")
+    matrix = _PackedMatrix(_QUANT_KINDS[mode], b, 0, N, col_scale)
+    cdef Py_ssize_t M = a.shape[0]
+    out = np.empty((M, N), np.float32)
+    if M == 0 or N == 0:
+        return out
+    if K == 0:
+        out[...] = 0
+        return out
+    scratch = _aligned_bytes(cgru_quant_scratch_bytes(<int>K))
+    cdef const float *ap = <const float *><size_t>a.ctypes.data
+    cdef float *cp = <float *><size_t>out.ctypes.data
+    cdef void *sp = <void *><size_t>scratch.ctypes.data
+    cdef _PackedMatrix m = matrix
+    with nogil:
+        cgru_quant_gemm(&m.matrix, <int>M, ap, <int>K, 0, cp, <int>N, sp)
+    return out
+
+
+def quantized_activations(str mode, a):
+    """The activations a (M, K) float32 as the kernel in use converts them for its products:
+    (values (M, K) float32, row scales (M,) float32 or None). bfloat16: the rounded values;
+    int8: the integers -127..127 and each row's scale. For tests."""
+    if mode not in QUANTIZED_MODES:
+        raise ValueError(f"mode must be one of {tuple(QUANTIZED_MODES)}, got {mode!r}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if a.ndim != 2 or a.shape[1] < 1:
+        raise ValueError(f"a must have shape (rows, K >= 1), got {a.shape}")
+    cdef Py_ssize_t M = a.shape[0], K = a.shape[1]
+    values = np.empty((M, K), np.float32)
+    scales = np.empty(M, np.float32)
+    scratch = _aligned_bytes(cgru_quant_scratch_bytes(<int>K))
+    if M:
+        cgru_quant_convert(_QUANT_KINDS[mode], <int>M, <int>K, <const float *><size_t>a.ctypes.data,
+                           <float *><size_t>values.ctypes.data, <float *><size_t>scales.ctypes.data,
+                           <void *><size_t>scratch.ctypes.data)
+    return values, (scales if mode == "int8" else None)
