@@ -74,7 +74,7 @@ def quantize_int8_rows(a: Any) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a, dtype=np.float32)
     m = np.abs(a).max(axis=-1, initial=np.float32(0), keepdims=True)
     finite = np.all(np.isfinite(a), axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = np.where(finite & (m > 0), np.float32(127) / m, np.float32(0))
         inv = np.where(np.isinf(inv), np.float32(0), inv)  # m below 127 / FLT_MAX: zeros
         q = np.where(finite, np.clip(np.rint(a * inv), -127, 127), 0).astype(np.int8)
