@@ -419,6 +419,64 @@ def test_batch_pieces_on_two_threads_equal_one_thread(mode):
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
+@requires_compiled
+@pytest.mark.parametrize("isa_level", supported_isas(), indirect=True)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("units,lengths,reverse", [(37, False, False), (64, True, True), (100, True, False)])
+def test_unit_split_matches_reference_step_by_step(isa_level, mode, units, lengths, reverse):
+    """One sequence's units shared by this thread and the helper (run_pair): each half packs
+    its own columns and multiplies by the whole state once the other half has arrived."""
+    rng = np.random.default_rng(units + 1000 * reverse)
+    (w, u, b, options), x, h0, lens = quantized_problem(rng, 1, 23, 19, units, lengths, True, reverse)
+    prepared = cgru.get_ops("cpu").prepare_gru_quantized(w, u, b, mode=mode, **options)
+    assert prepared.inference.split == 16 * (units // 16 // 2)
+    h = h0.copy()
+    y = prepared.inference.run_pair(x, h, lens)
+    assert y is not None
+    check_step_by_step(prepared.weights, x, h0, lens, y, h)
+    if mode == "int8":  # the same integer products and epilogue as one thread: the same bits
+        h_one = h0.copy()
+        np.testing.assert_array_equal(prepared.inference.forward(x, h_one, lens), y)
+        np.testing.assert_array_equal(h_one, h)
+
+
+@requires_compiled
+def test_unit_split_is_taken_when_it_pays_and_declined_when_busy():
+    from cgru import _engine
+
+    rng = np.random.default_rng(15)
+    (w, u, b, options), x, h0, _ = quantized_problem(rng, 1, 80, 8, 96, False, True, False)
+    prepared = cgru.get_ops("cpu").prepare_gru_quantized(w, u, b, mode="int8", **options)
+    if not prepared.inference.split:
+        pytest.skip("no helper thread in this build")
+    calls = []
+    original = type(prepared)._unit_split
+
+    def spy(self, *args):
+        calls.append(original(self, *args))
+        return calls[-1]
+
+    previous = cgru.get_num_threads()
+    try:
+        cgru.set_num_threads(2)
+        type(prepared)._unit_split = spy
+        h = h0.copy()
+        y = prepared.forward(x, h)
+    finally:
+        type(prepared)._unit_split = original
+        cgru.set_num_threads(previous)
+    from cgru.runtime import available_cores
+
+    if available_cores() >= 2:
+        assert calls and calls[0] is y  # the split ran
+    with _engine.running_call():  # another engine call on the cores: the halves would stall
+        assert prepared.inference.run_pair(x, h0.copy()) is None
+    no_split = cgru.get_ops("cpu").prepare_gru_quantized(w, u, mode="int8", reset_after=False)
+    assert no_split.inference.split == 0
+    with pytest.raises(RuntimeError, match="no unit split"):
+        no_split.inference.run_pair(x, h0.copy())
+
+
 # Error against float32 of a model at the initialisers' scale (Keras: glorot uniform kernel,
 # orthogonal recurrent kernel, zero biases), inputs N(0, 1), over 100 steps; measured on the
 # benchmark shapes in bench/NOTES.md: bfloat16 2e-3 to 4e-3, int8 7e-3 to 1.3e-2.

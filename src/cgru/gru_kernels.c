@@ -148,14 +148,26 @@ typedef struct {
     cgru_barrier *barrier;
     float *mail, *y, *h_n;
     const float *x, *W, *U, *bx, *bh, *h0;
+    const cgru_qweights *q; /* each part's quantized weights, or NULL */
     int status[2];
 } units_pair;
 
 static void run_units_part(void *arg, int part)
 {
     units_pair *p = arg;
-    p->status[part] = cgru_forward_units_f32(p->d, part, 2, p->edges, p->barrier, p->mail, p->x,
-                                             p->W, p->U, p->bx, p->bh, p->h0, p->y, p->h_n);
+    p->status[part] = forward_units_f32(p->d, part, 2, p->edges, p->barrier, p->mail, p->x, p->W,
+                                        p->U, p->bx, p->bh, p->h0, p->y, p->h_n,
+                                        p->q ? &p->q[part] : NULL);
+}
+
+static int run_units_pair(units_pair *pair)
+{
+    cgru_barrier barrier __attribute__((aligned(64)));
+    cgru_barrier_init(&barrier, 2);
+    pair->barrier = &barrier;
+    if (cgru_calls_running() > 0 || cgru_helper_run_pair(run_units_part, pair) != 0)
+        return CGRU_EBUSY;
+    return pair->status[0] ? pair->status[0] : pair->status[1];
 }
 
 int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
@@ -163,12 +175,17 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
                                 const float *h0, float *y, float *h_n)
 {
     const int edges[3] = {0, split, d->units};
-    cgru_barrier barrier __attribute__((aligned(64)));
-    cgru_barrier_init(&barrier, 2);
-    units_pair pair = {d, edges, &barrier, mail, y, h_n, x, W, U, bx, bh, h0, {0, 0}};
-    if (cgru_calls_running() > 0 || cgru_helper_run_pair(run_units_part, &pair) != 0)
-        return CGRU_EBUSY;
-    return pair.status[0] ? pair.status[0] : pair.status[1];
+    units_pair pair = {d, edges, NULL, mail, y, h_n, x, W, U, bx, bh, h0, NULL, {0, 0}};
+    return run_units_pair(&pair);
+}
+
+int cgru_forward_units_pair_quantized_f32(const cgru_dims *d, int split, float *mail,
+                                          const cgru_qweights *q, const float *x, const float *bx,
+                                          const float *bh, const float *h0, float *y, float *h_n)
+{
+    const int edges[3] = {0, split, d->units};
+    units_pair pair = {d, edges, NULL, mail, y, h_n, x, NULL, NULL, bx, bh, h0, q, {0, 0}};
+    return run_units_pair(&pair);
 }
 #else
 int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
@@ -177,6 +194,15 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
 {
     (void)d, (void)split, (void)mail, (void)x, (void)W, (void)U, (void)bx, (void)bh, (void)h0;
     (void)y, (void)h_n;
+    return CGRU_EUNSUPPORTED;
+}
+
+int cgru_forward_units_pair_quantized_f32(const cgru_dims *d, int split, float *mail,
+                                          const cgru_qweights *q, const float *x, const float *bx,
+                                          const float *bh, const float *h0, float *y, float *h_n)
+{
+    (void)d, (void)split, (void)mail, (void)q, (void)x, (void)bx, (void)bh, (void)h0, (void)y;
+    (void)h_n;
     return CGRU_EUNSUPPORTED;
 }
 #endif

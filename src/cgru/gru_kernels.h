@@ -87,6 +87,15 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
                                 const float *W, const float *U, const float *bx, const float *bh,
                                 const float *h0, float *y, float *h_n);
 
+/* cgru_forward_units_pair_f32 over reduced-precision weights (quant.h): q[p] holds part p's
+ * columns of the weights, quantized (kernel (I, 3n) and recurrent (H, 3n) for the n units of
+ * part p, z, r, h blocks); recurrent_h is not used. Each part multiplies by the whole state
+ * once the other's half has arrived. */
+int cgru_forward_units_pair_quantized_f32(const cgru_dims *d, int split, float *mail,
+                                          const struct cgru_qweights *q, const float *x,
+                                          const float *bx, const float *bh, const float *h0,
+                                          float *y, float *h_n);
+
 /* Engine calls running now, in every thread: the Cython layer brackets each call of
  * cgru_forward_f32/f64 and cgru_backward_f32/f64 (streaming steps included, for the time they
  * spend here) with cgru_call_begin/cgru_call_end; a running unit-split pair is not counted.

@@ -236,9 +236,12 @@ CGRU_TARGET_BEGIN("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
 CGRU_TARGET_END
 
 CGRU_TARGET_BEGIN("avx512f,avx512dq,avx512bw,avx512vl,avx512vnni,avx2,fma")
+/* int32 lanes as a plain vector type: with __m512i (64-bit lanes) accumulators GCC 12 kept the
+ * tile's accumulators in memory, storing each one every iteration */
+typedef int32_t quant_v16si __attribute__((vector_size(64)));
 #define QD_NAME vnni
-#define QD_ACC __m512i
-#define QD_DOT(acc, a, b) _mm512_dpbusd_epi32(acc, a, b)
+#define QD_ACC quant_v16si
+#define QD_DOT(acc, a, b) ((quant_v16si)_mm512_dpbusd_epi32((__m512i)(acc), a, b))
 #define QD_INT8 1
 #define QD_MR 8
 #define QD_TP 3
@@ -310,30 +313,44 @@ size_t cgru_quant_packed_bytes(int kind, int K, int N)
 
 size_t cgru_quant_col_sum_count(int N) { return (size_t)((N + 15) / 16) * 16; }
 
-void cgru_quant_pack(int kind, int K, int N, const void *src, size_t ld, void *packed, int32_t *col_sum)
+/* cgru_quant_pack of the matrix whose column c is src's column (c / n) * stride + c % n. */
+static void quant_pack_blocks(int kind, int K, int N, int n, size_t stride, const void *src, size_t ld,
+                              void *packed, int32_t *col_sum)
 {
     const int panels = (N + 15) / 16, group = quant_group(kind), Kg = quant_groups(kind, K);
     for (int p = 0; p < panels; ++p)
-        for (int kg = 0; kg < Kg; ++kg)
-            for (int j = 0; j < 16; ++j) {
-                const int col = p * 16 + j;
+        for (int j = 0; j < 16; ++j) {
+            const int col = p * 16 + j;
+            const size_t from = col < N ? (size_t)(col / n) * stride + (size_t)(col % n) : 0;
+            int32_t sum = 0;
+            for (int kg = 0; kg < Kg; ++kg)
                 for (int e = 0; e < group; ++e) {
                     const int k = kg * group + e;
                     const int inside = col < N && k < K;
                     const size_t at = (((size_t)p * Kg + kg) * 16 + j) * group + e;
-                    if (kind == CGRU_QUANT_BF16)
-                        ((uint16_t *)packed)[at] = inside ? ((const uint16_t *)src)[(size_t)k * ld + col] : 0;
-                    else
-                        ((int8_t *)packed)[at] = inside ? ((const int8_t *)src)[(size_t)k * ld + col] : 0;
+                    if (kind == CGRU_QUANT_BF16) {
+                        ((uint16_t *)packed)[at] = inside ? ((const uint16_t *)src)[(size_t)k * ld + from] : 0;
+                    } else {
+                        const int8_t v = inside ? ((const int8_t *)src)[(size_t)k * ld + from] : 0;
+                        ((int8_t *)packed)[at] = v;
+                        sum += v;
+                    }
                 }
-            }
-    if (kind == CGRU_QUANT_INT8 && col_sum)
-        for (int col = 0; col < panels * 16; ++col) {
-            int32_t sum = 0;
-            for (int k = 0; col < N && k < K; ++k)
-                sum += ((const int8_t *)src)[(size_t)k * ld + col];
-            col_sum[col] = sum;
+            if (kind == CGRU_QUANT_INT8 && col_sum)
+                col_sum[col] = sum;
         }
+}
+
+void cgru_quant_pack(int kind, int K, int N, const void *src, size_t ld, void *packed, int32_t *col_sum)
+{
+    quant_pack_blocks(kind, K, N, N > 0 ? N : 1, 0, src, ld, packed, col_sum);
+}
+
+void cgru_quant_pack_units(int kind, int K, int H, int u0, int n, const void *src, size_t ld,
+                           void *packed, int32_t *col_sum)
+{
+    const size_t offset = (size_t)u0 * (kind == CGRU_QUANT_BF16 ? sizeof(uint16_t) : sizeof(int8_t));
+    quant_pack_blocks(kind, K, 3 * n, n, (size_t)H, (const char *)src + offset, ld, packed, col_sum);
 }
 
 /* Rows of A converted at a time: a block stays in cache while every panel passes over it. */

@@ -57,6 +57,11 @@ size_t cgru_quant_col_sum_count(int N);
 void cgru_quant_pack(int kind, int K, int N, const void *src, size_t ld, void *packed,
                      int32_t *col_sum);
 
+/* cgru_quant_pack of the (K, 3n) matrix of units [u0, u0 + n) of a GRU weight matrix src
+ * (K, 3H): its columns u0.. of the z, r and h blocks, side by side (a unit-split part's). */
+void cgru_quant_pack_units(int kind, int K, int H, int u0, int n, const void *src, size_t ld,
+                           void *packed, int32_t *col_sum);
+
 /* Scratch that cgru_quant_gemm needs for a K of at most max_k (any M): it converts the
  * activations a block of rows at a time. */
 size_t cgru_quant_scratch_bytes(int max_k);

@@ -21,7 +21,7 @@ static CGRU_ALWAYS_INLINE void QD(store)(QD_ACC acc, int i, int col, int n, cons
 #if QD_INT8
     /* the uint8 values were q + 128: take 128 times each column's sum of q back */
     const __m512i sums = _mm512_loadu_si512((const void *)(o->col_sum + col));
-    const __m512i exact = _mm512_sub_epi32(acc, _mm512_slli_epi32(sums, 7));
+    const __m512i exact = _mm512_sub_epi32((__m512i)acc, _mm512_slli_epi32(sums, 7));
     const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(o->row_scale[i]),
                                        _mm512_maskz_loadu_ps(mask, o->col_scale + col));
     __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), scale);
@@ -36,7 +36,7 @@ static CGRU_ALWAYS_INLINE void QD(store)(QD_ACC acc, int i, int col, int n, cons
 static CGRU_ALWAYS_INLINE QD_ACC QD(zero)(void)
 {
 #if QD_INT8
-    return _mm512_setzero_si512();
+    return (QD_ACC)_mm512_setzero_si512();
 #else
     return _mm512_setzero_ps();
 #endif
@@ -106,11 +106,7 @@ static CGRU_ALWAYS_INLINE void QD(row_group)(const int gp, int Kg, const uint8_t
     for (int p = 0; p < gp; ++p) {
         QD_ACC sum = acc[p];
         for (int u = 1; u < ku; ++u)
-#if QD_INT8
-            sum = _mm512_add_epi32(sum, acc[u * gp + p]);
-#else
-            sum = _mm512_add_ps(sum, acc[u * gp + p]);
-#endif
+            sum += acc[u * gp + p];
         const int col = (p0 + p) * 16;
         if (col < N)
             QD(store)(sum, 0, col, N - col, o);
