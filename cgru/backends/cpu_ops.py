@@ -161,9 +161,10 @@ class CPUPreparedGRU(PreparedGRU):
         parts = pieces(x.shape[0], forward_flops(*x.shape, self.units))
         if parts == 1 or type(h) is not np.ndarray or h.shape[:1] != x.shape[:1]:
             return self.run(x, h, lengths)
-        tasks = [lambda a=a, b=b: self.run(x[a:b], h[a:b], None if lengths is None else lengths[a:b])
-                 for a, b in row_bounds(x.shape[0], parts)]
-        return np.concatenate(run_all(tasks))
+        y = np.empty((x.shape[0], x.shape[1], self.units), self.dtype)  # each piece fills its rows
+        run_all([lambda a=a, b=b: self.run(x[a:b], h[a:b], None if lengths is None else lengths[a:b], y[a:b])
+                 for a, b in row_bounds(x.shape[0], parts)])
+        return y
 
 
 class CPUQuantizedGRU(CPUPreparedGRU):

@@ -404,16 +404,18 @@ cdef class GRUInference:
         else:
             _bind_pointers[double](self, kernel, recurrent_kernel, input_bias, recurrent_bias)
 
-    def forward(self, x, h, lengths=None):
+    def forward(self, x, h, lengths=None, out=None):
         """Run over x (B, T, I) from state h (B, H), which is overwritten with the final state.
 
         x must be a C-contiguous array of the weights' dtype and h a writable one; lengths is
-        None or an int64 (B,) array in 0..T. Returns y (B, T, H).
+        None or an int64 (B,) array in 0..T. Returns y (B, T, H): ``out`` when given (a writable
+        C-contiguous array of that shape and dtype, e.g. some rows of a larger output), else a
+        new array.
 
         This is the per-call cost of one-step streaming, so it checks the arrays through
         NumPy's C API rather than acquiring buffers.
         """
-        return self._forward(x, h, lengths)
+        return self._forward(x, h, lengths, False, out)
 
     def step(self, x, h):
         """The streaming call: ``forward(x, h)`` when x is a C-contiguous array of the weights'
@@ -441,7 +443,7 @@ cdef class GRUInference:
             return None
         return self._forward(x, h, None, True)
 
-    cdef object _forward(self, x, h, lengths, bint one_step_state=False):
+    cdef object _forward(self, x, h, lengths, bint one_step_state=False, out=None):
         """forward(); with one_step_state (T must be 1) the output is shaped (B, H)."""
         cdef int typenum = self.typenum
         if not cnp.PyArray_CheckExact(x) or cnp.PyArray_TYPE(x) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(x):
@@ -463,7 +465,14 @@ cdef class GRUInference:
         d.lengths = _lengths_ptr(lengths, B, T)
         cdef cnp.npy_intp shape[3]
         shape[0], shape[1], shape[2] = B, T, H
-        if one_step_state:  # y (B, 1, H) held as (B, H): the same memory
+        if out is not None:
+            if (not cnp.PyArray_CheckExact(out) or cnp.PyArray_TYPE(out) != typenum
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(out) or not cnp.PyArray_ISWRITEABLE(out)):
+                raise TypeError(f"out must be a writable C-contiguous {self.dtype} numpy array")
+            _check_dim("out", out.shape, (B, T, H))
+            if lengths is not None:
+                out[...] = 0
+        elif one_step_state:  # y (B, 1, H) held as (B, H): the same memory
             shape[1] = H
             out = cnp.PyArray_EMPTY(2, shape, typenum, 0)
         elif lengths is not None:
