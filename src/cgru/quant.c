@@ -189,16 +189,26 @@ static CGRU_ALWAYS_INLINE void int8_tile_avx2(const int mr, int Kg, const int16_
     for (int i = 0; i < mr; ++i) {
         const int row = i0 + i;
         float *c = o->C + (size_t)row * o->ldc;
+        const __m256 row_scale = _mm256_set1_ps(o->row_scale[row]);
         for (int h = 0; h < 2; ++h) { /* columns 8h .. 8h + 7 of the panel */
+            const int col = p * 16 + 8 * h;
+            if (col >= N)
+                break;
             const __m256i pairs = _mm256_hadd_epi32(acc[i][2 * h], acc[i][2 * h + 1]);
-            int32_t sums[8];
-            _mm256_storeu_si256((__m256i *)sums, _mm256_permute4x64_epi64(pairs, 0xd8));
-            for (int j = 0; j < 8; ++j) {
-                const int col = p * 16 + 8 * h + j;
-                if (col >= N)
-                    break;
-                const float v = quant_dequantize(sums[j], o->row_scale[row], o->col_scale[col]);
-                c[col] = o->accumulate ? c[col] + v : v;
+            const __m256 sums = _mm256_cvtepi32_ps(_mm256_permute4x64_epi64(pairs, 0xd8));
+            if (col + 8 <= N) {
+                const __m256 scale = _mm256_mul_ps(row_scale, _mm256_loadu_ps(o->col_scale + col));
+                __m256 v = _mm256_mul_ps(sums, scale);
+                if (o->accumulate)
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(c + col));
+                _mm256_storeu_ps(c + col, v);
+            } else {
+                float tail[8];
+                _mm256_storeu_ps(tail, sums);
+                for (int j = 0; col + j < N; ++j) {
+                    const float v = tail[j] * (o->row_scale[row] * o->col_scale[col + j]);
+                    c[col + j] = o->accumulate ? c[col + j] + v : v;
+                }
             }
         }
     }
