@@ -121,13 +121,16 @@ static void QF(gemm_bf16)(int M, int N, int Kg, const void *A, size_t lda_bytes,
     const uint32_t *bp = Bp;
     const size_t lda = lda_bytes / sizeof(float);
     const int panels = (N + 15) / 16;
-    if (M == 1) {
+    if (M == 1) { /* groups of panels whose even and odd halves make 8 chains */
+        enum { group = 4 / QF_NV };
         int p0 = 0;
-        for (; p0 + 4 <= panels; p0 += 4)
-            QF(row_group)(4, Kg, a, bp, p0, N, o);
+        for (; p0 + group <= panels; p0 += group)
+            QF(row_group)(group, Kg, a, bp, p0, N, o);
         switch (panels - p0) {
+#if QF_NV == 1
         case 3: QF(row_group)(3, Kg, a, bp, p0, N, o); break;
         case 2: QF(row_group)(2, Kg, a, bp, p0, N, o); break;
+#endif
         case 1: QF(row_group)(1, Kg, a, bp, p0, N, o); break;
         }
         return;
