@@ -422,7 +422,7 @@ def test_batch_pieces_on_two_threads_equal_one_thread(mode):
 @requires_compiled
 @pytest.mark.parametrize("isa_level", supported_isas(), indirect=True)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("units,lengths,reverse", [(37, False, False), (64, True, True), (100, True, False)])
+@pytest.mark.parametrize("units,lengths,reverse", [(75, False, False), (64, True, True), (100, True, False)])
 def test_unit_split_matches_reference_step_by_step(isa_level, mode, units, lengths, reverse):
     """One sequence's units shared by this thread and the helper (run_pair): each half packs
     its own columns and multiplies by the whole state once the other half has arrived."""
@@ -475,6 +475,8 @@ def test_unit_split_is_taken_when_it_pays_and_declined_when_busy():
     assert no_split.inference.split == 0
     with pytest.raises(RuntimeError, match="no unit split"):
         no_split.inference.run_pair(x, h0.copy())
+    small = cgru.get_ops("cpu").prepare_gru_quantized(w[:, :96], u[:32, :96], mode="int8")
+    assert small.inference.split == 0  # a 32-unit split never pays: its halves are not packed
 
 
 # Error against float32 of a model at the initialisers' scale (Keras: glorot uniform kernel,

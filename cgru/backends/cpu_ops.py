@@ -174,10 +174,12 @@ class CPUQuantizedGRU(CPUPreparedGRU):
 
     def __init__(self, engine, weights: QuantizedGRU):
         kernel, recurrent = weights.kernel, weights.recurrent_kernel
+        units = recurrent.shape[0]
         inference = engine.QuantizedGRUInference(
             weights.mode, kernel.values, recurrent.values, weights.input_bias, weights.recurrent_bias,
             weights.reverse, weights.reset_after, weights.activation, weights.recurrent_activation,
-            kernel.scale, recurrent.scale)
+            kernel.scale, recurrent.scale,
+            split=6.0 * units * units >= MIN_UNIT_SPLIT_STEP_FLOPS)  # else never worth its copy
         self._bind(engine, inference)
         self.weights = weights
         self.mode = weights.mode

@@ -122,8 +122,9 @@ cdef class QuantizedGRUInference(GRUInference):
     INT8_MAX_SIZE. input_bias and recurrent_bias: float32 (3H,). The numerics of each mode are
     quant.h's; cgru.backends.quantize rounds the weights and is the NumPy reference. The
     weights are packed here, once; ``forward``, ``step`` and ``step_state`` are GRUInference's,
-    float32. With reset_after and at least 2 * UNIT_SPLIT_GRAIN units, each half of the units'
-    columns is also packed on its own for ``run_pair`` (``split`` is then where the halves meet).
+    float32. With ``split`` (and reset_after, at least 2 * UNIT_SPLIT_GRAIN units and a helper
+    thread in this build), each half of the units' columns is also packed on its own for
+    ``run_pair``, and ``split`` becomes where the halves meet (0 otherwise).
     """
 
     cdef readonly str mode
@@ -135,7 +136,7 @@ cdef class QuantizedGRUInference(GRUInference):
 
     def __init__(self, str mode, kernel, recurrent_kernel, input_bias, recurrent_bias,
                  bint reverse, bint reset_after, str activation, str recurrent_activation,
-                 kernel_scale=None, recurrent_scale=None):
+                 kernel_scale=None, recurrent_scale=None, bint split=True):
         if mode not in QUANTIZED_MODES:
             raise ValueError(f"mode must be one of {tuple(QUANTIZED_MODES)}, got {mode!r}")
         dtype, kind = QUANTIZED_MODES[mode], _QUANT_KINDS[mode]
@@ -179,7 +180,7 @@ cdef class QuantizedGRUInference(GRUInference):
         self.q.recurrent = recurrent.matrix
         self.q.recurrent_h = recurrent_h.matrix
         grains = H // UNIT_SPLIT_GRAIN
-        self.split = UNIT_SPLIT_GRAIN * (grains // 2) if reset_after and UNIT_PAIR and grains >= 2 else 0
+        self.split = UNIT_SPLIT_GRAIN * (grains // 2) if split and reset_after and UNIT_PAIR and grains >= 2 else 0
         if self.split:
             for part, (u0, u1) in enumerate([(0, self.split), (self.split, H)]):
                 w = _pack_units(kind, kernel, H, u0, u1 - u0, kernel_scale)
