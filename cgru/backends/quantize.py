@@ -152,14 +152,14 @@ class QuantizedGRU:
 def quantize_gru(kernel: Any, recurrent_kernel: Any, bias: Any = None, *, mode: str,
                  reverse: bool = False, reset_after: bool = True, activation: str = "tanh",
                  recurrent_activation: str = "sigmoid") -> QuantizedGRU:
-    """Quantize one direction's float weights (the shapes ``gru_forward`` takes) to ``mode``;
-    the biases stay float32."""
+    """Quantize one direction's weights (the shapes ``gru_forward`` takes), as float32, to
+    ``mode``; the biases stay float32."""
     from .base import check_activations
 
     check_mode(mode)
     check_activations(activation, recurrent_activation)
     kernel, recurrent_kernel, input_bias, recurrent_bias, _ = check_gru_weights(
-        kernel, recurrent_kernel, bias, reset_after=reset_after)
+        kernel, recurrent_kernel, bias, reset_after=reset_after, dtype=np.float32)
     return QuantizedGRU(
         mode, QuantizedMatrix.from_float(mode, kernel), QuantizedMatrix.from_float(mode, recurrent_kernel),
         np.ascontiguousarray(input_bias, dtype=np.float32),
