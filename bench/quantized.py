@@ -7,6 +7,7 @@ AVX512-BF16 or AMX), on the shapes of bench/compare.py.
     python bench/quantized.py --threads 2 --shapes stream-mid,batch-mid --repeats 9
     python bench/quantized.py --isa avx2             # cgru's kernels of a lower level
     python bench/quantized.py --json out.json
+    python bench/quantized.py --quick                # small shapes, few samples: a smoke test
 
 Every implementation gets the float32 data and weights of bench/compare.py (one per shape).
 Each row reports its time (median per call, compare.py's protocol: warm-up, samples in rotating
@@ -36,6 +37,7 @@ from _common import (  # noqa: E402
     CHECK_STEPS,
     INFERENCE,
     PROBLEMS,
+    QUICK_PROBLEMS,
     STEP,
     Problem,
     compare,
@@ -262,8 +264,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--shapes", default=",".join(PROBLEMS))
+    parser.add_argument("--shapes", default=None, help=f"default: all of {list(PROBLEMS)}")
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"the shapes {list(QUICK_PROBLEMS)}, few samples")
     parser.add_argument("--isa", default=None, help="cgru kernel level (cgru._engine.ISAS)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -272,11 +276,12 @@ def main(argv=None) -> int:
     if args.isa:
         _engine.set_isa(args.isa)
     threads_list = [int(t) for t in args.threads.split(",")]
-    shapes = args.shapes.split(",")
-    unknown = [s for s in shapes if s not in PROBLEMS]
+    problems = QUICK_PROBLEMS if args.quick else PROBLEMS
+    shapes = args.shapes.split(",") if args.shapes else list(problems)
+    unknown = [s for s in shapes if s not in problems]
     if unknown:
-        parser.error(f"unknown shapes {unknown}; known: {list(PROBLEMS)}")
-    settings = bench.Settings(quick=False, repeats=args.repeats)
+        parser.error(f"unknown shapes {unknown}; known: {list(problems)}")
+    settings = bench.Settings(quick=args.quick, repeats=1 if args.quick else args.repeats)
     header = {"machine": cpu_model(), "load average at start": load_average(),
               "cgru kernels": f"{_engine.get_isa()}: {_engine.quantized_kernels()}",
               "streaming error": f"state after {CHECK_STEPS} steps"}
@@ -285,7 +290,7 @@ def main(argv=None) -> int:
         cgru.set_num_threads(t)
         for s in shapes:
             bench.log(f"{s} threads={t}")
-            rows += bench_shape(PROBLEMS[s], t, settings, notes)
+            rows += bench_shape(problems[s], t, settings, notes)
     header["load average at end"] = load_average()
     if notes:
         header["skipped"] = "; ".join(sorted(set(notes)))
