@@ -1,7 +1,8 @@
 /* GRU forward/backward, written once and included by gru_kernels.c for each precision.
  * The includer defines REAL (float or double), SUFFIX (f32 or f64), GEMM (the cblas
- * ?gemm), GEMV (the cblas ?gemv), EXP and TANH; and, for float, QUANT_GEMM (quant.h's
- * cgru_quant_gemm), with which the forward also runs on bfloat16 or int8 weights. */
+ * ?gemm), GEMV (the cblas ?gemv), EXP and TANH; and, for float, QUANT_GEMM and QUANT_GEMM_ROWS
+ * (quant.h's cgru_quant_gemm and _rows), with which the forward also runs on bfloat16 or int8
+ * weights. */
 
 #define FN_(name, sfx) name##_##sfx
 #define FN2(name, sfx) FN_(name, sfx)
@@ -144,27 +145,23 @@ static int FN(quant_chunk)(int B, int G, int T)
 }
 
 /* proj (steps, B, 3H) = the projection of processing steps [s0, s0 + chunk) (fewer at the end),
- * row b of step s from x[b, t_b(s)] (zeros past a sequence's length); xs holds the gathered
- * rows (chunk * B, I). */
+ * row b of step s from x[b, t_b(s)] (zeros past a sequence's length); rows holds chunk * B
+ * row pointers. */
 static void FN(quant_projection)(const cgru_dims *d, const struct cgru_qweights *q, const REAL *x,
-                                 int s0, int chunk, REAL *xs, REAL *proj, void *scratch)
+                                 int s0, int chunk, const REAL **rows, REAL *proj, void *scratch)
 {
-    const int B = d->batch, T = d->time, In = d->input;
+    const int B = d->batch, T = d->time, In = d->input, G = 3 * d->units;
     const int steps = T - s0 < chunk ? T - s0 : chunk;
-    const REAL *rows = x + (size_t)s0 * In; /* one sequence forward: x's rows in order already */
-    if (B > 1 || d->reverse) {
-        for (int i = 0; i < steps; ++i)
-            for (int b = 0; b < B; ++b) {
-                const int t = FN(time_index)(d, b, s0 + i);
-                REAL *row = xs + ((size_t)i * B + b) * In;
-                if (t < 0)
-                    memset(row, 0, In * sizeof(REAL));
-                else
-                    memcpy(row, x + ((size_t)b * T + t) * In, In * sizeof(REAL));
-            }
-        rows = xs;
+    if (B == 1 && !d->reverse) { /* one sequence forward: x's rows in order already */
+        QUANT_GEMM(&q->kernel, steps, x + (size_t)s0 * In, In, 0, proj, G, scratch);
+        return;
     }
-    QUANT_GEMM(&q->kernel, steps * B, rows, In, 0, proj, 3 * d->units, scratch);
+    for (int i = 0; i < steps; ++i)
+        for (int b = 0; b < B; ++b) {
+            const int t = FN(time_index)(d, b, s0 + i);
+            rows[(size_t)i * B + b] = t < 0 ? NULL : x + ((size_t)b * T + t) * In;
+        }
+    QUANT_GEMM_ROWS(&q->kernel, steps * B, rows, 0, proj, G, scratch);
 }
 #endif
 
@@ -194,8 +191,9 @@ static int FN(forward)(const cgru_dims *d, const REAL *x, const REAL *W, const R
     }
 #endif
     const size_t proj_rows = (size_t)chunk * B;
-    /* x time-major (with one step, x is time-major already), or a chunk's rows of x (q) */
-    const size_t xt_floats = q ? proj_rows * In : (B > 1 && T > 1 ? BT * In : 0);
+    /* x time-major (with one step, x is time-major already), or pointers to a chunk's rows
+     * of x (q) */
+    const size_t xt_floats = q ? (proj_rows * sizeof(REAL *) + 64) / sizeof(REAL) : (B > 1 && T > 1 ? BT * In : 0);
     REAL *proj = cgru_workspace((proj_rows * G + (size_t)B * G + 2 * BH + xt_floats + pack_floats + quant_floats + 1) * sizeof(REAL));
     if (!proj)
         return CGRU_ENOMEM;
@@ -234,7 +232,8 @@ static int FN(forward)(const cgru_dims *d, const REAL *x, const REAL *W, const R
     for (int s = 0; s < T; ++s) {
 #ifdef QUANT_GEMM
         if (q && s % chunk == 0)
-            FN(quant_projection)(d, q, x, s, chunk, rh + BH, proj, quant_scratch);
+            FN(quant_projection)(d, q, x, s, chunk, (const REAL **)(void *)FN(align64)(rh + BH), proj,
+                                 quant_scratch);
 #endif
         const REAL *hsrc = h;
         if (rmask) {

@@ -41,6 +41,7 @@ void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out)
 #define FAST_GATES_BWD cgru_gates_bwd_f32
 #define FAST_VECMAT cgru_vecmat_f32
 #define QUANT_GEMM cgru_quant_gemm
+#define QUANT_GEMM_ROWS cgru_quant_gemm_rows
 #if CGRU_HAVE_PACKED_GEMM
 #define PACKED_GEMM cgru_packed_gemm_f32
 #define PACK cgru_pack_f32
@@ -58,6 +59,7 @@ int cgru_forward_quantized_f32(const cgru_dims *d, const cgru_qweights *q, const
 }
 
 #undef QUANT_GEMM
+#undef QUANT_GEMM_ROWS
 #undef FAST_GATES
 #undef FAST_VECMAT
 #undef PACKED_GEMM

@@ -65,7 +65,7 @@ static inline float quant_bf16_value(uint16_t bits) { return quant_bits_float((u
 
 static inline int quant_group(int kind) { return kind == CGRU_QUANT_BF16 ? 2 : 4; }
 
-typedef void (*quant_prep_fn)(int M, int K, int Kp, const float *A, int lda, void *out, float *row_scale);
+typedef void (*quant_prep_fn)(int M, int K, int Kp, const float *const *rows, void *out, float *row_scale);
 typedef void (*quant_gemm_fn)(int M, int N, int Kg, const void *A, size_t lda_bytes, const void *Bp,
                               const quant_out *o);
 
@@ -379,8 +379,9 @@ size_t cgru_quant_scratch_bytes(int max_k)
     return quant_scratch_layout(max_k, &a_offset);
 }
 
-void cgru_quant_gemm(const cgru_qmatrix *B, int M, const float *A, int lda, int accumulate, float *C,
-                     int ldc, void *scratch)
+/* The product of rows A[i] (or A + i * lda when rows is NULL; a NULL row is zeros). */
+static void quant_gemm(const cgru_qmatrix *B, int M, const float *const *rows, const float *A, int lda,
+                       int accumulate, float *C, int ldc, void *scratch)
 {
     const quant_level *level = current; /* read once: set_isa may change it */
     const quant_variant *v = B->kind == CGRU_QUANT_BF16 ? level->bf16 : level->int8;
@@ -390,12 +391,27 @@ void cgru_quant_gemm(const cgru_qmatrix *B, int M, const float *A, int lda, int 
     float *row_scale = scratch;
     void *a = (char *)scratch + a_offset;
     quant_out o = {C, ldc, accumulate, B->col_sum, row_scale, B->col_scale};
+    const float *block[QUANT_BLOCK_ROWS];
     for (int i0 = 0; i0 < M; i0 += QUANT_BLOCK_ROWS) {
         const int m = M - i0 < QUANT_BLOCK_ROWS ? M - i0 : QUANT_BLOCK_ROWS;
-        v->prep(m, B->K, Kp, A + (size_t)i0 * lda, lda, a, row_scale);
+        for (int i = 0; i < m; ++i)
+            block[i] = rows ? rows[i0 + i] : A + (size_t)(i0 + i) * lda;
+        v->prep(m, B->K, Kp, block, a, row_scale);
         o.C = C + (size_t)i0 * ldc;
         v->gemm(m, B->N, Kg, a, (size_t)Kp * v->a_bytes, B->packed, &o);
     }
+}
+
+void cgru_quant_gemm(const cgru_qmatrix *B, int M, const float *A, int lda, int accumulate, float *C,
+                     int ldc, void *scratch)
+{
+    quant_gemm(B, M, NULL, A, lda, accumulate, C, ldc, scratch);
+}
+
+void cgru_quant_gemm_rows(const cgru_qmatrix *B, int M, const float *const *rows, int accumulate,
+                          float *C, int ldc, void *scratch)
+{
+    quant_gemm(B, M, rows, NULL, 0, accumulate, C, ldc, scratch);
 }
 
 void cgru_quant_convert(int kind, int M, int K, const float *A, float *out, float *row_scale,
@@ -408,9 +424,12 @@ void cgru_quant_convert(int kind, int M, int K, const float *A, float *out, floa
     quant_scratch_layout(K, &a_offset);
     float *scales = scratch;
     const char *a = (const char *)scratch + a_offset;
+    const float *block[QUANT_BLOCK_ROWS];
     for (int i0 = 0; i0 < M; i0 += QUANT_BLOCK_ROWS) {
         const int m = M - i0 < QUANT_BLOCK_ROWS ? M - i0 : QUANT_BLOCK_ROWS;
-        v->prep(m, K, Kp, A + (size_t)i0 * K, K, (void *)a, scales);
+        for (int i = 0; i < m; ++i)
+            block[i] = A + (size_t)(i0 + i) * K;
+        v->prep(m, K, Kp, block, (void *)a, scales);
         for (int i = 0; i < m; ++i) {
             float *row = out + (size_t)(i0 + i) * K;
             for (int k = 0; k < K; ++k) {

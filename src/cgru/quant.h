@@ -72,6 +72,10 @@ size_t cgru_quant_scratch_bytes(int max_k);
 void cgru_quant_gemm(const cgru_qmatrix *B, int M, const float *A, int lda, int accumulate,
                      float *C, int ldc, void *scratch);
 
+/* cgru_quant_gemm with A's rows given one by one (rows[i], M of them; NULL: a row of zeros). */
+void cgru_quant_gemm_rows(const cgru_qmatrix *B, int M, const float *const *rows, int accumulate,
+                          float *C, int ldc, void *scratch);
+
 /* Instruction-set variants (the levels of cgru_set_isa, which calls this): "generic",
  * "avx2", "avx512", "avx512_vnni", "avx512_bf16". Returns -1 for a name it does not know. */
 int cgru_quant_set_isa(const char *isa);

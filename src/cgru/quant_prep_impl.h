@@ -1,18 +1,30 @@
 /* The activation conversions of quant.h (bfloat16 rounding, int8 row quantization), written
  * once and included by quant.c per instruction set, which defines QP_ISA (the name suffix).
- * Each writes M rows of Kp elements (K values, then zeros up to the padded Kp) in one of the
- * formats the kernels read (enum quant_format in quant.c). */
+ * Each converts M rows of K floats (rows[i], or zeros where rows[i] is NULL) into M rows of Kp
+ * elements (K values, then zeros up to the padded Kp) in one of the formats the kernels read
+ * (enum quant_format in quant.c). */
 
 #define QP_CAT_(a, b) a##_##b
 #define QP_CAT(a, b) QP_CAT_(a, b)
 
 static CGRU_ALWAYS_INLINE void QP_CAT(prep_rows, QP_ISA)(const int format, int M, int K, int Kp,
-                                                         const float *restrict A, int lda,
+                                                         const float *const *rows,
                                                          void *restrict out, float *restrict row_scale)
 {
     for (int i = 0; i < M; ++i) {
-        const float *restrict a = A + (size_t)i * lda;
+        const float *restrict a = rows[i];
         const size_t o = (size_t)i * Kp;
+        if (!a) { /* a row of zeros */
+            if (format == FORMAT_BF16_F32)
+                memset((float *)out + o, 0, Kp * sizeof(float));
+            else if (format == FORMAT_BF16_U16 || format == FORMAT_INT8_S16)
+                memset((uint16_t *)out + o, 0, Kp * sizeof(uint16_t));
+            else
+                memset((uint8_t *)out + o, 128, Kp);
+            if (format == FORMAT_INT8_S16 || format == FORMAT_INT8_U8)
+                row_scale[i] = 0.0f;
+            continue;
+        }
         if (format == FORMAT_BF16_F32 || format == FORMAT_BF16_U16) {
             float *restrict of = (float *)out + o;
             uint16_t *restrict ou = (uint16_t *)out + o;
@@ -66,10 +78,10 @@ static CGRU_ALWAYS_INLINE void QP_CAT(prep_rows, QP_ISA)(const int format, int M
 }
 
 #define QP_FORMAT(name, format)                                                                  \
-    static inline void QP_CAT(name, QP_ISA)(int M, int K, int Kp, const float *A, int lda,      \
+    static inline void QP_CAT(name, QP_ISA)(int M, int K, int Kp, const float *const *rows,     \
                                              void *out, float *row_scale)                       \
     {                                                                                            \
-        QP_CAT(prep_rows, QP_ISA)(format, M, K, Kp, A, lda, out, row_scale);                     \
+        QP_CAT(prep_rows, QP_ISA)(format, M, K, Kp, rows, out, row_scale);                       \
     }
 QP_FORMAT(prep_bf16_f32, FORMAT_BF16_F32)
 QP_FORMAT(prep_bf16_u16, FORMAT_BF16_U16)
