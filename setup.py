@@ -133,7 +133,8 @@ c_sources = sorted(f"{SRC}/{p.name}" for p in (HERE / SRC).glob("*.c") if p.name
 extension = Extension(
     "cgru._engine",
     sources=[f"{SRC}/_engine.pyx", *c_sources],
-    depends=sorted(str(p) for p in Path(SRC).glob("*.h")),  # rebuild when a header changes
+    # rebuild when a header or an included Cython file changes
+    depends=sorted(str(p) for pattern in ("*.h", "*.pxi") for p in Path(SRC).glob(pattern)),
     include_dirs=[SRC, numpy.get_include(), *BLAS["include_dirs"]],
     library_dirs=BLAS["library_dirs"],
     libraries=BLAS["libraries"],

@@ -604,6 +604,27 @@ def test_prepared_gru_rejects_bad_input(ops, rng):
     assert not state.any()
 
 
+@requires_compiled
+def test_engine_forward_fills_a_given_output(rng):
+    """GRUInference.forward(out=...) writes y into the caller's array (the rows of one output
+    that parallel pieces share), zeroing it first when lengths are given."""
+    from cgru import _engine
+
+    args, _ = random_problem(rng, 3, 4, 2, 5, dtype=np.float32)
+    x, kernel, recurrent, bias = args
+    inference = _engine.GRUInference(kernel, recurrent, bias[0].copy(), bias[1].copy(), False, True,
+                                     "tanh", "sigmoid")
+    lengths = np.array([4, 2, 0])
+    expected = inference.forward(x, np.zeros((3, 5), np.float32), lengths)
+    out = np.full((3, 4, 5), np.nan, np.float32)
+    assert inference.forward(x, np.zeros((3, 5), np.float32), lengths, out) is out
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(TypeError, match="out must be"):
+        inference.forward(x, np.zeros((3, 5), np.float32), None, np.zeros((3, 4, 5)))
+    with pytest.raises(ValueError, match="out must have shape"):
+        inference.forward(x, np.zeros((3, 5), np.float32), None, np.zeros((3, 4, 6), np.float32))
+
+
 def test_prepared_gru_converts_what_the_streaming_path_declines(ops, rng):
     """A one-step input of another dtype, or not contiguous, takes the converting path and gives
     the same result as a float32 contiguous one."""

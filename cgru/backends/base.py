@@ -128,6 +128,23 @@ class Ops:
         return PreparedGRU(self, kernel, recurrent_kernel, bias, reverse=reverse, reset_after=reset_after,
                            activation=activation, recurrent_activation=recurrent_activation)
 
+    def prepare_gru_quantized(
+        self,
+        kernel: Any,
+        recurrent_kernel: Any,
+        bias: Any = None,
+        *,
+        mode: str,
+        reverse: bool = False,
+        reset_after: bool = True,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
+    ) -> PreparedGRU:
+        """Bind one direction's weights in a reduced-precision ``mode`` ("bfloat16" or "int8",
+        see cgru.backends.quantize) for inference: a PreparedGRU whose forward is float32 in
+        and out. Backends without reduced-precision kernels raise NotImplementedError."""
+        raise NotImplementedError(f"the {self.name!r} backend has no reduced-precision kernels")
+
     def run_pair(self, first: Callable[[], A], second: Callable[[], B], flops: float = 0.0) -> tuple[A, B]:
         """Run two independent computations, e.g. the two directions of a Bidirectional layer.
 

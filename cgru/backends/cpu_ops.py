@@ -20,6 +20,7 @@ from .base import (
 )
 from .buffers import ArrayPool
 from .parallel import pieces, row_bounds, run_all
+from .quantize import QuantizedGRU, quantize_gru
 
 #: The saved activations of released training caches, for the next training forward.
 SAVED_ACTIVATIONS = ArrayPool()
@@ -58,6 +59,21 @@ def forward_flops(batch: int, time: int, features: int, units: int) -> float:
 MIN_UNIT_SPLIT_STEP_FLOPS = 2e4
 
 
+def split_pays(engine, x, units: int) -> bool:
+    """Whether a single float32 sequence x (1, T, I) of a GRU of ``units`` should share its
+    units with the helper thread now (see unit_split)."""
+    if not engine.UNIT_PAIR or x.shape[0] != 1 or x.dtype != np.float32:
+        return False
+    if len(parallel.CALLERS) > 1 or engine.calls_running():
+        return False
+    from ..runtime import available_cores
+
+    if 6.0 * units * units < MIN_UNIT_SPLIT_STEP_FLOPS or available_cores() < 2:
+        return False  # too small, or the two halves would spin against each other on one core
+    # not when one thread is asked for, or already inside a piece of a parallel op
+    return pieces(units // engine.UNIT_SPLIT_GRAIN, forward_flops(*x.shape, units)) >= 2
+
+
 def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths, reverse,
                activation, recurrent_activation):
     """Run a float32 single-sequence inference pass with its units shared by the calling thread
@@ -65,17 +81,8 @@ def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, 
     None when one thread is as fast, the helper is busy with another call, or other calls are
     on the cores: the halves wait for each other every step, so a third thread stalls both
     (two threads streaming single sequences concurrently get more done one core each)."""
-    if not engine.UNIT_PAIR or x.shape[0] != 1 or x.dtype != np.float32:
+    if not split_pays(engine, x, recurrent_kernel.shape[0]):
         return None
-    if len(parallel.CALLERS) > 1 or engine.calls_running():
-        return None
-    from ..runtime import available_cores
-
-    units = recurrent_kernel.shape[0]
-    if 6.0 * units * units < MIN_UNIT_SPLIT_STEP_FLOPS or available_cores() < 2:
-        return None  # too small, or the two halves would spin against each other on one core
-    if pieces(units // engine.UNIT_SPLIT_GRAIN, forward_flops(*x.shape, units)) < 2:
-        return None  # one thread asked for, or already inside a piece of a parallel op
     split = engine.UnitSplitForward(x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths,
                                     reverse, activation, recurrent_activation, 2)
     if not split.run_pair():
@@ -91,16 +98,32 @@ class CPUPreparedGRU(PreparedGRU):
         check_activations(activation, recurrent_activation)
         kernel, recurrent_kernel, input_bias, recurrent_bias, _ = check_gru_weights(
             kernel, recurrent_kernel, bias, reset_after=reset_after)
-        self.dtype = kernel.dtype
-        self.inference = engine.GRUInference(kernel, recurrent_kernel, input_bias, recurrent_bias,
-                                             reverse, reset_after, activation, recurrent_activation)
-        self.run = self.inference.forward
-        self.step = self.inference.step
-        self.step_state = self.inference.step_state
-        self.units = self.inference.units
+        inference = engine.GRUInference(kernel, recurrent_kernel, input_bias, recurrent_bias,
+                                        reverse, reset_after, activation, recurrent_activation)
+        self._bind(engine, inference)
         self.split_args = (kernel, recurrent_kernel, input_bias, recurrent_bias) if reset_after else None
         self.split_options = (reverse, activation, recurrent_activation)
+
+    def _unit_split(self, x, h, lengths):
+        """y of one sequence, its units shared with the helper thread (h updated), or None."""
+        if self.split_args is None:
+            return None
+        done = unit_split(self.engine, x, *self.split_args, h, lengths, *self.split_options)
+        if done is None:
+            return None
+        h[...] = done[1]
+        return done[0]
+
+    def _bind(self, engine, inference):
+        """Take the engine's prepared direction: its entries and its dtype (no unit split)."""
         self.engine = engine
+        self.inference = inference
+        self.dtype = inference.dtype
+        self.run = inference.forward
+        self.step = inference.step
+        self.step_state = inference.step_state
+        self.units = inference.units
+        self.split_args = None
 
     def forward(self, x, h, lengths=None):
         if lengths is None:
@@ -123,17 +146,44 @@ class CPUPreparedGRU(PreparedGRU):
         one_sequence = (x.shape[0] == 1 and x.shape[2] == self.inference.input_size
                         and type(h) is np.ndarray and h.shape == (1, self.units) and h.dtype == self.dtype
                         and h.flags.writeable and h.flags.c_contiguous)  # else run() reports it
-        if one_sequence and self.split_args is not None:
-            done = unit_split(self.engine, x, *self.split_args, h, lengths, *self.split_options)
-            if done is not None:
-                h[...] = done[1]
-                return done[0]
+        if one_sequence:
+            y = self._unit_split(x, h, lengths)
+            if y is not None:
+                return y
         parts = pieces(x.shape[0], forward_flops(*x.shape, self.units))
         if parts == 1 or type(h) is not np.ndarray or h.shape[:1] != x.shape[:1]:
             return self.run(x, h, lengths)
-        tasks = [lambda a=a, b=b: self.run(x[a:b], h[a:b], None if lengths is None else lengths[a:b])
-                 for a, b in row_bounds(x.shape[0], parts)]
-        return np.concatenate(run_all(tasks))
+        y = np.empty((x.shape[0], x.shape[1], self.units), self.dtype)  # each piece fills its rows
+        run_all([lambda a=a, b=b: self.run(x[a:b], h[a:b], None if lengths is None else lengths[a:b], y[a:b])
+                 for a, b in row_bounds(x.shape[0], parts)])
+        return y
+
+
+class CPUQuantizedGRU(CPUPreparedGRU):
+    """A PreparedGRU over bfloat16 or int8 weights (see cgru.backends.quantize): float32 in and
+    out, the engine's QuantizedGRUInference per batch piece. ``weights`` is the QuantizedGRU
+    it runs, ``mode`` its mode and ``kernels`` the compiled kernel computing its products."""
+
+    def __init__(self, engine, weights: QuantizedGRU):
+        kernel, recurrent = weights.kernel, weights.recurrent_kernel
+        units = recurrent.shape[0]
+        inference = engine.QuantizedGRUInference(
+            weights.mode, kernel.values, recurrent.values, weights.input_bias, weights.recurrent_bias,
+            weights.reverse, weights.reset_after, weights.activation, weights.recurrent_activation,
+            kernel.scale, recurrent.scale,
+            split=6.0 * units * units >= MIN_UNIT_SPLIT_STEP_FLOPS)  # else never worth its copy
+        self._bind(engine, inference)
+        self.weights = weights
+        self.mode = weights.mode
+
+    @property
+    def kernels(self) -> str:
+        return self.inference.kernels
+
+    def _unit_split(self, x, h, lengths):
+        if not self.inference.split or not split_pays(self.engine, x, self.units):
+            return None
+        return self.inference.run_pair(x, h, lengths)
 
 
 class CPUOps(Ops):
@@ -197,6 +247,12 @@ class CPUOps(Ops):
         return CPUPreparedGRU(self.engine, kernel, recurrent_kernel, bias, reverse=reverse,
                               reset_after=reset_after, activation=activation,
                               recurrent_activation=recurrent_activation)
+
+    def prepare_gru_quantized(self, kernel, recurrent_kernel, bias=None, *, mode, reverse=False,
+                              reset_after=True, activation="tanh", recurrent_activation="sigmoid"):
+        return CPUQuantizedGRU(self.engine, quantize_gru(
+            kernel, recurrent_kernel, bias, mode=mode, reverse=reverse, reset_after=reset_after,
+            activation=activation, recurrent_activation=recurrent_activation))
 
     def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
         parallel.CALLERS.append(None)

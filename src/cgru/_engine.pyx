@@ -65,7 +65,10 @@ cdef extern from "gates_f32.h" nogil:
     void cgru_select_best_isa()
     void cgru_vector_math_f32(int which, const float *x, float *y, size_t n)
 
-ISAS = ("generic", "avx2", "avx512")
+#: Instruction-set levels, each one's kernels runnable where the CPU has the next one's: the
+#: float32 kernels are those of "avx512" in the two last, which differ in the reduced-precision
+#: kernels (see quantized_kernels).
+ISAS = ("generic", "avx2", "avx512", "avx512_vnni", "avx512_bf16")
 #: Whether UnitSplitForward is available (it needs the compiler's atomic builtins).
 UNIT_SPLIT = cgru_units_split_available() == 1
 #: Whether UnitSplitForward.run_pair is available (it needs POSIX threads for its helper).
@@ -79,12 +82,12 @@ _INT_MAX = 2**31 - 1
 
 
 def isa_supported(str isa) -> bool:
-    """Whether this CPU can run the float32 gate kernels compiled for ``isa`` (see ISAS)."""
+    """Whether this CPU can run the kernels compiled for ``isa`` (see ISAS)."""
     return isa in ISAS and cgru_isa_supported(isa.encode()) == 1
 
 
 def set_isa(str isa) -> None:
-    """Use the float32 gate kernels compiled for ``isa`` (tests use this to cover each variant)."""
+    """Use the kernels compiled for ``isa`` (tests use this to cover each variant)."""
     if isa not in ISAS:
         raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
     if cgru_set_isa(isa.encode()) != 0:
@@ -92,7 +95,7 @@ def set_isa(str isa) -> None:
 
 
 def get_isa() -> str:
-    """Instruction set of the float32 gate kernels in use."""
+    """Instruction-set level of the kernels in use."""
     return cgru_get_isa().decode()
 
 
@@ -417,16 +420,18 @@ cdef class GRUInference:
         else:
             _bind_pointers[double](self, kernel, recurrent_kernel, input_bias, recurrent_bias)
 
-    def forward(self, x, h, lengths=None):
+    def forward(self, x, h, lengths=None, out=None):
         """Run over x (B, T, I) from state h (B, H), which is overwritten with the final state.
 
         x must be a C-contiguous array of the weights' dtype and h a writable one; lengths is
-        None or an int64 (B,) array in 0..T. Returns y (B, T, H).
+        None or an int64 (B,) array in 0..T. Returns y (B, T, H): ``out`` when given (a writable
+        C-contiguous array of that shape and dtype, e.g. some rows of a larger output), else a
+        new array.
 
         This is the per-call cost of one-step streaming, so it checks the arrays through
         NumPy's C API rather than acquiring buffers.
         """
-        return self._forward(x, h, lengths)
+        return self._forward(x, h, lengths, False, out)
 
     def step(self, x, h):
         """The streaming call: ``forward(x, h)`` when x is a C-contiguous array of the weights'
@@ -454,7 +459,7 @@ cdef class GRUInference:
             return None
         return self._forward(x, h, None, True)
 
-    cdef object _forward(self, x, h, lengths, bint one_step_state=False):
+    cdef object _forward(self, x, h, lengths, bint one_step_state=False, out=None):
         """forward(); with one_step_state (T must be 1) the output is shaped (B, H)."""
         cdef int typenum = self.typenum
         if not cnp.PyArray_CheckExact(x) or cnp.PyArray_TYPE(x) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(x):
@@ -475,7 +480,14 @@ cdef class GRUInference:
         cdef const int64_t *lengths_ptr = _lengths_ptr(lengths, B, T)
         cdef cnp.npy_intp shape[3]
         shape[0], shape[1], shape[2] = B, T, H
-        if one_step_state:  # y (B, 1, H) held as (B, H): the same memory
+        if out is not None:
+            if (not cnp.PyArray_CheckExact(out) or cnp.PyArray_TYPE(out) != typenum
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(out) or not cnp.PyArray_ISWRITEABLE(out)):
+                raise TypeError(f"out must be a writable C-contiguous {self.dtype} numpy array")
+            _check_dim("out", out.shape, (B, T, H))
+            if lengths is not None:
+                out[...] = 0
+        elif one_step_state:  # y (B, 1, H) held as (B, H): the same memory
             shape[1] = H
             out = cnp.PyArray_EMPTY(2, shape, typenum, 0)
         elif lengths is not None:
@@ -492,20 +504,23 @@ cdef class GRUInference:
         cdef int status
         with nogil:
             cgru_call_begin()
-            if self.single:
-                status = cgru_forward_f32(&d, <const float *>xp, <const float *>self.W,
-                                          <const float *>self.U, <const float *>self.bx,
-                                          <const float *>self.bh, <const float *>hp, NULL,
-                                          <float *>yp, <float *>hp, NULL, NULL)
-            else:
-                status = cgru_forward_f64(&d, <const double *>xp, <const double *>self.W,
-                                          <const double *>self.U, <const double *>self.bx,
-                                          <const double *>self.bh, <const double *>hp, NULL,
-                                          <double *>yp, <double *>hp, NULL, NULL)
+            status = self._run(&d, xp, hp, yp)
             cgru_call_end()
         if status == CGRU_ENOMEM:
             raise MemoryError("cgru: out of memory in GRUInference.forward")
         return out
+
+    cdef int _run(self, const cgru_dims *d, const void *xp, void *hp, void *yp) noexcept nogil:
+        """The engine's forward from state hp (overwritten) into yp: what subclasses change."""
+        if self.single:
+            return cgru_forward_f32(d, <const float *>xp, <const float *>self.W,
+                                    <const float *>self.U, <const float *>self.bx,
+                                    <const float *>self.bh, <const float *>hp, NULL,
+                                    <float *>yp, <float *>hp, NULL, NULL)
+        return cgru_forward_f64(d, <const double *>xp, <const double *>self.W,
+                                <const double *>self.U, <const double *>self.bx,
+                                <const double *>self.bh, <const double *>hp, NULL,
+                                <double *>yp, <double *>hp, NULL, NULL)
 
 
 cdef void _bind_pointers(GRUInference g, const floating[:, ::1] W, const floating[:, ::1] U,
@@ -626,3 +641,6 @@ cdef class UnitSplitForward:
         if status == CGRU_ENOMEM:
             raise MemoryError("cgru: out of memory in UnitSplitForward")
         return True
+
+
+include "_quantized.pxi"

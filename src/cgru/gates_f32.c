@@ -5,41 +5,14 @@
 
 #include "gates_f32.h"
 #include "vmath.h"
-
-/* The rows a loop reads and writes never overlap: skip run-time alias checks. */
-#if defined(__clang__)
-#define CGRU_IVDEP _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__)
-#define CGRU_IVDEP _Pragma("GCC ivdep")
-#else
-#define CGRU_IVDEP
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define CGRU_ALWAYS_INLINE inline __attribute__((always_inline))
-#elif defined(_MSC_VER)
-#define CGRU_ALWAYS_INLINE __forceinline
-#else
-#define CGRU_ALWAYS_INLINE inline
-#endif
+#include "target.h"
+#include "quant.h"
 
 #define ISA generic
 #include "gates_f32_impl.h"
 #undef ISA
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define CGRU_X86_VARIANTS 1
-/* Compile the next functions for an instruction set beyond the baseline (GCC and clang). */
-#if defined(__clang__)
-#define CGRU_TARGET_BEGIN(isa) _Pragma(CGRU_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
-#define CGRU_TARGET_END _Pragma("clang attribute pop")
-#else
-#define CGRU_TARGET_BEGIN(isa) _Pragma("GCC push_options") _Pragma(CGRU_STR(GCC target(isa)))
-#define CGRU_TARGET_END _Pragma("GCC pop_options")
-#endif
-#define CGRU_STR_(x) #x
-#define CGRU_STR(x) CGRU_STR_(x)
-
+#ifdef CGRU_X86_VARIANTS
 CGRU_TARGET_BEGIN("avx2,fma")
 #define ISA avx2
 #include "gates_f32_impl.h"
@@ -87,9 +60,17 @@ int cgru_isa_supported(const char *isa)
     __builtin_cpu_init();
     if (strcmp(isa, "avx2") == 0)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (strcmp(isa, "avx512") == 0)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return avx512;
+    /* the levels of the reduced-precision kernels (quant.c), with the avx512 float32 kernels */
+    const int vnni = avx512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                     __builtin_cpu_supports("avx512vnni");
+    if (strcmp(isa, "avx512_vnni") == 0)
+        return vnni;
+    if (strcmp(isa, "avx512_bf16") == 0)
+        return vnni && __builtin_cpu_supports("avx512bf16");
 #endif
     return 0;
 }
@@ -116,16 +97,20 @@ int cgru_set_isa(const char *isa)
         cgru_packed_gemm_f32 = cgru_packed_gemm_f32_avx2;
 #endif
         current_isa = "avx2";
-    } else if (strcmp(isa, "avx512") == 0) {
+    } else { /* avx512 and the levels above it, which differ in quant.c only */
+        static const char *const avx512_levels[] = {"avx512", "avx512_vnni", "avx512_bf16"};
         cgru_gates_fwd_f32 = cgru_gates_fwd_f32_avx512;
         cgru_gates_bwd_f32 = cgru_gates_bwd_f32_avx512;
         cgru_vecmat_f32 = cgru_vecmat_f32_avx512;
 #if CGRU_HAVE_PACKED_GEMM
         cgru_packed_gemm_f32 = cgru_packed_gemm_f32_avx512;
 #endif
-        current_isa = "avx512";
+        for (size_t i = 0; i < sizeof avx512_levels / sizeof *avx512_levels; ++i)
+            if (strcmp(isa, avx512_levels[i]) == 0)
+                current_isa = avx512_levels[i];
     }
 #endif
+    cgru_quant_set_isa(isa);
     return 0;
 }
 
@@ -159,7 +144,7 @@ void cgru_pack_f32(int K, int N, const float *src, size_t sk, size_t sj, float *
 
 void cgru_select_best_isa(void)
 {
-    static const char *const preference[] = {"avx512", "avx2", "generic"};
+    static const char *const preference[] = {"avx512_bf16", "avx512_vnni", "avx512", "avx2", "generic"};
     for (size_t i = 0; i < sizeof preference / sizeof *preference; ++i)
         if (cgru_set_isa(preference[i]) == 0)
             return;

@@ -43,7 +43,8 @@ extern cgru_packed_gemm_f32_fn cgru_packed_gemm_f32; /* NULL when the CPU has no
 extern cgru_vecmat_f32_fn cgru_vecmat_f32;
 extern cgru_gates_bwd_f32_fn cgru_gates_bwd_f32;
 
-/* Instruction-set variants: "generic", "avx2", "avx512". */
+/* Instruction-set variants: "generic", "avx2", "avx512", and "avx512_vnni" and "avx512_bf16",
+ * which run the avx512 float32 kernels and differ in the reduced-precision ones (quant.h). */
 int cgru_isa_supported(const char *isa);
 int cgru_set_isa(const char *isa); /* 0 on success, -1 when this CPU cannot run it */
 const char *cgru_get_isa(void);

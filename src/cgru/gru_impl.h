@@ -1,6 +1,8 @@
 /* GRU forward/backward, written once and included by gru_kernels.c for each precision.
  * The includer defines REAL (float or double), SUFFIX (f32 or f64), GEMM (the cblas
- * ?gemm), GEMV (the cblas ?gemv), EXP and TANH. */
+ * ?gemm), GEMV (the cblas ?gemv), EXP and TANH; and, for float, QUANT_GEMM and QUANT_GEMM_ROWS
+ * (quant.h's cgru_quant_gemm and _rows), with which the forward also runs on bfloat16 or int8
+ * weights. */
 
 #define FN_(name, sfx) name##_##sfx
 #define FN2(name, sfx) FN_(name, sfx)
@@ -131,28 +133,76 @@ static inline void FN(gates_after)(const cgru_dims *d, int H, const REAL *a, con
     }
 }
 
-int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
-                     const REAL *bx, const REAL *bh, const REAL *h0, const REAL *rmask,
-                     REAL *y, REAL *h_n, REAL *saved_h, REAL *saved_gates)
+#ifdef QUANT_GEMM
+/* With quantized weights the input projection of `chunk` processing steps (rows of B) at a time
+ * fills about 256 KB: the projection of a whole batch-mid or batch-large sequence (tens of MB)
+ * went to memory and back, and its short-K products were bound by writing it. */
+static int FN(quant_chunk)(int B, int G, int T)
+{
+    const int rows = (int)((256 << 10) / (sizeof(REAL) * (size_t)G));
+    const int chunk = rows / B > 1 ? rows / B : 1;
+    return chunk < T ? chunk : T;
+}
+
+/* proj (steps, B, 3H) = the projection of processing steps [s0, s0 + chunk) (fewer at the end),
+ * row b of step s from x[b, t_b(s)] (zeros past a sequence's length); rows holds chunk * B
+ * row pointers. */
+static void FN(quant_projection)(const cgru_dims *d, const struct cgru_qweights *q, const REAL *x,
+                                 int s0, int chunk, const REAL **rows, REAL *proj, void *scratch)
+{
+    const int B = d->batch, T = d->time, In = d->input, G = 3 * d->units;
+    const int steps = T - s0 < chunk ? T - s0 : chunk;
+    if (B == 1 && !d->reverse) { /* one sequence forward: x's rows in order already */
+        QUANT_GEMM(&q->kernel, steps, x + (size_t)s0 * In, In, 0, proj, G, scratch);
+        return;
+    }
+    for (int i = 0; i < steps; ++i)
+        for (int b = 0; b < B; ++b) {
+            const int t = FN(time_index)(d, b, s0 + i);
+            rows[(size_t)i * B + b] = t < 0 ? NULL : x + ((size_t)b * T + t) * In;
+        }
+    QUANT_GEMM_ROWS(&q->kernel, steps * B, rows, 0, proj, G, scratch);
+}
+#endif
+
+/* The forward of cgru_forward, with the products through the quantized weights q instead of
+ * W and U when q is given (float32 only; inference: no saved activations, no mask). */
+static int FN(forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
+                       const REAL *bx, const REAL *bh, const REAL *h0, const REAL *rmask,
+                       REAL *y, REAL *h_n, REAL *saved_h, REAL *saved_gates,
+                       const struct cgru_qweights *q)
 {
     const int B = d->batch, T = d->time, In = d->input, H = d->units, G = 3 * H;
     const size_t BT = (size_t)B * T, BH = (size_t)B * H;
     const REAL *packed = NULL; /* U packed for the per-step products (float32) */
     size_t pack_floats = 0;
 #ifdef PACKED_GEMM
-    if (T > 1 && PACKED_GEMM) /* packing costs about one step's product */
+    if (T > 1 && PACKED_GEMM && !q) /* packing costs about one step's product */
         pack_floats = PACKED_RECURRENT_FLOATS(H, d->reset_after) + 64 / sizeof(REAL);
 #endif
-    const size_t xt_floats = B > 1 && T > 1 ? BT * In : 0; /* with one step, x is time-major */
-    REAL *proj = cgru_workspace((BT * G + (size_t)B * G + 2 * BH + xt_floats + pack_floats + 1) * sizeof(REAL));
+    /* processing steps whose input projection is computed at once: all, but with quantized
+     * weights a few at a time (quant_chunk) */
+    int chunk = T;
+    size_t quant_floats = 0; /* scratch of the quantized products */
+#ifdef QUANT_GEMM
+    if (q) {
+        chunk = FN(quant_chunk)(B, G, T);
+        quant_floats = (cgru_quant_scratch_bytes(In > H ? In : H) + 64) / sizeof(REAL) + 1;
+    }
+#endif
+    const size_t proj_rows = (size_t)chunk * B;
+    /* x time-major (with one step, x is time-major already), or pointers to a chunk's rows
+     * of x (q) */
+    const size_t xt_floats = q ? (proj_rows * sizeof(REAL *) + 64) / sizeof(REAL) : (B > 1 && T > 1 ? BT * In : 0);
+    REAL *proj = cgru_workspace((proj_rows * G + (size_t)B * G + 2 * BH + xt_floats + pack_floats + quant_floats + 1) * sizeof(REAL));
     if (!proj)
         return CGRU_ENOMEM;
-    REAL *u = proj + BT * G;   /* (B, 3H) recurrent product of this step */
+    REAL *u = proj + proj_rows * G; /* (B, 3H) recurrent product of this step */
     REAL *h_in = u + (size_t)B * G; /* (B, H) state times recurrent mask */
     REAL *rh = h_in + BH;      /* (B, H) r * h_in, reset_after=0 */
     /* proj (T, B, 3H), time-major, so that each step reads one contiguous block */
     const REAL *x_tm = x;
-    if (xt_floats) {
+    if (xt_floats && !q) {
         REAL *xt = rh + BH;
         for (int b = 0; b < B; ++b)
             for (int t = 0; t < T; ++t)
@@ -173,16 +223,30 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
     const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
     (void)fast;
     memmove(h, h0, BH * sizeof(REAL)); /* h_n may be h0 itself (in-place streaming) */
-    FN(matmul)(0, 0, (int)BT, G, In, x_tm, In, W, G, 0, proj, G);
+#ifdef QUANT_GEMM
+    void *quant_scratch = q ? FN(align64)(rh + BH + xt_floats) : NULL; /* where U is packed otherwise */
+    if (!q)
+#endif
+        FN(matmul)(0, 0, (int)BT, G, In, x_tm, In, W, G, 0, proj, G);
 
     for (int s = 0; s < T; ++s) {
+#ifdef QUANT_GEMM
+        if (q && s % chunk == 0)
+            FN(quant_projection)(d, q, x, s, chunk, (const REAL **)(void *)FN(align64)(rh + BH), proj,
+                                 quant_scratch);
+#endif
         const REAL *hsrc = h;
         if (rmask) {
             for (size_t k = 0; k < BH; ++k)
                 h_in[k] = h[k] * rmask[k];
             hsrc = h_in;
         }
-        FN(step_product)(packed, 0, B, d->reset_after ? G : 2 * H, H, hsrc, H, U, G, 0, u, G);
+#ifdef QUANT_GEMM
+        if (q)
+            QUANT_GEMM(&q->recurrent, B, hsrc, H, 0, u, G, quant_scratch);
+        else
+#endif
+            FN(step_product)(packed, 0, B, d->reset_after ? G : 2 * H, H, hsrc, H, U, G, 0, u, G);
         for (int b = 0; b < B; ++b) {
             REAL *hb = h + (size_t)b * H;
             REAL *sh = saved_h ? saved_h + ((size_t)s * B + b) * H : NULL;
@@ -197,7 +261,7 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
                     memset(rh + (size_t)b * H, 0, H * sizeof(REAL));
                 continue;
             }
-            const REAL *a = proj + ((size_t)t * B + b) * G;
+            const REAL *a = proj + (q ? (size_t)(s % chunk) * B + b : (size_t)t * B + b) * G;
             REAL *ub = u + (size_t)b * G;
             if (d->reset_after) {
                 REAL *out = y + ((size_t)b * T + t) * H;
@@ -220,12 +284,17 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
         }
         if (d->reset_after)
             continue;
-        FN(step_product)(packed_n, 0, B, H, H, rh, H, U + 2 * H, G, 0, u + 2 * H, G);
+#ifdef QUANT_GEMM
+        if (q)
+            QUANT_GEMM(&q->recurrent_h, B, rh, H, 0, u + 2 * H, G, quant_scratch);
+        else
+#endif
+            FN(step_product)(packed_n, 0, B, H, H, rh, H, U + 2 * H, G, 0, u + 2 * H, G);
         for (int b = 0; b < B; ++b) {
             int t = FN(time_index)(d, b, s);
             if (t < 0)
                 continue;
-            const REAL *a = proj + ((size_t)t * B + b) * G;
+            const REAL *a = proj + (q ? (size_t)(s % chunk) * B + b : (size_t)t * B + b) * G;
             const REAL *ub = u + (size_t)b * G;
             REAL *hb = h + (size_t)b * H;
             REAL *out = y + ((size_t)b * T + t) * H;
@@ -242,6 +311,13 @@ int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REA
         }
     }
     return 0;
+}
+
+int FN(cgru_forward)(const cgru_dims *d, const REAL *x, const REAL *W, const REAL *U,
+                     const REAL *bx, const REAL *bh, const REAL *h0, const REAL *rmask,
+                     REAL *y, REAL *h_n, REAL *saved_h, REAL *saved_gates)
+{
+    return FN(forward)(d, x, W, U, bx, bh, h0, rmask, y, h_n, saved_h, saved_gates, NULL);
 }
 
 #if defined(PACKED_GEMM) && CGRU_HAVE_BARRIER
@@ -284,19 +360,21 @@ static inline void FN(units_product)(cgru_packed_gemm_f32_fn kernel, const REAL 
         FN(matmul)(0, 0, 1, Gp, K, h + k0, K, Up + (size_t)k0 * Gp, Gp, accumulate, u, Gp);
 }
 
-int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *edges,
-                           cgru_barrier *barrier, REAL *mail, const REAL *x, const REAL *W,
-                           const REAL *U, const REAL *bx, const REAL *bh, const REAL *h0, REAL *y,
-                           REAL *h_n)
+/* cgru_forward_units; with q, this part's columns of the weights quantized (quant.h: q->kernel
+ * (I, 3n) and q->recurrent (H, 3n), z, r, h blocks of its units) stand for W and U. */
+static int FN(forward_units)(const cgru_dims *d, int part, int parts, const int *edges,
+                             cgru_barrier *barrier, REAL *mail, const REAL *x, const REAL *W,
+                             const REAL *U, const REAL *bx, const REAL *bh, const REAL *h0, REAL *y,
+                             REAL *h_n, const struct cgru_qweights *q)
 {
     const int T = d->time, In = d->input, H = d->units, G = 3 * H;
     const int u0 = edges[part], u1 = edges[part + 1], n = u1 - u0, Gp = 3 * n;
     const int steps = d->lengths ? (int)d->lengths[0] : T;
     const int fast = d->activation == CGRU_TANH && d->recurrent_activation == CGRU_SIGMOID;
-    const cgru_packed_gemm_f32_fn kernel = PACKED_GEMM; /* read once: set_isa may change it */
+    const cgru_packed_gemm_f32_fn kernel = q ? NULL : PACKED_GEMM; /* read once: set_isa may change it */
     /* this part's U columns go straight into panels when its gate blocks fill whole panels;
      * otherwise (and for the BLAS) they are gathered first */
-    const int gather = !kernel || n % CGRU_PANEL != 0;
+    const int gather = !q && (!kernel || n % CGRU_PANEL != 0);
     /* The recurrent product in three row ranges of U: this part's own units first, which
      * overlaps the other parts' new state on its way here, then the units before and after. */
     const int rows[3][2] = {{u0, u1}, {0, u0}, {u1, H}};
@@ -305,8 +383,12 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
      * recurrent product (3n), the whole state (H), biases (3n) each, U's columns (H, 3n) */
     const size_t floats = (size_t)T * Gp + Gp + H + 2 * Gp + (gather ? (size_t)H * Gp : 0);
     /* the packed U rows and, when U is not gathered, W's columns for the projection */
-    const size_t packed_floats = !kernel ? 0
+    size_t packed_floats = !kernel ? 0
         : PACKED_FLOATS(H, Gp) + 3 * 64 / sizeof(REAL) + (gather ? 0 : PACKED_FLOATS(In, Gp) + 64 / sizeof(REAL));
+#ifdef QUANT_GEMM
+    if (q) /* the quantized products' scratch */
+        packed_floats = (cgru_quant_scratch_bytes(In > H ? In : H) + 64) / sizeof(REAL) + 1;
+#endif
     REAL *proj = cgru_workspace((floats + packed_floats) * sizeof(REAL));
     if (!proj)
         cgru_barrier_fail(barrier, part);
@@ -337,6 +419,11 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
             kernel(T, Gp, In, x, In, packed_w, 0, proj, Gp);
         }
     }
+#ifdef QUANT_GEMM
+    void *quant_scratch = FN(align64)(Up);
+    if (q)
+        QUANT_GEMM(&q->kernel, T, x, In, 0, proj, Gp, quant_scratch);
+#endif
     memcpy(h, h0, H * sizeof(REAL));
     cgru_barrier_wait(barrier, part, &round); /* all have read h0 before any writes h_n (aliases) */
 
@@ -345,18 +432,26 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
     cgru_mail_line *mailbox = (cgru_mail_line *)FN(align64)(mail);
     for (int s = 0; s < steps; ++s) {
         const int t = d->reverse ? steps - 1 - s : s;
-        FN(units_product)(kernel, packed[0], Up, rows[0], h, Gp, 0, u);
+        if (!q) /* quantized: after the whole state is here (int8 scales it as a whole) */
+            FN(units_product)(kernel, packed[0], Up, rows[0], h, Gp, 0, u);
         if (s > 0) { /* the others' state of round s */
             const cgru_mail_line *box = mailbox + (size_t)(s & 1) * lines;
-            for (int q = 0; q < parts; ++q) {
-                const int q0 = edges[q], qn = edges[q + 1] - q0;
-                if (q != part)
+            for (int other = 0; other < parts; ++other) {
+                const int q0 = edges[other], qn = edges[other + 1] - q0;
+                if (other != part)
                     cgru_mail_receive(box, h + q0, qn, s);
                 box += cgru_mail_lines(qn);
             }
         }
-        FN(units_product)(kernel, packed[1], Up, rows[1], h, Gp, 1, u);
-        FN(units_product)(kernel, packed[2], Up, rows[2], h, Gp, 1, u);
+#ifdef QUANT_GEMM
+        if (q)
+            QUANT_GEMM(&q->recurrent, 1, h, H, 0, u, Gp, quant_scratch);
+        else
+#endif
+        {
+            FN(units_product)(kernel, packed[1], Up, rows[1], h, Gp, 1, u);
+            FN(units_product)(kernel, packed[2], Up, rows[2], h, Gp, 1, u);
+        }
         const REAL *a = proj + (size_t)t * Gp;
         REAL *out = y + (size_t)t * H + u0;
         if (fast)
@@ -369,6 +464,14 @@ int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *e
     }
     memcpy(h_n + u0, h + u0, n * sizeof(REAL));
     return 0;
+}
+
+int FN(cgru_forward_units)(const cgru_dims *d, int part, int parts, const int *edges,
+                           cgru_barrier *barrier, REAL *mail, const REAL *x, const REAL *W,
+                           const REAL *U, const REAL *bx, const REAL *bh, const REAL *h0, REAL *y,
+                           REAL *h_n)
+{
+    return FN(forward_units)(d, part, parts, edges, barrier, mail, x, W, U, bx, bh, h0, y, h_n, NULL);
 }
 #endif
 

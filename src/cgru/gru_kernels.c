@@ -8,6 +8,7 @@
 #include "gates_f32.h"
 #include "barrier.h"
 #include "helper.h"
+#include "quant.h"
 
 size_t cgru_grad_chunk_floats = (size_t)1 << 20;
 
@@ -39,6 +40,8 @@ void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out)
 #define FAST_GATES_FWD cgru_gates_fwd_f32
 #define FAST_GATES_BWD cgru_gates_bwd_f32
 #define FAST_VECMAT cgru_vecmat_f32
+#define QUANT_GEMM cgru_quant_gemm
+#define QUANT_GEMM_ROWS cgru_quant_gemm_rows
 #if CGRU_HAVE_PACKED_GEMM
 #define PACKED_GEMM cgru_packed_gemm_f32
 #define PACK cgru_pack_f32
@@ -47,6 +50,16 @@ void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out)
 #define PACK_RECURRENT cgru_pack_recurrent_f32
 #endif
 #include "gru_impl.h"
+
+int cgru_forward_quantized_f32(const cgru_dims *d, const cgru_qweights *q, const float *x,
+                               const float *bx, const float *bh, const float *h0, float *y,
+                               float *h_n)
+{
+    return forward_f32(d, x, NULL, NULL, bx, bh, h0, NULL, y, h_n, NULL, NULL, q);
+}
+
+#undef QUANT_GEMM
+#undef QUANT_GEMM_ROWS
 #undef FAST_GATES
 #undef FAST_VECMAT
 #undef PACKED_GEMM
@@ -143,14 +156,26 @@ typedef struct {
     cgru_barrier *barrier;
     float *mail, *y, *h_n;
     const float *x, *W, *U, *bx, *bh, *h0;
+    const cgru_qweights *q; /* each part's quantized weights, or NULL */
     int status[2];
 } units_pair;
 
 static void run_units_part(void *arg, int part)
 {
     units_pair *p = arg;
-    p->status[part] = cgru_forward_units_f32(p->d, part, 2, p->edges, p->barrier, p->mail, p->x,
-                                             p->W, p->U, p->bx, p->bh, p->h0, p->y, p->h_n);
+    p->status[part] = forward_units_f32(p->d, part, 2, p->edges, p->barrier, p->mail, p->x, p->W,
+                                        p->U, p->bx, p->bh, p->h0, p->y, p->h_n,
+                                        p->q ? &p->q[part] : NULL);
+}
+
+static int run_units_pair(units_pair *pair)
+{
+    cgru_barrier barrier __attribute__((aligned(64)));
+    cgru_barrier_init(&barrier, 2);
+    pair->barrier = &barrier;
+    if (cgru_calls_running() > 0 || cgru_helper_run_pair(run_units_part, pair) != 0)
+        return CGRU_EBUSY;
+    return pair->status[0] ? pair->status[0] : pair->status[1];
 }
 
 int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
@@ -158,12 +183,17 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
                                 const float *h0, float *y, float *h_n)
 {
     const int edges[3] = {0, split, d->units};
-    cgru_barrier barrier __attribute__((aligned(64)));
-    cgru_barrier_init(&barrier, 2);
-    units_pair pair = {d, edges, &barrier, mail, y, h_n, x, W, U, bx, bh, h0, {0, 0}};
-    if (cgru_calls_running() > 0 || cgru_helper_run_pair(run_units_part, &pair) != 0)
-        return CGRU_EBUSY;
-    return pair.status[0] ? pair.status[0] : pair.status[1];
+    units_pair pair = {d, edges, NULL, mail, y, h_n, x, W, U, bx, bh, h0, NULL, {0, 0}};
+    return run_units_pair(&pair);
+}
+
+int cgru_forward_units_pair_quantized_f32(const cgru_dims *d, int split, float *mail,
+                                          const cgru_qweights *q, const float *x, const float *bx,
+                                          const float *bh, const float *h0, float *y, float *h_n)
+{
+    const int edges[3] = {0, split, d->units};
+    units_pair pair = {d, edges, NULL, mail, y, h_n, x, NULL, NULL, bx, bh, h0, q, {0, 0}};
+    return run_units_pair(&pair);
 }
 #else
 int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
@@ -172,6 +202,15 @@ int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, cons
 {
     (void)d, (void)split, (void)mail, (void)x, (void)W, (void)U, (void)bx, (void)bh, (void)h0;
     (void)y, (void)h_n;
+    return CGRU_EUNSUPPORTED;
+}
+
+int cgru_forward_units_pair_quantized_f32(const cgru_dims *d, int split, float *mail,
+                                          const cgru_qweights *q, const float *x, const float *bx,
+                                          const float *bh, const float *h0, float *y, float *h_n)
+{
+    (void)d, (void)split, (void)mail, (void)q, (void)x, (void)bx, (void)bh, (void)h0, (void)y;
+    (void)h_n;
     return CGRU_EUNSUPPORTED;
 }
 #endif

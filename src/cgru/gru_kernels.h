@@ -54,6 +54,13 @@ int cgru_forward_f64(const cgru_dims *d, const double *x, const double *W, const
                      const double *bx, const double *bh, const double *h0, const double *rmask,
                      double *y, double *h_n, double *saved_h, double *saved_gates);
 
+/* Float32 inference forward through reduced-precision weights (quant.h): q's products stand
+ * for W and U; everything else as cgru_forward_f32 with no recurrent mask. */
+struct cgru_qweights;
+int cgru_forward_quantized_f32(const cgru_dims *d, const struct cgru_qweights *q, const float *x,
+                               const float *bx, const float *bh, const float *h0, float *y,
+                               float *h_n);
+
 /* Float32 inference forward of batch 1 shared by `parts` threads (at most
  * CGRU_BARRIER_MAX_PARTS), each calling this with its own part number: part p computes the
  * gate columns of units [edges[p], edges[p + 1]) (0 = edges[0] < ... < edges[parts] = H).
@@ -79,6 +86,15 @@ int cgru_units_pair_available(void);
 int cgru_forward_units_pair_f32(const cgru_dims *d, int split, float *mail, const float *x,
                                 const float *W, const float *U, const float *bx, const float *bh,
                                 const float *h0, float *y, float *h_n);
+
+/* cgru_forward_units_pair_f32 over reduced-precision weights (quant.h): q[p] holds part p's
+ * columns of the weights, quantized (kernel (I, 3n) and recurrent (H, 3n) for the n units of
+ * part p, z, r, h blocks); recurrent_h is not used. Each part multiplies by the whole state
+ * once the other's half has arrived. */
+int cgru_forward_units_pair_quantized_f32(const cgru_dims *d, int split, float *mail,
+                                          const struct cgru_qweights *q, const float *x,
+                                          const float *bx, const float *bh, const float *h0,
+                                          float *y, float *h_n);
 
 /* Engine calls running now, in every thread: the Cython layer brackets each call of
  * cgru_forward_f32/f64 and cgru_backward_f32/f64 (streaming steps included, for the time they
