@@ -40,6 +40,7 @@ from .layers.base import (
     unique_name,
     validate_weights,
 )
+from .layers.stack import build_stack, check_appendable
 from .layers.weights import READERS, Changes, Pinned, run_pinned, watch
 from .lean_call import LeanCall, bind, lean_input
 from .padding import zero_padding
@@ -108,33 +109,11 @@ class Sequential:
 
     def add(self, layer: Layer) -> None:
         """Append a layer (built at once when the model's input shape is known)."""
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add expects a cgru Layer, got {type(layer).__name__}")
-        if any(layer is other for other in self._layers):
-            raise ValueError(f"layer {layer.name!r} is already in the model")
-        if any(layer.name == other.name for other in self._layers):
-            raise ValueError(
-                f"the model already has a layer named {layer.name!r}; layer names must be unique"
-            )
-        if self._layers and self._layers[-1].multiple_outputs:
-            raise ValueError(
-                f"layer {self._layers[-1].name!r} returns several outputs, so it must be the "
-                "last layer of a Sequential model"
-            )
+        check_appendable(self._layers, layer)
         with self._lock:
             if self.built:
-                ops = self._current_ops()
-                layer._bind(ops)
-                was_built = layer.built
-                try:
-                    layer._maybe_build(self._output_shape)
-                    out = layer.compute_output_shape(self._output_shape)
-                except Exception:
-                    if not was_built:
-                        _unbuild(layer)
-                    raise
+                self._output_shape = build_stack([layer], self._output_shape, self._current_ops())
                 self._layers.append(layer)
-                self._output_shape = out
                 self._make_fast()
                 return
             self._layers.append(layer)
@@ -215,34 +194,9 @@ class Sequential:
         input_shape = (None, *input_shape[1:])
         with self._lock:
             ops = self._current_ops()
-            newly_built = []
-            shape: Any = input_shape
-            try:
-                for i, layer in enumerate(self._layers):
-                    if isinstance(shape, list):
-                        raise ValueError(
-                            f"layer {self._layers[i - 1].name!r} returns several outputs, so it "
-                            "must be the last layer of a Sequential model"
-                        )
-                    layer._bind(ops)
-                    if not layer.built:
-                        newly_built.append(layer)
-                        layer._maybe_build(shape)
-                    elif layer.build_input_shape is not None and not _compatible(
-                        layer.build_input_shape, shape
-                    ):
-                        raise ValueError(
-                            f"layer {layer.name!r} was built for input shape "
-                            f"{layer.build_input_shape}, but receives {shape} in this model"
-                        )
-                    shape = layer.compute_output_shape(shape)
-            except Exception:
-                for layer in newly_built:
-                    _unbuild(layer)
-                raise
+            self._output_shape = build_stack(self._layers, input_shape, ops)
             self._ops = ops
             self._build_input_shape = input_shape
-            self._output_shape = shape
             self.built = True
             self._make_fast()
 
@@ -626,21 +580,6 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)} built={self.built}>"
-
-
-def _compatible(built: tuple, shape: tuple) -> bool:
-    if len(built) != len(shape):
-        return False
-    return all(a is None or b is None or a == b for a, b in zip(built[1:], shape[1:]))
-
-
-def _unbuild(layer: Layer) -> None:
-    """Undo a failed build (drop the weights it created)."""
-    layer.built = False
-    layer.build_input_shape = None
-    layer._params = []
-    for sub in layer._sublayers():
-        _unbuild(sub)
 
 
 __all__ = ["Sequential"]

@@ -35,7 +35,7 @@ class Batch(NamedTuple):
 
     x: np.ndarray
     y: np.ndarray
-    lengths: np.ndarray | None
+    lengths: np.ndarray | None = None
 
 
 def _take(a: Any, idx: Any) -> Any:
