@@ -25,9 +25,11 @@ from .surface import Trainee
 
 
 class Scored(NamedTuple):
-    """A batch run forward and scored: the output, the layers' caches, the mask of valid
-    steps of a sequence output (or None), the loss and its gradient with respect to the output."""
+    """A batch run forward and scored: the targets and the output on the backend, the layers'
+    caches, the mask of valid steps of a sequence output (or None), the loss and its gradient
+    with respect to the output."""
 
+    y: Any
     y_pred: Any
     caches: list
     mask: Any
@@ -47,21 +49,19 @@ def score(model: Trainee, batch: Batch, pinned: Any, training: bool) -> Scored:
         x = zero_padding(xp, x, lengths)
     y_pred, caches, out_lengths = model._forward(x, training, lengths, pinned)
     loss_fn = model.loss
-    y_true = align_targets(
-        xp.asarray(batch.y) if loss_fn.sparse else ops.asarray(batch.y), y_pred, loss_fn.sparse
-    )
+    y = xp.asarray(batch.y)
+    y_true = align_targets(y if loss_fn.sparse else ops.asarray(y), y_pred, loss_fn.sparse)
     sequence = out_lengths is not None and y_pred.ndim == 3
     mask = step_mask(xp, out_lengths, y_pred) if sequence else None
     loss, dy = loss_fn.value_and_grad(y_true, y_pred, mask)
     if training and sequence:
         dy = zero_padding(xp, dy, out_lengths)
-    return Scored(y_pred, caches, mask, loss, dy)
+    return Scored(y, y_pred, caches, mask, loss, dy)
 
 
-def metric_stats(model: Trainee, metrics: Any, batch: Batch, scored: Scored) -> list:
-    """``(sum, count)`` of each metric's values on the batch."""
-    y = model._current_ops().xp.asarray(batch.y)
-    return [m.sum_count(y, scored.y_pred, scored.mask) for m in metrics]
+def metric_stats(metrics: Any, scored: Scored) -> list:
+    """``(sum, count)`` of each metric's values on the scored batch."""
+    return [m.sum_count(scored.y, scored.y_pred, scored.mask) for m in metrics]
 
 
 def loss_and_grads(model: Trainee, batch: Batch, metrics: Any = (), pinned: Any = None) -> tuple:
@@ -72,7 +72,7 @@ def loss_and_grads(model: Trainee, batch: Batch, metrics: Any = (), pinned: Any 
         pinned = model._pinned_now()
     scored = score(model, batch, pinned, training=True)
     model._backward(scored.dy, scored.caches)
-    return scored.loss, metric_stats(model, metrics, batch, scored)
+    return scored.loss, metric_stats(metrics, scored)
 
 
 def train_step(model: Trainee, batch: Batch, metrics: Any, strategy: Any) -> BatchResult:
@@ -87,7 +87,7 @@ def train_step(model: Trainee, batch: Batch, metrics: Any, strategy: Any) -> Bat
 def evaluate_step(model: Trainee, batch: Batch, metrics: Any, pinned: Any) -> BatchResult:
     """The loss and metrics of ``batch`` on ``pinned``'s weights, nothing trained."""
     scored = score(model, batch, pinned, training=False)
-    return BatchResult(scored.loss, scored.y_pred.shape[0], metric_stats(model, metrics, batch, scored))
+    return BatchResult(scored.loss, scored.y_pred.shape[0], metric_stats(metrics, scored))
 
 
 __all__ = ["Scored", "evaluate_step", "loss_and_grads", "metric_stats", "score", "train_step"]
