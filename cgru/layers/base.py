@@ -45,6 +45,10 @@ What a model asks of a layer
 ``takes_ids`` (class attribute, default False)
     The input is integer ids ``(batch, time)`` with no feature axis (``Embedding``); asked of
     the first layer, which then also gets int64 arrays on the lean ``model(x)`` path.
+``_as_layer_input(x)``
+    The model's input as the first layer takes it (default: a float array of the layer's dtype
+    on its backend). A first layer that converts its input its own way and does not take ids
+    runs every call through the checked path.
 ``zeroes_padded_steps`` (class attribute, default False)
     The output's padded steps (t >= length) are already exact zeros (``GRU``,
     ``Bidirectional``): a model ending with this layer does not zero them again.
