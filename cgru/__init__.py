@@ -14,6 +14,7 @@ A Keras-style API over interchangeable backends::
 from typing import TYPE_CHECKING
 
 from . import callbacks, initializers, losses, metrics, optimizers
+from ._version import __version__ as __version__
 from .backends import available_backends, get_backend, get_ops, register_backend, set_backend
 from .config import epsilon, floatx, set_epsilon, set_floatx, set_random_seed
 from .interop import from_keras, from_torch, from_torch_state_dict, to_torch_state_dict
@@ -21,16 +22,13 @@ from .layers import GRU, Bidirectional, Dense, Dropout, Embedding, Layer, Parame
 from .models import Sequential
 from .runtime import backend_info, get_num_threads, num_threads, set_num_threads
 
-__version__ = "0.1.0"
-
-
 if TYPE_CHECKING:
+    from .loading import load_model
     from .onnx import from_onnx, to_onnx
-    from .saving import load_model
 
-# Loaded on first use: load_model's module imports zipfile, hashlib and json; the ONNX
+# Loaded on first use: load_model's modules import zipfile, hashlib and json; the ONNX
 # functions' package imports the optional onnx only when they are called.
-_LAZY = {"load_model": "saving", "to_onnx": "onnx", "from_onnx": "onnx"}
+_LAZY = {"load_model": "loading", "to_onnx": "onnx", "from_onnx": "onnx"}
 
 
 def __getattr__(name: str):

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import config as _config
 from . import metrics as _metrics
+from .validation import as_float
 
 
 class Callback:
@@ -247,14 +248,7 @@ class MonitorCallback(Callback):
 
 
 def _check_optional_float(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    return None if value is None else as_float(value, name)
 
 
 def _check_count(value: Any, name: str) -> int:

@@ -16,6 +16,8 @@ import threading
 
 import numpy as np
 
+from .validation import check_seed
+
 _FLOATX = "float32"
 _EPSILON = 1e-7
 _SUPPORTED_FLOATX = ("float32", "float64")
@@ -84,17 +86,6 @@ def next_seed() -> int:
         if _seed_rng is None:
             _seed_rng = np.random.default_rng()
         return int(_seed_rng.integers(0, 2**31 - 1))
-
-
-def check_seed(seed, name: str = "seed") -> int | None:
-    """Validate a seed: None or a non-negative int."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{name} must be an int or None, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"{name} must be >= 0, got {seed}")
-    return int(seed)
 
 
 __all__ = [

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import config as _config
-from .layers.base import check_positive_int
+from .validation import check_positive_int
 
 __all__ = ["from_keras", "from_torch", "from_torch_state_dict", "to_torch_state_dict"]
 

@@ -28,16 +28,9 @@ from typing import Any
 import numpy as np
 
 from . import config as _config
+from .validation import xp_of
 
 REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none")
-
-
-def _xp_of(a: Any) -> Any:
-    if isinstance(a, np.ndarray) or not hasattr(a, "__cuda_array_interface__"):
-        return np
-    import cupy
-
-    return cupy
 
 
 def align_targets(y_true: Any, y_pred: Any, sparse: bool = False, what: str = "y") -> Any:
@@ -47,7 +40,7 @@ def align_targets(y_true: Any, y_pred: Any, sparse: bool = False, what: str = "y
     extra one); sparse targets have ``y_pred``'s shape without the class axis (or with a
     trailing 1). ValueError names both shapes otherwise.
     """
-    xp = _xp_of(y_pred)
+    xp = xp_of(y_pred)
     y_true = xp.asarray(y_true)
     if y_true.dtype.kind not in "fiub":
         raise TypeError(f"{what} must be numeric, got dtype {y_true.dtype}")
@@ -136,7 +129,7 @@ class Loss:
 
     def __call__(self, y_true: Any, y_pred: Any, mask: Any = None) -> Any:
         """The reduced loss (a float; per-value array for reduction "none")."""
-        xp = _xp_of(y_pred)
+        xp = xp_of(y_pred)
         y_pred = xp.asarray(y_pred)
         if y_pred.dtype.kind != "f":
             y_pred = y_pred.astype(_config.floatx())
@@ -152,7 +145,7 @@ class Loss:
         """``(loss, d loss / d y_pred)`` for already aligned ``y_true`` (see :func:`align_targets`)."""
         if self.reduction == "none":
             raise ValueError("a loss with reduction='none' cannot be used for training")
-        xp = _xp_of(y_pred)
+        xp = xp_of(y_pred)
         y_true, y_pred = self._masked_inputs(xp, y_true, y_pred, mask)
         values, grads = self._values(xp, y_true, y_pred)
         w = self._weights(xp, values.shape, mask, values.dtype)

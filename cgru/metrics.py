@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .losses import _xp_of, align_targets
+from .losses import align_targets
+from .validation import xp_of
 
 
 class Metric:
@@ -46,7 +47,7 @@ class Metric:
 
     def sum_count(self, y_true: Any, y_pred: Any, mask: Any = None) -> tuple[float, float]:
         """(sum of values, number of values) over a batch; ``mask`` drops padded steps."""
-        xp = _xp_of(y_pred)
+        xp = xp_of(y_pred)
         y_true = align_targets(y_true, y_pred, self.sparse)
         v = self.values(xp, y_true, y_pred)
         if mask is None:

@@ -23,31 +23,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from .layers.weights import publish
-
-
-def _check_float(
-    value: Any, name: str, lo: float = 0.0, hi: float = math.inf, hi_open: bool = False
-) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not (lo <= f <= hi) or (hi_open and f == hi) or math.isnan(f):
-        raise ValueError(f"{name} must be in [{lo}, {hi}{')' if hi_open else ']'}, got {value}")
-    return f
-
-
-def _xp_of(a: Any) -> Any:
-    if isinstance(a, np.ndarray):
-        return np
-    import cupy
-
-    return cupy
+from .validation import check_float, xp_of
 
 
 class StepState:
@@ -65,12 +42,12 @@ class StepState:
 
     def old(self, key: str) -> Any:
         array = self.before.get(key)
-        return _xp_of(self.like).zeros_like(self.like) if array is None else array
+        return xp_of(self.like).zeros_like(self.like) if array is None else array
 
     def new(self, key: str) -> Any:
         array = self.spare.get(key)
         if array is None or array.shape != self.like.shape or array.dtype != self.like.dtype:
-            array = _xp_of(self.like).empty_like(self.like)
+            array = xp_of(self.like).empty_like(self.like)
         self.after[key] = array
         return array
 
@@ -92,12 +69,12 @@ class Optimizer:
         if callable(learning_rate):
             self.learning_rate = learning_rate
         else:
-            self.learning_rate = _check_float(learning_rate, "learning_rate")
-        self.weight_decay = None if weight_decay is None else _check_float(weight_decay, "weight_decay")
-        self.clipnorm = None if clipnorm is None else _check_float(clipnorm, "clipnorm")
-        self.clipvalue = None if clipvalue is None else _check_float(clipvalue, "clipvalue")
+            self.learning_rate = check_float(learning_rate, "learning_rate")
+        self.weight_decay = None if weight_decay is None else check_float(weight_decay, "weight_decay")
+        self.clipnorm = None if clipnorm is None else check_float(clipnorm, "clipnorm")
+        self.clipvalue = None if clipvalue is None else check_float(clipvalue, "clipvalue")
         self.global_clipnorm = (
-            None if global_clipnorm is None else _check_float(global_clipnorm, "global_clipnorm")
+            None if global_clipnorm is None else check_float(global_clipnorm, "global_clipnorm")
         )
         if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError(
@@ -119,7 +96,7 @@ class Optimizer:
         if self.clipnorm:
             out = []
             for g in grads:
-                norm = float(_xp_of(g).sqrt((g * g).sum()))
+                norm = float(xp_of(g).sqrt((g * g).sum()))
                 out.append(g * (self.clipnorm / norm) if norm > self.clipnorm else g)
             return out
         if self.global_clipnorm:
@@ -128,7 +105,7 @@ class Optimizer:
                 return [g * (self.global_clipnorm / total) for g in grads]
             return grads
         if self.clipvalue:
-            return [_xp_of(g).clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+            return [xp_of(g).clip(g, -self.clipvalue, self.clipvalue) for g in grads]
         return grads
 
     def apply_gradients(self, grads_and_vars: Any) -> None:
@@ -212,13 +189,13 @@ class SGD(Optimizer):
         self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False, **kwargs: Any
     ):
         super().__init__(learning_rate, **kwargs)
-        self.momentum = _check_float(momentum, "momentum", 0.0, 1.0)
+        self.momentum = check_float(momentum, "momentum", 0.0, 1.0)
         self.nesterov = bool(nesterov)
 
     def _update(self, value, g, state, lr):
         if self.momentum == 0:
             return value - lr * g
-        m = _xp_of(value).multiply(state.old("momentum"), self.momentum, out=state.new("momentum"))
+        m = xp_of(value).multiply(state.old("momentum"), self.momentum, out=state.new("momentum"))
         m -= lr * g
         if self.nesterov:
             return value + (self.momentum * m - lr * g)
@@ -241,13 +218,13 @@ class Adam(Optimizer):
         **kwargs: Any,
     ):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _check_float(beta_1, "beta_1", 0.0, 1.0, hi_open=True)
-        self.beta_2 = _check_float(beta_2, "beta_2", 0.0, 1.0, hi_open=True)
-        self.epsilon = _check_float(epsilon, "epsilon")
+        self.beta_1 = check_float(beta_1, "beta_1", 0.0, 1.0, hi_open=True)
+        self.beta_2 = check_float(beta_2, "beta_2", 0.0, 1.0, hi_open=True)
+        self.epsilon = check_float(epsilon, "epsilon")
         self.amsgrad = bool(amsgrad)
 
     def _update(self, value, g, state, lr):
-        xp = _xp_of(value)
+        xp = xp_of(value)
         step = self.iterations + 1
         alpha = lr * math.sqrt(1 - self.beta_2**step) / (1 - self.beta_1**step)
         m0, v0 = state.old("m"), state.old("v")
@@ -310,13 +287,13 @@ class RMSprop(Optimizer):
         **kwargs: Any,
     ):
         super().__init__(learning_rate, **kwargs)
-        self.rho = _check_float(rho, "rho", 0.0, 1.0)
-        self.momentum = _check_float(momentum, "momentum", 0.0, 1.0)
-        self.epsilon = _check_float(epsilon, "epsilon")
+        self.rho = check_float(rho, "rho", 0.0, 1.0)
+        self.momentum = check_float(momentum, "momentum", 0.0, 1.0)
+        self.epsilon = check_float(epsilon, "epsilon")
         self.centered = bool(centered)
 
     def _update(self, value, g, state, lr):
-        xp = _xp_of(value)
+        xp = xp_of(value)
         v = xp.multiply(state.old("v"), self.rho, out=state.new("v"))
         v += (1 - self.rho) * g * g
         if self.centered:

@@ -1,4 +1,4 @@
-"""Saving and loading models: one NumPy ``.npz`` file, never a pickle.
+"""The model file format: one NumPy ``.npz`` file, never a pickle.
 
 The file holds the weights as plain arrays (``weight_0000``, ``weight_0001``... in
 ``get_weights`` order) and one entry ``__cgru_config__``: UTF-8 JSON (stored as a uint8 array)
@@ -6,17 +6,20 @@ with the format name and version, the model config (layer classes and their conf
 shape), the compile settings, and each weight's name, shape, dtype and SHA-256 digest. The zip
 members are stored uncompressed (as ``np.savez`` writes them).
 
-:func:`load_model` costs what the file really holds: before any weight data is read it checks
-the archive's structure (a regular file; uncompressed, unencrypted members whose local and
-central headers agree and that lie inside the file without overlapping), the config (at most
-``MAX_CONFIG_BYTES``, JSON nested at most ``MAX_JSON_DEPTH`` deep), and every weight's ``.npy``
-header against the config's description and the member's size. It then builds the model
-without running initializers (:func:`cgru.layers.base.deferred_weights`) and compares each
-weight's shape and dtype with the file's; only then does it read the data (checking the zip
-CRCs and the SHA-256 digests) straight into the arrays the model keeps. Predictions equal the
-saved model's bit for bit. A truncated, corrupted, crafted or foreign file raises ValueError
-saying what is wrong. Plugin layers load when their class is registered
-(``@cgru.register_layer``) under the saved name.
+:class:`ModelFile` reads a file at the cost of what it really holds: before any weight data is
+read it checks the archive's structure (a regular file; uncompressed, unencrypted members whose
+local and central headers agree and that lie inside the file without overlapping), the config
+(at most ``MAX_CONFIG_BYTES``, JSON nested at most ``MAX_JSON_DEPTH`` deep), and every weight's
+``.npy`` header against the config's description and the member's size. Its reader
+(:func:`cgru.loading.load_model`) then builds the model without running initializers and has
+:meth:`ModelFile.check_params` compare each weight's shape and dtype with the file's; only then
+does :meth:`ModelFile.read_weights` read the data (checking the zip CRCs and the SHA-256
+digests) into new arrays, which the model keeps as they are. Predictions equal the saved
+model's bit for bit. A truncated, corrupted, crafted or foreign file raises ValueError saying
+what is wrong.
+
+This module knows files and arrays only, never models: :class:`~cgru.Sequential` and
+:mod:`cgru.loading` hand it configs and weights.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ._version import __version__
 
 FORMAT = "cgru.Sequential"
 WEIGHTS_FORMAT = "cgru.weights"
@@ -96,30 +101,23 @@ def _write(path: Any, meta: dict, weights: list[np.ndarray]) -> None:
             os.remove(tmp)
 
 
-def save_model(model: Any, path: Any) -> None:
-    """Write ``model`` (built) to ``path`` as described in the module documentation."""
-    from . import __version__
-
-    if not model.built:
-        raise ValueError("cannot save a model that is not built: build it or call it on data first")
+def write_model(path: Any, model_config: dict, compile_config: dict | None, weights: list) -> None:
+    """Write a model file: its config (``Sequential.get_config()``), its compile settings (or
+    None) and its weights (NumPy arrays in ``get_weights`` order)."""
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "cgru_version": __version__,
-        "model": model.get_config(),
-        "compile": model._compile_config(),
+        "model": model_config,
+        "compile": compile_config,
     }
-    _write(path, meta, model.get_weights())
+    _write(path, meta, weights)
 
 
-def save_weights(model: Any, path: Any) -> None:
-    """Write only the weights of ``model`` (``load_weights`` reads them back)."""
-    from . import __version__
-
-    if not model.built:
-        raise ValueError("cannot save the weights of a model that is not built")
+def write_weights(path: Any, weights: list) -> None:
+    """Write a weights file (``load_weights`` reads it back)."""
     meta = {"format": WEIGHTS_FORMAT, "format_version": FORMAT_VERSION, "cgru_version": __version__}
-    _write(path, meta, model.get_weights())
+    _write(path, meta, weights)
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -211,7 +209,7 @@ class _WeightEntry:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
-class _ModelFile:
+class ModelFile:
     """An open model file whose structure, config and array headers are checked, no weight data
     read; :meth:`read_weights` reads the data. Use as a context manager."""
 
@@ -229,7 +227,7 @@ class _ModelFile:
             self.close()
             raise
 
-    def __enter__(self) -> _ModelFile:
+    def __enter__(self) -> ModelFile:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -453,100 +451,49 @@ class _ModelFile:
             raise self._corrupted(f"weight {i} does not match its SHA-256 digest")
         return arr
 
-
-def _describe(exc: BaseException) -> str:
-    return f"it lacks {exc}" if isinstance(exc, KeyError) else str(exc)
-
-
-_CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
-
-
-def _build_without_init(model_file: _ModelFile, device: str | None) -> Any:
-    """The model of the file's config, its weights placeholders checked against the file's."""
-    from .layers.base import deferred_weights
-    from .models import Sequential
-
-    where = model_file.where
-    if device is not None:
-        Sequential._resolve_device(device)  # a bad device is the caller's error, not the file's
-    try:
-        with deferred_weights():
-            model = Sequential.from_config(model_file.meta.get("model"), device=device)
-    except _CONFIG_ERRORS as exc:
-        raise ValueError(f"{where}: cannot rebuild the model from its config: {_describe(exc)}") from exc
-    if not model.built:
-        raise ValueError(f"{where} is corrupted: its model config has no input shape")
-    params, entries = model.weights, model_file.weights
-    if len(params) != len(entries):
-        raise ValueError(
-            f"{where} is corrupted: its model config makes {len(params)} weights, but it holds {len(entries)}"
-        )
-    for i, (p, entry) in enumerate(zip(params, entries)):
-        if p.shape != entry.shape or p.dtype != entry.dtype.newbyteorder("="):
+    def check_params(self, params: list) -> None:
+        """The weights of the model this file's config built (``params``, in order) must be the
+        file's: same count, shapes and dtypes."""
+        where, entries = self.where, self.weights
+        if len(params) != len(entries):
             raise ValueError(
-                f"{where} is corrupted: its model config makes weight {i} ({p.name}) "
-                f"{p.dtype}{p.shape}, but the file holds {entry.dtype}{entry.shape}"
+                f"{where} is corrupted: its model config makes {len(params)} weights, "
+                f"but it holds {len(entries)}"
             )
-    return model
+        for i, (p, entry) in enumerate(zip(params, entries)):
+            if p.shape != entry.shape or p.dtype != entry.dtype.newbyteorder("="):
+                raise ValueError(
+                    f"{where} is corrupted: its model config makes weight {i} ({p.name}) "
+                    f"{p.dtype}{p.shape}, but the file holds {entry.dtype}{entry.shape}"
+                )
 
 
-def _compile_as_saved(model: Any, compile_config: Any, where: str) -> None:
-    if not isinstance(compile_config, dict):
-        raise ValueError(f"{where} is corrupted: its compile config is not an object")
-    for key in ("optimizer", "loss"):
-        if key not in compile_config:
-            raise ValueError(f"{where} is corrupted: its compile config lacks {key!r}")
-    try:
-        model.compile(
-            optimizer=compile_config["optimizer"],
-            loss=compile_config["loss"],
-            metrics=compile_config.get("metrics") or None,
-        )
-    except _CONFIG_ERRORS as exc:
-        raise ValueError(f"{where}: cannot compile the model as saved: {_describe(exc)}") from exc
-
-
-def load_model(path: Any, compile: bool = True, device: str | None = None) -> Any:
-    """Rebuild a model saved by ``Sequential.save`` (compiled again when it was compiled).
-
-    ``device``: the backend for the loaded model (default: follow the current backend).
-    Raises FileNotFoundError for a missing path, and ValueError for anything else that is not
-    a cgru model file this cgru can read: not a regular file (a directory or FIFO), truncated,
-    corrupted, crafted, foreign, or naming an unknown (unregistered) layer class. The work
-    and memory are bounded by the file's size: nothing the file claims is built before its
-    claims are checked, and no initializer runs.
-    """
-    from .layers.base import install_weights
-
-    with _ModelFile(path, (FORMAT,)) as model_file:
-        model = _build_without_init(model_file, device)
-        compile_config = model_file.meta.get("compile")
-        if compile and compile_config:
-            _compile_as_saved(model, compile_config, model_file.where)
-        arrays = model_file.read_weights()
-    install_weights(model.weights, arrays, f"model {model.name!r}", model._current_ops(), fresh=True)
-    return model
-
-
-def load_weights(model: Any, path: Any) -> None:
-    """Read weights from a file written by ``save_weights`` or ``save`` into ``model``."""
-    model._require_built("load_weights()")
-    with _ModelFile(path, (WEIGHTS_FORMAT, FORMAT)) as model_file:
-        params, entries = model.weights, model_file.weights
+def read_weights(path: Any, params: list, owner: str) -> list[np.ndarray]:
+    """The weights of a weights or model file for ``params`` (a model's weights, in order):
+    their count and shapes are checked before any data is read. ``owner`` names the model."""
+    with ModelFile(path, (WEIGHTS_FORMAT, FORMAT)) as model_file:
+        entries = model_file.weights
         if len(params) != len(entries):
             names = ", ".join(p.name for p in params) or "none"
             raise ValueError(
-                f"model {model.name!r} expects {len(params)} weight arrays ({names}), "
+                f"{owner} expects {len(params)} weight arrays ({names}), "
                 f"got {len(entries)} in {model_file.where}"
             )
         for i, (p, entry) in enumerate(zip(params, entries)):
             if p.shape != entry.shape:
                 raise ValueError(
-                    f"weight {i} ({p.name}) of model {model.name!r} must have shape {p.shape}, "
+                    f"weight {i} ({p.name}) of {owner} must have shape {p.shape}, "
                     f"{model_file.where} holds {entry.shape}"
                 )
-        arrays = model_file.read_weights()
-    model.set_weights(arrays)
+        return model_file.read_weights()
 
 
-__all__ = ["load_model", "load_weights", "save_model", "save_weights"]
+__all__ = [
+    "CONFIG_KEY",
+    "FORMAT",
+    "WEIGHTS_FORMAT",
+    "ModelFile",
+    "read_weights",
+    "write_model",
+    "write_weights",
+]

@@ -202,3 +202,124 @@ def test_layer_base_rejects_unknown_arguments():
         Scale(factor=2.0, colour="red")
     with pytest.raises(TypeError, match="unexpected keyword"):
         GRU(3, unroll_everything=True)
+
+
+# ------------------------------------------------------------ what a model asks of a layer
+class Probe(Layer):
+    """Passes its input through; records the input_grad each backward pass is given."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.asked = []
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        return x, None
+
+    def backward(self, dy, cache):
+        return dy
+
+    def _backward(self, dy, cache, input_grad):
+        self.asked.append(input_grad)
+        return dy if input_grad else None
+
+
+def test_a_layer_is_told_whether_its_input_gradient_is_needed(ops, rng):
+    first, last = Probe(input_shape=(4, 3)), Probe()
+    model = Sequential([first, GRU(2, return_sequences=True, seed=1), last], device=ops.name)
+    model.compile(optimizer="sgd", loss="mse")
+    model.train_on_batch(rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 4, 2)))
+    assert first.asked == [False] and last.asked == [True]
+    assert all("input_grad" not in vars(layer) for layer in model.layers)  # nothing written on layers
+
+
+class Padded(Layer):
+    """Passes its input through; says whether its padded steps are zero already."""
+
+    uses_lengths = True
+
+    def __init__(self, zeroes=False, **kwargs):
+        super().__init__(**kwargs)
+        self.zeroes_padded_steps = zeroes
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False, lengths=None):
+        return x, None
+
+
+@pytest.mark.parametrize("zeroes", [False, True])
+def test_the_model_zeroes_padded_steps_unless_the_last_layer_did(ops, zeroes):
+    model = Sequential([Padded(zeroes, input_shape=(3, 2))], device=ops.name)
+    x = np.ones((2, 3, 2), dtype=np.float32)
+    out = model.predict(x, lengths=[3, 1])
+    np.testing.assert_array_equal(out[1, 1:], x[1, 1:] if zeroes else 0.0)
+    np.testing.assert_array_equal(out[0], x[0])
+
+
+class Pair(Probe):
+    multiple_outputs = True
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape), tuple(input_shape)]
+
+    def forward(self, x, training=False):
+        return [x, x], None
+
+
+def test_a_layer_with_several_outputs_must_be_last():
+    model = Sequential([Pair(input_shape=(2,))])
+    with pytest.raises(ValueError, match="several outputs"):
+        model.add(Dense(1))
+    np.testing.assert_array_equal(model.predict(np.ones((1, 2)))[1], np.ones((1, 2)))
+
+
+class Strict(Probe):
+    """A first layer that refuses a data set holding negative values."""
+
+    def check_inputs(self, x, lengths):
+        if (x < 0).any():
+            raise ValueError("Strict takes non-negative input")
+
+
+def test_the_first_layer_checks_the_whole_data_set_before_training(ops, rng):
+    model = Sequential([Strict(input_shape=(3,)), Dense(1, seed=1)], device=ops.name)
+    model.compile(optimizer="sgd", loss="mse")
+    before = model.get_weights()
+    x = np.abs(rng.standard_normal((9, 3)))
+    x[8, 0] = -1.0  # in the last batch
+    with pytest.raises(ValueError, match="non-negative"):
+        model.fit(x, np.ones((9, 1)), batch_size=4, verbose=0)
+    assert model.optimizer.iterations == 0
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+class Counter(Probe):
+    """Keeps a state for 4 batch rows (a stateful plugin layer)."""
+
+    stateful = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.resets = 0
+
+    @property
+    def state_batch_size(self):
+        return 4
+
+    def reset_states(self):
+        self.resets += 1
+
+
+def test_stateful_plugin_layers_are_reset_and_checked(ops):
+    counter = Counter(input_shape=(2,))
+    model = Sequential([counter, Dense(1)], device=ops.name)
+    model.reset_states()
+    assert counter.resets == 1 and model.layers[0].stateful_layers() == [counter]
+    with pytest.raises(ValueError, match="holds states for 4"):
+        model.predict(np.ones((3, 2)))
+    assert model.predict(np.ones((4, 2))).shape == (4, 1)

@@ -15,6 +15,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+# The backends import these two from here; their one home is in the modules named.
+from ..padding import valid_steps as valid_steps
+from ..validation import check_lengths
+
 A = TypeVar("A")
 B = TypeVar("B")
 
@@ -288,35 +292,6 @@ class GRUArgs:
     @property
     def units(self) -> int:
         return self.recurrent_kernel.shape[0]
-
-
-def check_lengths(lengths: Any, batch: int, time: int) -> np.ndarray | None:
-    """Validate ``lengths``: None, or ``batch`` integers in 0..time. Returns int64 or None."""
-    if lengths is None:
-        return None
-    if hasattr(lengths, "get") and not isinstance(lengths, (dict, np.ndarray)):
-        lengths = lengths.get()  # a CuPy array
-    arr = np.asarray(lengths)
-    if arr.dtype.kind not in "iu":
-        integral = arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr) & (arr == np.round(arr))))
-        if not integral:
-            raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(
-            f"lengths must have one entry per sequence: expected shape ({batch},), "
-            f"got {np.shape(lengths)}"
-        )
-    if arr.size and (arr.min() < 0 or arr.max() > time):
-        raise ValueError(f"lengths must be in 0..{time} (the time axis), got {arr.min()}..{arr.max()}")
-    if arr.size and arr.min() == time:
-        return None
-    return np.ascontiguousarray(arr)
-
-
-def valid_steps(lengths: np.ndarray, time: int) -> np.ndarray:
-    """(B, T) bool: True at the steps t < length of each sequence, False at its padding."""
-    return np.arange(time)[None, :] < np.asarray(lengths)[:, None]
 
 
 def check_gru_weights(

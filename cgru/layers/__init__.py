@@ -1,10 +1,12 @@
 """Layers: the :class:`Layer` base class, the registry and the built-in layers.
 
-- :mod:`cgru.layers.base`: ``Layer``, ``Parameter``, ``register_layer``
+- :mod:`cgru.layers.base`: ``Layer`` (and what a model asks of a layer), ``register_layer``
+- :mod:`cgru.layers.parameters`: ``Parameter``, building without initialising weights
 - :mod:`cgru.layers.recurrent`: ``GRU``, ``Bidirectional``
 - :mod:`cgru.layers.core`: ``Dense``, ``Dropout``, ``Embedding``
 - :mod:`cgru.layers.timesteps`: ``SelectTimestep``, ``ReverseTimesteps``
 - :mod:`cgru.layers.weights`: how weights change while other threads use them
+- :mod:`cgru.layers.stack`: building a model's layers for one input shape, all or nothing
 """
 
 from .base import (

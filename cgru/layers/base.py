@@ -31,6 +31,49 @@ reads or writes their values, and ``compute_output_shape`` is overridden: ``load
 builds the layer without running its initializers and gives it the saved arrays (see
 :func:`deferred_weights`).
 
+What a model asks of a layer
+----------------------------
+:class:`~cgru.Sequential` never asks what class a layer is; it reads these members, which
+:class:`Layer` gives defaults for, the built-in layers set, and plugin layers may set too:
+
+``uses_lengths`` (class attribute, default False)
+    ``forward`` takes ``lengths=``: the valid length of each sequence of a right-padded batch
+    (int64 NumPy array (B,), checked by the model: trust it), or None.
+``derives_lengths`` (property; default: whether the class overrides ``compute_lengths``)
+    ``compute_lengths`` may produce lengths from the data itself (``Embedding(mask_zero=True)``).
+    A model with such a layer checks every call (no lean ``model(x)`` path).
+``takes_ids`` (class attribute, default False)
+    The input is integer ids ``(batch, time)`` with no feature axis (``Embedding``); asked of
+    the first layer, which then also gets int64 arrays on the lean ``model(x)`` path.
+``_as_layer_input(x)``
+    The model's input as the first layer takes it (default: a float array of the layer's dtype
+    on its backend). A first layer that converts its input its own way and does not take ids
+    runs every call through the checked path.
+``zeroes_padded_steps`` (class attribute, default False)
+    The output's padded steps (t >= length) are already exact zeros (``GRU``,
+    ``Bidirectional``): a model ending with this layer does not zero them again.
+``multiple_outputs`` (property; default: the layer's ``return_state`` attribute, if any)
+    ``forward`` returns a list of outputs; such a layer must be a model's last.
+``stateful_layers()``
+    The layers that keep one state per batch row between calls (default: the stateful layers
+    of the sublayers, or this layer when its ``stateful`` attribute is True). A model checks
+    their ``state_batch_size`` (the rows of the kept state, None when none is kept) against
+    its batches.
+``reset_states()``
+    Forget the kept state (default: the stateful sublayers'); ``Sequential.reset_states`` calls
+    it on every layer whose ``stateful`` attribute is not False.
+``check_inputs(x, lengths)``
+    Asked of the first layer before ``fit``/``evaluate`` touch any weight: raise for a data set
+    (a host array, ``lengths`` checked) that a later batch would fail on (default: nothing).
+``_backward(dy, cache, input_grad)``
+    What a model calls to backpropagate: ``input_grad`` is False for its first layer, whose
+    input is data, so a layer may skip computing ``dx`` and return None. The default calls
+    ``backward(dy, cache)``.
+``_pinned_forward(values)`` / ``_pinned_infer(values)``
+    The layer's computation bound to weight arrays read once per call (see
+    :mod:`cgru.layers.weights`); the default binds layers without weights and returns None
+    (the layer reads its Parameters as it runs) for the others.
+
 Decorate the class with :func:`register_layer` so that ``save``/``load_model`` can rebuild it::
 
     @cgru.register_layer
@@ -55,10 +98,8 @@ Decorate the class with :func:`register_layer` so that ``save``/``load_model`` c
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -66,6 +107,16 @@ import numpy as np
 from .. import config as _config
 from .. import initializers as _initializers
 from ..backends import get_ops
+from ..validation import as_numeric_array, check_lengths_for, check_shape
+from .parameters import (
+    Parameter,
+    WeightPlaceholder,
+    assign_weights,
+    deferred_weights,
+    deferring,
+    install_weights,
+    validate_weights,
+)
 from .weights import Changes, Pinned, publish, run_pinned
 
 _name_lock = threading.Lock()
@@ -87,64 +138,6 @@ def unique_name(base: str) -> str:
     return base if count == 0 else f"{base}_{count}"
 
 
-def to_host(x: Any) -> np.ndarray:
-    """A NumPy array from array-like ``x`` (CuPy arrays are copied to the host)."""
-    if not isinstance(x, np.ndarray) and hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):
-        x = x.get()
-    return np.asarray(x)
-
-
-def as_numeric_array(x: Any, name: str, xp: Any = np) -> Any:
-    """``x`` as an array of ``xp`` with a numeric dtype; TypeError/ValueError saying what is wrong."""
-    if x is None:
-        raise TypeError(f"{name} must be an array, got None")
-    if xp is np or not hasattr(x, "__cuda_array_interface__"):
-        try:
-            x = to_host(x)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be a rectangular numeric array: {exc}") from None
-    else:
-        x = xp.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be numeric, got an array of dtype {x.dtype}")
-    return x
-
-
-def check_shape(shape: Any, name: str, allow_none: bool = True) -> tuple:
-    """A shape tuple of positive ints (None allowed for unknown sizes)."""
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}")
-    out = []
-    for d in shape:
-        if d is None and allow_none:
-            out.append(None)
-        elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0:
-            out.append(int(d))
-        else:
-            raise ValueError(f"{name} must contain non-negative ints or None, got {tuple(shape)}")
-    return tuple(out)
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
-
-
-def check_rate(value: Any, name: str) -> float:
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a float in [0, 1), got {value!r}") from None
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return rate
-
-
 #: Keras layer arguments that cgru does not implement; accepted only with the value None.
 _KERAS_UNSUPPORTED = frozenset(
     f"{what}_{kind}"
@@ -153,142 +146,9 @@ _KERAS_UNSUPPORTED = frozenset(
 )
 
 
-class Parameter:
-    """One weight of a layer.
-
-    ``value`` is the array (on the layer's backend), ``grad`` its gradient from the last
-    ``backward`` (None before), ``trainable`` whether optimizers update it.
-
-    cgru never writes into the array: assigning ``value``, :meth:`assign`, ``set_weights``,
-    ``load_weights`` and optimizer steps each put a new array in its place, published together
-    with the others they change (see :mod:`cgru.layers.weights`). So an array taken from
-    ``value`` keeps its values, and a call that is running keeps the weights it started with.
-    """
-
-    __slots__ = ("name", "_value", "grad", "trainable", "_watchers")
-
-    def __init__(self, name: str, value: Any, trainable: bool = True) -> None:
-        self.name = name
-        self._value = value
-        self.grad = None
-        self.trainable = trainable
-        self._watchers: tuple = ()  # weak references to the Changes of the models holding it
-
-    @property
-    def value(self) -> Any:
-        """The weight array. Assigning one publishes a copy converted to the parameter's dtype
-        (C-contiguous, on its device); the shape must stay the same."""
-        return self._value
-
-    @value.setter
-    def value(self, new: Any) -> None:
-        publish([(self, self._checked(new, f"value for {self.name}"))])
-
-    @property
-    def shape(self) -> tuple:
-        return tuple(self.value.shape)
-
-    @property
-    def dtype(self):
-        return self.value.dtype
-
-    def numpy(self) -> np.ndarray:
-        """A NumPy copy of the value."""
-        return np.array(to_host(self.value), copy=True)
-
-    def assign(self, value: Any) -> None:
-        """Set the value (same shape) from ``value``: the same as assigning ``value``."""
-        self.value = value
-
-    def _checked(self, value: Any, what: str, copy: bool = True) -> Any:
-        """``value`` as a new C-contiguous array of this parameter's shape, dtype and device;
-        ValueError/TypeError naming ``what`` when it cannot be (a float value beyond the range
-        of the parameter's dtype included: it would become inf). ``copy=False``: ``value``
-        itself when it already is such an array (for arrays nobody else holds). A weight without
-        a value yet (a :class:`WeightPlaceholder`) is checked on the host."""
-        current = self._value
-        xp = np if isinstance(current, WeightPlaceholder) else _xp_of(current)
-        arr = as_numeric_array(value, what, xp)
-        if tuple(arr.shape) != tuple(current.shape):
-            raise ValueError(f"{what} must have shape {tuple(current.shape)}, got {tuple(arr.shape)}")
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
-            if copy:
-                out = xp.array(arr, dtype=current.dtype, order="C", copy=True)
-            else:
-                out = xp.ascontiguousarray(arr, dtype=current.dtype)
-        if arr.dtype.kind == "f" and out.dtype.kind == "f" and arr.dtype.itemsize > out.dtype.itemsize:
-            overflow = xp.isinf(out) & xp.isfinite(arr)
-            if bool(overflow.any()):
-                worst = float(xp.abs(arr[overflow]).max())
-                raise ValueError(
-                    f"{what} has values beyond the {out.dtype} range (up to {worst:.4g}; the "
-                    f"largest {out.dtype} is {float(np.finfo(out.dtype).max):.4g}), which would "
-                    "become inf"
-                )
-        return out
-
-    def __repr__(self) -> str:
-        return f"<Parameter {self.name} shape={self.shape} dtype={self.dtype}>"
-
-
-def _xp_of(arr: Any) -> Any:
-    if isinstance(arr, np.ndarray):
-        return np
-    import importlib
-
-    return importlib.import_module(type(arr).__module__.split(".")[0])
-
-
-# ------------------------------------------------------------------ building without initialising
-class WeightPlaceholder:
-    """The value of a weight created under :func:`deferred_weights` until it receives its array:
-    a shape and a dtype, no data. Anything that needs the data raises TypeError."""
-
-    __slots__ = ("shape", "dtype")
-
-    def __init__(self, shape: tuple, dtype: Any) -> None:
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        raise TypeError("this weight has no value yet: built under deferred_weights(), it was never set")
-
-    def __repr__(self) -> str:
-        return f"<WeightPlaceholder shape={self.shape} dtype={self.dtype}>"
-
-
-class _Deferral(threading.local):
-    active = False
-
-
-_deferral = _Deferral()
-
-
 def _shape_needs_no_forward(layer: Any) -> bool:
     """Whether the layer's output shape is known without running it on its weights."""
     return type(layer).compute_output_shape is not Layer.compute_output_shape
-
-
-@contextlib.contextmanager
-def deferred_weights() -> Iterator[None]:
-    """Build layers without initialising their weights, in this thread, inside the block.
-
-    ``add_weight`` of a layer class with ``defer_weight_init = True`` then gives each weight a
-    :class:`WeightPlaceholder` (no initializer runs, no memory is used); other layers initialise
-    as usual. Whoever builds this way must give every weight its value, with
-    :func:`install_weights`, before the layer runs: ``load_model`` and the converters do, with
-    the arrays they read.
-    """
-    previous = _deferral.active
-    _deferral.active = True
-    try:
-        yield
-    finally:
-        _deferral.active = previous
 
 
 class Layer:
@@ -309,9 +169,11 @@ class Layer:
     #: the default ``compute_output_shape``, which runs ``forward``, is initialised anyway).
     defer_weight_init = False
 
-    #: Whether ``backward`` must return the input's gradient. ``Sequential`` sets it False on
-    #: its first layer, whose input is data: a layer may then skip that work and return None.
-    input_grad = True
+    #: True when the input is integer ids (batch, time) with no feature axis (``Embedding``).
+    takes_ids = False
+
+    #: True when the output is already exactly zero at the padded steps (t >= length).
+    zeroes_padded_steps = False
 
     def __init__(
         self,
@@ -394,7 +256,7 @@ class Layer:
         shape = check_shape(shape, f"shape of weight {name!r}", allow_none=False)
         init = _initializers.get(initializer)
         dtype = _config.standardize_dtype(dtype if dtype is not None else self.dtype)
-        if _deferral.active and self.defer_weight_init and _shape_needs_no_forward(self):
+        if deferring() and self.defer_weight_init and _shape_needs_no_forward(self):
             value = WeightPlaceholder(shape, dtype)  # the caller installs the real array
         else:
             value = self.ops.asarray(init(shape, dtype=dtype, rng=self.rng))
@@ -477,6 +339,33 @@ class Layer:
         """The lengths that apply to this layer's input ``x`` (default: the ones given)."""
         return lengths
 
+    # ------------------------------------------------------- what a model asks (module docs)
+    @property
+    def derives_lengths(self) -> bool:
+        """Whether :meth:`compute_lengths` may derive lengths from the input itself."""
+        return type(self).compute_lengths is not Layer.compute_lengths
+
+    @property
+    def multiple_outputs(self) -> bool:
+        """Whether ``forward`` returns a list of outputs (by default: ``return_state``)."""
+        return bool(getattr(self, "return_state", False))
+
+    def stateful_layers(self) -> list[Layer]:
+        """The layers (this one or its sublayers) that keep a state per batch row between calls."""
+        subs = self._sublayers()
+        if subs:
+            return [layer for sub in subs for layer in sub.stateful_layers()]
+        return [self] if getattr(self, "stateful", False) is True else []
+
+    @property
+    def state_batch_size(self) -> int | None:
+        """Rows of the state a stateful layer keeps (None when it keeps none)."""
+        return None
+
+    def check_inputs(self, x: Any, lengths: Any) -> None:
+        """Raise for a whole data set (host array ``x``, checked ``lengths``) that this layer, as
+        a model's first, would refuse in some batch; called before training changes a weight."""
+
     # ---------------------------------------------------------------------------- compute
     def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
         """Compute ``(y, cache)`` from ``x`` (override this)."""
@@ -487,6 +376,11 @@ class Layer:
         raise NotImplementedError(
             f"{type(self).__name__} does not implement backward(dy, cache), so it cannot be trained"
         )
+
+    def _backward(self, dy: Any, cache: Any, input_grad: bool) -> Any:
+        """:meth:`backward`, told whether the input's gradient is wanted: False when the input
+        is data (a model's first layer), and a layer may then skip ``dx`` and return None."""
+        return self.backward(dy, cache)
 
     def _forward(self, x: Any, training: bool, lengths: Any) -> tuple[Any, Any]:
         if self.uses_lengths:
@@ -514,21 +408,20 @@ class Layer:
         layer): that forward reads its Parameters itself, so it cannot be bound to arrays."""
         return type(self).forward is not cls.forward
 
+    def _own_backward(self, cls: type) -> bool:
+        """Whether this layer's class replaces ``cls``'s public backward (then :meth:`_backward`
+        must call it)."""
+        return type(self).backward is not cls.backward
+
     def __call__(self, x: Any, training: bool = False, lengths: Any = None) -> Any:
         """Run the layer on its own: builds it on first use, returns its output."""
-        from ..backends.base import check_lengths
-
         ops = self.ops
         if not self.built:
             x_host = as_numeric_array(x, "x") if not hasattr(x, "__cuda_array_interface__") else x
             self._bind(ops)
             self._maybe_build((None, *x_host.shape[1:]))
         x = self._as_layer_input(x)
-        if lengths is not None:
-            if x.ndim < 2:
-                raise ValueError("lengths need an input with a time axis (batch, time, ...)")
-            lengths = check_lengths(lengths, x.shape[0], x.shape[1])
-        lengths = self.compute_lengths(x, lengths)
+        lengths = self.compute_lengths(x, check_lengths_for(lengths, tuple(x.shape)))
         return run_pinned(
             lambda: Pinned.take([self], ops, Changes()),
             lambda pinned: pinned.forwards[0](x, bool(training), lengths)[0],
@@ -540,7 +433,8 @@ class Layer:
         return self.ops.asarray(x, dtype=self._np_dtype)
 
     def reset_states(self) -> None:
-        """Forget the state of a stateful layer (no-op for the others)."""
+        """Forget the state of a stateful layer (default: its stateful sublayers'; no-op for
+        the others)."""
         for sub in self._sublayers():
             if getattr(sub, "stateful", True):
                 sub.reset_states()
@@ -562,44 +456,6 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
-
-
-def validate_weights(params: list[Parameter], weights: Any, owner: str, copy: bool = True) -> list:
-    """Check a list of new weight values against ``params``; returns them as new arrays of each
-    parameter's dtype and device, ready for :func:`assign_weights` (``copy=False``: the given
-    arrays themselves where they already are such arrays)."""
-    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
-        raise TypeError(f"weights for {owner} must be a list of arrays, got {type(weights).__name__}")
-    if len(weights) != len(params):
-        names = ", ".join(p.name for p in params) or "none"
-        raise ValueError(f"{owner} expects {len(params)} weight arrays ({names}), got {len(weights)}")
-    arrays = []
-    for i, (p, w) in enumerate(zip(params, weights)):
-        arrays.append(p._checked(w, f"weight {i} ({p.name}) of {owner}", copy))
-    return arrays
-
-
-def assign_weights(params: list[Parameter], arrays: list) -> None:
-    """Publish :func:`validate_weights`'s arrays as the values of ``params``, all at once."""
-    publish(zip(params, arrays))
-    for p in params:
-        p.grad = None
-
-
-def install_weights(params: list[Parameter], weights: Any, owner: str, ops: Any, fresh: bool = False) -> None:
-    """Give freshly built ``params`` their values, checked as ``set_weights`` checks them, all
-    at once.
-
-    A :class:`WeightPlaceholder` (from :func:`deferred_weights`) takes its array on ``ops``'s
-    device in the parameter's dtype. ``fresh``: the arrays are new and nobody else holds them
-    (read from a file), so those already in the right dtype and layout are used as they are.
-    """
-    arrays = validate_weights(params, weights, owner, copy=not fresh)
-    updates = [
-        (p, ops.asarray(a, dtype=p.dtype) if isinstance(p.value, WeightPlaceholder) else a)
-        for p, a in zip(params, arrays)
-    ]
-    assign_weights([p for p, _ in updates], [a for _, a in updates])
 
 
 # ------------------------------------------------------------------------------- registry
@@ -707,3 +563,22 @@ def deserialize_layer(spec: Any) -> Layer:
     if not isinstance(layer, Layer):
         raise TypeError(f"{spec['class_name']}.from_config returned {type(layer).__name__}, not a Layer")
     return layer
+
+
+__all__ = [
+    "Layer",
+    "Parameter",
+    "WeightPlaceholder",
+    "assign_weights",
+    "deferred_weights",
+    "deserialize_layer",
+    "get_layer_class",
+    "install_weights",
+    "register_layer",
+    "registered_layers",
+    "registered_name",
+    "serialize_layer",
+    "to_snake_case",
+    "unique_name",
+    "validate_weights",
+]

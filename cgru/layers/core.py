@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from ..validation import as_numeric_array, check_positive_int, check_rate, to_host
 from . import activations as _act
-from .base import Layer, _register_builtin, as_numeric_array, check_positive_int, check_rate, to_host
+from .base import Layer, _register_builtin
 from .recurrent import _init_spec
 from .weights import read_values
 
@@ -189,6 +190,7 @@ class Embedding(Layer):
     (combined with an explicit ``lengths=`` by taking the smaller). Weights: ``[embeddings]``.
     """
 
+    takes_ids = True
     defer_weight_init = True
 
     def __init__(
@@ -239,6 +241,15 @@ class Embedding(Layer):
                     f"got values in {lo}..{hi}"
                 )
         return x
+
+    @property
+    def derives_lengths(self) -> bool:
+        return self.mask_zero
+
+    def check_inputs(self, x: Any, lengths: Any) -> None:
+        """Every id in range, and with ``mask_zero`` every sequence right-padded."""
+        self._indices(x)
+        self.compute_lengths(x, lengths)
 
     def compute_lengths(self, x: Any, lengths: Any) -> Any:
         if not self.mask_zero:

@@ -10,38 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .. import initializers as _initializers
 from ..backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS
-from .base import (
-    Layer,
-    _register_builtin,
-    check_positive_int,
-    check_rate,
-    deserialize_layer,
-    serialize_layer,
-)
+from ..padding import reverse_padded
+from ..validation import as_numeric_array, check_positive_int, check_rate
+from .base import Layer, _register_builtin, deserialize_layer, serialize_layer
 from .weights import read_values
-
-
-def reverse_padded(xp: Any, y: Any, lengths: np.ndarray | None) -> Any:
-    """Reverse each sequence of ``y`` (B, T, ...) within its own length; zeros after it.
-
-    Its own inverse on the valid part, so it also maps gradients back.
-    """
-    if lengths is None:
-        return xp.ascontiguousarray(y[:, ::-1])
-    batch, time = y.shape[0], y.shape[1]
-    idx = lengths[:, None] - 1 - np.arange(time)[None, :]
-    valid = idx >= 0
-    rows = np.arange(batch)[:, None]
-    if xp is not np:
-        rows, idx_x = xp.asarray(rows), xp.asarray(np.where(valid, idx, 0))
-    else:
-        idx_x = np.where(valid, idx, 0)
-    shape = (batch, time) + (1,) * (y.ndim - 2)
-    return xp.where(xp.asarray(valid.reshape(shape)), y[rows, idx_x], y.dtype.type(0))
 
 
 def _init_spec(value: Any) -> Any:
@@ -83,6 +57,7 @@ class GRU(Layer):
     """
 
     uses_lengths = True
+    zeroes_padded_steps = True
     defer_weight_init = True
 
     def __init__(
@@ -183,14 +158,17 @@ class GRU(Layer):
             if len(states) != 1:
                 raise ValueError(f"a GRU has one state, got {len(states)}")
             states = states[0]
-        from .base import as_numeric_array
-
         arr = as_numeric_array(states, "states", self.xp)
         if arr.ndim != 2 or arr.shape[1] != self.units:
             raise ValueError(f"state must have shape (batch, {self.units}), got {tuple(arr.shape)}")
         self._state = self.ops.asarray(arr, dtype=self._np_dtype).copy()  # never the caller's array
 
     reset_state = reset_states
+
+    @property
+    def state_batch_size(self) -> int | None:
+        state = self._state
+        return None if state is None else int(state.shape[0])
 
     def _stateful_h0(self, batch: int) -> Any:
         state = self._state
@@ -263,10 +241,11 @@ class GRU(Layer):
             h_n = h_n.copy()  # the caller may modify what it gets; the kept state stays intact
         return y, h_n, (cache, in_mask)
 
-    def _sequence_backward(self, dseq: Any, dh_n: Any, core: tuple) -> Any:
-        """Gradients from the time-aligned output gradient and the final-state gradient."""
+    def _sequence_backward(self, dseq: Any, dh_n: Any, core: tuple, input_grad: bool) -> Any:
+        """Gradients from the time-aligned output gradient and the final-state gradient (the
+        input's only when ``input_grad``)."""
         cache, in_mask = core
-        grads = self.ops.gru_backward(dseq, dh_n, cache, input_grad=self.input_grad)
+        grads = self.ops.gru_backward(dseq, dh_n, cache, input_grad=input_grad)
         self.kernel.grad = grads.dkernel
         self.recurrent_kernel.grad = grads.drecurrent_kernel
         if self.bias is not None:
@@ -286,8 +265,6 @@ class GRU(Layer):
         """:meth:`forward` with ``weights`` (:meth:`_arrays`)."""
         x = self._check_input(x)
         if initial_state is not None:
-            from .base import as_numeric_array
-
             initial_state = self.ops.asarray(
                 as_numeric_array(initial_state, "initial_state", self.xp), dtype=self._np_dtype
             )
@@ -378,6 +355,11 @@ class GRU(Layer):
         return infer
 
     def backward(self, dy: Any, cache: Any) -> Any:
+        return self._backward(dy, cache, True)
+
+    def _backward(self, dy: Any, cache: Any, input_grad: bool) -> Any:
+        if self._own_backward(GRU):
+            return self.backward(dy, cache)
         core, lengths = cache
         d_state = None
         if self.return_state:
@@ -390,7 +372,7 @@ class GRU(Layer):
         else:
             dseq = None
             dh = dy if d_state is None else (d_state if dy is None else dy + d_state)
-        return self._sequence_backward(dseq, dh, core)
+        return self._sequence_backward(dseq, dh, core, input_grad)
 
     # ----------------------------------------------------------------------------- config
     def get_config(self) -> dict:
@@ -437,6 +419,7 @@ class Bidirectional(Layer):
     """
 
     uses_lengths = True
+    zeroes_padded_steps = True
     MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
     def __init__(
@@ -496,6 +479,10 @@ class Bidirectional(Layer):
 
     def _sublayers(self) -> list[Layer]:
         return [self.forward_layer, self.backward_layer]
+
+    @property
+    def multiple_outputs(self) -> bool:
+        return self.return_state or self.merge_mode is None
 
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) != 3:
@@ -585,6 +572,11 @@ class Bidirectional(Layer):
         return lambda x, lengths=None: forward(x, False, lengths)[0]
 
     def backward(self, dy: Any, cache: Any) -> Any:
+        return self._backward(dy, cache, True)
+
+    def _backward(self, dy: Any, cache: Any, input_grad: bool) -> Any:
+        if self._own_backward(Bidirectional):
+            return self.backward(dy, cache)
         cf, cb, of, ob, lengths, flops = cache
         fwd, bwd = self.forward_layer, self.backward_layer
         dhf_state = dhb_state = None
@@ -627,10 +619,9 @@ class Bidirectional(Layer):
                 dh_f = xp.ascontiguousarray(dh_f)
             if dh_b is not None:
                 dh_b = xp.ascontiguousarray(dh_b)
-        fwd.input_grad = bwd.input_grad = self.input_grad
         dxf, dxb = self.ops.run_pair(
-            lambda: fwd._sequence_backward(dseq_f, dh_f, cf),
-            lambda: bwd._sequence_backward(dseq_b, dh_b, cb),
+            lambda: fwd._sequence_backward(dseq_f, dh_f, cf, input_grad),
+            lambda: bwd._sequence_backward(dseq_b, dh_b, cb, input_grad),
             2 * flops,
         )
         return None if dxf is None else dxf + dxb

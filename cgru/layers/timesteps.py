@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..padding import reverse_padded
 from .base import Layer, _register_builtin
-from .recurrent import reverse_padded
 
 
 def _check_sequence_shape(layer: Layer, shape: tuple) -> None:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import Sequential
 from ..layers import GRU, Bidirectional, Embedding, Layer
+from ..models import Sequential
 from . import _idioms as idioms
 from ._deps import require_onnx, resolve_opset
 from .builtin_layers import BUILTIN_EXPORTERS
@@ -149,7 +149,7 @@ def to_onnx(model: Sequential, path: Any = None, *, opset: int | None = None, st
     for _, out_name, value, size, dtype in states:
         builder.add_output(builder.output_from(value, out_name), dtype, ["batch", size])
 
-    from .. import __version__
+    from .._version import __version__
 
     proto = builder.model(model.name, f"cgru model {model.name!r}", __version__)
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import Sequential
+from ..models import Sequential
 from . import _fold
 from ._deps import require_onnx
 from ._exprs import Chain, DirOut, LayerSpec, Materializer, Merge, describe

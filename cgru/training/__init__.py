@@ -1,0 +1,28 @@
+"""Training and evaluation: what ``compile``, ``fit``, ``evaluate``, ``train_on_batch`` and
+``test_on_batch`` of :class:`~cgru.Sequential` run.
+
+- :mod:`.compiled`: the optimizer, loss and metrics ``compile()`` chooses, checked and saved;
+- :mod:`.data`: batch sources (where batches come from) and the checks of a data set;
+- :mod:`.step`: one step on one batch (forward, loss, backward, gradients, optimizer);
+- :mod:`.logs`: the loss and metric values, accumulated in one place;
+- :mod:`.strategy`: where several processes would combine gradients and logs, and who prints;
+- :mod:`.loop`: the one batch loop that ``fit`` and ``evaluate`` share, and the four entry points;
+- :mod:`.surface`: the few model members all of this uses (the model's module is never imported).
+"""
+
+from .compiled import compile_config, compile_model, metrics_names
+from .data import Batch
+from .loop import evaluate, fit, test_on_batch, train_on_batch
+from .step import loss_and_grads
+
+__all__ = [
+    "Batch",
+    "compile_config",
+    "compile_model",
+    "evaluate",
+    "fit",
+    "loss_and_grads",
+    "metrics_names",
+    "test_on_batch",
+    "train_on_batch",
+]

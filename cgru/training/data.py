@@ -1,0 +1,124 @@
+"""Where the batches of ``fit`` and ``evaluate`` come from.
+
+A batch source has ``steps`` (batches per pass, or None when unknown in advance) and
+``epoch(index)``, an iterator over the :class:`Batch` es of one pass. A source checks its data
+before it yields it (the whole data set at once where it can, else batch by batch), so the loop
+trusts every batch it gets.
+
+Today's source is :class:`ArrayBatches`: arrays checked whole by :func:`check_arrays`, sliced
+into batches in order or reshuffled every pass; :func:`split_validation` holds out their last
+fraction, as Keras's ``validation_split`` does. Generators or iterables of ``(x, y)`` batches,
+a Keras ``PyDataset`` or a torch ``DataLoader`` become sources the same way: an ``epoch`` that
+draws each batch, checks it with :func:`check_arrays` and yields it. Per-sample weights and
+class weights will travel in :class:`Batch` beside the targets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .. import losses as _losses
+from ..validation import as_batch_array, as_numeric_array
+from .surface import Trainee
+
+
+class Batch(NamedTuple):
+    """One batch: host arrays with the batch axis first.
+
+    x: the model's input; y: the targets; lengths: int64 (batch,) valid lengths of right-padded
+    sequences, or None.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    lengths: np.ndarray | None = None
+
+
+def _take(a: Any, idx: Any) -> Any:
+    return None if a is None else a[idx]
+
+
+class ArrayBatches:
+    """Batches of ``batch_size`` samples of checked arrays (the last batch may be smaller).
+
+    ``rng``: reshuffle the samples at the start of every pass with this generator; None keeps
+    their order.
+    """
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, lengths: np.ndarray | None, batch_size: int, rng: Any = None
+    ) -> None:
+        self.x, self.y, self.lengths = x, y, lengths
+        self.batch_size = batch_size
+        self.rng = rng
+        self.samples = x.shape[0]
+        self.steps = math.ceil(self.samples / batch_size)
+
+    def epoch(self, index: int = 0) -> Iterator[Batch]:
+        """The batches of one pass over the arrays."""
+        order = self.rng.permutation(self.samples) if self.rng is not None else None
+        size = self.batch_size
+        for step in range(self.steps):
+            rows = slice(step * size, (step + 1) * size)
+            if order is not None:
+                rows = order[rows]
+            yield Batch(self.x[rows], self.y[rows], _take(self.lengths, rows))
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, lengths: Any, fraction: float) -> tuple[tuple, tuple]:
+    """``((x, y, lengths) to train on, (x, y, lengths) to validate on)``: the last ``fraction``
+    of the samples held out, taken before any shuffling (Keras's ``validation_split``)."""
+    n = x.shape[0]
+    split_at = int(math.floor(n * (1.0 - fraction)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(
+            f"validation_split={fraction} of {n} samples leaves "
+            f"{split_at} for training and {n - split_at} for validation; both must be > 0"
+        )
+    train = (x[:split_at], y[:split_at], _take(lengths, slice(None, split_at)))
+    held_out = (x[split_at:], y[split_at:], _take(lengths, slice(split_at, None)))
+    return train, held_out
+
+
+def check_arrays(model: Trainee, x: Any, y: Any, lengths: Any, what: str) -> tuple:
+    """Check a data set for the compiled model (building it if needed) before any weight
+    changes: ``(x, y, lengths, output shape)``, host arrays and checked lengths.
+
+    ``what`` names the caller in messages (``"fit"``, ``"fit (validation_data)"``...).
+    """
+    x = as_batch_array(x, "x")
+    if y is None:
+        raise ValueError(f"{what}() needs targets y")
+    y = as_numeric_array(y, "y")
+    if y.ndim < 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"x and y must have the same number of samples: x has {x.shape[0]}, "
+            f"y has {y.shape[0] if y.ndim else 'none (a scalar)'}"
+        )
+    lengths = model._accept_input(x, lengths)
+    model.layers[0].check_inputs(x, lengths)
+    out_shape = model.compute_output_shape((None, *x.shape[1:]))
+    if isinstance(out_shape, list):
+        raise ValueError(f"{what}() needs a model with a single output; the last layer returns several")
+    check_targets(y, out_shape, model.loss.sparse)
+    return x, y, lengths, out_shape
+
+
+def check_targets(y: np.ndarray, out_shape: tuple, sparse: bool) -> None:
+    """Targets ``y`` (host) fit outputs of ``out_shape``; sparse targets are class ids in range."""
+    _losses.check_target_shape(y.shape[1:], out_shape[1:], sparse)
+    if sparse and y.size:
+        if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+            raise ValueError("sparse targets y must be integer class ids")
+        lo, hi = y.min(), y.max()
+        if lo < 0 or hi >= out_shape[-1]:
+            raise ValueError(
+                f"sparse targets y must be class ids in 0..{out_shape[-1] - 1}, got values in {lo}..{hi}"
+            )
+
+
+__all__ = ["ArrayBatches", "Batch", "check_arrays", "check_targets", "split_validation"]
