@@ -114,16 +114,16 @@ def _name(value: Any) -> str | None:
 
 
 def _steps(step: Any) -> np.ndarray:
-    """The step count(s) as float64."""
-    if isinstance(step, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"a learning rate schedule takes the step count (a number), got {step!r}")
+    """The step count(s) as float64; TypeError for anything but real numbers."""
     try:
-        steps = np.asarray(step, dtype=np.float64)
+        steps = np.asarray(step)
     except (TypeError, ValueError):
+        steps = None
+    if steps is None or steps.dtype.kind not in "iuf":
         raise TypeError(
             f"a learning rate schedule takes the step count (a number or an array of numbers), got {step!r}"
-        ) from None
-    return steps
+        )
+    return steps.astype(np.float64, copy=False)
 
 
 def _result(values: np.ndarray) -> Any:
