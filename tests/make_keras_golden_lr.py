@@ -21,8 +21,9 @@ Writes, in tests/data/:
   (several fits into one file, ``append``, separators, missing and extra keys, odd values);
   ``lambda_events``: the hooks a ``keras.callbacks.LambdaCallback`` sees during a ``fit``.
 - ``keras_lr_fit.npz``: a GRU(4) + Dense(1) model trained by Keras's ``fit`` (batches of 8 of
-  32 samples, no shuffling) with each optimizer and learning-rate setting of ``FITS``: data,
-  initial and final weights, the loss and ``learning_rate`` histories.
+  32 samples, no shuffling) with each optimizer and learning-rate setting of ``FITS`` (stored
+  as JSON under ``fits``): data, initial and final weights, the loss and ``learning_rate``
+  histories, the optimizer's final step count.
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ REDUCE_LR = {
     "min_lr_float32_edge": (
         {"monitor": "loss", "factor": 0.1, "patience": 0, "min_lr": 1e-4, "verbose": 1},
         0.001, [1.0, 1.0, 1.0, 1.0], 1,
+    ),
+    "min_lr_equal_in_float32": (  # float32(min_lr) is the learning rate: no reduction
+        {"monitor": "loss", "factor": 0.5, "patience": 0, "min_lr": 9.9999997e-05, "verbose": 1},
+        1e-4, [1.0, 1.0, 1.0], 1,
     ),
     "min_delta": (
         {"monitor": "loss", "factor": 0.5, "patience": 1, "min_delta": 0.1, "verbose": 1},
@@ -427,7 +432,7 @@ def make_fit_data():
 
 def fits() -> dict:
     x, y = make_fit_data()
-    arrays = {"x": x, "y": y}
+    arrays = {"x": x, "y": y, "fits": np.array(json.dumps(FITS))}
     keras.utils.set_random_seed(5)
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.GRU(4), keras.layers.Dense(1)])
     initial = model.get_weights()

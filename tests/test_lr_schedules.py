@@ -314,3 +314,14 @@ def test_optimizer_config_round_trips_a_schedule():
     assert isinstance(again, optimizers.RMSprop) and again.rho == 0.8
     assert again._learning_rate.get_config() == opt._learning_rate.get_config()
     assert again.learning_rate == opt.learning_rate
+
+
+def test_the_readme_example_runs():
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Learning-rate control", 1)[1].split("\n### ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md (learning-rate control)", "exec"), namespace)
+    optimizer = namespace["model"].optimizer
+    assert isinstance(optimizer._learning_rate, schedules.CosineDecay)
+    assert optimizer.learning_rate == np.float32(1e-4)

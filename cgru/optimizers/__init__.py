@@ -160,7 +160,6 @@ class Optimizer:
         return self.learning_rate
 
     # ------------------------------------------------------------------------------- API
-
     def _clip(self, grads: list) -> list:
         """The gradients clipped by the one clipping argument that is set (and > 0)."""
         if self.clipnorm:
