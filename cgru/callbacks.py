@@ -13,6 +13,12 @@
 - :class:`MonitorCallback`: their common base (what "improves" means, ``mode="auto"``).
 - :class:`TerminateOnNaN`: stop at the first batch with a NaN or infinite loss and put back the
   last weights that gave a finite loss.
+- :class:`ReduceLROnPlateau`: multiply the learning rate by ``factor`` when a monitored value
+  stops improving; :class:`LearningRateScheduler`: set it at each epoch's start from
+  ``schedule(epoch, lr)``. Both log it at each epoch's end as ``"learning_rate"`` (so it is in
+  ``History``), as Keras 3 does.
+- :class:`CSVLogger`: write each epoch's logs to a CSV file, in Keras's format.
+- :class:`LambdaCallback`: a callback made of functions, one per hook.
 
 Batch logs hold the running means of the epoch so far (as Keras 3) plus ``"batch_loss"``,
 the loss of that batch alone.
@@ -20,18 +26,22 @@ the loss of that batch alone.
 
 from __future__ import annotations
 
+import collections
+import csv
 import math
+import numbers
 import os
 import re
 import string
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from . import config as _config
 from . import metrics as _metrics
-from .validation import as_float
+from .validation import accepts_positional, as_float
 
 
 class Callback:
@@ -566,12 +576,279 @@ class TerminateOnNaN(Callback):
         self.model.stop_training = True
 
 
+# --------------------------------------------------------------------- learning rate
+def _optimizer_of(model: Any, who: str) -> Any:
+    """The compiled optimizer of ``model``; ValueError when there is none."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not hasattr(optimizer, "learning_rate"):
+        raise ValueError(f"{who} needs a model compiled with an optimizer (call compile() first)")
+    return optimizer
+
+
+def _log_learning_rate(model: Any, logs: dict, who: str) -> None:
+    """Put the optimizer's learning rate of the next step into ``logs`` as Keras 3 does."""
+    logs["learning_rate"] = float(_optimizer_of(model, who).learning_rate)
+
+
+def _set_learning_rate(optimizer: Any, learning_rate: float, who: str) -> None:
+    try:
+        optimizer.learning_rate = learning_rate
+    except TypeError as exc:
+        raise TypeError(f"{who} cannot set the learning rate: {exc}") from None
+
+
+class ReduceLROnPlateau(MonitorCallback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for
+    ``patience`` epochs: Keras 3's ReduceLROnPlateau.
+
+    An epoch improves when its value beats the best so far by more than ``min_delta`` (see
+    :class:`MonitorCallback`: "auto" ``mode`` minimises losses and errors, maximises
+    accuracies). After a reduction, ``cooldown`` epochs pass before epochs without improvement
+    count again; the learning rate never goes below ``min_lr`` (no reduction once it is there).
+    At each epoch's end the learning rate the epoch ended with is logged as ``"learning_rate"``
+    (before any reduction). ``verbose`` 1 prints each reduction. ``factor`` must be in
+    ``[0, 1)``. An optimizer whose learning rate is a schedule cannot be reduced: the first
+    reduction raises TypeError (as in Keras 3).
+
+    State: ``best``, ``wait`` (epochs without improvement), ``cooldown_counter``.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
+        super().__init__(monitor, mode, min_delta=min_delta)
+        factor = as_float(factor, "factor")
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
+        if not factor >= 0.0:
+            raise ValueError(f"ReduceLROnPlateau needs a factor in [0, 1), got factor={factor}")
+        min_lr = as_float(min_lr, "min_lr")
+        if math.isnan(min_lr):
+            raise ValueError("min_lr must be a number, got nan")
+        self.factor = factor
+        self.min_lr = min_lr
+        self.patience = _check_count(patience, "patience")
+        self.verbose = verbose
+        self.cooldown = _check_count(cooldown, "cooldown")
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def _reset(self) -> None:
+        self.best = None
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        if self.model is not None:
+            self._set_direction()  # a monitor whose direction is unknown fails before training
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.direction is None:
+            self._set_direction()
+        if logs is None:
+            logs = {}
+        _log_learning_rate(self.model, logs, "ReduceLROnPlateau")
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"Learning rate reduction is conditioned on metric `{self.monitor}` which is not "
+                f"available. Available metrics are: {','.join(logs)}.",
+                stacklevel=2,
+            )
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience and self._reduce(epoch):
+                self.cooldown_counter = self.cooldown
+                self.wait = 0
+
+    def _reduce(self, epoch: int) -> bool:
+        optimizer = _optimizer_of(self.model, "ReduceLROnPlateau")
+        old_lr = float(optimizer.learning_rate)
+        # compared at the learning rate's precision (Keras: its float32 variable's)
+        if old_lr <= np.dtype(_config.floatx()).type(self.min_lr):
+            return False
+        new_lr = max(old_lr * self.factor, self.min_lr)
+        _set_learning_rate(optimizer, new_lr, "ReduceLROnPlateau")
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+        return True
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch: Keras 3's LearningRateScheduler.
+
+    ``schedule(epoch, lr)`` (epoch from 0, ``lr`` the current learning rate as a float) or
+    ``schedule(epoch)`` returns the epoch's learning rate, a number (ValueError otherwise, as
+    Keras). At each epoch's end the learning rate is logged as ``"learning_rate"``. ``verbose``
+    1 prints each change. An optimizer whose learning rate is a schedule cannot be set: TypeError.
+    """
+
+    def __init__(self, schedule: Any, verbose: int = 0) -> None:
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a function of (epoch, lr) or (epoch), got {schedule!r}")
+        self._takes_lr = accepts_positional(schedule, 2)
+        if not (self._takes_lr or accepts_positional(schedule, 1)):
+            raise TypeError(f"schedule must take (epoch, lr) or (epoch), got {schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = _optimizer_of(self.model, "LearningRateScheduler")
+        if self._takes_lr:
+            learning_rate = self.schedule(epoch, float(optimizer.learning_rate))
+        else:
+            learning_rate = self.schedule(epoch)
+        if isinstance(learning_rate, (bool, np.bool_)) or not isinstance(learning_rate, numbers.Real):
+            raise ValueError(f"The output of the `schedule` function should be a float. Got: {learning_rate}")
+        _set_learning_rate(optimizer, learning_rate, "LearningRateScheduler")
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {learning_rate}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        _log_learning_rate(self.model, logs if logs is not None else {}, "LearningRateScheduler")
+
+
+# ------------------------------------------------------------------------------- logging
+class CSVLogger(Callback):
+    """Write each epoch's logs as one row of a CSV file: Keras 3's CSVLogger, byte for byte.
+
+    The header is ``epoch`` (0-based) and the log keys of the first epoch, sorted; when none
+    of them starts with ``val_``, a ``val_`` column for each is added too (filled with ``NA``
+    when absent, as are keys missing from a later epoch). Rows end in ``\\r\\n`` (Excel's CSV
+    dialect) and numbers are written as Python writes them (``repr``). ``separator``: one
+    character. ``append``: add to an existing file (the header only when it is empty) instead
+    of replacing it. The file is opened when training begins and closed when it ends.
+    """
+
+    def __init__(self, filename: Any, separator: str = ",", append: bool = False) -> None:
+        super().__init__()
+        if not isinstance(filename, (str, os.PathLike)):
+            raise TypeError(f"CSVLogger filename must be a str or os.PathLike, got {filename!r}")
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger separator must be one character, got {separator!r}")
+        self.sep = separator
+        self.filename = os.fspath(filename)
+        self.append = bool(append)
+        self.writer: Any = None
+        self.keys: list | None = None
+        self.append_header = True
+        self.csv_file: Any = None
+
+    def on_train_begin(self, logs=None):
+        if self.append:
+            if os.path.exists(self.filename):
+                with open(self.filename, encoding="utf-8", newline="") as f:
+                    self.append_header = not f.readline()
+            mode = "a"
+        else:
+            mode = "w"
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.csv_file = open(self.filename, mode, encoding="utf-8", newline="")  # noqa: SIM115
+        self.writer = None
+        self.keys = None
+
+    @staticmethod
+    def _cell(value: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Iterable) and not (isinstance(value, np.ndarray) and value.ndim == 0):
+            return f'"[{", ".join(map(str, value))}]"'
+        return value
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(key.startswith("val_") for key in self.keys):
+                self.keys.extend([f"val_{key}" for key in self.keys])
+        if self.writer is None:
+            dialect = type("CSVLoggerDialect", (csv.excel,), {"delimiter": self.sep})
+            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch", *self.keys], dialect=dialect)
+            if self.append_header:
+                self.writer.writeheader()
+        row = collections.OrderedDict({"epoch": epoch})
+        row.update((key, self._cell(logs.get(key, "NA"))) for key in self.keys)
+        self.writer.writerow(row)
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.writer = None
+
+
+class LambdaCallback(Callback):
+    """A callback made of functions: Keras 3's LambdaCallback.
+
+    Each argument is a hook of :class:`Callback` and the function that runs for it, with the
+    hook's positional arguments: ``on_epoch_begin(epoch, logs)``, ``on_epoch_end(epoch, logs)``,
+    ``on_train_begin(logs)``, ``on_train_end(logs)``, ``on_train_batch_begin(batch, logs)``,
+    ``on_train_batch_end(batch, logs)``, and by keyword any other hook (``on_batch_begin=``,
+    ``on_batch_end=``, ...). An unknown hook name raises TypeError.
+    """
+
+    def __init__(
+        self,
+        on_epoch_begin: Any = None,
+        on_epoch_end: Any = None,
+        on_train_begin: Any = None,
+        on_train_end: Any = None,
+        on_train_batch_begin: Any = None,
+        on_train_batch_end: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        hooks = {
+            "on_epoch_begin": on_epoch_begin,
+            "on_epoch_end": on_epoch_end,
+            "on_train_begin": on_train_begin,
+            "on_train_end": on_train_end,
+            "on_train_batch_begin": on_train_batch_begin,
+            "on_train_batch_end": on_train_batch_end,
+            **kwargs,
+        }
+        known = sorted(name for name in dir(Callback) if name.startswith("on_"))
+        for name, fn in hooks.items():
+            if name not in known:
+                raise TypeError(f"LambdaCallback got an unknown hook {name!r}; the hooks are {known}")
+            if fn is None:
+                continue
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback {name} must be a function, got {fn!r}")
+            setattr(self, name, fn)
+
+
 __all__ = [
+    "CSVLogger",
     "Callback",
     "CallbackList",
     "EarlyStopping",
     "History",
+    "LambdaCallback",
+    "LearningRateScheduler",
     "ModelCheckpoint",
     "MonitorCallback",
+    "ReduceLROnPlateau",
     "TerminateOnNaN",
 ]

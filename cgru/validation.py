@@ -176,7 +176,24 @@ def check_float(value: Any, name: str, lo: float = 0.0, hi: float = math.inf, hi
     return f
 
 
+def accepts_positional(fn: Any, count: int) -> bool:
+    """Whether ``fn`` can be called with ``count`` positional arguments (True when Python
+    cannot tell, e.g. for some built-in functions)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
 __all__ = [
+    "accepts_positional",
     "as_batch_array",
     "as_float",
     "as_numeric_array",

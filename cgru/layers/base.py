@@ -107,6 +107,7 @@ import numpy as np
 from .. import config as _config
 from .. import initializers as _initializers
 from ..backends import get_ops
+from ..registry import Registry
 from ..validation import as_numeric_array, check_lengths_for, check_shape
 from .parameters import (
     Parameter,
@@ -459,10 +460,8 @@ class Layer:
 
 
 # ------------------------------------------------------------------------------- registry
-_REGISTRY: dict[str, type] = {}
-_NAMES: dict[type, str] = {}
-_BUILTIN: set[str] = set()
-_registry_lock = threading.Lock()
+LAYERS = Registry("layer", Layer, "cgru.register_layer", "cgru.Layer")
+_REGISTRY = LAYERS.classes  # name -> class
 
 
 def register_layer(cls: type | None = None, *, name: str | None = None, override: bool = False):
@@ -475,94 +474,36 @@ def register_layer(cls: type | None = None, *, name: str | None = None, override
     prefixed with your package name). Built-in names (``"GRU"``, ``"Dense"``...) are never
     replaced without ``override=True``.
     """
-
-    def decorate(c: type) -> type:
-        if not (isinstance(c, type) and issubclass(c, Layer)):
-            raise TypeError(f"register_layer expects a subclass of cgru.Layer, got {c!r}")
-        key = name if name is not None else c.__name__
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"layer name must be a non-empty string, got {key!r}")
-        with _registry_lock:
-            existing = _REGISTRY.get(key)
-            if existing is not None and existing is not c and not override:
-                same = (existing.__module__, existing.__qualname__) == (c.__module__, c.__qualname__)
-                if key in _BUILTIN or not same:
-                    kind = "the built-in layer" if key in _BUILTIN else "another layer class"
-                    raise ValueError(
-                        f"cannot register {c.__module__}.{c.__qualname__} as {key!r}: that name "
-                        f"belongs to {kind} {existing.__module__}.{existing.__qualname__}; pass "
-                        f"register_layer(name='yourpackage.{c.__name__}') to use another name, "
-                        "or override=True to replace it"
-                    )
-            if existing is not None and existing is not c:
-                _NAMES.pop(existing, None)
-            _REGISTRY[key] = c
-            _NAMES[c] = key
-        return c
-
-    if cls is not None:
-        return decorate(cls)
-    return decorate
+    return LAYERS.register(cls, name=name, override=override)
 
 
 def _register_builtin(cls: type) -> type:
-    register_layer(cls)
-    _BUILTIN.add(cls.__name__)
-    return cls
+    return LAYERS.register_builtin(cls)
 
 
 def registered_name(cls: type) -> str | None:
     """The name ``cls`` is registered under, or None."""
-    return _NAMES.get(cls)
+    return LAYERS.name_of(cls)
 
 
 def get_layer_class(name: str) -> type:
     """The registered layer class called ``name``; ValueError naming the known ones otherwise."""
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ValueError(
-            f"unknown layer class {name!r}: register it with @cgru.register_layer before "
-            f"loading; registered: {sorted(_REGISTRY)}"
-        )
-    return cls
+    return LAYERS.get(name)
 
 
 def registered_layers() -> dict[str, type]:
     """A copy of the registry (name -> class)."""
-    return dict(_REGISTRY)
+    return dict(LAYERS.classes)
 
 
 def serialize_layer(layer: Layer) -> dict:
     """``{"class_name", "config"}`` for a registered layer; ValueError/TypeError otherwise."""
-    import json
-
-    name = registered_name(type(layer))
-    if name is None:
-        raise ValueError(
-            f"layer {layer.name!r} is a {type(layer).__name__}, which is not registered: "
-            "decorate the class with @cgru.register_layer to save it"
-        )
-    config = layer.get_config()
-    try:
-        json.dumps(config)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"get_config() of layer {layer.name!r} ({type(layer).__name__}) is not JSON-serialisable: {exc}"
-        ) from None
-    return {"class_name": name, "config": config}
+    return LAYERS.serialize(layer, f"layer {layer.name!r}")
 
 
 def deserialize_layer(spec: Any) -> Layer:
     """A layer from :func:`serialize_layer`'s output."""
-    if not isinstance(spec, dict) or "class_name" not in spec or not isinstance(spec.get("config"), dict):
-        raise ValueError(
-            f"a layer description must be {{'class_name': ..., 'config': {{...}}}}, got {spec!r}"
-        )
-    cls = get_layer_class(spec["class_name"])
-    layer = cls.from_config(dict(spec["config"]))
-    if not isinstance(layer, Layer):
-        raise TypeError(f"{spec['class_name']}.from_config returned {type(layer).__name__}, not a Layer")
-    return layer
+    return LAYERS.deserialize(spec)
 
 
 __all__ = [

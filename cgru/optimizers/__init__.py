@@ -3,7 +3,9 @@
 By name (``compile(optimizer="adam")``: "sgd", "adam", "adamw", "rmsprop") or object
 (``optimizers.Adam(learning_rate=1e-3)``). Every optimizer takes:
 
-- ``learning_rate``: a float, or a callable ``f(iterations) -> float`` (a schedule);
+- ``learning_rate``: a float, a :class:`~cgru.optimizers.schedules.LearningRateSchedule`
+  (:mod:`cgru.optimizers.schedules`, called with the step count) or a function of the step
+  count (a function of no arguments, as Keras 3 allows, is called without one);
 - at most one of ``clipnorm`` (clip each gradient to this L2 norm), ``global_clipnorm`` (clip
   all gradients together to this global norm) and ``clipvalue`` (clip each element to
   ``[-clipvalue, clipvalue]``): giving two raises ValueError, as Keras 3 does; 0 means no
@@ -11,11 +13,17 @@ By name (``compile(optimizer="adam")``: "sgd", "adam", "adamw", "rmsprop") or ob
 - ``weight_decay``: decoupled weight decay, ``w -= w * weight_decay * learning_rate`` before
   the update (AdamW's default is 0.004).
 
+``optimizer.learning_rate`` reads and sets the learning rate as Keras 3's does (see
+:attr:`Optimizer.learning_rate`); ``optimizer.iterations`` counts the steps taken, and step
+``iterations`` runs at the schedule's value for ``iterations`` (0 for the first).
+
 A step writes into no array it read: it computes each weight's new array and its new per-weight
 state (momenta, kept in the optimizer, keyed by parameter, in arrays of the state before the
 previous step, reused), then publishes the new arrays, the new state and the step count at once
 (:func:`cgru.layers.weights.publish`). A step interrupted before that changes nothing, and a
-call running on another thread sees the weights before or after it.
+call running on another thread sees the weights before or after it. The learning rate a step
+uses is the one for the step count it read when it began; the count moves on only with the
+published step.
 """
 
 from __future__ import annotations
@@ -23,8 +31,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .layers.weights import publish
-from .validation import check_float, xp_of
+import numpy as np
+
+from .. import config as _config
+from ..layers.weights import publish
+from ..validation import accepts_positional, check_float, xp_of
+from . import schedules
+from .schedules import LearningRateSchedule
 
 
 class StepState:
@@ -66,10 +79,9 @@ class Optimizer:
         global_clipnorm: float | None = None,
         name: str | None = None,
     ) -> None:
-        if callable(learning_rate):
-            self.learning_rate = learning_rate
-        else:
-            self.learning_rate = check_float(learning_rate, "learning_rate")
+        self._learning_rate: Any = None
+        self._takes_step = False  # whether a function learning rate takes the step count
+        self.learning_rate = learning_rate
         self.weight_decay = None if weight_decay is None else check_float(weight_decay, "weight_decay")
         self.clipnorm = None if clipnorm is None else check_float(clipnorm, "clipnorm")
         self.clipvalue = None if clipvalue is None else check_float(clipvalue, "clipvalue")
@@ -86,11 +98,68 @@ class Optimizer:
         self._slots: dict[int, dict] = {}
         self._spare: dict[int, dict] = {}  # each weight's state before the last step: reused arrays
 
-    # ------------------------------------------------------------------------------- API
-    def current_learning_rate(self) -> float:
-        lr = self.learning_rate
-        return float(lr(self.iterations)) if callable(lr) else lr
+    # ------------------------------------------------------------------- learning rate
+    @property
+    def learning_rate(self) -> Any:
+        """The learning rate of the next step, as a NumPy scalar of :func:`cgru.floatx` (what
+        Keras 3's float variable holds: ``float(opt.learning_rate)`` is its exact value, and
+        ``opt.learning_rate == 0.001`` compares at that precision).
 
+        With a schedule (or function) it is the schedule's value at :attr:`iterations`. Setting
+        a schedule or a function replaces the learning rate; setting a number is allowed only
+        when the learning rate is a number (TypeError otherwise, as Keras 3 does).
+        """
+        return self._floatx(self._learning_rate_at(self.iterations))
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate: Any) -> None:
+        if isinstance(learning_rate, LearningRateSchedule):
+            self._learning_rate, self._takes_step = learning_rate, True
+        elif callable(learning_rate):
+            takes_step = accepts_positional(learning_rate, 1)
+            if not (takes_step or accepts_positional(learning_rate, 0)):
+                raise TypeError(
+                    "a learning_rate function must take the step count (or no argument), got "
+                    f"{learning_rate!r}"
+                )
+            self._learning_rate, self._takes_step = learning_rate, takes_step
+        elif callable(self._learning_rate):
+            kind = (
+                "`LearningRateSchedule` object"
+                if isinstance(self._learning_rate, LearningRateSchedule)
+                else "function"
+            )
+            raise TypeError(
+                f"This optimizer was created with a {kind} as its `learning_rate` constructor "
+                "argument, hence its learning rate is not settable. If you need the learning rate "
+                "to be settable, you should instantiate the optimizer with a float `learning_rate` "
+                f"argument. (Received: learning_rate={learning_rate!r})"
+            )
+        else:
+            self._learning_rate = check_float(learning_rate, "learning_rate")
+
+    def _learning_rate_at(self, step: int) -> float:
+        """The learning rate for step ``step`` (0 for the first), in float64."""
+        lr = self._learning_rate
+        if not callable(lr):
+            return lr
+        value = lr(step) if self._takes_step else lr()
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"the learning rate schedule {lr!r} returned {value!r} for step {step}, not a number"
+            ) from None
+
+    @staticmethod
+    def _floatx(value: float) -> Any:
+        return np.dtype(_config.floatx()).type(value)
+
+    def current_learning_rate(self) -> Any:
+        """The learning rate of the next step (same as :attr:`learning_rate`)."""
+        return self.learning_rate
+
+    # ------------------------------------------------------------------------------- API
     def _clip(self, grads: list) -> list:
         """The gradients clipped by the one clipping argument that is set (and > 0)."""
         if self.clipnorm:
@@ -121,8 +190,13 @@ class Optimizer:
                 raise ValueError(f"gradient for {p.name} has shape {tuple(g.shape)}, expected {p.shape}")
         if not pairs:
             return True
+        lr = self._learning_rate_at(self.iterations)
+        if not math.isfinite(lr):
+            raise ValueError(
+                f"the learning rate for step {self.iterations} is {lr} ({self._learning_rate!r}): "
+                "it must be a finite number"
+            )
         grads = self._clip([g for g, _ in pairs])
-        lr = self.current_learning_rate()
         updates, states = [], {}
         for g, (_, p) in zip(grads, pairs):
             value = p.value
@@ -159,10 +233,20 @@ class Optimizer:
 
     # ---------------------------------------------------------------------------- config
     def get_config(self) -> dict:
-        lr = self.learning_rate
+        """The constructor arguments; a schedule's learning rate as
+        :func:`~cgru.optimizers.schedules.serialize` gives it. TypeError for a plain function."""
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        elif callable(lr):
+            raise TypeError(
+                f"the learning rate of {type(self).__name__} is the function {lr!r}, which cannot be "
+                "saved: write it as a subclass of cgru.optimizers.schedules.LearningRateSchedule "
+                "registered with @cgru.optimizers.schedules.register_schedule"
+            )
         config = {
             "name": self.name,
-            "learning_rate": None if callable(lr) else lr,
+            "learning_rate": lr,
             "weight_decay": self.weight_decay,
             "clipnorm": self.clipnorm,
             "clipvalue": self.clipvalue,
@@ -175,10 +259,12 @@ class Optimizer:
         config = dict(config)
         if config.get("learning_rate") is None:
             config.pop("learning_rate", None)
+        elif isinstance(config["learning_rate"], dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(learning_rate={self.learning_rate})"
+        return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
 
 
 class SGD(Optimizer):
