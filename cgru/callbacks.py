@@ -242,6 +242,15 @@ class MonitorCallback(Callback):
     def _set_direction(self) -> None:
         self.direction = self._resolve_direction()
 
+    def _monitored(self, logs: dict | None, missing: str, stacklevel: int) -> Any:
+        """``logs[monitor]``; None, after a warning that says ``missing`` and the names ``logs``
+        has, when it is absent (``stacklevel`` counts from the caller)."""
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(f"{missing}. Available metrics are: {','.join(logs)}", stacklevel=stacklevel + 1)
+        return value
+
     def _is_improvement(self, current: Any, reference: Any) -> bool:
         if self.direction is None:
             self._set_direction()
@@ -345,15 +354,8 @@ class EarlyStopping(MonitorCallback):
             self.model.set_weights(self.best_weights)
 
     def get_monitor_value(self, logs: dict | None) -> Any:
-        logs = logs or {}
-        value = logs.get(self.monitor)
-        if value is None:
-            warnings.warn(
-                f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
-                f"Available metrics are: {','.join(logs)}",
-                stacklevel=2,
-            )
-        return value
+        missing = f"Early stopping conditioned on metric `{self.monitor}` which is not available"
+        return self._monitored(logs, missing, stacklevel=2)
 
 
 #: the suffix a ModelCheckpoint filepath must have: both save formats are .npz archives
@@ -494,13 +496,9 @@ class ModelCheckpoint(MonitorCallback):
             if self.verbose > 0:
                 print(f"Epoch {epoch + 1}: saving model to {path}")
             return True
-        current = logs.get(self.monitor)
+        missing = f"ModelCheckpoint can save the best model only with `{self.monitor}` available, skipping"
+        current = self._monitored(logs, missing, stacklevel=3)
         if current is None:
-            warnings.warn(
-                f"ModelCheckpoint can save the best model only with {self.monitor!r} "
-                f"available, skipping (available: {sorted(logs)})",
-                stacklevel=3,
-            )
             return False
         best = "None" if self.best is None else f"{self.best:.5f}"
         if self._is_improvement(current, self.best):

@@ -40,7 +40,7 @@ from .layers.base import (
     unique_name,
     validate_weights,
 )
-from .layers.stack import build_stack, check_appendable
+from .layers.stack import build_stack, check_appendable, check_stack
 from .layers.weights import READERS, Changes, Pinned, run_pinned, watch
 from .lean_call import LeanCall, bind, lean_input
 from .padding import zero_padding
@@ -114,7 +114,7 @@ class Sequential:
             if self.built:
                 self._output_shape = build_stack([layer], self._output_shape, self._current_ops())
                 self._layers.append(layer)
-                self._make_fast()
+                self._make_fast(layer.weights)
                 return
             self._layers.append(layer)
             if len(self._layers) == 1 and layer._batch_input_shape is not None:
@@ -200,12 +200,13 @@ class Sequential:
             self.built = True
             self._make_fast()
 
-    def _make_fast(self) -> None:
+    def _make_fast(self, new_params: list | None = None) -> None:
         """Set up the lean ``__call__`` path again (the layers or their backend changed): the
         first checked call binds it, so nothing reads the weights here (a model being loaded has
-        no weight values yet)."""
+        no weight values yet). ``new_params``: the only parameters not watched yet (default:
+        watch them all)."""
         self._pinned = self._lean_input = self._fast = None
-        watch(self.weights, self._changes)
+        watch(self.weights if new_params is None else new_params, self._changes)
 
     def _pinned_now(self) -> Pinned:
         """The weights of every layer as one consistent set, and the layers bound to them (read
@@ -547,11 +548,13 @@ class Sequential:
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("a Sequential config must be a dict with a 'layers' list")
         layers = [deserialize_layer(spec) for spec in config["layers"]]
+        check_stack(layers)
         model = cls(name=config.get("name"), device=device)
-        for layer in layers:
-            model.add(layer)
-        shape = config.get("build_input_shape")
-        if shape is not None and not model.built:
+        model._layers = layers  # checked and built together: linear in the number of layers
+        shape = layers[0]._batch_input_shape if layers else None
+        if shape is None:
+            shape = config.get("build_input_shape")
+        if shape is not None:
             model.build(tuple(shape))
         return model
 

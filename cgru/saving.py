@@ -32,6 +32,7 @@ import re
 import stat
 import struct
 import threading
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -52,11 +53,10 @@ MAX_CONFIG_BYTES = 16 * 2**20
 MAX_JSON_DEPTH = 100
 
 _READ_CHUNK = 2**20
-_DEPTH_CHUNK = 2**16
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the zip local file header, as zipfile reads it
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _ENCRYPTED = 0x1
-# What zipfile, zlib and numpy's .npy header reader raise on malformed input.
+# What zipfile and zlib raise on a malformed archive (and reading a file raises).
 _READ_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
@@ -67,12 +67,10 @@ _READ_ERRORS = (
     NotImplementedError,
     RuntimeError,
     OverflowError,
-    KeyError,
-    IndexError,
-    TypeError,
-    SyntaxError,
 )
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+# What numpy's .npy header reader raises besides: on a crafted dtype description (a tuple without
+# its shape) and on a header that does not parse (through its Python 2 header filter).
+_HEADER_ERRORS = (*_READ_ERRORS, IndexError, tokenize.TokenError)
 
 
 def _flat_bytes(arr: np.ndarray) -> np.ndarray:
@@ -158,21 +156,22 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
-def _json_depth(text: bytes, limit: int) -> int:
-    """The deepest nesting of ``[``/``{`` in JSON ``text`` (brackets inside strings not counted),
-    or a value above ``limit`` as soon as the nesting passes it."""
-    codes = np.frombuffer(_JSON_STRING.sub(b'""', text), dtype=np.uint8)
-    depth = deepest = 0
-    for start in range(0, codes.size, _DEPTH_CHUNK):
-        chunk = codes[start:start + _DEPTH_CHUNK]
-        steps = (chunk == ord("[")).astype(np.int32) + (chunk == ord("{"))
-        steps -= (chunk == ord("]")).astype(np.int32) + (chunk == ord("}"))
-        running = np.cumsum(steps) + depth
-        deepest = max(deepest, int(running.max()))
-        depth = int(running[-1])
-        if deepest > limit:
-            break
-    return deepest
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether parsed JSON ``value`` nests lists and objects more than ``limit`` deep (walked
+    without recursion, each value once)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _spec_shape(value: Any) -> tuple[int, ...] | None:
@@ -324,7 +323,7 @@ class ModelFile:
             else:
                 raise ValueError(f"unsupported .npy format version {version}")
             size = stream.tell()
-        except _READ_ERRORS as exc:
+        except _HEADER_ERRORS as exc:
             raise self._corrupted(f"{what} has no valid .npy header: {exc}") from None
         if _numeric_dtype(dtype) is None:
             raise self._corrupted(f"{what} holds {dtype} values, not plain numbers (never unpickled)")
@@ -372,14 +371,17 @@ class ModelFile:
                 raise self._corrupted(f"its config entry cannot be read: {exc}") from None
         if len(raw) != shape[0]:
             raise self._corrupted("its config entry is truncated")
-        if _json_depth(raw, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-            raise self._corrupted(
-                f"its config is not valid JSON: nested more than {MAX_JSON_DEPTH} levels deep"
-            )
+        too_deep = self._corrupted(
+            f"its config is not valid JSON: nested more than {MAX_JSON_DEPTH} levels deep"
+        )
         try:
             meta = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise too_deep from None
+        except ValueError as exc:  # UnicodeDecodeError included
             raise self._corrupted(f"its config is not valid JSON: {exc}") from None
+        if _nested_deeper(meta, MAX_JSON_DEPTH):
+            raise too_deep
         if not isinstance(meta, dict) or meta.get("format") not in formats:
             found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
             raise ValueError(f"{self.where} is not a {' or '.join(formats)} file (format {found!r})")

@@ -425,7 +425,7 @@ def test_branching_graph_is_refused(rng):
 def test_malformed_inputs():
     with pytest.raises(ValueError, match="not an ONNX model"):
         cgru.from_onnx(b"\x08\x07 certainly not protobuf \xff\xff\xff")
-    with pytest.raises(ValueError, match="no ONNX model file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         cgru.from_onnx("/nonexistent/model.onnx")
     with pytest.raises(TypeError, match="path, bytes or an onnx.ModelProto"):
         cgru.from_onnx(42)

@@ -60,16 +60,46 @@ def build_stack(layers: list[Layer], input_shape: tuple, ops: Any) -> Any:
     return shape
 
 
+def _already_in(layer: Layer) -> ValueError:
+    return ValueError(f"layer {layer.name!r} is already in the model")
+
+
+def _name_taken(layer: Layer) -> ValueError:
+    return ValueError(f"the model already has a layer named {layer.name!r}; layer names must be unique")
+
+
+def _not_a_layer(layer: Any) -> TypeError:
+    return TypeError(f"Sequential.add expects a cgru Layer, got {type(layer).__name__}")
+
+
 def check_appendable(layers: list[Layer], layer: Any) -> None:
     """Raise unless ``layer`` may follow ``layers`` in a model."""
     if not isinstance(layer, Layer):
-        raise TypeError(f"Sequential.add expects a cgru Layer, got {type(layer).__name__}")
+        raise _not_a_layer(layer)
     if any(layer is other for other in layers):
-        raise ValueError(f"layer {layer.name!r} is already in the model")
+        raise _already_in(layer)
     if any(layer.name == other.name for other in layers):
-        raise ValueError(f"the model already has a layer named {layer.name!r}; layer names must be unique")
+        raise _name_taken(layer)
     if layers and layers[-1].multiple_outputs:
         raise _several_outputs(layers[-1])
 
 
-__all__ = ["build_stack", "check_appendable", "compatible", "unbuild"]
+def check_stack(layers: list[Layer]) -> None:
+    """Raise unless ``layers``, in order, may form a model: what :func:`check_appendable` checks
+    for each layer in turn, in time linear in their number."""
+    seen: set[int] = set()
+    names: set[str] = set()
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise _not_a_layer(layer)
+        if id(layer) in seen:
+            raise _already_in(layer)
+        if layer.name in names:
+            raise _name_taken(layer)
+        if i and layers[i - 1].multiple_outputs:
+            raise _several_outputs(layers[i - 1])
+        seen.add(id(layer))
+        names.add(layer.name)
+
+
+__all__ = ["build_stack", "check_appendable", "check_stack", "compatible", "unbuild"]

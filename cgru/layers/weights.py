@@ -20,6 +20,11 @@ Writers
     Publications run one at a time. In the main thread a KeyboardInterrupt that arrives during
     one (waits included) is raised once it has completed, so an interrupted ``fit`` stops
     between two steps.
+Forks
+    A forked child has only the thread that forked. A fork waits while another thread assigns a
+    publication's arrays (:func:`before_fork`), so the child has each publication entirely or
+    not at all; the child forgets the publications and calls of the parent's other threads
+    (:func:`after_fork_in_child`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ from typing import Any
 EPOCH = [0]
 
 _publishing = threading.Lock()
+#: Held while the epoch is odd (a publication's arrays being assigned), and across a fork (see
+#: :func:`before_fork`); re-entrant, so that a fork from inside a publication cannot deadlock.
+_applying = threading.RLock()
 
 
 class _Readers:
@@ -108,17 +116,30 @@ class _Readers:
 READERS = _Readers()
 
 
-def _after_fork_in_child() -> None:
+def before_fork() -> None:
+    """Before a fork: wait for a publication's assignments in progress to end, and keep new ones
+    from starting, so that the child sees each publication entirely or not at all."""
+    _applying.acquire()
+
+
+def after_fork_in_parent() -> None:
+    _applying.release()
+
+
+def after_fork_in_child() -> None:
     """A forked child has only the thread that forked: a publication or a call that another
     thread of the parent was in does not go on in the child, and must not hold it up."""
-    global _publishing
+    global _publishing, _applying
     _publishing = threading.Lock()
+    _applying = threading.RLock()
     READERS.reset()
     EPOCH[0] += EPOCH[0] & 1
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=before_fork, after_in_parent=after_fork_in_parent, after_in_child=after_fork_in_child
+    )
 
 
 class Changes:
@@ -197,19 +218,20 @@ def publish(
         try:
             if expected is not None and any(p._value is not v for p, v in expected):
                 return False
-            EPOCH[0] += 1
-            try:
-                for param, value in updates:
-                    param._value = value
-                for param, _ in updates:
-                    for ref in param._watchers:
-                        changes = ref()
-                        if changes is not None:
-                            changes.count += 1
-                if commit is not None:
-                    commit()
-            finally:
+            with _applying:
                 EPOCH[0] += 1
+                try:
+                    for param, value in updates:
+                        param._value = value
+                    for param, _ in updates:
+                        for ref in param._watchers:
+                            changes = ref()
+                            if changes is not None:
+                                changes.count += 1
+                    if commit is not None:
+                        commit()
+                finally:
+                    EPOCH[0] += 1
         finally:
             READERS.admit()
     return True

@@ -2,8 +2,10 @@
 
 Exporters surround a GRU with small computations on shapes (``Shape -> Gather -> Unsqueeze ->
 Concat -> ConstantOfShape`` for a zero initial state, ``Range`` for a step mask...). They are
-evaluated here on :class:`Const`, :class:`Sym` and :class:`Fill` values; every result the
-importer computes itself is bounded by ``MAX_FOLDED_ELEMENTS``.
+evaluated here on :class:`Const`, :class:`Sym` and :class:`Fill` values. Every array the
+importer computes is charged to the :class:`Budget` of the graph's reading before its memory is
+spent: at most ``MAX_FOLDED_ELEMENTS`` elements each, ``MAX_FOLDED_TOTAL`` in all (results stay
+alive while the graph is read, so bounding each alone would not bound their sum).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._load import MAX_FOLDED_ELEMENTS, TENSOR_TYPES
+from ._load import MAX_FOLDED_ELEMENTS, MAX_FOLDED_TOTAL, TENSOR_TYPES, element_count
 from ._values import Const, Dim, Fill, Sym
 
 _INT_LIMIT = 1 << 62  # Slice ends beyond this mean "to the end"
@@ -28,13 +30,28 @@ def guard(shape: Any, what: str) -> tuple:
     dims = tuple(int(d) for d in shape)
     if any(d < 0 for d in dims):
         raise Unfoldable(f"{what}: negative dimension in {dims}")
-    count = 1
-    for d in dims:
-        count *= d
-        if count > MAX_FOLDED_ELEMENTS:
-            raise Unfoldable(f"{what}: a tensor of shape {dims} is larger than the {MAX_FOLDED_ELEMENTS} "
-                             "elements the importer computes")
+    if element_count(dims, MAX_FOLDED_ELEMENTS) is None:
+        raise Unfoldable(f"{what}: a tensor of shape {dims} is larger than the {MAX_FOLDED_ELEMENTS} "
+                         "elements the importer computes")
     return dims
+
+
+class Budget:
+    """The elements the importer may still compute while reading one graph (MAX_FOLDED_TOTAL to
+    begin with). :meth:`take` charges each array before it is made."""
+
+    def __init__(self) -> None:
+        self.left = MAX_FOLDED_TOTAL
+
+    def take(self, shape: Any, what: str) -> tuple:
+        """``shape`` as a tuple of ints (see :func:`guard`), its elements charged."""
+        dims = guard(shape, what)
+        count = element_count(dims, MAX_FOLDED_ELEMENTS)
+        if count > self.left:
+            raise Unfoldable(f"{what}: a tensor of shape {dims} would take the importer past the "
+                             f"{MAX_FOLDED_TOTAL} elements it computes for a whole graph")
+        self.left -= count
+        return dims
 
 
 def items(value: Any, what: str) -> list:
@@ -84,11 +101,11 @@ def _clamp(bound: int) -> int:
 
 
 # -------------------------------------------------------------------------------- operators
-def _arith(op: str, a: Any, b: Any) -> Any:
+def _arith(op: str, a: Any, b: Any, budget: Budget) -> Any:
     """Elementwise arithmetic where one side may hold Dims (shape arithmetic)."""
     if isinstance(a, Const) and isinstance(b, Const):
         x, y = a.array, b.array
-        guard(np.broadcast_shapes(np.shape(x), np.shape(y)), op)
+        budget.take(np.broadcast_shapes(np.shape(x), np.shape(y)), op)
         if op == "Div" and np.issubdtype(np.result_type(x, y), np.integer):
             return Const(np.trunc(np.divide(x, y)).astype(np.result_type(x, y)))
         fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op]
@@ -105,7 +122,7 @@ def _arith(op: str, a: Any, b: Any) -> Any:
     out = []
     for x, y in zip(xs, ys):
         if not isinstance(x, Dim) and not isinstance(y, Dim):
-            out.append(int(_arith(op, Const(np.int64(x)), Const(np.int64(y))).array))
+            out.append(int(_arith(op, Const(np.int64(x)), Const(np.int64(y)), budget).array))
         elif op == "Add" and isinstance(x, Dim) != isinstance(y, Dim):
             out.append(x.plus(y) if isinstance(x, Dim) else y.plus(x))
         elif op == "Sub" and isinstance(x, Dim) and not isinstance(y, Dim):
@@ -119,11 +136,14 @@ def _arith(op: str, a: Any, b: Any) -> Any:
     return sym_or_const(out, scalar)
 
 
-def _gather(data: Any, indices: Any, axis: int) -> Any:
+def _gather(data: Any, indices: Any, axis: int, budget: Budget) -> Any:
     idx = np.asarray(ints(indices, "Gather indices")).reshape(np.shape(indices.array)
                                                               if isinstance(indices, Const) else -1)
     if isinstance(data, Const):
-        return Const(np.take(data.array, idx, axis=norm_axis(axis, data.array.ndim, "Gather")))
+        axis = norm_axis(axis, data.array.ndim, "Gather")
+        shape = data.array.shape
+        budget.take(shape[:axis] + idx.shape + shape[axis + 1:], "Gather")
+        return Const(np.take(data.array, idx, axis=axis))
     if isinstance(data, Sym):
         values = list(data.items)
         picked = [values[int(i)] for i in idx.reshape(-1)]
@@ -167,9 +187,9 @@ def _unsqueeze(data: Any, axes: list[int]) -> Any:
     raise Unfoldable("Unsqueeze")
 
 
-def _concat(args: list, axis: int) -> Any:
+def _concat(args: list, axis: int, budget: Budget) -> Any:
     if all(isinstance(a, Const) for a in args):
-        guard((sum(np.size(a.array) for a in args),), "Concat")
+        budget.take((sum(np.size(a.array) for a in args),), "Concat")
         return Const(np.concatenate([a.array for a in args], axis=axis))
     if all(isinstance(a, (Const, Sym)) for a in args):
         return sym_or_const([v for a in args for v in items(a, "Concat")], False)
@@ -202,7 +222,7 @@ def _slice(data: Any, starts: list, ends: list, axes: list | None, steps: list |
     raise Unfoldable("Slice")
 
 
-def _reshape(data: Any, shape: list, allowzero: bool) -> Any:
+def _reshape(data: Any, shape: list, allowzero: bool, budget: Budget) -> Any:
     src = list(data.array.shape) if isinstance(data, Const) else list(data.dims)
     out = []
     for i, d in enumerate(shape):
@@ -210,6 +230,8 @@ def _reshape(data: Any, shape: list, allowzero: bool) -> Any:
     if isinstance(data, Const):
         if any(isinstance(d, Dim) for d in out):
             raise Unfoldable("Reshape of a constant to a symbolic shape")
+        if not data.array.flags.c_contiguous:  # then the reshape may copy
+            budget.take(data.array.shape, "Reshape")
         return Const(data.array.reshape(out))
     if isinstance(data, Fill):
         if out.count(-1) == 1:
@@ -240,19 +262,19 @@ def _transpose(data: Any, perm: list | None) -> Any:
     raise Unfoldable("Transpose")
 
 
-def _filled(value: np.ndarray, dims: list, what: str) -> Any:
+def _filled(value: np.ndarray, dims: list, what: str, budget: Budget) -> Any:
     if any(isinstance(d, Dim) for d in dims):
         return Fill(value.reshape(-1)[0].item(), tuple(dims), value.dtype)
-    return Const(np.full(guard(dims, what), value.reshape(-1)[0], dtype=value.dtype))
+    return Const(np.full(budget.take(dims, what), value.reshape(-1)[0], dtype=value.dtype))
 
 
-def _constant_of_shape(shape: Any, attrs: dict) -> Any:
+def _constant_of_shape(shape: Any, attrs: dict, budget: Budget) -> Any:
     value = attrs.get("value")
     value = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)[:1]
-    return _filled(value, items(shape, "ConstantOfShape shape"), "ConstantOfShape")
+    return _filled(value, items(shape, "ConstantOfShape shape"), "ConstantOfShape", budget)
 
 
-def _expand(data: Any, shape: Any) -> Any:
+def _expand(data: Any, shape: Any, budget: Budget) -> Any:
     if not isinstance(data, Const):
         raise Unfoldable("Expand")
     arr = data.array
@@ -262,17 +284,17 @@ def _expand(data: Any, shape: Any) -> Any:
         src = [1] * (rank - arr.ndim) + list(arr.shape)
         target = [1] * (rank - len(target)) + target
         dims = [t if s == 1 else s for s, t in zip(src, target)]
-        return _filled(arr, dims, "Expand")
-    target = guard(np.broadcast_shapes(arr.shape, tuple(ints(shape, "Expand shape"))), "Expand")
+        return _filled(arr, dims, "Expand", budget)
+    target = budget.take(np.broadcast_shapes(arr.shape, tuple(ints(shape, "Expand shape"))), "Expand")
     return Const(np.broadcast_to(arr, target).copy())
 
 
-def _range(start: Any, limit: Any, delta: Any) -> Any:
+def _range(start: Any, limit: Any, delta: Any, budget: Budget) -> Any:
     s, lim, d = (items(v, "Range") for v in (start, limit, delta))
     if any(isinstance(v, Dim) for v in s + d) or isinstance(lim[0], Dim):
         raise Unfoldable("Range over a symbolic size")
     count = max(0, int(np.ceil((lim[0] - s[0]) / d[0]))) if d[0] else 0
-    guard((count,), "Range")
+    budget.take((count,), "Range")
     return Const(np.arange(s[0], lim[0], d[0], dtype=np.asarray(start.array).dtype))
 
 
@@ -285,8 +307,9 @@ _UNARY: dict[str, Callable] = {"Not": np.logical_not, "Neg": np.negative, "Abs":
                                "Reciprocal": np.reciprocal, "Floor": np.floor, "Ceil": np.ceil}
 
 
-def fold(op: str, args: list, attrs: dict, opset: int) -> list | None:
-    """Evaluate ``op`` on shape-side values; None when an argument is not shape-side."""
+def fold(op: str, args: list, attrs: dict, opset: int, budget: Budget) -> list | None:
+    """Evaluate ``op`` on shape-side values, its arrays charged to ``budget``; None when an
+    argument is not shape-side."""
     present = [a for a in args if a is not None]
     if not all(isinstance(a, (Const, Sym, Fill)) for a in present):
         return None
@@ -306,9 +329,9 @@ def fold(op: str, args: list, attrs: dict, opset: int) -> list | None:
         end = rank if end is None or end >= rank else end % rank if end < 0 else end
         return [sym_or_const(dims[start:end], False)]
     if op in ("Add", "Sub", "Mul", "Div"):
-        return [_arith(op, args[0], args[1])]
+        return [_arith(op, args[0], args[1], budget)]
     if op == "Gather":
-        return [_gather(args[0], args[1], attrs.get("axis", 0))]
+        return [_gather(args[0], args[1], attrs.get("axis", 0), budget)]
     if op in ("Squeeze", "Unsqueeze"):
         axes = attrs.get("axes")
         if len(args) > 1 and args[1] is not None:
@@ -317,7 +340,7 @@ def fold(op: str, args: list, attrs: dict, opset: int) -> list | None:
             return [_squeeze(args[0], None if axes is None else list(axes))]
         return [_unsqueeze(args[0], list(axes or []))]
     if op == "Concat":
-        return [_concat(present, attrs.get("axis", 0))]
+        return [_concat(present, attrs.get("axis", 0), budget)]
     if op == "Slice":
         if opset < 10:
             starts, ends, axes, steps = attrs.get("starts"), attrs.get("ends"), attrs.get("axes"), None
@@ -327,41 +350,43 @@ def fold(op: str, args: list, attrs: dict, opset: int) -> list | None:
             steps = ints(args[4], "Slice steps") if len(args) > 4 and args[4] is not None else None
         return [_slice(args[0], list(starts), list(ends), axes, steps)]
     if op == "Reshape":
-        return [_reshape(args[0], items(args[1], "Reshape shape"), bool(attrs.get("allowzero", 0)))]
+        return [_reshape(args[0], items(args[1], "Reshape shape"), bool(attrs.get("allowzero", 0)), budget)]
     if op == "Transpose":
         return [_transpose(args[0], attrs.get("perm"))]
     if op == "Cast":
-        return [_cast(args[0], attrs["to"])]
+        return [_cast(args[0], attrs["to"], budget)]
     if op == "ConstantOfShape":
-        return [_constant_of_shape(args[0], attrs)]
+        return [_constant_of_shape(args[0], attrs, budget)]
     if op == "Expand":
-        return [_expand(args[0], args[1])]
+        return [_expand(args[0], args[1], budget)]
     if op == "Range":
-        return [_range(*args[:3])]
+        return [_range(*args[:3], budget)]
     if op in ("Identity", "Dropout"):
         return [args[0]]
     if op in _ELEMENTWISE and all(isinstance(a, Const) for a in present):
-        guard(np.broadcast_shapes(*(np.shape(a.array) for a in present)), op)
+        budget.take(np.broadcast_shapes(*(np.shape(a.array) for a in present)), op)
         return [Const(np.asarray(_ELEMENTWISE[op](present[0].array, present[1].array)))]
     if op in _UNARY and isinstance(args[0], Const):
+        budget.take(np.shape(args[0].array), op)
         return [Const(np.asarray(_UNARY[op](args[0].array)))]
     if op == "MatMul" and all(isinstance(a, Const) for a in args):
         a, b = args[0].array, args[1].array
         if a.ndim < 1 or b.ndim < 1:
             raise Unfoldable("MatMul of scalars")
-        guard(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + a.shape[-2:-1] + b.shape[-1:], op)
+        budget.take(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + a.shape[-2:-1] + b.shape[-1:], op)
         return [Const(np.matmul(a, b))]
     if op == "Where" and all(isinstance(a, Const) for a in args):
-        guard(np.broadcast_shapes(*(np.shape(a.array) for a in args)), op)
+        budget.take(np.broadcast_shapes(*(np.shape(a.array) for a in args)), op)
         return [Const(np.where(args[0].array, args[1].array, args[2].array))]
     raise Unfoldable(f"{op} is not evaluated on constants or shapes")
 
 
-def _cast(data: Any, to: int) -> Any:
+def _cast(data: Any, to: int, budget: Budget) -> Any:
     if to not in TENSOR_TYPES:
         raise Unfoldable(f"Cast to data type {to}")
     dtype = np.dtype(TENSOR_TYPES[to][0])
     if isinstance(data, Const):
+        budget.take(np.shape(data.array), "Cast")
         return Const(data.array.astype(dtype))
     if isinstance(data, Fill):
         return Fill(data.value, data.dims, dtype)

@@ -19,6 +19,7 @@ import numpy as np
 MAX_NODES = 100_000
 MAX_TENSOR_ELEMENTS = 1 << 31  # one initializer (8 GiB of float32 would already be present in the file)
 MAX_FOLDED_ELEMENTS = 1 << 24  # a tensor the importer computes itself (shapes, constant folding)
+MAX_FOLDED_TOTAL = 1 << 26  # all the tensors the importer computes for one reading of a graph
 
 TENSOR_TYPES = {  # TensorProto data type -> (numpy dtype, the repeated field holding it when not raw)
     1: (np.float32, "float_data"), 2: (np.uint8, "int32_data"), 3: (np.int8, "int32_data"),
@@ -40,8 +41,10 @@ def load_model(onnx: Any, source: Any) -> Any:
             raise ValueError(f"the bytes are not an ONNX model: {exc}") from None
     elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file: {path!r}")
         if not os.path.isfile(path):
-            raise ValueError(f"no ONNX model file at {path!r}")
+            raise ValueError(f"{path!r} is not an ONNX model file: it is not a regular file")
         try:
             model = onnx.load_model(path, load_external_data=False)
         except Exception as exc:
@@ -75,11 +78,9 @@ def check_tensor(tensor: Any, what: str) -> None:
     dims = [int(d) for d in tensor.dims]
     if any(d < 0 for d in dims):
         raise ValueError(f"{what} has negative dimensions {dims}")
-    count = 1
-    for d in dims:
-        count *= d
-        if count > MAX_TENSOR_ELEMENTS:
-            raise ValueError(f"{what} declares {dims} elements, more than the {MAX_TENSOR_ELEMENTS} allowed")
+    count = element_count(dims, MAX_TENSOR_ELEMENTS)
+    if count is None:
+        raise ValueError(f"{what} declares {dims} elements, more than the {MAX_TENSOR_ELEMENTS} allowed")
     if tensor.data_type not in TENSOR_TYPES:
         raise ValueError(f"{what} has data type {tensor.data_type}, which from_onnx does not read")
     if tensor.HasField("segment"):
@@ -94,6 +95,17 @@ def check_tensor(tensor: Any, what: str) -> None:
     if present != expected:
         unit = "bytes" if tensor.raw_data else "values"
         raise ValueError(f"{what} declares shape {dims} ({expected} {unit}) but holds {present}")
+
+
+def element_count(dims: Any, limit: int) -> int | None:
+    """The number of elements of a tensor of shape ``dims`` (ints >= 0), or None when it is
+    more than ``limit`` (found without multiplying beyond it, however many dimensions)."""
+    count = 1
+    for d in dims:
+        count *= d
+        if count > limit:
+            return None
+    return count
 
 
 class GraphView:

@@ -280,7 +280,10 @@ def _feature_vector(it: _Interpreter, data: Data, const: Const, where: str) -> n
         if size != 1 and label != "F":
             raise ValueError(f"{where}: a constant of shape {arr.shape} varies along the {label} axis of "
                              f"{it._axes(data)}; only per-feature constants are supported")
-    return np.broadcast_to(arr.reshape(-1), (data.width,)).copy() if arr.size in (1, data.width) else None
+    if arr.size not in (1, data.width):
+        return None
+    it.budget.take((data.width,), where)
+    return np.broadcast_to(arr.reshape(-1), (data.width,)).copy()
 
 
 def _op_arith(op: str):
@@ -314,12 +317,14 @@ def _op_arith(op: str):
             if op in ("Add", "Sub"):
                 vec = _feature_vector(it, a, b, where)
                 if vec is not None:
+                    it.budget.take((2 * vec.size,), where)  # negated, then added
                     vec = vec if op == "Add" else -vec
                     bias = vec if expr.bias is None else expr.bias + vec
                     return [a.with_axes(a.axes, expr=PreDense(expr.source, expr.kernel, bias, expr.activation,
                                                               expr.kind))]
             elif c is not None and c != 0:
                 scale = c if op == "Mul" else 1.0 / c
+                it.budget.take((expr.kernel.size + (0 if expr.bias is None else expr.bias.size),), where)
                 bias = None if expr.bias is None else expr.bias * scale
                 return [a.with_axes(a.axes, expr=PreDense(expr.source, expr.kernel * scale, bias, "linear",
                                                           expr.kind))]
@@ -355,6 +360,7 @@ def _op_gemm(it: _Interpreter, args, attrs, where):
     if attrs.get("transA", 0) or data.axes != ("B", "F") or not isinstance(weight, Const):
         raise ValueError(f"{where}: Gemm is supported as a Dense layer: A = (batch, features), B constant")
     kernel = np.asarray(weight.array)
+    it.budget.take(kernel.shape, where)
     kernel = (kernel.T if attrs.get("transB", 0) else kernel) * attrs.get("alpha", 1.0)
     if kernel.ndim != 2 or kernel.shape[0] != data.width:
         raise ValueError(f"{where}: B of shape {weight.array.shape} does not fit {data.width} features")
@@ -362,6 +368,7 @@ def _op_gemm(it: _Interpreter, args, attrs, where):
     if len(args) > 2 and args[2] is not None:
         if not isinstance(args[2], Const):
             raise ValueError(f"{where}: Gemm's C must be constant")
+        it.budget.take((2 * args[2].array.size,), where)  # C scaled, then broadcast
         c = np.asarray(args[2].array) * attrs.get("beta", 1.0)
         if c.size not in (1, kernel.shape[1]) or (c.ndim == 2 and c.shape[0] != 1):
             raise ValueError(f"{where}: C of shape {c.shape} is not a per-unit bias")
@@ -461,14 +468,13 @@ def _op_gru(it: _Interpreter, args, attrs, where):
                                  attrs.get("activation_beta") or [])
     lengths = None if seq is None else it.lengths(seq, where)
     source = it.chain(it.single(x, where), where)
-    dtype = np.float64 if it.dtype == "float64" else np.float32
     directions = []
     for d in range(nd):
         reverse = direction == "reverse" or d == 1
         directions.append(direction_params(
             hidden, reverse, bool(attrs.get("linear_before_reset", 0)),
             candidate_activation(functions[2 * d + 1], where), gate_activation(functions[2 * d], where),
-            w[d].astype(dtype), r[d].astype(dtype), None if b is None else b.array[d].astype(dtype)))
+            w[d], r[d], None if b is None else b.array[d]))
     record = GruRecord(where, source, tuple(directions), lengths)
     ys = tuple(DirOut(record, d, "Y") for d in range(nd))
     states = tuple(DirOut(record, d, "Y_h") for d in range(nd))

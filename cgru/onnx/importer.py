@@ -51,7 +51,8 @@ def from_onnx(path_or_model: Any) -> Sequential:
     (id 0 = padding) become ``Embedding(mask_zero=True)``.
 
     Raises ValueError naming the first node (index, name, op type) that cannot be represented,
-    and for malformed or oversized models; ImportError when onnx is missing.
+    and for malformed or oversized models (weights beyond the range of the model's dtype
+    included); FileNotFoundError for a missing path; ImportError when onnx is missing.
     """
     onnx = require_onnx()
     model = load_model(onnx, path_or_model)
@@ -61,12 +62,14 @@ def from_onnx(path_or_model: Any) -> Sequential:
         try:
             return _Interpreter(onnx, model, view, time_major, float_ids).run()
         except _Failure as exc:
-            failures.append(exc)
+            # (message, progress, mismatch) only: the exception's traceback holds the failed
+            # reading, whose values would otherwise stay alive through the next readings
+            failures.append((str(exc), exc.progress, exc.mismatch))
             if not exc.mismatch:
                 break
     # report the reading that got furthest (a mismatch only if nothing else went wrong)
-    best = max(failures, key=lambda f: (not f.mismatch, f.progress))
-    raise ValueError(str(best)) from None
+    message, _, _ = max(failures, key=lambda f: (not f[2], f[1]))
+    raise ValueError(message) from None
 
 
 def _opset(model: Any) -> int:
@@ -87,6 +90,7 @@ class _Interpreter:
         self.values: dict[str, Any] = {}
         self.initializers = {t.name: t for t in self.graph.initializer}
         self.materializer = Materializer()
+        self.budget = _fold.Budget()  # what this reading may compute
         self.lengths_uses: list[tuple[str, Lengths | None]] = []
         self.batch = Dim("batch")
         self.time = Dim("time")
@@ -172,17 +176,31 @@ class _Interpreter:
         if name in self.values:
             return self.values[name]
         if name in self.initializers:
-            value = Const(tensor_array(self.onnx, self.initializers[name], f"initializer {name!r}"))
+            value = Const(self._tensor(self.initializers[name], f"initializer {name!r}"))
             self.values[name] = value
             return value
         raise ValueError(f"{where} reads {name!r}, which no node, initializer or graph input provides "
                          "(or a graph input from_onnx does not use as data)")
 
+    def _tensor(self, tensor: Any, what: str) -> np.ndarray:
+        """A tensor of the file as an array; ValueError naming ``what`` when it holds finite
+        floats that the model's dtype cannot (they would become inf)."""
+        array = tensor_array(self.onnx, tensor, what)
+        dtype = np.dtype(self.dtype)
+        if array.dtype.kind == "f" and array.dtype.itemsize > dtype.itemsize and array.size:
+            worst = np.max(np.abs(array), where=np.isfinite(array), initial=0)
+            with np.errstate(over="ignore"):
+                overflows = np.isinf(dtype.type(worst))
+            if overflows:
+                raise ValueError(f"{what} holds values up to {worst:.4g}, beyond the {dtype} range of the "
+                                 f"model (largest {np.finfo(dtype).max:.4g}): they would become inf")
+        return array
+
     def _attributes(self, node: Any, where: str) -> dict:
         attrs = {}
         for attr in node.attribute:
             if attr.type == self.onnx.AttributeProto.TENSOR:
-                attrs[attr.name] = tensor_array(self.onnx, attr.t, f"{where} attribute {attr.name!r}")
+                attrs[attr.name] = self._tensor(attr.t, f"{where} attribute {attr.name!r}")
             elif attr.type in (self.onnx.AttributeProto.GRAPH, self.onnx.AttributeProto.GRAPHS):
                 attrs[attr.name] = None
             else:
@@ -206,7 +224,7 @@ class _Interpreter:
             if op == "Constant":
                 outs = [self._constant(attrs, where)]
             else:
-                outs = _fold.fold(op, args, attrs, self.opset)
+                outs = _fold.fold(op, args, attrs, self.opset, self.budget)
                 if outs is None:
                     handler = HANDLERS.get(op)
                     if handler is None:
@@ -337,7 +355,7 @@ class _Interpreter:
         shape = {"seq": (None, None, self.features), "vec": (None, self.features), "ids": (None, None)}
         model.build(shape[self.input_kind])
         for layer, spec in zip(layers, chain.layers):
-            layer.set_weights([np.asarray(w, dtype=self.dtype) for w in spec.all_weights()])
+            layer.set_weights(spec.all_weights())  # converted to the layer's dtype, and checked
         return model
 
     def _check_lengths(self, chain: Chain) -> None:
