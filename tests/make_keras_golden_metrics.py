@@ -139,7 +139,9 @@ def dataset_key(batches):
             return key
     key = f"d{len(_SEEN)}"
     _SEEN.append((batches, key))
-    DATASETS[key] = [{"y_true": tolist(y), "y_pred": tolist(p), "sample_weight": tolist(w)} for y, p, w in batches]
+    DATASETS[key] = [
+        {"y_true": tolist(y), "y_pred": tolist(p), "sample_weight": tolist(w)} for y, p, w in batches
+    ]
     return key
 
 
@@ -165,7 +167,12 @@ def metric_cases():
     for weights in (None, "sample"):
         tag = "weighted" if weights else "plain"
         reg = regression_batches((3,), sizes, weights)
-        for cls in ("MeanAbsoluteError", "MeanSquaredError", "MeanAbsolutePercentageError", "RootMeanSquaredError"):
+        for cls in (
+            "MeanAbsoluteError",
+            "MeanSquaredError",
+            "MeanAbsolutePercentageError",
+            "RootMeanSquaredError",
+        ):
             add(metric_case(f"{cls}-{tag}", cls, {}, reg))
         seq = regression_batches((4, 2), sizes, weights)
         for cls in ("MeanAbsoluteError", "RootMeanSquaredError"):
@@ -185,7 +192,11 @@ def metric_cases():
             add(metric_case(f"{cls}-binary-{tag}", cls, {}, binary))
             add(metric_case(f"{cls}-multilabel-{tag}", cls, {}, multi))
             add(metric_case(f"{cls}-thresholds-{tag}", cls, {"thresholds": [0.3, 0.5, 0.75]}, multi))
-            add(metric_case(f"{cls}-even-thresholds-{tag}", cls, {"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, multi))
+            add(
+                metric_case(
+                    f"{cls}-even-thresholds-{tag}", cls, {"thresholds": [0.0, 0.25, 0.5, 0.75, 1.0]}, multi
+                )
+            )
             add(metric_case(f"{cls}-top_k-{tag}", cls, {"top_k": 2}, multi))
             add(metric_case(f"{cls}-class_id-{tag}", cls, {"class_id": 1, "thresholds": 0.4}, multi))
         for cls in ("TruePositives", "FalsePositives", "TrueNegatives", "FalseNegatives"):
@@ -292,26 +303,51 @@ def loss_cases():
                             backend.set_keras_mask(pred, tf.constant(mask))
                         value = loss(tf.constant(y), pred, sample_weight=w)
                         values[f"{reduction}{'/masked' if masked else ''}"] = tolist(value.numpy())
-                cases.append({
-                    "class_name": class_name,
-                    "config": config,
-                    "y_true": tolist(y),
-                    "y_pred": tolist(p),
-                    "sample_weight": tolist(w),
-                    "mask": tolist(mask) if sequence else None,
-                    "values": values,
-                    "label": f"{key}/{'seq' if sequence else 'flat'}/{wname}",
-                })
+                cases.append(
+                    {
+                        "class_name": class_name,
+                        "config": config,
+                        "y_true": tolist(y),
+                        "y_pred": tolist(p),
+                        "sample_weight": tolist(w),
+                        "mask": tolist(mask) if sequence else None,
+                        "values": values,
+                        "label": f"{key}/{'seq' if sequence else 'flat'}/{wname}",
+                    }
+                )
     return cases
 
 
 # ------------------------------------------------------------------------------- names
 NAME_IDENTIFIERS = [
-    "auc", "AUC", "precision", "Precision", "recall", "mse", "MSE", "mean_squared_error", "mape", "MAPE",
-    "mean_absolute_percentage_error", "RootMeanSquaredError", "root_mean_squared_error",
-    "top_k_categorical_accuracy", "TopKCategoricalAccuracy", "sparse_top_k_categorical_accuracy",
-    "mae", "MAE", "binary_accuracy", "categorical_accuracy", "true_positives", "Mse", "Auc", "rmse",
-    "accuracy", "acc", "ACC", "Accuracy",
+    "auc",
+    "AUC",
+    "precision",
+    "Precision",
+    "recall",
+    "mse",
+    "MSE",
+    "mean_squared_error",
+    "mape",
+    "MAPE",
+    "mean_absolute_percentage_error",
+    "RootMeanSquaredError",
+    "root_mean_squared_error",
+    "top_k_categorical_accuracy",
+    "TopKCategoricalAccuracy",
+    "sparse_top_k_categorical_accuracy",
+    "mae",
+    "MAE",
+    "binary_accuracy",
+    "categorical_accuracy",
+    "true_positives",
+    "Mse",
+    "Auc",
+    "rmse",
+    "accuracy",
+    "acc",
+    "ACC",
+    "Accuracy",
 ]
 
 
@@ -337,11 +373,13 @@ def name_cases():
 
 # ------------------------------------------------------------------------------ models
 def dense_model(out_units, activation):
-    return keras.Sequential([
-        keras.Input((6, 3)),
-        keras.layers.GRU(4, seed=1),
-        keras.layers.Dense(out_units, activation=activation),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((6, 3)),
+            keras.layers.GRU(4, seed=1),
+            keras.layers.Dense(out_units, activation=activation),
+        ]
+    )
 
 
 def keras_metric(spec):
@@ -368,12 +406,16 @@ def model_case(name, layers_spec, build, compile_spec, batches, evaluate_batch_s
     for x, y, w in batches:
         test = model.test_on_batch(x, y, sample_weight=w, return_dict=True)
         train = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
-        steps.append({
-            "x": tolist(x), "y": tolist(y), "sample_weight": tolist(w),
-            "test": {k: pythonify(v) for k, v in test.items()},
-            "train": {k: pythonify(v) for k, v in train.items()},
-            "weights_after": [a.tolist() for a in model.get_weights()],
-        })
+        steps.append(
+            {
+                "x": tolist(x),
+                "y": tolist(y),
+                "sample_weight": tolist(w),
+                "test": {k: pythonify(v) for k, v in test.items()},
+                "train": {k: pythonify(v) for k, v in train.items()},
+                "weights_after": [a.tolist() for a in model.get_weights()],
+            }
+        )
     case = {
         "name": name,
         "layers": layers_spec,
@@ -385,7 +427,9 @@ def model_case(name, layers_spec, build, compile_spec, batches, evaluate_batch_s
         x = np.concatenate([s[0] for s in batches])
         y = np.concatenate([s[1] for s in batches])
         w = None if batches[0][2] is None else np.concatenate([s[2] for s in batches])
-        logs = model.evaluate(x, y, sample_weight=w, batch_size=evaluate_batch_size, verbose=0, return_dict=True)
+        logs = model.evaluate(
+            x, y, sample_weight=w, batch_size=evaluate_batch_size, verbose=0, return_dict=True
+        )
         case["evaluate"] = {
             "batch_size": evaluate_batch_size,
             "weights": [a.tolist() for a in model.get_weights()],
@@ -399,48 +443,55 @@ def model_cases():
     n = 7
     # binary classification, per-sample weights
     batches = []
-    for k in range(3):
+    for _ in range(3):
         x = f32(rng.standard_normal((n, 6, 3)))
         y = f32(rng.integers(0, 2, (n, 1)))
         batches.append((x, y, f32(rng.uniform(0, 2, n))))
-    cases.append(model_case(
-        "binary",
-        [["GRU", {"units": 4}], ["Dense", {"units": 1, "activation": "sigmoid"}]],
-        lambda: dense_model(1, "sigmoid"),
-        {
-            "loss": "binary_crossentropy",
-            "metrics": ["accuracy", "auc", "precision", "recall", "mse"],
-            "weighted_metrics": ["accuracy", "auc", "mae", "RootMeanSquaredError"],
-        },
-        batches,
-        evaluate_batch_size=5,
-    ))
+    cases.append(
+        model_case(
+            "binary",
+            [["GRU", {"units": 4}], ["Dense", {"units": 1, "activation": "sigmoid"}]],
+            lambda: dense_model(1, "sigmoid"),
+            {
+                "loss": "binary_crossentropy",
+                "metrics": ["accuracy", "auc", "precision", "recall", "mse"],
+                "weighted_metrics": ["accuracy", "auc", "mae", "RootMeanSquaredError"],
+            },
+            batches,
+            evaluate_batch_size=5,
+        )
+    )
     # categorical, weights as a loss reduction, top-k
     batches = []
     for _ in range(2):
         x = f32(rng.standard_normal((n, 6, 3)))
         y = f32(np.eye(4)[rng.integers(0, 4, n)])
         batches.append((x, y, f32(rng.uniform(0, 2, n))))
-    cases.append(model_case(
-        "categorical",
-        [["GRU", {"units": 4}], ["Dense", {"units": 4, "activation": "softmax"}]],
-        lambda: dense_model(4, "softmax"),
-        {
-            "loss": ["CategoricalCrossentropy", {"reduction": "mean_with_sample_weight"}],
-            "metrics": ["acc", "top_k_categorical_accuracy"],
-            "weighted_metrics": ["acc", ["TopKCategoricalAccuracy", {"k": 2, "name": "top2"}]],
-        },
-        batches,
-        evaluate_batch_size=3,
-    ))
+    cases.append(
+        model_case(
+            "categorical",
+            [["GRU", {"units": 4}], ["Dense", {"units": 4, "activation": "softmax"}]],
+            lambda: dense_model(4, "softmax"),
+            {
+                "loss": ["CategoricalCrossentropy", {"reduction": "mean_with_sample_weight"}],
+                "metrics": ["acc", "top_k_categorical_accuracy"],
+                "weighted_metrics": ["acc", ["TopKCategoricalAccuracy", {"k": 2, "name": "top2"}]],
+            },
+            batches,
+            evaluate_batch_size=3,
+        )
+    )
+
     # sequence output with padding (Embedding mask_zero): per-step, then per-sample weights
     def build_sequence():
-        return keras.Sequential([
-            keras.Input((6,)),
-            keras.layers.Embedding(9, 3, mask_zero=True),
-            keras.layers.GRU(4, return_sequences=True, seed=2),
-            keras.layers.Dense(3, activation="softmax"),
-        ])
+        return keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras.layers.Embedding(9, 3, mask_zero=True),
+                keras.layers.GRU(4, return_sequences=True, seed=2),
+                keras.layers.Dense(3, activation="softmax"),
+            ]
+        )
 
     lengths_all = [[6, 3, 1, 5, 6, 2, 4], [2, 6, 6, 1, 3, 5, 4], [4, 4, 6, 2, 1, 3, 6]]
     for weights in ("step", "sample"):
@@ -451,22 +502,27 @@ def model_cases():
             y = f32(rng.integers(0, 3, (n, 6)))
             w = f32(rng.uniform(0, 2, (n, 6) if weights == "step" else (n, 1)))
             batches.append((f32(ids), y, w))
-        cases.append(model_case(
-            f"sequence_masked_{weights}",
-            [
-                ["Embedding", {"input_dim": 9, "output_dim": 3, "mask_zero": True}],
-                ["GRU", {"units": 4, "return_sequences": True}],
-                ["Dense", {"units": 3, "activation": "softmax"}],
-            ],
-            build_sequence,
-            {
-                "loss": "sparse_categorical_crossentropy",
-                "metrics": ["accuracy", "sparse_top_k_categorical_accuracy"],
-                "weighted_metrics": ["accuracy", ["SparseTopKCategoricalAccuracy", {"k": 2, "name": "top2"}]],
-            },
-            batches,
-            evaluate_batch_size=4,
-        ))
+        cases.append(
+            model_case(
+                f"sequence_masked_{weights}",
+                [
+                    ["Embedding", {"input_dim": 9, "output_dim": 3, "mask_zero": True}],
+                    ["GRU", {"units": 4, "return_sequences": True}],
+                    ["Dense", {"units": 3, "activation": "softmax"}],
+                ],
+                build_sequence,
+                {
+                    "loss": "sparse_categorical_crossentropy",
+                    "metrics": ["accuracy", "sparse_top_k_categorical_accuracy"],
+                    "weighted_metrics": [
+                        "accuracy",
+                        ["SparseTopKCategoricalAccuracy", {"k": 2, "name": "top2"}],
+                    ],
+                },
+                batches,
+                evaluate_batch_size=4,
+            )
+        )
     # sequence regression without padding, loss reduction "sum"
     batches = []
     for _ in range(2):
@@ -475,23 +531,27 @@ def model_cases():
         batches.append((x, y, f32(rng.uniform(0, 2, (n, 6)))))
 
     def build_regression():
-        return keras.Sequential([
-            keras.Input((6, 3)),
-            keras.layers.GRU(4, return_sequences=True, seed=3),
-            keras.layers.Dense(2),
-        ])
+        return keras.Sequential(
+            [
+                keras.Input((6, 3)),
+                keras.layers.GRU(4, return_sequences=True, seed=3),
+                keras.layers.Dense(2),
+            ]
+        )
 
-    cases.append(model_case(
-        "sequence_regression",
-        [["GRU", {"units": 4, "return_sequences": True}], ["Dense", {"units": 2}]],
-        build_regression,
-        {
-            "loss": ["MeanSquaredError", {"reduction": "sum"}],
-            "metrics": ["mae", "mape", "RootMeanSquaredError"],
-            "weighted_metrics": ["mse", "mae"],
-        },
-        batches,
-    ))
+    cases.append(
+        model_case(
+            "sequence_regression",
+            [["GRU", {"units": 4, "return_sequences": True}], ["Dense", {"units": 2}]],
+            build_regression,
+            {
+                "loss": ["MeanSquaredError", {"reduction": "sum"}],
+                "metrics": ["mae", "mape", "RootMeanSquaredError"],
+                "weighted_metrics": ["mse", "mae"],
+            },
+            batches,
+        )
+    )
     return cases
 
 
@@ -505,8 +565,10 @@ def main():
         "models": model_cases(),
     }
     OUT.write_text(json.dumps(data, separators=(",", ":")) + "\n")
-    print(f"wrote {OUT} ({OUT.stat().st_size // 1024} KiB): {len(data['metrics'])} metric cases, "
-          f"{len(data['losses'])} loss cases, {len(data['models'])} models")
+    print(
+        f"wrote {OUT} ({OUT.stat().st_size // 1024} KiB): {len(data['metrics'])} metric cases, "
+        f"{len(data['losses'])} loss cases, {len(data['models'])} models"
+    )
 
 
 if __name__ == "__main__":

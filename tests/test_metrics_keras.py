@@ -31,15 +31,24 @@ def build(case):
 
 def assert_close(got, want, what):
     # Keras accumulates in float32; cgru's state is float64
-    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=2e-5, atol=2e-6,
-                               err_msg=what)
+    np.testing.assert_allclose(
+        np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=2e-5, atol=2e-6, err_msg=what
+    )
 
 
 def test_the_golden_data_covers_the_keras_metrics():
     assert GOLDEN["keras_version"].startswith("3.")
     names = {case["class_name"] for case in CASES.values()}
-    assert {"AUC", "Precision", "Recall", "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy",
-            "MeanSquaredError", "MeanAbsolutePercentageError", "RootMeanSquaredError"} <= names
+    assert {
+        "AUC",
+        "Precision",
+        "Recall",
+        "TopKCategoricalAccuracy",
+        "SparseTopKCategoricalAccuracy",
+        "MeanSquaredError",
+        "MeanAbsolutePercentageError",
+        "RootMeanSquaredError",
+    } <= names
     assert any(case["name"].endswith("sequence-steps") for case in CASES.values())
 
 

@@ -55,8 +55,10 @@ WEIGHT_SHAPES = {"none": None, "sample": (4,), "sample_col": (4, 1), "step": (4,
 
 @pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight"])
 @pytest.mark.parametrize("weights", list(WEIGHT_SHAPES))
-@pytest.mark.parametrize("name", ["mse", "huber", "binary_crossentropy", "sparse_categorical_crossentropy",
-                                  "categorical_crossentropy"])
+@pytest.mark.parametrize(
+    "name",
+    ["mse", "huber", "binary_crossentropy", "sparse_categorical_crossentropy", "categorical_crossentropy"],
+)
 def test_weighted_loss_gradient_finite_differences(rng, name, weights, reduction):
     loss = losses.get(name)
     loss.reduction = reduction
@@ -78,7 +80,7 @@ def test_weighted_loss_gradient_finite_differences(rng, name, weights, reduction
             up, down = p.copy(), p.copy()
             up[i] += 1e-6
             down[i] -= 1e-6
-            f = (loss(y, up, sample_weight=w, mask=mask) - loss(y, down, sample_weight=w, mask=mask))
+            f = loss(y, up, sample_weight=w, mask=mask) - loss(y, down, sample_weight=w, mask=mask)
             numeric[i] = f / 2e-6
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
@@ -136,8 +138,10 @@ def build_model(case, ops):
     def metric(m):
         return m if isinstance(m, str) else getattr(metrics, m[0])(**m[1])
 
-    loss = spec["loss"] if isinstance(spec["loss"], str) else losses.get(
-        {"class_name": spec["loss"][0], "config": spec["loss"][1]}
+    loss = (
+        spec["loss"]
+        if isinstance(spec["loss"], str)
+        else losses.get({"class_name": spec["loss"][0], "config": spec["loss"][1]})
     )
     model.compile(
         optimizer=optimizers.SGD(0.5),
@@ -169,9 +173,13 @@ def test_train_and_test_on_batch_match_keras(ops, name):
     for k, step in enumerate(case["steps"]):
         x, y, w = inputs(case, step)
         assert_logs(model.test_on_batch(x, y, sample_weight=w, return_dict=True), step["test"], f"test {k}")
-        assert_logs(model.train_on_batch(x, y, sample_weight=w, return_dict=True), step["train"], f"train {k}")
+        assert_logs(
+            model.train_on_batch(x, y, sample_weight=w, return_dict=True), step["train"], f"train {k}"
+        )
         for j, (got, want) in enumerate(zip(model.get_weights(), step["weights_after"])):
-            np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=2e-6, err_msg=f"step {k} weight {j}")
+            np.testing.assert_allclose(
+                got, np.asarray(want), rtol=1e-4, atol=2e-6, err_msg=f"step {k} weight {j}"
+            )
 
 
 class WeightedArrays:
@@ -225,7 +233,10 @@ def test_metric_names_resolve_as_keras():
 def test_whole_model_weighted_gradient_finite_differences(ops, rng, reduction, per_step):
     """float64, padded sequence output: the gradient is that of the weighted, masked loss."""
     model = Sequential(
-        [GRU(3, return_sequences=True, dtype="float64", seed=1, input_shape=(5, 2)), Dense(2, dtype="float64", seed=3)],
+        [
+            GRU(3, return_sequences=True, dtype="float64", seed=1, input_shape=(5, 2)),
+            Dense(2, dtype="float64", seed=3),
+        ],
         device=ops.name,
     )
     model.set_weights([w + 0.1 * rng.standard_normal(w.shape) for w in model.get_weights()])
@@ -258,10 +269,16 @@ def test_weights_of_padded_steps_and_their_values_never_count(ops, rng):
     """Per-sample weights on a padded sequence output (Keras 3 cannot: it needs (B, 1)):
     the loss is sum(w*m*v)/sum(m), a weighted metric sum(w*m*v)/sum(w*m), an unweighted one
     sum(m*v)/sum(m); NaN in the padded targets changes nothing."""
-    model = Sequential([GRU(3, return_sequences=True, input_shape=(5, 2), seed=1), Dense(2, seed=2)],
-                       device=ops.name)
-    model.compile(optimizer="sgd", loss="mse", metrics=["mae"], weighted_metrics=["mae", "RootMeanSquaredError"])
-    x, y = rng.standard_normal((4, 5, 2)).astype(np.float32), rng.standard_normal((4, 5, 2)).astype(np.float32)
+    model = Sequential(
+        [GRU(3, return_sequences=True, input_shape=(5, 2), seed=1), Dense(2, seed=2)], device=ops.name
+    )
+    model.compile(
+        optimizer="sgd", loss="mse", metrics=["mae"], weighted_metrics=["mae", "RootMeanSquaredError"]
+    )
+    x, y = (
+        rng.standard_normal((4, 5, 2)).astype(np.float32),
+        rng.standard_normal((4, 5, 2)).astype(np.float32),
+    )
     lengths = np.array([5, 1, 3, 4])
     w = np.array([0.5, 2.0, 1.0, 0.0])
     poisoned = y.copy()

@@ -6,10 +6,10 @@ import pytest
 
 import cgru
 from cgru import GRU, Dense, Sequential, callbacks, optimizers
-from cgru.training import loop, step
-from cgru.training.data import ArrayBatches, Batch, split_validation
 from cgru.metrics import Mean, MetricState
+from cgru.training import loop, step
 from cgru.training.compiled import BoundMetric
+from cgru.training.data import ArrayBatches, Batch, split_validation
 from cgru.training.logs import BatchResult, LogsAccumulator
 from cgru.training.strategy import LocalStrategy
 

@@ -122,6 +122,8 @@ class MeanMetricWrapper(Mean):
     def from_config(cls, config: dict) -> MeanMetricWrapper:
         from .registry import get_registered
 
+        if "fn" not in config:  # a subclass that names its own function (the built-ins)
+            return cls(**config)
         config = dict(config)
         return cls(get_registered(config.pop("fn")), **config)
 
