@@ -82,6 +82,8 @@ def test_states_merge_by_their_aggregation():
         metrics.Mean().add_variable((), aggregation="mean")
     with pytest.raises(ValueError, match="2 state variables"):
         metrics.Mean().set_state([np.zeros(())])
+    with pytest.raises(ValueError, match="state shapes"):
+        metrics.Mean().stateless_result([np.zeros(2), np.zeros(())])
 
 
 def test_metric_variables_read_like_keras_variables():

@@ -97,6 +97,9 @@ class MetricVariable:
         return self._value.copy()
 
     def assign(self, value: Any) -> None:
+        if isinstance(value, np.ndarray) and value.shape == self.shape:  # the common case, fast
+            self._value = value.astype(self.dtype, copy=True)
+            return
         value = np.asarray(to_host(value), dtype=self.dtype)
         if value.shape != self.shape:
             try:
@@ -268,9 +271,10 @@ class Metric:
 
     def get_state(self) -> MetricState:
         """A copy of the state."""
-        return MetricState(
-            tuple(v.numpy() for v in self._variables), tuple(v.aggregation for v in self._variables)
-        )
+        return MetricState(tuple([v._value.copy() for v in self._variables]), self._aggregations())
+
+    def _aggregations(self) -> tuple:
+        return tuple([v.aggregation for v in self._variables])
 
     def set_state(self, state: MetricState | Iterable) -> None:
         """Replace the state by ``state`` (a :class:`MetricState` or arrays in variable order)."""
@@ -295,14 +299,15 @@ class Metric:
     def batch_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> MetricState:
         """What one batch adds: the state a freshly reset metric reaches after updating on it.
         This metric's own state is left as it was."""
-        saved = self.get_state()
+        saved = self._held()
         self.reset_state()
         try:
             self.update_state(y_true, y_pred, sample_weight=sample_weight)
-            return self.get_state()
+            # the arrays a reset made fresh: no one else holds them
+            return MetricState(tuple(self._held()), self._aggregations())
         finally:
-            if len(saved.values) == len(self._variables):
-                self.set_state(saved)
+            if len(saved) == len(self._variables):
+                self._hold(saved)
             else:  # the update created the variables
                 self.reset_state()
 
@@ -310,30 +315,48 @@ class Metric:
         self, metric_variables: Any, y_true: Any, y_pred: Any, sample_weight: Any = None
     ) -> list:
         """Keras's stateless form: the state arrays after updating ``metric_variables``."""
-        return self._on_state(
-            metric_variables, lambda: self.update_state(y_true, y_pred, sample_weight=sample_weight)
-        )
+        saved = self._held()
+        self.set_state(metric_variables)
+        try:
+            self.update_state(y_true, y_pred, sample_weight=sample_weight)
+            return self._held()
+        finally:
+            self._hold(saved)
 
     def stateless_result(self, metric_variables: Any) -> Any:
-        """Keras's stateless form: :meth:`result` of the state ``metric_variables``."""
-        return self._on_state(metric_variables, self.result, want_result=True)
+        """Keras's stateless form: :meth:`result` of the state ``metric_variables`` (which
+        ``result`` reads, never changes)."""
+        raw = list(metric_variables.values if isinstance(metric_variables, MetricState) else metric_variables)
+        values = [np.asarray(to_host(v), dtype=var.dtype) for v, var in zip(raw, self._variables)]
+        wanted = [var.shape for var in self._variables]
+        if len(raw) != len(wanted) or [v.shape for v in values] != wanted:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} has state shapes {wanted}, got "
+                f"{[np.shape(v) for v in raw]}"
+            )
+        saved = self._held()
+        self._hold(values)
+        try:
+            return self.result()
+        finally:
+            self._hold(saved)
 
     def stateless_reset_state(self) -> list:
         """Keras's stateless form: the state arrays after a reset."""
-        saved = self.get_state()
+        saved = self._held()
         self.reset_state()
-        fresh = [v.numpy() for v in self._variables]
-        self.set_state(saved)
+        fresh = self._held()
+        self._hold(saved)
         return fresh
 
-    def _on_state(self, metric_variables: Any, fn: Any, want_result: bool = False) -> Any:
-        saved = self.get_state()
-        self.set_state(metric_variables)
-        try:
-            out = fn()
-            return out if want_result else [v.numpy() for v in self._variables]
-        finally:
-            self.set_state(saved)
+    def _held(self) -> list:
+        """The variables' arrays themselves (not copies)."""
+        return [v._value for v in self._variables]
+
+    def _hold(self, arrays: list) -> None:
+        """Let the variables hold ``arrays`` (as they are: not copied)."""
+        for v, a in zip(self._variables, arrays):
+            v._value = a
 
     # ------------------------------------------------------------------------------ the rest
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
