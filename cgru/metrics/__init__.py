@@ -120,22 +120,7 @@ def _names() -> dict[str, type]:
 NAMES = _names()
 ACCURACY = ("accuracy", "acc")
 
-register_builtin(
-    *_BY_NAME_CLASSES,
-    Accuracy,
-    Mean,
-    Sum,
-    MeanMetricWrapper,
-    accuracy,
-    binary_accuracy,
-    categorical_accuracy,
-    sparse_categorical_accuracy,
-    top_k_categorical_accuracy,
-    sparse_top_k_categorical_accuracy,
-    mean_absolute_error,
-    mean_squared_error,
-    mean_absolute_percentage_error,
-)
+register_builtin(*_BY_NAME_CLASSES, Accuracy, Mean, Sum, MeanMetricWrapper)
 
 
 def _is_accuracy(identifier: Any) -> bool:

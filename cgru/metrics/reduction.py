@@ -108,24 +108,11 @@ class MeanMetricWrapper(Mean):
         super().update_state(values, sample_weight=sample_weight)
 
     def get_config(self) -> dict:
-        from .registry import registered_name
-
-        fn_name = registered_name(self._fn)
-        if fn_name is None:
-            raise ValueError(
-                f"metric {self.name!r} wraps {self._fn!r}, which is not registered: decorate the "
-                "function with @cgru.metrics.register_metric to save it"
-            )
-        return {**super().get_config(), "fn": fn_name, **self._fn_kwargs}
-
-    @classmethod
-    def from_config(cls, config: dict) -> MeanMetricWrapper:
-        from .registry import get_registered
-
-        if "fn" not in config:  # a subclass that names its own function (the built-ins)
-            return cls(**config)
-        config = dict(config)
-        return cls(get_registered(config.pop("fn")), **config)
+        raise ValueError(
+            f"metric {self.name!r} wraps the function {getattr(self._fn, '__name__', self._fn)!r}, which a "
+            "file cannot name: subclass MeanMetricWrapper and register the subclass "
+            "(@cgru.metrics.register_metric) to save it"
+        )
 
 
 __all__ = ["Mean", "MeanMetricWrapper", "Sum", "reduce_to_samplewise_values"]
