@@ -224,9 +224,11 @@ class MonitorCallback(Callback):
             return self.mode
         name = self.monitor.removeprefix("val_")
         direction = "min" if name == "loss" else None
-        compiled = getattr(self.model, "_metrics", None) or []
-        for identifier in compiled:
-            if _metrics.name_of(identifier) == name:
+        plain = getattr(self.model, "_metrics", None) or []
+        weighted = getattr(self.model, "_weighted_metrics", None) or []
+        keys = _metrics.log_names(plain, weighted)
+        for key, identifier in zip(keys, [*plain, *weighted]):
+            if key == name:
                 found = _metrics.direction_of(identifier)
                 if found is not None:
                     direction = "max" if found == "up" else "min"
@@ -234,7 +236,7 @@ class MonitorCallback(Callback):
             raise ValueError(
                 f"{type(self).__name__} received monitor={self.monitor!r}, but cannot tell whether "
                 "it should be maximized or minimized (it is neither the loss nor a compiled metric "
-                f"with a known direction; compiled metrics: {[_metrics.name_of(m) for m in compiled]}). "
+                f"with a known direction; compiled metrics: {keys}). "
                 "Pass mode='max' to monitor the highest value, or mode='min' for the lowest."
             )
         return direction

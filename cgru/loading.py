@@ -50,6 +50,7 @@ def _compile_as_saved(model: Sequential, compile_config: Any, where: str) -> Non
             optimizer=compile_config["optimizer"],
             loss=compile_config["loss"],
             metrics=compile_config.get("metrics") or None,
+            weighted_metrics=compile_config.get("weighted_metrics") or None,
         )
     except _CONFIG_ERRORS as exc:
         raise ValueError(f"{where}: cannot compile the model as saved: {_describe(exc)}") from exc

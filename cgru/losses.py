@@ -12,13 +12,16 @@ By name (``compile(loss="mse")``) or object (``losses.Huber(delta=2.0)``):
 ==================================  ===============================================
 
 Each loss reduces the last axis to one value per sample (per time step for sequence outputs),
-then applies the reduction: ``"sum_over_batch_size"`` (Keras's default: the mean of those
-values), ``"sum"`` or ``"none"``. With ``mask`` (right-padded sequence outputs, from
-``lengths=``) the padded steps are left out: the mean runs over the valid steps only, as Keras
-does with masks. ``eps`` is :func:`cgru.config.epsilon` (1e-7).
+then weighs and reduces those values as Keras 3 does (:mod:`cgru.sample_weights`):
+``"sum_over_batch_size"`` (the default: ``sum(w * v)`` over the number of values, not over the
+sum of the weights), ``"mean_with_sample_weight"``, ``"sum"`` or ``"none"``. With ``mask``
+(right-padded sequence outputs, from ``lengths=``) the padded steps are left out: the mean runs
+over the valid steps only, as Keras does with masks. ``eps`` is :func:`cgru.config.epsilon`
+(1e-7).
 
-``loss(y_true, y_pred)`` returns the reduced value; ``loss.value_and_grad(y_true, y_pred,
-mask=None)`` also returns the gradient with respect to ``y_pred`` (what ``fit`` uses).
+``loss(y_true, y_pred, sample_weight=None)`` returns the reduced value;
+``loss.value_and_grad(y_true, y_pred, mask=None, sample_weight=None)`` also returns the gradient
+of the weighted loss with respect to ``y_pred`` (what ``fit`` uses).
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ from typing import Any
 import numpy as np
 
 from . import config as _config
+from .sample_weights import reduce_weighted_values, standardize_reduction
 from .validation import xp_of
-
-REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none")
 
 
 def align_targets(y_true: Any, y_pred: Any, sparse: bool = False, what: str = "y") -> Any:
@@ -105,52 +107,52 @@ class Loss:
 
     sparse = False
 
-    def __init__(self, reduction: str = "sum_over_batch_size", name: str | None = None) -> None:
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {reduction!r}; known: {REDUCTIONS}")
-        self.reduction = reduction
+    def __init__(self, reduction: str | None = "sum_over_batch_size", name: str | None = None) -> None:
+        self.reduction = standardize_reduction(reduction)
         self.name = name or _snake(type(self).__name__)
 
     def _values(self, xp: Any, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
         raise NotImplementedError
 
-    def _weights(self, xp: Any, shape: tuple, mask: Any, dtype: Any) -> Any:
-        """Per-value weights implementing the reduction (None for "none")."""
-        if mask is not None:
-            mask = xp.asarray(mask, dtype=dtype)
-            if tuple(mask.shape) != tuple(shape):
-                raise ValueError(f"mask must have shape {tuple(shape)}, got {tuple(mask.shape)}")
-        if self.reduction == "sum":
-            return xp.ones(shape, dtype=dtype) if mask is None else mask
-        count = int(np.prod(shape)) if mask is None else float(mask.sum())
-        if mask is None:
-            return xp.full(shape, 1.0 / count if count else 0.0, dtype=dtype)
-        return mask / count if count else mask * 0
+    @staticmethod
+    def _check_mask(mask: Any, shape: tuple) -> None:
+        if mask is not None and tuple(mask.shape) != tuple(shape):
+            raise ValueError(f"mask must have shape {tuple(shape)}, got {tuple(mask.shape)}")
 
-    def __call__(self, y_true: Any, y_pred: Any, mask: Any = None) -> Any:
-        """The reduced loss (a float; per-value array for reduction "none")."""
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None, mask: Any = None) -> Any:
+        """The reduced loss (a float; the weighted per-value array for reduction "none").
+
+        ``sample_weight``: None, a scalar, ``(B,)`` or, for sequence outputs, ``(B, T)``
+        (:mod:`cgru.sample_weights` gives the rules); ``mask``: ``(B, T)`` valid steps.
+        """
         xp = xp_of(y_pred)
         y_pred = xp.asarray(y_pred)
         if y_pred.dtype.kind != "f":
             y_pred = y_pred.astype(_config.floatx())
         y_true = align_targets(y_true, y_pred, self.sparse, "y_true")
+        if mask is not None:
+            mask = xp.asarray(mask)
+            self._check_mask(mask, y_pred.shape[:-1])
         y_true, y_pred = self._masked_inputs(xp, y_true, y_pred, mask)
         values, _ = self._values(xp, y_true, y_pred)
-        if self.reduction == "none":
-            return values if mask is None else values * xp.asarray(mask, dtype=values.dtype)
-        w = self._weights(xp, values.shape, mask, values.dtype)
-        return float((values * w).sum())
+        sample_weight = None if sample_weight is None else xp.asarray(sample_weight)
+        reduced, _ = reduce_weighted_values(xp, values, sample_weight, mask, self.reduction)
+        return reduced
 
-    def value_and_grad(self, y_true: Any, y_pred: Any, mask: Any = None) -> tuple[float, Any]:
-        """``(loss, d loss / d y_pred)`` for already aligned ``y_true`` (see :func:`align_targets`)."""
+    def value_and_grad(
+        self, y_true: Any, y_pred: Any, mask: Any = None, sample_weight: Any = None
+    ) -> tuple[float, Any]:
+        """``(loss, d loss / d y_pred)`` for already aligned ``y_true`` (see :func:`align_targets`),
+        weighted by ``sample_weight`` and ``mask`` as :meth:`__call__`."""
         if self.reduction == "none":
             raise ValueError("a loss with reduction='none' cannot be used for training")
         xp = xp_of(y_pred)
+        self._check_mask(mask, y_pred.shape[:-1])
         y_true, y_pred = self._masked_inputs(xp, y_true, y_pred, mask)
         values, grads = self._values(xp, y_true, y_pred)
-        w = self._weights(xp, values.shape, mask, values.dtype)
-        loss = float((values * w).sum())
-        return loss, grads * w[..., None]
+        loss, coefficients = reduce_weighted_values(xp, values, sample_weight, mask, self.reduction)
+        coefficients = coefficients.reshape(values.shape + (1,) * (grads.ndim - values.ndim))
+        return loss, grads * coefficients
 
     def _masked_inputs(self, xp: Any, y_true: Any, y_pred: Any, mask: Any) -> tuple[Any, Any]:
         """Benign values at masked (padded) entries, so that whatever the model output or the

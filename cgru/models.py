@@ -77,6 +77,7 @@ class Sequential:
         self.optimizer = None
         self.loss = None
         self._metrics: list = []
+        self._weighted_metrics: list = []
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -456,9 +457,18 @@ class Sequential:
                 )
 
     # ------------------------------------------------------------------------- training
-    def compile(self, optimizer: Any = "adam", loss: Any = "mse", metrics: Any = None, **kwargs: Any) -> None:
-        """Choose the optimizer, loss and metrics (names or objects) for ``fit``/``evaluate``."""
-        _training.compile_model(self, optimizer, loss, metrics, **kwargs)
+    def compile(
+        self,
+        optimizer: Any = "adam",
+        loss: Any = "mse",
+        metrics: Any = None,
+        weighted_metrics: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Choose the optimizer, loss and metrics (names, objects or functions, see
+        :mod:`cgru.metrics`) for ``fit``/``evaluate``. ``metrics`` ignore sample weights,
+        ``weighted_metrics`` use them, as in Keras 3."""
+        _training.compile_model(self, optimizer, loss, metrics, weighted_metrics, **kwargs)
 
     @property
     def metrics_names(self) -> list[str]:
@@ -510,13 +520,38 @@ class Sequential:
         or a dict with ``return_dict=True``."""
         return _training.evaluate(self, x, y, batch_size, verbose, lengths, return_dict)
 
-    def train_on_batch(self, x: Any, y: Any, lengths: Any = None) -> Any:
-        """One optimizer step on one batch; returns the loss (and metrics, as ``evaluate``)."""
-        return _training.train_on_batch(self, x, y, lengths)
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        return_dict: bool = False,
+        lengths: Any = None,
+    ) -> Any:
+        """One optimizer step on one batch; returns the loss (and metrics, as ``evaluate``).
 
-    def test_on_batch(self, x: Any, y: Any, lengths: Any = None) -> Any:
-        """The loss (and metrics, as ``evaluate``) on one batch, without training."""
-        return _training.test_on_batch(self, x, y, lengths)
+        ``sample_weight``: ``(B,)``, or ``(B, T)`` for sequence outputs, weighing the loss and
+        the ``weighted_metrics`` as Keras 3 does (see :mod:`cgru.sample_weights`).
+        """
+        return _training.train_on_batch(
+            self, x, y, lengths, sample_weight=sample_weight, return_dict=return_dict
+        )
+
+    def test_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        return_dict: bool = False,
+        lengths: Any = None,
+    ) -> Any:
+        """The loss (and metrics, as ``evaluate``) on one batch, without training
+        (``sample_weight`` as :meth:`train_on_batch`)."""
+        return _training.test_on_batch(
+            self, x, y, lengths, sample_weight=sample_weight, return_dict=return_dict
+        )
 
     def _loss_and_grads(
         self, x: Any, y: Any, lengths: Any, metric_objs: Any = (), pinned: Any = None

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
 #: Minimum seconds between two in-place redraws of a progress bar on a terminal.
 REFRESH_INTERVAL = 0.05
 
@@ -33,8 +35,11 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def format_value(value: float) -> str:
-    """Keras's number format: 4 decimals, or scientific notation for tiny values."""
+def format_value(value: Any) -> str:
+    """Keras's number format: 4 decimals, or scientific notation for tiny values; arrays (a
+    metric at several thresholds) as ``[a b ...]``."""
+    if np.ndim(value):
+        return "[" + " ".join(format_value(v) for v in np.ravel(value)) + "]"
     value = float(value)
     if value != value or abs(value) > 1e-3 or value == 0:
         return f"{value:.4f}"

@@ -198,13 +198,13 @@ def test_loss_gradients_finite_differences(rng, name):
     mask = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 0, 0]], float)
     y_al = losses.align_targets(y, p, loss.sparse)
     value, grad = loss.value_and_grad(y_al, p, mask)
-    assert value == pytest.approx(loss(y, p, mask))
+    assert value == pytest.approx(loss(y, p, mask=mask))
     numeric = np.zeros_like(p)
     for i in np.ndindex(p.shape):
         up, down = p.copy(), p.copy()
         up[i] += 1e-6
         down[i] -= 1e-6
-        numeric[i] = (loss(y, up, mask) - loss(y, down, mask)) / 2e-6
+        numeric[i] = (loss(y, up, mask=mask) - loss(y, down, mask=mask)) / 2e-6
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 

@@ -6,7 +6,9 @@ import pytest
 
 import cgru
 from cgru import GRU, Dense, Sequential, callbacks, optimizers
+from cgru.metrics import Mean, MetricState
 from cgru.training import loop, step
+from cgru.training.compiled import BoundMetric
 from cgru.training.data import ArrayBatches, Batch, split_validation
 from cgru.training.logs import BatchResult, LogsAccumulator
 from cgru.training.strategy import LocalStrategy
@@ -47,10 +49,16 @@ def test_test_on_batch_scores_one_batch_and_trains_nothing(ops, rng):
         Sequential([Dense(1, input_shape=(2,))]).test_on_batch(np.ones((1, 2)), np.ones((1, 1)))
 
 
+def _mean_state(total, count):
+    """The state of a Mean metric (total, count) that a batch adds."""
+    return MetricState((np.array(total), np.array(count)), ("sum", "sum"))
+
+
 def test_logs_weight_each_batch_loss_by_its_size():
-    logs = LogsAccumulator(["mae", "never"])
-    logs.add(BatchResult(2.0, 3, [(6.0, 3.0), (0.0, 0.0)]))
-    logs.add(BatchResult(4.0, 1, [(1.0, 2.0), (0.0, 0.0)]))
+    never = MetricState((), ())  # a metric that saw no value
+    logs = LogsAccumulator([BoundMetric("mae", Mean(), False), BoundMetric("never", Mean(), False)])
+    logs.add(BatchResult(2.0, 3, [_mean_state(6.0, 3.0), never]))
+    logs.add(BatchResult(4.0, 1, [_mean_state(1.0, 2.0), never]))
     assert logs.result() == {"loss": (2.0 * 3 + 4.0) / 4, "mae": 7.0 / 5.0, "never": 0.0}
     assert LogsAccumulator([]).result() == {"loss": 0.0}
 
@@ -89,7 +97,7 @@ def test_the_loop_runs_any_source_batch_by_batch(ops, rng):
             yield from batches
 
     metrics = loop.resolve_metrics(model, (None, 2), (None, 2))
-    logs = LogsAccumulator(["mae"])
+    logs = LogsAccumulator(metrics)
     model._ensure_bound()
     done = model._run_pinned(
         lambda pinned: loop.run_epoch(

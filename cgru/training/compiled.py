@@ -1,13 +1,16 @@
 """What ``compile()`` chooses (optimizer, loss, metrics) and how it is checked and saved.
 
-The choices are kept on the model, where Keras keeps them: ``model.optimizer``, ``model.loss``
-and ``model._metrics`` (the metrics as given: names or :class:`~cgru.metrics.Metric` objects;
-``"accuracy"`` becomes a concrete metric only once the data's shapes are known).
+The choices are kept on the model, where Keras keeps them: ``model.optimizer``, ``model.loss``,
+``model._metrics`` and ``model._weighted_metrics`` (the metrics as given: names or
+:class:`~cgru.metrics.Metric` objects; ``"accuracy"`` becomes a concrete metric only once the
+data's shapes are known). Each ``fit``/``evaluate`` call works on its own copies
+(:func:`resolve_metrics`), named as the logs name them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 from .. import losses as _losses
 from .. import metrics as _metrics
@@ -18,22 +21,31 @@ from .surface import Trainee
 IGNORED = ("run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_loss")
 
 
-def compile_model(model: Trainee, optimizer: Any, loss: Any, metrics: Any, **kwargs: Any) -> None:
-    """Check and set the optimizer, loss and metrics (names or objects) of ``model``."""
+def _metric_list(metrics: Any, what: str) -> list:
+    if metrics is None:
+        return []
+    if isinstance(metrics, (str, dict, _metrics.Metric)) or callable(metrics):
+        metrics = [metrics]
+    elif not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"{what} must be a list of metrics, got {metrics!r}")
+    return [_metrics.standardize(m) for m in metrics]
+
+
+def compile_model(
+    model: Trainee, optimizer: Any, loss: Any, metrics: Any, weighted_metrics: Any = None, **kwargs: Any
+) -> None:
+    """Check and set the optimizer, loss and metrics (names or objects) of ``model``.
+
+    ``metrics`` are computed without sample weights, ``weighted_metrics`` with them (Keras 3).
+    """
     unknown = sorted(k for k in kwargs if k not in IGNORED)
     if unknown:
         raise TypeError(f"compile() got unsupported argument(s): {unknown}")
     opt = _optimizers.get(optimizer)
     loss_obj = _losses.get(loss)
-    if metrics is None:
-        metrics = []
-    elif isinstance(metrics, (str, _metrics.Metric)):
-        metrics = [metrics]
-    else:
-        metrics = list(metrics)
-    for m in metrics:
-        _metrics.check(m)
-    model.optimizer, model.loss, model._metrics = opt, loss_obj, metrics
+    plain = _metric_list(metrics, "metrics")
+    weighted = _metric_list(weighted_metrics, "weighted_metrics")
+    model.optimizer, model.loss, model._metrics, model._weighted_metrics = opt, loss_obj, plain, weighted
     model.compiled = True
 
 
@@ -42,15 +54,41 @@ def require_compiled(model: Trainee, what: str) -> None:
         raise ValueError(f"you must call compile() before {what}()")
 
 
+def _compiled(model: Trainee) -> tuple[list, list]:
+    return list(model._metrics), list(model._weighted_metrics)
+
+
 def metrics_names(model: Trainee) -> list[str]:
-    """The log keys: ``"loss"`` and each compiled metric's name."""
-    return ["loss", *[_metrics.name_of(m) for m in model._metrics]]
+    """The log keys: ``"loss"`` and each compiled metric's (weighted ones last)."""
+    return ["loss", *_metrics.log_names(*_compiled(model))]
 
 
-def resolve_metrics(model: Trainee, y_shape: tuple, out_shape: tuple) -> list:
-    """The compiled metrics as objects; "accuracy" takes its kind from the targets' and the
-    output's shapes (Keras 3's rule, see :mod:`cgru.metrics`), not from the loss."""
-    return [_metrics.get(m, y_shape, out_shape) for m in model._metrics]
+def metric_directions(model: Trainee) -> dict:
+    """``{log key: "up" | "down" | None}`` for the compiled metrics."""
+    plain, weighted = _compiled(model)
+    return dict(zip(_metrics.log_names(plain, weighted), map(_metrics.direction_of, [*plain, *weighted])))
+
+
+class BoundMetric(NamedTuple):
+    """A compiled metric for one ``fit``/``evaluate`` call: its own ``metric`` object (named
+    ``name``, its log key) and whether it sees the sample weights (``weighted``)."""
+
+    name: str
+    metric: _metrics.Metric
+    weighted: bool
+
+
+def resolve_metrics(model: Trainee, y_shape: tuple, out_shape: tuple) -> list[BoundMetric]:
+    """Fresh objects for the compiled metrics; "accuracy" takes its kind from the targets' and
+    the output's shapes (Keras 3's rule, see :mod:`cgru.metrics`), not from the loss."""
+    plain, weighted = _compiled(model)
+    bound = []
+    flags = [False] * len(plain) + [True] * len(weighted)
+    for name, identifier, is_weighted in zip(_metrics.log_names(plain, weighted), [*plain, *weighted], flags):
+        metric = _metrics.get(identifier, y_shape, out_shape)
+        metric.name = name
+        bound.append(BoundMetric(name, metric, is_weighted))
+    return bound
 
 
 def compile_config(model: Trainee) -> dict | None:
@@ -60,14 +98,29 @@ def compile_config(model: Trainee) -> dict | None:
     return {
         "optimizer": _optimizers.serialize(model.optimizer),
         "loss": _losses.serialize(model.loss),
-        "metrics": [m for m in model._metrics if isinstance(m, str)],
+        "metrics": _saved_metrics(model._metrics),
+        "weighted_metrics": _saved_metrics(model._weighted_metrics),
     }
+
+
+def _saved_metrics(metrics: list) -> list:
+    """The metrics as saved; one whose class (or function) is not registered is left out with
+    a warning: the weights matter more than a metric the file cannot name."""
+    saved = []
+    for m in metrics:
+        try:
+            saved.append(_metrics.serialize_identifier(m))
+        except ValueError as exc:
+            warnings.warn(f"the saved compile settings leave out a metric: {exc}", stacklevel=4)
+    return saved
 
 
 __all__ = [
     "IGNORED",
+    "BoundMetric",
     "compile_config",
     "compile_model",
+    "metric_directions",
     "metrics_names",
     "require_compiled",
     "resolve_metrics",

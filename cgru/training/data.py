@@ -30,12 +30,14 @@ class Batch(NamedTuple):
     """One batch: host arrays with the batch axis first.
 
     x: the model's input; y: the targets; lengths: int64 (batch,) valid lengths of right-padded
-    sequences, or None.
+    sequences, or None; sample_weight: float (batch,) or, for sequence outputs, (batch, time)
+    weights of the loss and the weighted metrics (:mod:`cgru.sample_weights`), or None.
     """
 
     x: np.ndarray
     y: np.ndarray
     lengths: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None
 
 
 def _take(a: Any, idx: Any) -> Any:

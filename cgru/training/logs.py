@@ -1,53 +1,67 @@
 """The loss and metric values ``fit`` and ``evaluate`` report: accumulated in one place.
 
-A step returns a :class:`BatchResult` (the batch's loss and, per metric, the sum of its values
-and their count); :class:`LogsAccumulator` adds them up over a pass. The loss is averaged over
-samples (each batch's loss weighted by its size) and each metric over all of its values (time
-steps of padded sequence outputs included only where valid), as Keras reports them.
+A step returns a :class:`BatchResult`: the batch's loss, its number of samples and, per metric,
+the :class:`~cgru.metrics.MetricState` that the batch alone adds (what a freshly reset metric
+holds after updating on it). :class:`LogsAccumulator` keeps Keras 3's running values over a
+pass: the loss is a mean over batches weighted by their sizes (Keras's loss tracker, a ``Mean``
+updated with each batch's loss and size) and each metric is its result on the merge of the
+states of all batches so far. Because states merge (:func:`~cgru.metrics.merge_states`), a
+strategy that spans processes combines each batch's states before they are logged.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from ..metrics import MetricState, as_result, merge_states
 
 
 class BatchResult(NamedTuple):
     """What one step reports: ``loss`` of the batch, ``size`` (its samples) and ``stats``, one
-    ``(sum of values, number of values)`` pair per metric."""
+    :class:`~cgru.metrics.MetricState` per metric (this batch's contribution)."""
 
     loss: float
     size: int
     stats: list
 
 
-def metric_means(stats: list) -> list[float]:
-    """Each metric's mean from its ``(sum, count)`` pair (0.0 for no values)."""
-    return [s / c if c else 0.0 for s, c in stats]
-
-
 class LogsAccumulator:
-    """Running means over the batches of one pass: ``{"loss": ..., <metric name>: ...}``."""
+    """Running values over the batches of one pass: ``{"loss": ..., <metric name>: ...}``.
 
-    def __init__(self, names: list[str]) -> None:
-        self.names = list(names)
+    ``metrics``: the pass's :class:`~cgru.training.compiled.BoundMetric` s, in log order.
+    """
+
+    def __init__(self, metrics: list) -> None:
+        self.metrics = list(metrics)
+        self.names = [m.name for m in self.metrics]
         self.loss_sum = 0.0
         self.seen = 0
-        self.sums = [[0.0, 0.0] for _ in self.names]
+        self.states: list[MetricState] = [MetricState((), ()) for _ in self.metrics]
 
     def add(self, result: BatchResult) -> None:
         self.loss_sum += result.loss * result.size
         self.seen += result.size
-        for acc, (s, c) in zip(self.sums, result.stats):
-            acc[0] += s
-            acc[1] += c
+        self.states = [merge_states([mine, theirs]) for mine, theirs in zip(self.states, result.stats)]
 
     def mean_loss(self) -> float:
         return self.loss_sum / self.seen if self.seen else 0.0
 
+    def metric_results(self) -> list[Any]:
+        """Each metric's result on the states so far (0.0 for a metric that saw nothing)."""
+        return [metric_result(bound.metric, state) for bound, state in zip(self.metrics, self.states)]
+
     def result(self) -> dict:
         logs = {"loss": self.mean_loss()}
-        logs.update(zip(self.names, metric_means(self.sums)))
+        logs.update(zip(self.names, self.metric_results()))
         return logs
 
 
-__all__ = ["BatchResult", "LogsAccumulator", "metric_means"]
+def metric_result(metric: Any, state: MetricState) -> Any:
+    """``metric``'s result on ``state`` (a float, or an array for several thresholds); 0.0 for
+    an empty state."""
+    if not state.values:
+        return 0.0
+    return as_result(metric.stateless_result(state))
+
+
+__all__ = ["BatchResult", "LogsAccumulator", "metric_result"]

@@ -22,11 +22,12 @@ import numpy as np
 from .. import callbacks as _callbacks
 from .. import config as _config
 from .. import progress as _progress
+from ..sample_weights import check_sample_weight
 from ..validation import check_int, check_rate, check_seed
 from . import strategy as _strategy
 from .compiled import require_compiled, resolve_metrics
 from .data import ArrayBatches, Batch, check_arrays, split_validation
-from .logs import BatchResult, LogsAccumulator, metric_means
+from .logs import BatchResult, LogsAccumulator, metric_result
 from .step import evaluate_step, train_step
 from .surface import Trainee
 
@@ -72,10 +73,6 @@ def _batch_size(batch_size: Any) -> int:
     return DEFAULT_BATCH_SIZE if batch_size is None else check_int(batch_size, "batch_size", 1)
 
 
-def _metric_names(metrics: list) -> list[str]:
-    return [m.name for m in metrics]
-
-
 # ------------------------------------------------------------------------------ evaluate
 class _ProgressHooks(LoopHooks):
     """An evaluation's progress bar, showing the running loss."""
@@ -93,7 +90,7 @@ def evaluate_source(model: Trainee, source: Any, metrics: list, strategy: Any, b
     model._ensure_bound()
 
     def run(pinned: Any) -> dict:
-        logs = LogsAccumulator(_metric_names(metrics))
+        logs = LogsAccumulator(metrics)
         run_epoch(
             source, 0, lambda batch: evaluate_step(model, batch, metrics, pinned), logs, strategy,
             _ProgressHooks(bar),
@@ -229,7 +226,7 @@ def fit(
                 _progress.write_line(f"Epoch {epoch + 1}/{epochs}")
                 hooks.bar = _progress.Progbar(train.steps)
             start = _progress.time.perf_counter()
-            logs = LogsAccumulator(_metric_names(metrics))
+            logs = LogsAccumulator(metrics)
             done = run_epoch(
                 train, epoch, lambda batch: train_step(model, batch, metrics, strategy), logs, strategy, hooks
             )
@@ -256,31 +253,56 @@ def fit(
 
 
 # ----------------------------------------------------------------------- single batches
-def _batch_logs(result: BatchResult) -> Any:
-    """``train_on_batch``/``test_on_batch``'s return: the loss, with metrics ``[loss, *means]``."""
-    if not result.stats:
-        return result.loss
-    return [result.loss, *metric_means(result.stats)]
+def _batch_logs(result: BatchResult, metrics: list, return_dict: bool) -> Any:
+    """``train_on_batch``/``test_on_batch``'s return: the logs as a dict, or the loss alone,
+    or ``[loss, *metrics]`` (as Keras)."""
+    logs = {"loss": result.loss}
+    logs.update((b.name, metric_result(b.metric, state)) for b, state in zip(metrics, result.stats))
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
 
 
-def train_on_batch(model: Trainee, x: Any, y: Any, lengths: Any, strategy: Any = None) -> Any:
+def _single_batch(model: Trainee, x: Any, y: Any, lengths: Any, sample_weight: Any, what: str) -> tuple:
+    """The checked batch of ``train_on_batch``/``test_on_batch`` and its metrics."""
+    require_compiled(model, what)
+    x, y, lengths, out_shape = check_arrays(model, x, y, lengths, what)
+    sample_weight = check_sample_weight(sample_weight, out_shape, x.shape[0])
+    return Batch(x, y, lengths, sample_weight), resolve_metrics(model, y.shape, out_shape)
+
+
+def train_on_batch(
+    model: Trainee,
+    x: Any,
+    y: Any,
+    lengths: Any,
+    strategy: Any = None,
+    sample_weight: Any = None,
+    return_dict: bool = False,
+) -> Any:
     """``Sequential.train_on_batch`` (see there)."""
-    require_compiled(model, "train_on_batch")
-    x, y, lengths, out_shape = check_arrays(model, x, y, lengths, "train_on_batch")
-    metrics = resolve_metrics(model, y.shape, out_shape)
+    batch, metrics = _single_batch(model, x, y, lengths, sample_weight, "train_on_batch")
     strategy = _strategy.resolve(strategy)
-    return _batch_logs(strategy.reduce_batch(train_step(model, Batch(x, y, lengths), metrics, strategy)))
+    result = strategy.reduce_batch(train_step(model, batch, metrics, strategy))
+    return _batch_logs(result, metrics, return_dict)
 
 
-def test_on_batch(model: Trainee, x: Any, y: Any, lengths: Any, strategy: Any = None) -> Any:
+def test_on_batch(
+    model: Trainee,
+    x: Any,
+    y: Any,
+    lengths: Any,
+    strategy: Any = None,
+    sample_weight: Any = None,
+    return_dict: bool = False,
+) -> Any:
     """``Sequential.test_on_batch`` (see there)."""
-    require_compiled(model, "test_on_batch")
-    x, y, lengths, out_shape = check_arrays(model, x, y, lengths, "test_on_batch")
-    metrics = resolve_metrics(model, y.shape, out_shape)
+    batch, metrics = _single_batch(model, x, y, lengths, sample_weight, "test_on_batch")
     strategy = _strategy.resolve(strategy)
     model._ensure_bound()
-    result = model._run_pinned(lambda pinned: evaluate_step(model, Batch(x, y, lengths), metrics, pinned))
-    return _batch_logs(strategy.reduce_batch(result))
+    result = model._run_pinned(lambda pinned: evaluate_step(model, batch, metrics, pinned))
+    return _batch_logs(strategy.reduce_batch(result), metrics, return_dict)
 
 
 __all__ = [

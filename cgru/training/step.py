@@ -3,14 +3,17 @@
 :func:`train_step` is the whole training step, in this order:
 
 1. the weights are read once (:meth:`Trainee._pinned_now`): the step computes on that set;
-2. forward (``training=True``) and the loss and its gradient (:func:`score`);
+2. forward (``training=True``) and the loss and its gradient (:func:`score`), weighted by the
+   batch's sample weights and the mask of padded steps (:mod:`cgru.sample_weights`);
 3. backward through the layers, which leaves each weight's gradient in its ``grad``;
 4. the strategy's ``reduce_gradients`` (where processes would combine their gradients);
 5. the optimizer computes the new weights and publishes them with its new state at once,
    unless another thread replaced the weights meanwhile (then the step is dropped).
 
 :func:`evaluate_step` is steps 1-2 without training. Both return a
-:class:`~cgru.training.logs.BatchResult`.
+:class:`~cgru.training.logs.BatchResult`, whose metric states (:func:`metric_stats`) come from
+the output before the update: ``metrics=`` see the mask of padded steps as their weights,
+``weighted_metrics=`` the sample weights times that mask (Keras 3).
 """
 
 from __future__ import annotations
@@ -19,20 +22,25 @@ from typing import Any, NamedTuple
 
 from ..losses import align_targets
 from ..padding import step_mask, zero_padding
+from ..sample_weights import metric_weights
+from ..validation import xp_of
 from .data import Batch
 from .logs import BatchResult
 from .surface import Trainee
 
 
 class Scored(NamedTuple):
-    """A batch run forward and scored: the targets and the output on the backend, the layers'
-    caches, the mask of valid steps of a sequence output (or None), the loss and its gradient
-    with respect to the output."""
+    """A batch run forward and scored: the targets (host) and the output (backend), the layers'
+    caches, the mask of valid steps of a sequence output and its lengths (or None), the sample
+    weights on the backend (or None), the weighted loss and its gradient with respect to the
+    output."""
 
     y: Any
     y_pred: Any
     caches: list
     mask: Any
+    lengths: Any
+    sample_weight: Any
     loss: float
     dy: Any
 
@@ -53,21 +61,35 @@ def score(model: Trainee, batch: Batch, pinned: Any, training: bool) -> Scored:
     y_true = align_targets(y if loss_fn.sparse else ops.asarray(y), y_pred, loss_fn.sparse)
     sequence = out_lengths is not None and y_pred.ndim == 3
     mask = step_mask(xp, out_lengths, y_pred) if sequence else None
-    loss, dy = loss_fn.value_and_grad(y_true, y_pred, mask)
+    weights = None if batch.sample_weight is None else xp.asarray(batch.sample_weight, dtype=y_pred.dtype)
+    loss, dy = loss_fn.value_and_grad(y_true, y_pred, mask, sample_weight=weights)
     if training and sequence:
         dy = zero_padding(xp, dy, out_lengths)
-    return Scored(y, y_pred, caches, mask, loss, dy)
+    return Scored(y, y_pred, caches, mask, out_lengths if sequence else None, weights, loss, dy)
 
 
 def metric_stats(metrics: Any, scored: Scored) -> list:
-    """``(sum, count)`` of each metric's values on the scored batch."""
-    return [m.sum_count(scored.y, scored.y_pred, scored.mask) for m in metrics]
+    """What the scored batch adds to each metric's state (a list of
+    :class:`~cgru.metrics.MetricState`); ``metrics`` are
+    :class:`~cgru.training.compiled.BoundMetric` s. Padded steps get weight 0 and zeros for
+    targets and output, whatever they held."""
+    if not metrics:
+        return []
+    y_pred = scored.y_pred
+    xp = xp_of(y_pred)
+    y_true = xp.asarray(scored.y)
+    if scored.lengths is not None:
+        y_true, y_pred = zero_padding(xp, y_true, scored.lengths), zero_padding(xp, y_pred, scored.lengths)
+    values_shape = tuple(y_pred.shape[:-1])
+    plain = metric_weights(xp, None, scored.mask, values_shape, y_pred.dtype)
+    weighted = metric_weights(xp, scored.sample_weight, scored.mask, values_shape, y_pred.dtype)
+    return [b.metric.batch_state(y_true, y_pred, weighted if b.weighted else plain) for b in metrics]
 
 
 def loss_and_grads(model: Trainee, batch: Batch, metrics: Any = (), pinned: Any = None) -> tuple:
     """Forward and backward on ``batch`` with ``pinned``'s weights (by default the current
-    ones): ``(loss, metric (sum, count) pairs)``, each weight's gradient left in its ``grad``.
-    Changes no weight."""
+    ones): ``(loss, metric states)`` (see :func:`metric_stats`), each weight's gradient left in
+    its ``grad``. Changes no weight."""
     if pinned is None:
         pinned = model._pinned_now()
     scored = score(model, batch, pinned, training=True)

@@ -6,7 +6,9 @@ plugs in without touching the loop:
 - ``reduce_gradients(grads_and_params)``: after backward, before the optimizer applies the
   gradients (an all-reduce that averages each gradient over the processes goes here);
 - ``reduce_batch(result)``: each batch's :class:`~cgru.training.logs.BatchResult` before it is
-  logged (sums of losses, sizes and metric values across the processes);
+  logged (across the processes: the size-weighted loss and the sizes summed, each metric's
+  :class:`~cgru.metrics.MetricState` merged by :func:`~cgru.metrics.merge_states`, i.e. each
+  array all-reduced with its aggregation's operation);
 - ``is_chief``: whether this process prints progress;
 - ``callbacks(callbacks)``: the callbacks this process runs (others than the chief would drop
   those that write files, such as ``ModelCheckpoint``).

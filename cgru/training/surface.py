@@ -13,8 +13,9 @@ class Trainee(Protocol):
     """The members of a model that :mod:`cgru.training` uses.
 
     Keras-visible state: ``layers``, ``trainable_weights``, ``compiled``, ``optimizer``,
-    ``loss``, ``stop_training``, ``history``, and ``_metrics`` (the metrics as compiled: names
-    or objects). The methods, all on checked data:
+    ``loss``, ``stop_training``, ``history``, ``_metrics`` and ``_weighted_metrics`` (the
+    metrics as compiled: names or objects; the weighted ones see the sample weights). The
+    methods, all on checked data:
     """
 
     layers: list
@@ -25,6 +26,7 @@ class Trainee(Protocol):
     stop_training: bool
     history: Any
     _metrics: list
+    _weighted_metrics: list
 
     def compute_output_shape(self, input_shape: tuple) -> Any:
         """The output shape for ``input_shape`` (batch first)."""

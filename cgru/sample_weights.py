@@ -1,0 +1,169 @@
+"""How sample weights and the mask of padded steps weigh losses and metrics (Keras 3's rules).
+
+A loss or a metric first computes one value per sample, or per time step of a sequence output:
+``values`` has the output's shape without its last axis, ``(B,)`` or ``(B, T)``. A sample weight
+is ``(B,)`` (one weight per sample) or, for sequence outputs, ``(B, T)`` (one per time step);
+``(B, 1)`` and ``(B, T, 1)`` are read as ``(B,)`` and ``(B, T)``. The mask of a right-padded
+sequence output (``lengths=``) is ``(B, T)``: 1 at the valid steps, 0 at the padding.
+
+Losses (:func:`reduce_weighted_values`, Keras's ``reduce_weighted_values``):
+
+- ``"sum_over_batch_size"`` (the default, also ``"mean"``): ``sum(w * v) / N``, ``N`` the number
+  of values (``B`` or ``B * T``), **not** the sum of the weights; with a mask
+  ``sum(w * m * v) / sum(m)``, the number of valid steps;
+- ``"sum"``: ``sum(w * m * v)``;
+- ``"mean_with_sample_weight"``: ``sum(w * m * v) / sum(w * m)``; without a mask the divisor is
+  the sum of the weights as given (a ``(B,)`` weight on ``(B, T)`` values sums ``B`` weights);
+- ``"none"``: ``w * m * v``, no reduction.
+
+A per-sample ``(B,)`` weight on a sequence output weighs every step of that sample (Keras 3 asks
+for ``(B, 1)`` there and fails on ``(B,)``).
+
+Metrics see one combined weight, :func:`metric_weights`: the sample weight (broadcast over the
+time steps) times the mask, so padded steps always have weight 0. Metrics compiled with
+``metrics=`` see only the mask (Keras 3 weighs only ``weighted_metrics=`` by sample weights).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .validation import to_host
+
+#: The reductions a loss accepts (None is "none").
+REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum", "none")
+
+
+def standardize_reduction(reduction: Any) -> str:
+    """``reduction`` checked; None becomes ``"none"``."""
+    if reduction is None:
+        return "none"
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; known: {REDUCTIONS} or None")
+    return reduction
+
+
+def squeeze_or_expand_to_same_rank(x1: Any, x2: Any, expand_rank_1: bool = True) -> tuple:
+    """Keras's rule: when the ranks differ by one and the longer array ends in an axis of size
+    1, drop that axis (or, for a rank-1 other array and ``expand_rank_1``, add one to it)."""
+    r1, r2 = x1.ndim, x2.ndim
+    if r1 == r2 + 1 and x1.shape[-1] == 1:
+        if r2 == 1 and expand_rank_1:
+            x2 = x2.reshape(x2.shape + (1,))
+        else:
+            x1 = x1.reshape(x1.shape[:-1])
+    if r2 == r1 + 1 and x2.shape[-1] == 1:
+        if r1 == 1 and expand_rank_1:
+            x1 = x1.reshape(x1.shape + (1,))
+        else:
+            x2 = x2.reshape(x2.shape[:-1])
+    return x1, x2
+
+
+def check_sample_weight(
+    sample_weight: Any, out_shape: tuple, samples: int, what: str = "sample_weight"
+) -> Any:
+    """Host-side check of the sample weights for ``samples`` samples of outputs shaped
+    ``out_shape`` (batch axis first, None for unknown sizes): float64 ``(B,)`` or, for sequence
+    outputs, ``(B, T)``; None stays None. TypeError/ValueError say what is wrong."""
+    if sample_weight is None:
+        return None
+    try:
+        w = to_host(sample_weight)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be a numeric array: {exc}") from None
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"{what} must be numeric, got an array of dtype {w.dtype}")
+    w = w.astype(np.float64)
+    per_value = tuple(out_shape[1:-1])
+    sequence = len(per_value) == 1
+    expected = "(samples,)" + (" or (samples, time steps)" if sequence else "")
+    if w.ndim >= 2 and w.shape[-1] == 1:
+        w = w.reshape(w.shape[:-1])
+    if w.ndim == 0 or w.shape[0] != samples:
+        raise ValueError(
+            f"{what} must have one weight per sample, {expected}, for {samples} samples; got shape {w.shape}"
+        )
+    if w.ndim > 1 and not (sequence and w.ndim == 2 and (per_value[0] is None or per_value[0] == w.shape[1])):
+        raise ValueError(
+            f"{what} must have shape {expected} for outputs of shape {tuple(out_shape)}, got {w.shape}"
+        )
+    if not np.isfinite(w).all():
+        raise ValueError(f"{what} must be finite")
+    return w
+
+
+def _expand_per_sample(w: Any, values_ndim: int) -> Any:
+    """A ``(B,)`` weight on ``(B, T)`` values as ``(B, 1)``: it weighs every step."""
+    if w.ndim == 1 and values_ndim == 2:
+        return w.reshape(w.shape + (1,))
+    return w
+
+
+def _check_broadcast(weight_shape: tuple, values_shape: tuple) -> None:
+    try:
+        fits = np.broadcast_shapes(weight_shape, values_shape) == tuple(values_shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"sample_weight of shape {tuple(weight_shape)} does not fit values of shape "
+            f"{tuple(values_shape)} (one value per sample, or per time step of a sequence output)"
+        )
+
+
+def reduce_weighted_values(
+    xp: Any, values: Any, sample_weight: Any = None, mask: Any = None, reduction: str = "sum_over_batch_size"
+) -> tuple:
+    """``(reduced, coefficients)``: Keras's weighted reduction of ``values`` (see the module).
+
+    For every reduction but ``"none"``, ``reduced == sum(coefficients * values)`` with
+    ``coefficients`` (``values``' shape) independent of the values, so they are also the
+    gradient of the reduced loss with respect to each value. For ``"none"`` ``reduced`` is the
+    weighted values and ``coefficients`` the weights (None without weights or mask).
+    """
+    dtype = values.dtype
+    w = None
+    if sample_weight is not None:
+        w = xp.asarray(sample_weight, dtype=dtype)
+        values, w = squeeze_or_expand_to_same_rank(values, w)
+        w = _expand_per_sample(w, values.ndim)
+        _check_broadcast(w.shape, values.shape)
+    if mask is not None:
+        m = xp.asarray(mask, dtype=dtype)
+        if reduction in ("sum_over_batch_size", "mean"):
+            valid = float(m.sum())
+            m = m * dtype.type(m.size / valid if valid else 0.0)
+        w = m if w is None else w * m
+    if reduction == "none":
+        return (values if w is None else values * w), w
+    coefficients = xp.ones(values.shape, dtype=dtype) if w is None else xp.broadcast_to(w, values.shape) * 1
+    if reduction in ("sum_over_batch_size", "mean", "mean_with_sample_weight"):
+        divisor = float(w.sum()) if reduction == "mean_with_sample_weight" and w is not None else values.size
+        coefficients = coefficients * dtype.type(1.0 / divisor if divisor else 0.0)
+    return float((values * coefficients).sum()), coefficients
+
+
+def metric_weights(xp: Any, sample_weight: Any, mask: Any, values_shape: tuple, dtype: Any) -> Any:
+    """The weight a metric sees for values of ``values_shape`` (``(B,)`` or ``(B, T)``): the
+    sample weight (a ``(B,)`` one broadcast over the steps) times the mask; None when neither."""
+    if sample_weight is None and mask is None:
+        return None
+    w = xp.ones(values_shape, dtype=dtype) if mask is None else xp.asarray(mask, dtype=dtype)
+    if sample_weight is not None:
+        sw = _expand_per_sample(xp.asarray(sample_weight, dtype=dtype), len(values_shape))
+        _check_broadcast(sw.shape, values_shape)
+        w = w * sw
+    return w
+
+
+__all__ = [
+    "REDUCTIONS",
+    "check_sample_weight",
+    "metric_weights",
+    "reduce_weighted_values",
+    "squeeze_or_expand_to_same_rank",
+    "standardize_reduction",
+]
