@@ -13,8 +13,8 @@ class Trainee(Protocol):
     """The members of a model that :mod:`cgru.training` uses.
 
     Keras-visible state: ``layers``, ``trainable_weights``, ``compiled``, ``optimizer``,
-    ``loss``, ``stop_training``, ``history``, and ``_metrics`` (the metrics as compiled: names
-    or objects). The methods, all on checked data:
+    ``loss``, ``stop_training``, ``history``, ``dtype`` (the output's float dtype), and
+    ``_metrics`` (the metrics as compiled: names or objects). The methods, all on checked data:
     """
 
     layers: list
@@ -24,6 +24,7 @@ class Trainee(Protocol):
     loss: Any
     stop_training: bool
     history: Any
+    dtype: str
     _metrics: list
 
     def compute_output_shape(self, input_shape: tuple) -> Any:
