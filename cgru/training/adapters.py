@@ -7,7 +7,8 @@
   as ``lengths=``); this is how lengths travel with a batch or with validation data;
 - a generator or other iterator of batches, used once;
 - a :class:`cgru.utils.PyDataset` (or a Keras ``PyDataset``), batches by index;
-- any other iterable of batches, iterated afresh for each pass (a torch ``DataLoader``, for one).
+- any other iterable of batches, iterated afresh for each pass (a torch ``DataLoader``, for
+  one, or a list of batches).
 
 A batch is ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` (a list is read as a tuple,
 as torch's collation gives it); ``x`` may be the dict above. Tensors are converted through
@@ -93,11 +94,28 @@ def _is_array_like(x: Any) -> bool:
 
 
 def is_batch_source(x: Any) -> bool:
-    """Whether ``x`` gives batches (a generator, iterator, PyDataset or iterable of batches)
-    rather than being the data itself."""
+    """Whether ``x`` gives batches (a generator, iterator, PyDataset, iterable of batches, or a
+    list of ``(x, y)`` / ``(x, y, sample_weight)`` batches) rather than being the data itself."""
+    if _is_batch_list(x):
+        return True
     if x is None or _is_array_like(x):
         return False
     return is_py_dataset(x) or isinstance(x, Iterator) or hasattr(x, "__iter__")
+
+
+def _is_batch_list(x: Any) -> bool:
+    """A list whose items are all batches ``(x, ...)`` of array objects (never nested lists of
+    numbers, which are data)."""
+    return (
+        isinstance(x, list)
+        and len(x) > 0
+        and all(
+            isinstance(b, (tuple, list))
+            and 1 <= len(b) <= 3
+            and (_is_whole_array(b[0]) or isinstance(b[0], dict))
+            for b in x
+        )
+    )
 
 
 def _describe(x: Any) -> str:
