@@ -25,8 +25,10 @@ from .layers.base import _shape_needs_no_forward
 
 #: Bytes of intermediate activations a chunk of ``predict`` may take by default.
 CHUNK_BYTES = 32 * 2**20
-#: Fewest rows per engine thread in a chunk (below this the per-step products lose speed).
-ROWS_PER_THREAD = 32
+#: Fewest rows per engine thread in a chunk: below about 16 rows a thread's per-step products
+#: lose speed (one thread, GRU(128): 1.03x the time of 512 rows at 16 rows, 1.1x at 8, 2.2x at 1;
+#: bench/NOTES.md).
+ROWS_PER_THREAD = 16
 
 # A GRU's inference keeps, per time step and sample, its input projection for the three gates
 # and its output: about four times the output; other layers hold their input and output.
