@@ -34,20 +34,24 @@ MiB = 2**20
 VARIANTS = ("default", "one call", "batch_size=32")
 
 
-def build(batch: int, time_steps: int, features: int, units: int, device: str,
-          chunk_mib: float | None = None):
+def build(args: argparse.Namespace, batch: int | None = None):
+    """The model (cgru's chunk budget and threads as ``args`` ask) and an input of ``batch`` rows
+    (default ``args.batch``)."""
     import numpy as np
 
     import cgru
     from cgru import prediction
 
-    if chunk_mib is not None:
-        prediction.CHUNK_BYTES = int(chunk_mib * MiB)
-
+    if args.chunk_mib is not None:
+        prediction.CHUNK_BYTES = int(args.chunk_mib * MiB)
+    if args.threads is not None:
+        cgru.set_num_threads(args.threads)
     model = cgru.Sequential(
-        [cgru.GRU(units, return_sequences=True, input_shape=(time_steps, features), seed=1)], device=device
+        [cgru.GRU(args.units, return_sequences=True, input_shape=(args.time, args.features), seed=1)],
+        device=args.device,
     )
-    x = np.random.default_rng(0).standard_normal((batch, time_steps, features)).astype(np.float32)
+    shape = (args.batch if batch is None else batch, args.time, args.features)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     return model, x
 
 
@@ -88,7 +92,7 @@ def peak_rss() -> int:
 
 def child(args: argparse.Namespace) -> None:
     """One variant in this (fresh) process: print its peak growth as JSON."""
-    model, x = build(args.batch, args.time, args.features, args.units, args.device, args.chunk_mib)
+    model, x = build(args)
     model.predict(x[:2])  # load the engine and build the model before measuring
     before = reset_peak()
     y = model.predict(x, batch_size=batch_size_of(args.child, args.batch))
@@ -99,7 +103,8 @@ def child(args: argparse.Namespace) -> None:
 def measure_memory(args: argparse.Namespace, variant: str) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--child", variant, "--batch", str(args.batch),
                "--time", str(args.time), "--features", str(args.features), "--units", str(args.units),
-               "--device", args.device, *(["--chunk-mib", str(args.chunk_mib)] if args.chunk_mib else [])]
+               "--device", args.device, *(["--chunk-mib", str(args.chunk_mib)] if args.chunk_mib else []),
+               *(["--threads", str(args.threads)] if args.threads else [])]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -108,7 +113,7 @@ def measure_memory(args: argparse.Namespace, variant: str) -> dict:
 def predicted_growth(args: argparse.Namespace, variant: str) -> dict:
     from cgru import prediction
 
-    model, x = build(min(args.batch, 2), args.time, args.features, args.units, args.device, args.chunk_mib)
+    model, x = build(args, min(args.batch, 2))
     shape = (args.batch, args.time, args.features)
     per_sample = prediction.bytes_per_sample(model.layers, shape, model.dtype)
     size = batch_size_of(variant, args.batch)
@@ -120,7 +125,7 @@ def predicted_growth(args: argparse.Namespace, variant: str) -> dict:
 def measure_time(args: argparse.Namespace) -> dict:
     import numpy as np
 
-    model, x = build(args.batch, args.time, args.features, args.units, args.device, args.chunk_mib)
+    model, x = build(args)
     samples: dict = {v: [] for v in VARIANTS}
     reference = None
     for _ in range(args.repeats):
@@ -144,6 +149,7 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="cgru.set_num_threads (default: cgru's)")
     parser.add_argument("--chunk-mib", type=float, help="predict's chunk budget (default: cgru's)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -156,6 +162,8 @@ def main() -> None:
         args.chunk_mib = args.chunk_mib or 1.0
     import cgru
 
+    if args.threads is not None:
+        cgru.set_num_threads(args.threads)
     info = cgru.backend_info()
     size = args.batch * args.time * args.features * 4 / MiB
     budget = f"{args.chunk_mib} MiB" if args.chunk_mib else "default"
