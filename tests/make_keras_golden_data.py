@@ -52,7 +52,9 @@ def numbered(i: int, weights: bool = False) -> tuple:
 
 def zero_model() -> keras.Model:
     """Outputs 0 whatever comes in, and stays so (learning rate 0): a batch's loss names it."""
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
+    model = keras.Sequential([
+        keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")
+    ])
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
     return model
 
@@ -161,7 +163,9 @@ def generator_evaluate() -> dict:
 
 
 def generator_predict() -> dict:
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")])
+    model = keras.Sequential([
+        keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    ])
 
     def inputs(count):
         for i in range(count):
@@ -211,7 +215,8 @@ def py_dataset() -> dict:
         log: list = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            zero_model().fit(Numbered(count, log, workers=workers), callbacks=[Recorder(log)], verbose=0, **kwargs)
+            data = Numbered(count, log, workers=workers)
+            zero_model().fit(data, callbacks=[Recorder(log)], verbose=0, **kwargs)
         out[name] = {
             "batches": count,
             "workers": workers,
@@ -227,7 +232,9 @@ def py_dataset() -> dict:
     )
     out["fit_validation"] = {
         "batches": 4, "validation_batches": 3, "fit": {"epochs": 2, "shuffle": False},
-        "calls": [e for e in log if isinstance(e, str)], "train": per_epoch(log), "val": per_epoch(log, "val"),
+        "calls": [e for e in log if isinstance(e, str)],
+        "train": per_epoch(log),
+        "val": per_epoch(log, "val"),
     }
     log = []
     zero_model().evaluate(Numbered(3, log), verbose=0)
@@ -263,7 +270,12 @@ def class_weight_cases() -> list:
     ]
     out = []
     for name, y, out_shape, weights in cases:
-        entry = {"name": name, "y": y.tolist(), "out_shape": out_shape, "class_weight": {str(k): v for k, v in weights.items()}}
+        entry = {
+            "name": name,
+            "y": y.tolist(),
+            "out_shape": out_shape,
+            "class_weight": {str(k): v for k, v in weights.items()},
+        }
         try:
             entry["numpy_path"] = data_adapter_utils.class_weight_to_sample_weights(y, weights).tolist()
         except Exception as exc:  # sequence targets: the NumPy path cannot take them
@@ -279,7 +291,8 @@ def refusals() -> dict:
     model = zero_model()
     x, y = numbered(1)
     for name, call in (
-        ("class_weight_and_sample_weight", lambda: model.fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(BATCH), verbose=0)),
+        ("class_weight_and_sample_weight",
+         lambda: model.fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(BATCH), verbose=0)),
         ("class_weight_with_generator", lambda: model.fit(generator(2), class_weight={0: 1.0}, verbose=0)),
     ):
         try:

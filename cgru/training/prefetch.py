@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 _WORKER_DATASET: Any = None
@@ -35,10 +34,16 @@ def wants_pool(dataset: Any) -> bool:
     return workers > 1 or (workers > 0 and bool(dataset.use_multiprocessing))
 
 
-def _executor(dataset: Any) -> tuple[Executor, Any]:
+def _executor(dataset: Any) -> tuple[Any, Any]:
+    """A pool for ``dataset``'s settings and the function its tasks call with an index
+    (multiprocessing loads only when a data set asks for processes)."""
     workers = max(1, dataset.workers)
     if dataset.use_multiprocessing:
+        from concurrent.futures import ProcessPoolExecutor
+
         return ProcessPoolExecutor(workers, initializer=_install, initargs=(dataset,)), _item
+    from concurrent.futures import ThreadPoolExecutor
+
     return ThreadPoolExecutor(workers, thread_name_prefix="cgru-data"), dataset.__getitem__
 
 
