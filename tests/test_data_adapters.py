@@ -480,3 +480,44 @@ def test_a_torch_data_loader_trains_and_predicts_as_arrays_do(rng):
 
     assert loader.evaluate(DataLoader(Padded(), batch_size=4)) == pytest.approx(
         loader.evaluate(x, y, lengths=lengths, batch_size=4), rel=1e-6)
+
+
+def test_a_keras_py_dataset_is_recognised_without_importing_keras():
+    base = type("PyDataset", (), {"__module__": "keras.src.trainers.data_adapters.py_dataset_adapter",
+                                  "workers": 1, "use_multiprocessing": False, "max_queue_size": 10,
+                                  "num_batches": property(lambda self: len(self)),
+                                  "on_epoch_begin": lambda self: None, "on_epoch_end": lambda self: None})
+
+    class KerasStyle(base):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return numbered(index)
+
+    ours, _, _ = fit_record(KerasStyle(), epochs=2, shuffle=False)
+    assert ours == [[0, 1, 2]] * 2
+
+
+def test_arrays_with_steps_per_epoch_follow_keras():
+    x = np.zeros((10, 1), np.float32)
+    y = np.arange(10, dtype=np.float32)[:, None]
+    # without batch_size: batches of ceil(10 / steps) samples, one pass per epoch
+    recorder = Recorder()
+    zero_model().fit(x, y, steps_per_epoch=2, epochs=2, shuffle=False, verbose=0, callbacks=[recorder])
+    assert [len(e) for e in recorder.epochs()] == [2, 2]
+    # with batch_size: epochs of steps_per_epoch batches continue the pass
+    model = zero_model()
+    with pytest.warns(UserWarning, match="ran out of data"):  # epoch 2 ends with the pass
+        history = model.fit(x, y, batch_size=2, steps_per_epoch=3, epochs=3, shuffle=False, verbose=0)
+    assert model.optimizer.iterations == 3 + 2 + 3
+    assert history.history["loss"][1] == pytest.approx(np.mean(np.arange(6, 10) ** 2))
+
+
+def test_validation_freq_validates_the_epochs_asked(rng):
+    x = np.zeros((4, 1), np.float32)
+    every = zero_model().fit(x, x, epochs=4, validation_data=(x, x), validation_freq=2, verbose=0)
+    listed = zero_model().fit(x, x, epochs=4, validation_data=(x, x), validation_freq=[1, 4], verbose=0)
+    assert len(every.history["val_loss"]) == 2 and len(listed.history["val_loss"]) == 2
+    with pytest.raises(ValueError, match="validation_freq"):
+        zero_model().fit(x, x, validation_freq=0, verbose=0)
