@@ -521,3 +521,12 @@ def test_validation_freq_validates_the_epochs_asked(rng):
     assert len(every.history["val_loss"]) == 2 and len(listed.history["val_loss"]) == 2
     with pytest.raises(ValueError, match="validation_freq"):
         zero_model().fit(x, x, validation_freq=0, verbose=0)
+
+
+def test_evaluate_and_predict_progress_on_a_source_of_unknown_length(capsys):
+    model = zero_model()
+    model.evaluate(generator(3), verbose=1)
+    model.predict(x for x, _ in generator(2))
+    model.predict((x for x, _ in generator(2)), verbose=1)
+    out = capsys.readouterr().out
+    assert "3/3" in out and "2/2" in out and "0/0" not in out

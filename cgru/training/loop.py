@@ -150,7 +150,7 @@ def evaluate(
     finally:
         data.source.close()
     if bar is not None:
-        bar.finish(logs)
+        bar.finish(logs, steps=data.source.steps)
     elif verbose == 2:
         _progress.write_line(_progress.format_logs(logs).lstrip(" -"))
     if return_dict:
