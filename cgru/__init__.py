@@ -13,7 +13,7 @@ A Keras-style API over interchangeable backends::
 
 from typing import TYPE_CHECKING
 
-from . import callbacks, initializers, losses, metrics, optimizers
+from . import callbacks, initializers, losses, metrics, optimizers, utils
 from ._version import __version__ as __version__
 from .backends import available_backends, get_backend, get_ops, register_backend, set_backend
 from .config import epsilon, floatx, set_epsilon, set_floatx, set_random_seed
@@ -81,4 +81,5 @@ __all__ = [
     "set_random_seed",
     "to_onnx",
     "to_torch_state_dict",
+    "utils",
 ]

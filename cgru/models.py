@@ -21,6 +21,7 @@ in :mod:`cgru.layers.base`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 
 from . import callbacks as _callbacks
 from . import config as _config
+from . import prediction as _prediction
 from . import progress as _progress
 from . import training as _training
 from .backends import get_ops
@@ -45,6 +47,7 @@ from .layers.weights import READERS, Changes, Pinned, run_pinned, watch
 from .lean_call import LeanCall, bind, lean_input
 from .padding import zero_padding
 from .summary import print_summary
+from .training import adapters as _adapters
 from .validation import as_batch_array, as_numeric_array, check_int, check_lengths_for, check_shape
 
 
@@ -402,40 +405,82 @@ class Sequential:
             self._fast = self._lean_call(pinned)
         return y
 
-    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = 0, lengths: Any = None) -> Any:
+    def predict(
+        self, x: Any, batch_size: int | None = None, verbose: Any = 0, steps: int | None = None, *,
+        lengths: Any = None,
+    ) -> Any:
         """Outputs for ``x`` as a NumPy array (a list of arrays for a multi-output last layer).
 
-        ``batch_size=None`` runs the whole input at once; give a size to bound memory.
+        ``x``: an array, ``{"x": array, "lengths": ints}``, or batches of inputs (a generator,
+        iterator, :class:`cgru.utils.PyDataset` or iterable yielding ``x``, ``(x,)`` or ``(x,
+        y, ...)``, whose targets are ignored); ``steps`` draws at most that many batches.
+        ``batch_size=None`` runs arrays in chunks sized to keep the working memory to a few tens
+        of MB (one call for a stateful model, whose rows are streams); a ``batch_size`` runs
+        batches of that size (for a stateful model, each continuing the previous one's states).
         """
         verbose = _progress.resolve_verbose(verbose)
+        steps = None if steps is None else check_int(steps, "steps", 1)
+        _adapters.check_form(x, "predict")
+        if _adapters.is_batch_source(x):
+            if lengths is not None:
+                raise ValueError(
+                    "predict(): when x is a source of batches, lengths travel in each batch as "
+                    "{'x': ..., 'lengths': ...}, not as lengths="
+                )
+            return self._predict_source(x, steps, verbose)
+        x, lengths = _adapters.split_inputs(x, lengths, "predict")
         x = as_batch_array(x, "x")
         lengths = self._accept_input(x, lengths)
         self._ensure_bound()
         n = x.shape[0]
-        size = n if batch_size is None else check_int(batch_size, "batch_size", 1)
+        if batch_size is not None:
+            size = check_int(batch_size, "batch_size", 1)
+        elif steps is not None:
+            size = max(1, math.ceil(n / steps))
+        else:
+            stateful = any(layer.stateful_layers() for layer in self._layers)
+            size = _prediction.chunk_rows(self._layers, x.shape, self.dtype, stateful)
+        if steps is not None and steps * size < n:
+            x, lengths, n = x[: steps * size], _take(lengths, slice(steps * size)), steps * size
         self._check_stateful_batches(n, size, "predict")
-        steps = max(1, math.ceil(n / size)) if n else 1
-        bar = _progress.Progbar(steps) if verbose == 1 else None
-        outputs = self._run_pinned(self._predict_pinned, x, lengths, size, steps, bar)
+        bar = _progress.Progbar(max(1, math.ceil(n / size))) if verbose == 1 else None
+        y = self._run_pinned(self._predict_pinned, x, lengths, size, bar)
         if bar is not None:
             bar.finish()
-        if len(outputs) == 1:
-            return outputs[0]
-        if isinstance(outputs[0], list):
-            return [np.concatenate(parts) for parts in zip(*outputs)]
-        return np.concatenate(outputs)
+        return y
 
-    def _predict_pinned(self, pinned: Pinned, x: Any, lengths: Any, size: int, steps: int, bar: Any) -> list:
-        """predict's outputs batch by batch, all on ``pinned``'s weights."""
-        ops = pinned.ops
-        outputs = []
-        for step in range(steps):
-            sl = slice(step * size, (step + 1) * size)
-            y, _, _ = self._forward(self._prepare_input(x[sl]), False, _take(lengths, sl), pinned)
-            outputs.append([ops.to_numpy(a) for a in y] if isinstance(y, list) else ops.to_numpy(y))
-            if bar is not None:
-                bar.update(step + 1)
-        return outputs
+    def _predict_pinned(self, pinned: Pinned, x: Any, lengths: Any, size: int, bar: Any) -> Any:
+        """predict's output in chunks of ``size`` rows, all on ``pinned``'s weights."""
+
+        def run(rows: Any, rows_lengths: Any) -> Any:
+            return self._forward(self._prepare_input(rows), False, rows_lengths, pinned)[0]
+
+        return _prediction.run_chunks(run, pinned.ops, x, lengths, size, bar)
+
+    def _predict_source(self, data: Any, steps: int | None, verbose: int) -> Any:
+        """predict's outputs for a source of batches, joined along the batch axis."""
+        source = _adapters.predict_source(self, data, steps)
+        self._ensure_bound()
+        bar = _progress.Progbar(source.steps) if verbose == 1 else None
+
+        def run(pinned: Pinned) -> list:
+            outputs = []
+            with contextlib.closing(source.epoch(0)) as batches:
+                for index, batch in enumerate(batches):
+                    y, _, _ = self._forward(self._prepare_input(batch.x), False, batch.lengths, pinned)
+                    ops = pinned.ops
+                    outputs.append([ops.to_numpy(a) for a in y] if isinstance(y, list) else ops.to_numpy(y))
+                    if bar is not None:
+                        bar.update(index + 1)
+            return outputs
+
+        try:
+            outputs = self._run_pinned(run)
+        finally:
+            source.close()
+        if bar is not None:
+            bar.finish(steps=len(outputs))
+        return _prediction.concatenate_outputs(outputs)
 
     def _check_stateful_batches(self, n: int, batch_size: int, what: str) -> None:
         """Stateful layers keep one state per batch row, so every batch must have the same size."""
@@ -485,26 +530,49 @@ class Sequential:
         validation_split: float = 0.0,
         validation_data: Any = None,
         shuffle: bool = True,
-        lengths: Any = None,
+        class_weight: dict | None = None,
+        sample_weight: Any = None,
         initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: Any = 1,
+        *,
+        lengths: Any = None,
         seed: int | None = None,
     ) -> _callbacks.History:
-        """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size`` (default 32).
+        """Train for ``epochs`` passes over the data (Keras's arguments, in Keras's order).
 
+        ``x``: an array with ``y`` (targets), ``sample_weight`` (per sample, or per time step
+        for a sequence output) and ``lengths``; ``{"x": array, "lengths": ints}``; or a source of
+        batches ``(x, y)`` / ``(x, y, sample_weight)``: a generator or iterator (one pass; with
+        ``steps_per_epoch``, epochs of that many batches continue it), a
+        :class:`cgru.utils.PyDataset` or another iterable such as a torch ``DataLoader`` (a new
+        pass every epoch). ``batch_size`` (arrays only, default 32). ``class_weight``:
+        ``{class id: weight}``, turned into sample weights from the targets.
         ``validation_split``: hold out that last fraction of the samples (taken before
-        shuffling, as Keras); ``validation_data``: ``(x_val, y_val)`` or ``(x_val, y_val,
-        lengths_val)``. ``shuffle``: reshuffle the training samples every epoch with a generator
-        seeded by ``seed`` (default: drawn from :func:`cgru.set_random_seed`'s generator).
-        ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch, "auto". Returns the History.
+        shuffling, as Keras); ``validation_data``: ``(x_val, y_val)``, ``(x_val, y_val,
+        sample_weight_val)`` or a source of batches (``validation_steps`` batches of it), with
+        ``x_val`` as ``{"x": x_val, "lengths": lengths_val}`` for right-padded sequences;
+        ``validation_freq``: validate after every n-th epoch (or the listed epochs, from 1).
+        ``shuffle``: reshuffle the training samples (a PyDataset's batch order) every epoch with
+        a generator seeded by ``seed`` (default: drawn from :func:`cgru.set_random_seed`'s
+        generator). ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch, "auto". Returns
+        the History.
 
         Everything is validated before the first update: a call that raises leaves the weights
-        as they were. Each step's new weights and optimizer state are published at once, so an
-        interrupted fit (KeyboardInterrupt, re-raised after the callbacks' ``on_train_end``)
-        leaves the model after its last whole step.
+        as they were (batches drawn from a source are checked as they come: a bad one raises
+        naming its index, with the weights after the last whole step). Each step's new weights
+        and optimizer state are published at once, so an interrupted fit (KeyboardInterrupt,
+        re-raised after the callbacks' ``on_train_end``) leaves the model after its last whole
+        step.
         """
         return _training.fit(
             self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-            shuffle, lengths, initial_epoch, seed,
+            shuffle, lengths, initial_epoch, seed, sample_weight=sample_weight,
+            class_weight=class_weight, steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps, validation_batch_size=validation_batch_size,
+            validation_freq=validation_freq,
         )
 
     def evaluate(
@@ -513,29 +581,39 @@ class Sequential:
         y: Any = None,
         batch_size: int | None = None,
         verbose: Any = 0,
-        lengths: Any = None,
+        sample_weight: Any = None,
+        steps: int | None = None,
+        *,
         return_dict: bool = False,
+        lengths: Any = None,
     ) -> Any:
-        """Loss (and metrics) on ``(x, y)``: a float, ``[loss, *metrics]`` when there are metrics,
-        or a dict with ``return_dict=True``."""
-        return _training.evaluate(self, x, y, batch_size, verbose, lengths, return_dict)
+        """Loss (and metrics) on the data: a float, ``[loss, *metrics]`` when there are metrics,
+        or a dict with ``return_dict=True``. ``x`` takes the forms ``fit`` takes (``steps``:
+        at most that many batches of a source)."""
+        return _training.evaluate(
+            self, x, y, batch_size, verbose, lengths, return_dict, sample_weight=sample_weight, steps=steps
+        )
 
     def train_on_batch(
         self,
         x: Any,
         y: Any = None,
         sample_weight: Any = None,
-        *,
+        class_weight: dict | None = None,
         return_dict: bool = False,
+        *,
         lengths: Any = None,
     ) -> Any:
         """One optimizer step on one batch; returns the loss (and metrics, as ``evaluate``).
 
-        ``sample_weight``: ``(B,)``, or ``(B, T)`` for sequence outputs, weighing the loss and
-        the ``weighted_metrics`` as Keras 3 does (see :mod:`cgru.sample_weights`).
+        ``x`` is an array or ``{"x": array, "lengths": ints}``. ``sample_weight``: ``(B,)``,
+        or ``(B, T)`` for sequence outputs, weighing the loss and the ``weighted_metrics`` as
+        Keras 3 does (see :mod:`cgru.sample_weights`); or ``class_weight`` (``{class id:
+        weight}``, turned into sample weights from ``y``, as ``fit`` does).
         """
         return _training.train_on_batch(
-            self, x, y, lengths, sample_weight=sample_weight, return_dict=return_dict
+            self, x, y, lengths, sample_weight=sample_weight, class_weight=class_weight,
+            return_dict=return_dict,
         )
 
     def test_on_batch(
@@ -543,12 +621,12 @@ class Sequential:
         x: Any,
         y: Any = None,
         sample_weight: Any = None,
-        *,
         return_dict: bool = False,
+        *,
         lengths: Any = None,
     ) -> Any:
         """The loss (and metrics, as ``evaluate``) on one batch, without training
-        (``sample_weight`` as :meth:`train_on_batch`)."""
+        (``x`` and ``sample_weight`` as :meth:`train_on_batch`)."""
         return _training.test_on_batch(
             self, x, y, lengths, sample_weight=sample_weight, return_dict=return_dict
         )

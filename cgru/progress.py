@@ -69,7 +69,8 @@ def format_per_step(seconds: float, unit: str = "step") -> str:
 
 
 class Progbar:
-    """A progress bar over ``target`` steps.
+    """A progress bar over ``target`` steps (None: not known in advance, as for a generator's
+    first pass; the bar then counts ``current/Unknown``).
 
     ``update(current, logs)`` after each step; ``finish(logs)`` writes the final line (with
     the total time, time per step and the final ``logs``). ``dynamic`` (default: whether
@@ -78,13 +79,13 @@ class Progbar:
 
     def __init__(
         self,
-        target: int,
+        target: int | None,
         width: int = 30,
         interval: float | None = None,
         dynamic: bool | None = None,
         unit: str = "step",
     ) -> None:
-        self.target = int(target)
+        self.target = None if target is None else int(target)
         self.width = width
         self.interval = REFRESH_INTERVAL if interval is None else interval
         self.dynamic = _isatty(sys.stdout) if dynamic is None else bool(dynamic)
@@ -94,6 +95,8 @@ class Progbar:
         self._last_len = 0
 
     def _bar(self, current: int) -> str:
+        if self.target is None:
+            return f"{current}/Unknown"
         digits = len(str(self.target))
         head = f"{current:>{digits}}/{self.target} ["
         if self.target > 0:
@@ -120,16 +123,22 @@ class Progbar:
         if not self.dynamic:
             return
         now = time.perf_counter()
-        if current < self.target and now - self._last_draw < self.interval:
+        target = self.target
+        if (target is None or current < target) and now - self._last_draw < self.interval:
             return
         self._last_draw = now
         elapsed = now - self.start
-        eta = elapsed / current * (self.target - current) if current else 0.0
+        if target is None:
+            self._write(f"{self._bar(current)} - {format_duration(elapsed)}{format_logs(logs or {})}", False)
+            return
+        eta = elapsed / current * (target - current) if current else 0.0
         self._write(f"{self._bar(current)} - ETA: {format_duration(eta)}{format_logs(logs or {})}", False)
 
     def finish(self, logs: dict | None = None, steps: int | None = None) -> None:
         """Write the final line: full bar, time, time per step and ``logs``."""
-        steps = self.target if steps is None else steps
+        steps = (self.target or 0) if steps is None else steps
+        if self.target is None:
+            self.target = steps
         elapsed = time.perf_counter() - self.start
         per = elapsed / steps if steps else 0.0
         line = (

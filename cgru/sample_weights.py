@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .validation import to_host
+from .validation import as_numeric_array
 
 #: The reductions a loss accepts (None is "none").
 REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight", "sum", "none")
@@ -63,35 +63,42 @@ def squeeze_or_expand_to_same_rank(x1: Any, x2: Any, expand_rank_1: bool = True)
 
 
 def check_sample_weight(
-    sample_weight: Any, out_shape: tuple, samples: int, what: str = "sample_weight"
-) -> Any:
-    """Host-side check of the sample weights for ``samples`` samples of outputs shaped
-    ``out_shape`` (batch axis first, None for unknown sizes): float64 ``(B,)`` or, for sequence
-    outputs, ``(B, T)``; None stays None. TypeError/ValueError say what is wrong."""
+    sample_weight: Any, out_shape: tuple, samples: int, what: str = "sample_weight", dtype: Any = np.float64
+) -> np.ndarray | None:
+    """The sample weights for ``samples`` samples of outputs shaped ``out_shape`` (batch axis
+    first, None for unknown sizes), checked on the host: ``(samples,)`` or, for a sequence
+    output, ``(samples, time)``, finite, as a NumPy array of ``dtype``; None stays None.
+
+    ``(samples, 1)`` and ``(samples, time, 1)`` are read as ``(samples,)`` and ``(samples,
+    time)``, as Keras does. TypeError/ValueError name ``what`` and the expected shape.
+    """
     if sample_weight is None:
         return None
-    try:
-        w = to_host(sample_weight)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be a numeric array: {exc}") from None
-    if w.dtype.kind not in "fiub":
-        raise TypeError(f"{what} must be numeric, got an array of dtype {w.dtype}")
-    w = w.astype(np.float64)
+    w = as_numeric_array(sample_weight, what)
     per_value = tuple(out_shape[1:-1])
     sequence = len(per_value) == 1
-    expected = "(samples,)" + (" or (samples, time steps)" if sequence else "")
+    time = per_value[0] if sequence else None
+    expected = "(samples,)" + (" or (samples, time)" if sequence else "")
     if w.ndim >= 2 and w.shape[-1] == 1:
         w = w.reshape(w.shape[:-1])
     if w.ndim == 0 or w.shape[0] != samples:
         raise ValueError(
-            f"{what} must have one weight per sample, {expected}, for {samples} samples; got shape {w.shape}"
+            f"{what} must have shape {expected} for outputs of shape {tuple(out_shape)}: one weight "
+            f"per sample{' or per time step' if sequence else ''}; got shape {w.shape} for {samples} samples"
         )
-    if w.ndim > 1 and not (sequence and w.ndim == 2 and (per_value[0] is None or per_value[0] == w.shape[1])):
+    if w.ndim > 1 and not (sequence and w.ndim == 2):
         raise ValueError(
             f"{what} must have shape {expected} for outputs of shape {tuple(out_shape)}, got {w.shape}"
         )
+    if w.ndim == 2 and time is not None and w.shape[1] != time:
+        raise ValueError(
+            f"{what} must have shape ({samples}, {time}) (one weight per time step) or ({samples},), "
+            f"got {w.shape}"
+        )
+    with np.errstate(over="ignore"):
+        w = w.astype(dtype, copy=False)
     if not np.isfinite(w).all():
-        raise ValueError(f"{what} must be finite")
+        raise ValueError(f"{what} must be finite numbers (in {np.dtype(dtype).name})")
     return w
 
 

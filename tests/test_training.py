@@ -376,7 +376,7 @@ def test_validation_split_takes_the_last_samples(ops, rng):
     for u, v in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(u, v)
     assert h.history["val_loss"][0] == pytest.approx(a.evaluate(x[6:], y[6:]), rel=1e-6)
-    val = a.fit(x, y, epochs=1, validation_data=(x[:3], y[:3], [6, 2, 3]), verbose=0)
+    val = a.fit(x, y, epochs=1, validation_data=({"x": x[:3], "lengths": [6, 2, 3]}, y[:3]), verbose=0)
     assert val.history["val_loss"][0] == pytest.approx(a.evaluate(x[:3], y[:3], lengths=[6, 2, 3]), rel=1e-6)
 
 

@@ -2,7 +2,12 @@
 ``test_on_batch`` of :class:`~cgru.Sequential` run.
 
 - :mod:`.compiled`: the optimizer, loss and metrics ``compile()`` chooses, checked and saved;
-- :mod:`.data`: batch sources (where batches come from) and the checks of a data set;
+- :mod:`.data`: batches of arrays and the checks of a data set;
+- :mod:`.adapters`: the forms of data (arrays, generators, PyDatasets, iterables of batches)
+  and the batch sources they become, with Keras's epoch rules; :mod:`.prefetch`: a PyDataset's
+  batches prepared ahead by threads or processes;
+- :mod:`.weights`: class weights turned into sample weights from the targets (the sample
+  weights' checks and rules: :mod:`cgru.sample_weights`);
 - :mod:`.step`: one step on one batch (forward, loss, backward, gradients, optimizer);
 - :mod:`.logs`: the loss and metric values, accumulated in one place;
 - :mod:`.strategy`: where several processes would combine gradients and logs, and who prints;

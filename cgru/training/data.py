@@ -5,12 +5,12 @@ A batch source has ``steps`` (batches per pass, or None when unknown in advance)
 before it yields it (the whole data set at once where it can, else batch by batch), so the loop
 trusts every batch it gets.
 
-Today's source is :class:`ArrayBatches`: arrays checked whole by :func:`check_arrays`, sliced
-into batches in order or reshuffled every pass; :func:`split_validation` holds out their last
-fraction, as Keras's ``validation_split`` does. Generators or iterables of ``(x, y)`` batches,
-a Keras ``PyDataset`` or a torch ``DataLoader`` become sources the same way: an ``epoch`` that
-draws each batch, checks it with :func:`check_arrays` and yields it. Per-sample weights and
-class weights will travel in :class:`Batch` beside the targets.
+:class:`ArrayBatches` slices arrays checked whole by :func:`check_arrays` into batches, in order
+or reshuffled every pass; :func:`split_validation` holds out their last fraction, as Keras's
+``validation_split`` does. Generators, iterables of batches and ``PyDataset`` s become sources in
+:mod:`cgru.training.adapters`, which checks each of their batches with :func:`check_arrays` as it
+draws it. Sample weights (given, or made from ``class_weight``) travel in :class:`Batch` beside
+the targets.
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import losses as _losses
+from ..sample_weights import check_sample_weight
 from ..validation import as_batch_array, as_numeric_array
 from .surface import Trainee
+from .weights import class_weight_to_sample_weight, refuse_both
 
 
 class Batch(NamedTuple):
     """One batch: host arrays with the batch axis first.
 
     x: the model's input; y: the targets; lengths: int64 (batch,) valid lengths of right-padded
-    sequences, or None; sample_weight: float (batch,) or, for sequence outputs, (batch, time)
-    weights of the loss and the weighted metrics (:mod:`cgru.sample_weights`), or None.
+    sequences, or None; sample_weight: the weight of each sample ``(batch,)``, or of each time
+    step ``(batch, time)`` for a sequence output, in the model's float dtype, or None (all 1):
+    it weighs the loss and the weighted metrics (:mod:`cgru.sample_weights`).
     """
 
     x: np.ndarray
@@ -52,9 +55,15 @@ class ArrayBatches:
     """
 
     def __init__(
-        self, x: np.ndarray, y: np.ndarray, lengths: np.ndarray | None, batch_size: int, rng: Any = None
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        lengths: np.ndarray | None,
+        batch_size: int,
+        rng: Any = None,
+        sample_weight: np.ndarray | None = None,
     ) -> None:
-        self.x, self.y, self.lengths = x, y, lengths
+        self.x, self.y, self.lengths, self.sample_weight = x, y, lengths, sample_weight
         self.batch_size = batch_size
         self.rng = rng
         self.samples = x.shape[0]
@@ -68,22 +77,30 @@ class ArrayBatches:
             rows = slice(step * size, (step + 1) * size)
             if order is not None:
                 rows = order[rows]
-            yield Batch(self.x[rows], self.y[rows], _take(self.lengths, rows))
+            yield Batch(
+                self.x[rows], self.y[rows], _take(self.lengths, rows), _take(self.sample_weight, rows)
+            )
 
 
-def split_validation(x: np.ndarray, y: np.ndarray, lengths: Any, fraction: float) -> tuple[tuple, tuple]:
-    """``((x, y, lengths) to train on, (x, y, lengths) to validate on)``: the last ``fraction``
-    of the samples held out, taken before any shuffling (Keras's ``validation_split``)."""
-    n = x.shape[0]
+def split_samples(arrays: tuple, fraction: float) -> tuple[tuple, tuple]:
+    """``(arrays to train on, arrays to validate on)``: the last ``fraction`` of the samples of
+    each array (None stays None) held out, taken before any shuffling (Keras's
+    ``validation_split``)."""
+    n = arrays[0].shape[0]
     split_at = int(math.floor(n * (1.0 - fraction)))
     if split_at == 0 or split_at == n:
         raise ValueError(
             f"validation_split={fraction} of {n} samples leaves "
             f"{split_at} for training and {n - split_at} for validation; both must be > 0"
         )
-    train = (x[:split_at], y[:split_at], _take(lengths, slice(None, split_at)))
-    held_out = (x[split_at:], y[split_at:], _take(lengths, slice(split_at, None)))
+    train = tuple(_take(a, slice(None, split_at)) for a in arrays)
+    held_out = tuple(_take(a, slice(split_at, None)) for a in arrays)
     return train, held_out
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, lengths: Any, fraction: float) -> tuple[tuple, tuple]:
+    """:func:`split_samples` of ``(x, y, lengths)``."""
+    return split_samples((x, y, lengths), fraction)
 
 
 def check_arrays(model: Trainee, x: Any, y: Any, lengths: Any, what: str) -> tuple:
@@ -110,6 +127,24 @@ def check_arrays(model: Trainee, x: Any, y: Any, lengths: Any, what: str) -> tup
     return x, y, lengths, out_shape
 
 
+def check_data(
+    model: Trainee, x: Any, y: Any, lengths: Any, sample_weight: Any, class_weight: Any, what: str
+) -> tuple[Batch, tuple]:
+    """:func:`check_arrays` and the sample weights: ``(Batch, output shape)``.
+
+    ``sample_weight`` (given) or ``class_weight`` (a checked ``{class: weight}`` dict, turned into
+    sample weights from ``y``) fill ``Batch.sample_weight``; Keras refuses both at once.
+    """
+    refuse_both(sample_weight, class_weight, what)
+    x, y, lengths, out_shape = check_arrays(model, x, y, lengths, what)
+    dtype = np.dtype(model.dtype)
+    if class_weight is not None:
+        sample_weight = class_weight_to_sample_weight(y, class_weight, out_shape, dtype)
+    else:
+        sample_weight = check_sample_weight(sample_weight, out_shape, x.shape[0], dtype=dtype)
+    return Batch(x, y, lengths, sample_weight), out_shape
+
+
 def check_targets(y: np.ndarray, out_shape: tuple, sparse: bool) -> None:
     """Targets ``y`` (host) fit outputs of ``out_shape``; sparse targets are class ids in range."""
     _losses.check_target_shape(y.shape[1:], out_shape[1:], sparse)
@@ -123,4 +158,12 @@ def check_targets(y: np.ndarray, out_shape: tuple, sparse: bool) -> None:
             )
 
 
-__all__ = ["ArrayBatches", "Batch", "check_arrays", "check_targets", "split_validation"]
+__all__ = [
+    "ArrayBatches",
+    "Batch",
+    "check_arrays",
+    "check_data",
+    "check_targets",
+    "split_samples",
+    "split_validation",
+]

@@ -14,6 +14,8 @@ they were.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,17 +24,16 @@ import numpy as np
 from .. import callbacks as _callbacks
 from .. import config as _config
 from .. import progress as _progress
-from ..sample_weights import check_sample_weight
 from ..validation import check_int, check_rate, check_seed
+from . import adapters
 from . import strategy as _strategy
+from .adapters import DEFAULT_BATCH_SIZE
 from .compiled import require_compiled, resolve_metrics
-from .data import ArrayBatches, Batch, check_arrays, split_validation
+from .data import Batch, check_data
 from .logs import BatchResult, LogsAccumulator, metric_result
 from .step import evaluate_step, train_step
 from .surface import Trainee
-
-#: Samples per batch when ``batch_size`` is None (Keras's default).
-DEFAULT_BATCH_SIZE = 32
+from .weights import check_class_weight
 
 
 class LoopHooks:
@@ -58,19 +59,35 @@ def run_epoch(
     """Run ``step`` on each batch of ``source``'s pass ``epoch``, accumulating into ``logs``;
     returns the number of batches run."""
     done = 0
-    for index, batch in enumerate(source.epoch(epoch)):
-        hooks.batch_begin(index)
-        result = strategy.reduce_batch(step(batch))
-        logs.add(result)
-        done = index + 1
-        hooks.batch_end(index, result, logs)
-        if hooks.stop():
-            break
+    with contextlib.closing(source.epoch(epoch)) as batches:
+        for index, batch in enumerate(batches):
+            hooks.batch_begin(index)
+            result = strategy.reduce_batch(step(batch))
+            logs.add(result)
+            done = index + 1
+            hooks.batch_end(index, result, logs)
+            if hooks.stop():
+                break
     return done
 
 
-def _batch_size(batch_size: Any) -> int:
-    return DEFAULT_BATCH_SIZE if batch_size is None else check_int(batch_size, "batch_size", 1)
+def _batch_size(batch_size: Any, name: str = "batch_size") -> int | None:
+    """A checked batch size, or None (the data's default: 32 for arrays)."""
+    return None if batch_size is None else check_int(batch_size, name, 1)
+
+
+def _steps(steps: Any, name: str) -> int | None:
+    return None if steps is None else check_int(steps, name, 1)
+
+
+def _validation_freq(freq: Any) -> Callable[[int], bool]:
+    """Whether to validate after epoch ``i`` (from 0): every ``freq``-th epoch, or the epochs
+    (from 1) listed, as Keras's ``validation_freq``."""
+    if isinstance(freq, (list, tuple, set)):
+        listed = {check_int(f, "validation_freq", 1) for f in freq}
+        return lambda epoch: epoch + 1 in listed
+    every = check_int(freq, "validation_freq", 1)
+    return lambda epoch: (epoch + 1) % every == 0
 
 
 # ------------------------------------------------------------------------------ evaluate
@@ -109,24 +126,27 @@ def evaluate(
     lengths: Any,
     return_dict: bool,
     strategy: Any = None,
+    *,
+    sample_weight: Any = None,
+    steps: Any = None,
 ) -> Any:
     """``Sequential.evaluate`` (see there)."""
     require_compiled(model, "evaluate")
     verbose = _progress.resolve_verbose(verbose)
-    batch_size = _batch_size(batch_size)
-    x, y, lengths, out_shape = check_arrays(model, x, y, lengths, "evaluate")
-    if x.shape[0] == 0:
-        raise ValueError("evaluate() needs at least one sample")
-    model._check_stateful_batches(x.shape[0], batch_size, "evaluate")
+    data = adapters.evaluate_data(
+        model, x, y, lengths, sample_weight, _batch_size(batch_size), _steps(steps, "steps")
+    )
     strategy = _strategy.resolve(strategy)
-    metrics = resolve_metrics(model, y.shape, out_shape)
-    source = ArrayBatches(x, y, lengths, batch_size)
+    metrics = resolve_metrics(model, data.y_shape, data.out_shape)
     if not strategy.is_chief:
         verbose = 0
-    bar = _progress.Progbar(source.steps) if verbose == 1 else None
-    logs = evaluate_source(model, source, metrics, strategy, bar)
+    bar = _progress.Progbar(data.source.steps) if verbose == 1 else None
+    try:
+        logs = evaluate_source(model, data.source, metrics, strategy, bar)
+    finally:
+        data.source.close()
     if bar is not None:
-        bar.finish(logs)
+        bar.finish(logs, steps=data.source.steps)
     elif verbose == 2:
         _progress.write_line(_progress.format_logs(logs).lstrip(" -"))
     if return_dict:
@@ -159,13 +179,6 @@ class _FitHooks(LoopHooks):
         return self.model.stop_training
 
 
-def _validation_arrays(model: Trainee, validation_data: Any) -> tuple:
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-        raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, lengths_val)")
-    vx, vy, vl = (*validation_data, None)[:3]
-    return check_arrays(model, vx, vy, vl, "fit (validation_data)")[:3]
-
-
 def fit(
     model: Trainee,
     x: Any,
@@ -181,6 +194,13 @@ def fit(
     initial_epoch: Any,
     seed: Any,
     strategy: Any = None,
+    *,
+    sample_weight: Any = None,
+    class_weight: Any = None,
+    steps_per_epoch: Any = None,
+    validation_steps: Any = None,
+    validation_batch_size: Any = None,
+    validation_freq: Any = 1,
 ) -> _callbacks.History:
     """``Sequential.fit`` (see there)."""
     require_compiled(model, "fit")
@@ -189,24 +209,42 @@ def fit(
     epochs = check_int(epochs, "epochs", 0)
     initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
     validation_split = check_rate(validation_split, "validation_split")
+    validate_after = _validation_freq(validation_freq)
     seed = check_seed(seed)
     cb_list = _callbacks.check_callbacks(callbacks)
-    x, y, lengths, out_shape = check_arrays(model, x, y, lengths, "fit")
-    val = None
-    if validation_data is not None:
-        val = _validation_arrays(model, validation_data)
-    elif validation_split > 0:
-        (x, y, lengths), val = split_validation(x, y, lengths, validation_split)
-    if x.shape[0] == 0:
-        raise ValueError("fit() needs at least one training sample")
-    model._check_stateful_batches(x.shape[0], batch_size, "fit")
-    if val is not None:
-        model._check_stateful_batches(val[0].shape[0], batch_size, "fit (validation)")
-    strategy = _strategy.resolve(strategy)
-    metrics = resolve_metrics(model, y.shape, out_shape)
     rng = np.random.default_rng(seed if seed is not None else _config.next_seed())
-    train = ArrayBatches(x, y, lengths, batch_size, rng if shuffle else None)
-    held_out = None if val is None else ArrayBatches(*val, batch_size)
+    data = adapters.fit_data(
+        model, x, y, lengths, sample_weight, check_class_weight(class_weight), batch_size,
+        _steps(steps_per_epoch, "steps_per_epoch"), rng if shuffle else None, validation_split,
+        validation_data, _steps(validation_steps, "validation_steps"),
+        _batch_size(validation_batch_size, "validation_batch_size"),
+    )
+    train, held_out = data.train, data.held_out
+    try:
+        return _fit_epochs(
+            model, train, held_out, data, epochs, initial_epoch, verbose, cb_list, strategy, validate_after
+        )
+    finally:
+        train.close()
+        if held_out is not None:
+            held_out.close()
+
+
+def _fit_epochs(
+    model: Trainee,
+    train: Any,
+    held_out: Any,
+    data: Any,
+    epochs: int,
+    initial_epoch: int,
+    verbose: int,
+    cb_list: list,
+    strategy: Any,
+    validate_after: Callable[[int], bool],
+) -> _callbacks.History:
+    """fit's epochs over checked sources."""
+    strategy = _strategy.resolve(strategy)
+    metrics = resolve_metrics(model, data.y_shape, data.out_shape)
     if not strategy.is_chief:
         verbose = 0
     history = _callbacks.History()
@@ -231,7 +269,7 @@ def fit(
                 train, epoch, lambda batch: train_step(model, batch, metrics, strategy), logs, strategy, hooks
             )
             epoch_logs = dict(hooks.logs)
-            if held_out is not None:
+            if held_out is not None and validate_after(epoch):
                 val_logs = evaluate_source(model, held_out, metrics, strategy)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             elapsed = _progress.time.perf_counter() - start
@@ -241,6 +279,9 @@ def fit(
                 _progress.write_line(_progress.epoch_line(epoch + 1, epochs, done, elapsed, epoch_logs))
             cbs.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
+                break
+            if epoch + 1 < epochs and getattr(train, "used_up", False):
+                warnings.warn(train.ran_out(epoch + 1, epochs), stacklevel=3)
                 break
     except KeyboardInterrupt:
         # the weights are at a step boundary (steps are published whole): end as usual
@@ -264,12 +305,17 @@ def _batch_logs(result: BatchResult, metrics: list, return_dict: bool) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-def _single_batch(model: Trainee, x: Any, y: Any, lengths: Any, sample_weight: Any, what: str) -> tuple:
-    """The checked batch of ``train_on_batch``/``test_on_batch`` and its metrics."""
+def _single_batch(
+    model: Trainee, x: Any, y: Any, lengths: Any, sample_weight: Any, class_weight: Any, what: str
+) -> tuple:
+    """The checked batch of ``train_on_batch``/``test_on_batch`` (its sample weights given, or
+    made from ``class_weight``) and its metrics."""
     require_compiled(model, what)
-    x, y, lengths, out_shape = check_arrays(model, x, y, lengths, what)
-    sample_weight = check_sample_weight(sample_weight, out_shape, x.shape[0])
-    return Batch(x, y, lengths, sample_weight), resolve_metrics(model, y.shape, out_shape)
+    class_weight = check_class_weight(class_weight)
+    adapters.check_form(x, what)
+    x, lengths = adapters.split_inputs(x, lengths, what)
+    batch, out_shape = check_data(model, x, y, lengths, sample_weight, class_weight, what)
+    return batch, resolve_metrics(model, batch.y.shape, out_shape)
 
 
 def train_on_batch(
@@ -278,11 +324,13 @@ def train_on_batch(
     y: Any,
     lengths: Any,
     strategy: Any = None,
+    *,
     sample_weight: Any = None,
+    class_weight: Any = None,
     return_dict: bool = False,
 ) -> Any:
     """``Sequential.train_on_batch`` (see there)."""
-    batch, metrics = _single_batch(model, x, y, lengths, sample_weight, "train_on_batch")
+    batch, metrics = _single_batch(model, x, y, lengths, sample_weight, class_weight, "train_on_batch")
     strategy = _strategy.resolve(strategy)
     result = strategy.reduce_batch(train_step(model, batch, metrics, strategy))
     return _batch_logs(result, metrics, return_dict)
@@ -294,11 +342,12 @@ def test_on_batch(
     y: Any,
     lengths: Any,
     strategy: Any = None,
+    *,
     sample_weight: Any = None,
     return_dict: bool = False,
 ) -> Any:
     """``Sequential.test_on_batch`` (see there)."""
-    batch, metrics = _single_batch(model, x, y, lengths, sample_weight, "test_on_batch")
+    batch, metrics = _single_batch(model, x, y, lengths, sample_weight, None, "test_on_batch")
     strategy = _strategy.resolve(strategy)
     model._ensure_bound()
     result = model._run_pinned(lambda pinned: evaluate_step(model, batch, metrics, pinned))

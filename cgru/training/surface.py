@@ -13,9 +13,9 @@ class Trainee(Protocol):
     """The members of a model that :mod:`cgru.training` uses.
 
     Keras-visible state: ``layers``, ``trainable_weights``, ``compiled``, ``optimizer``,
-    ``loss``, ``stop_training``, ``history``, ``_metrics`` and ``_weighted_metrics`` (the
-    metrics as compiled: names or objects; the weighted ones see the sample weights). The
-    methods, all on checked data:
+    ``loss``, ``stop_training``, ``history``, ``dtype`` (the output's float dtype),
+    ``_metrics`` and ``_weighted_metrics`` (the metrics as compiled: names or objects; the
+    weighted ones see the sample weights). The methods, all on checked data:
     """
 
     layers: list
@@ -25,6 +25,7 @@ class Trainee(Protocol):
     loss: Any
     stop_training: bool
     history: Any
+    dtype: str
     _metrics: list
     _weighted_metrics: list
 
