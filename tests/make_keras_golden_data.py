@@ -23,6 +23,13 @@ Writes, in tests/data/:
 - ``keras_data_validation.npz``: a GRU(3) + Dense(1) model, data, sample weights, and the
   ``val_loss`` of ``fit(validation_data=(x, y, sample_weight))`` next to ``evaluate`` with and
   without those weights.
+- ``keras_data_weighted.json``: whole trainings weighted by sample weights or class weights
+  (:data:`WEIGHTED`): a GRU model with ``metrics`` and ``weighted_metrics``, its initial weights,
+  the data, ``fit(batch_size=4, epochs=2, shuffle=False, validation_data=(x, y,
+  sample_weight))`` on arrays with ``sample_weight=`` or ``class_weight=``: the history, the
+  weights after, and ``evaluate(x, y, sample_weight=)`` then; for the first case also the same
+  ``fit`` on a ``keras.utils.PyDataset`` of ``(x, y, sample_weight)`` batches, and for those
+  with class weights ``train_on_batch(class_weight=)`` on the first 4 samples.
 """
 
 from __future__ import annotations
@@ -323,6 +330,141 @@ def validation_triple() -> dict:
     }
 
 
+def _tolist(a):
+    return None if a is None else np.asarray(a).tolist()
+
+
+def _floats(logs: dict) -> dict:
+    return {k: float(v) for k, v in logs.items()}
+
+
+class WeightedBatches(keras.utils.PyDataset):
+    """``(x, y, sample_weight)`` in batches of ``size``, in order."""
+
+    def __init__(self, x, y, sample_weight, size: int) -> None:
+        super().__init__()
+        self.arrays, self.size = (x, y, sample_weight), size
+
+    def __len__(self):
+        return -(-len(self.arrays[0]) // self.size)
+
+    def __getitem__(self, index):
+        rows = slice(index * self.size, (index + 1) * self.size)
+        return tuple(a[rows] for a in self.arrays)
+
+
+#: name: (output: "classes" (3 softmax units, class ids), "binary" (1 sigmoid unit) or "sequence"
+#: (2 linear units per step), loss, metrics, weighted_metrics (names or [class name, config]),
+#: weights: "sample" (per sample), "step" (per time step) or "class" (class_weight))
+WEIGHTED = {
+    "classes_sample_weight": (
+        "classes", "sparse_categorical_crossentropy", ["sparse_categorical_accuracy"],
+        ["sparse_categorical_accuracy", ["SparseTopKCategoricalAccuracy", {"k": 2}]], "sample",
+    ),
+    "classes_class_weight": (
+        "classes", "sparse_categorical_crossentropy", ["sparse_categorical_accuracy"],
+        ["sparse_categorical_accuracy"], "class",
+    ),
+    "binary_class_weight": (
+        "binary", "binary_crossentropy", ["binary_accuracy"], ["binary_accuracy", "auc", "mse"], "class",
+    ),
+    "sequence_step_weight": ("sequence", "mse", ["mae"], ["mae", "RootMeanSquaredError"], "step"),
+}
+WEIGHTED_SAMPLES, WEIGHTED_VALIDATION, WEIGHTED_TIME = 10, 6, 5
+
+
+def _metric(spec):
+    return spec if isinstance(spec, str) else getattr(keras.metrics, spec[0])(**spec[1])
+
+
+def _weighted_data(rng, output: str, samples: int) -> tuple:
+    x = rng.standard_normal((samples, WEIGHTED_TIME, 2)).astype("float32")
+    if output == "classes":
+        y = rng.integers(0, 3, samples).astype("int64")
+    elif output == "binary":
+        y = rng.integers(0, 2, (samples, 1)).astype("float32")
+    else:
+        y = rng.standard_normal((samples, WEIGHTED_TIME, 2)).astype("float32")
+    return x, y
+
+
+def weighted_case(rng, output, loss, metrics, weighted_metrics, weights) -> dict:
+    keras.utils.set_random_seed(3)
+    sequence = output == "sequence"
+    head = {"classes": (3, "softmax"), "binary": (1, "sigmoid"), "sequence": (2, None)}[output]
+
+    def build():
+        model = keras.Sequential([
+            keras.Input((WEIGHTED_TIME, 2)),
+            keras.layers.GRU(4, return_sequences=sequence, seed=1),
+            keras.layers.Dense(head[0], activation=head[1]),
+        ])
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.5),
+            loss=loss,
+            metrics=[_metric(m) for m in metrics],
+            weighted_metrics=[_metric(m) for m in weighted_metrics],
+        )
+        return model
+
+    x, y = _weighted_data(rng, output, WEIGHTED_SAMPLES)
+    xv, yv = _weighted_data(rng, output, WEIGHTED_VALIDATION)
+    shape = (WEIGHTED_SAMPLES, WEIGHTED_TIME) if weights == "step" else (WEIGHTED_SAMPLES,)
+    sw = rng.uniform(0.0, 2.0, shape).astype("float32")
+    swv = rng.uniform(0.0, 2.0, (WEIGHTED_VALIDATION,) + shape[1:]).astype("float32")
+    class_weight = {0: 0.5, 1: 2.0, 2: 3.0} if output == "classes" else {0: 1.0, 1: 4.0}
+    given = {"class_weight": class_weight} if weights == "class" else {"sample_weight": sw}
+    fit_args = {"batch_size": 4, "epochs": 2, "shuffle": False}
+    model = build()
+    initial = model.get_weights()
+    history = model.fit(x, y, validation_data=(xv, yv, swv), verbose=0, **fit_args, **given)
+    evaluated = model.evaluate(x, y, sample_weight=sw, batch_size=4, verbose=0, return_dict=True)
+    case = {
+        "output": output,
+        "loss": loss,
+        "metrics": metrics,
+        "weighted_metrics": weighted_metrics,
+        "weights": [w.tolist() for w in initial],
+        "x": _tolist(x), "y": _tolist(y), "x_val": _tolist(xv), "y_val": _tolist(yv),
+        "sample_weight_val": _tolist(swv),
+        "sample_weight": _tolist(sw) if weights != "class" else None,
+        "class_weight": {str(k): v for k, v in class_weight.items()} if weights == "class" else None,
+        "fit": fit_args,
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "weights_after": [w.tolist() for w in model.get_weights()],
+        "evaluate": _floats(evaluated),
+    }
+    if weights == "class":
+        once = build()
+        once.set_weights(initial)
+        logs = once.train_on_batch(x[:4], y[:4], class_weight=class_weight, return_dict=True)
+        case["train_on_batch"] = {
+            "rows": 4,
+            "logs": _floats(logs),
+            "weights_after": [w.tolist() for w in once.get_weights()],
+        }
+    if weights == "sample":
+        again = build()
+        again.set_weights(initial)
+        history = again.fit(
+            WeightedBatches(x, y, sw, fit_args["batch_size"]), epochs=fit_args["epochs"], shuffle=False,
+            validation_data=(xv, yv, swv), verbose=0,
+        )
+        case["py_dataset"] = {
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "weights_after": [w.tolist() for w in again.get_weights()],
+        }
+    return case
+
+
+def weighted_training() -> dict:
+    rng = np.random.default_rng(23)
+    return {
+        "keras_version": keras.__version__,
+        "cases": {name: weighted_case(rng, *spec) for name, spec in WEIGHTED.items()},
+    }
+
+
 def main() -> None:
     keras.utils.set_random_seed(0)
     record = {
@@ -336,7 +478,9 @@ def main() -> None:
     }
     (DATA / "keras_data.json").write_text(json.dumps(record, indent=1) + "\n")
     np.savez(DATA / "keras_data_validation.npz", **validation_triple())
-    print("wrote", DATA / "keras_data.json", DATA / "keras_data_validation.npz")
+    (DATA / "keras_data_weighted.json").write_text(json.dumps(weighted_training()) + "\n")
+    written = ("keras_data.json", "keras_data_validation.npz", "keras_data_weighted.json")
+    print("wrote", *(DATA / name for name in written))
 
 
 if __name__ == "__main__":

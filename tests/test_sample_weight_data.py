@@ -1,7 +1,8 @@
 """Sample weights and class weights as the data brings them: what reaches each step as
 ``Batch.sample_weight``, against Keras 3's conversion of ``class_weight``
 (tests/data/keras_data.json) and the meaning of ``validation_data=(x, y, sample_weight)``
-(tests/data/keras_data_validation.npz), both written by tests/make_keras_golden_data.py."""
+(tests/data/keras_data_validation.npz); and whole weighted trainings in every data form against
+Keras 3's (tests/data/keras_data_weighted.json). All written by tests/make_keras_golden_data.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cgru
 from cgru import GRU, Dense, Sequential, optimizers
 from cgru.training import loop
 from cgru.training.weights import check_class_weight, class_weight_to_sample_weight
@@ -190,3 +192,163 @@ def test_keras_refuses_what_cgru_refuses_or_accepts():
     assert "class_weight" in refusals["class_weight_and_sample_weight"]
     # Keras refuses class_weight with a generator; cgru weighs each batch by its targets
     assert "not supported for Python generator" in refusals["class_weight_with_generator"]
+
+
+# ------------------------------------------- whole trainings, every data form, against Keras 3
+WEIGHTED = json.loads((DATA / "keras_data_weighted.json").read_text())["cases"]
+FORMS = ["arrays", "generator", "iterator_with_steps", "py_dataset", "iterable", "data_loader"]
+
+
+def weighted_model(case, ops_name):
+    sequence = case["output"] == "sequence"
+    head = {"classes": (3, "softmax"), "binary": (1, "sigmoid"), "sequence": (2, "linear")}[case["output"]]
+    model = Sequential(
+        [GRU(4, return_sequences=sequence, input_shape=(5, 2)), Dense(head[0], activation=head[1])],
+        device=ops_name,
+    )
+    model.set_weights([np.asarray(w, np.float32) for w in case["weights"]])
+
+    def metric(spec):
+        return spec if isinstance(spec, str) else getattr(cgru.metrics, spec[0])(**spec[1])
+
+    model.compile(
+        optimizer=optimizers.SGD(0.5),
+        loss=case["loss"],
+        metrics=[metric(m) for m in case["metrics"]],
+        weighted_metrics=[metric(m) for m in case["weighted_metrics"]],
+    )
+    return model
+
+
+def weighted_arrays(case):
+    """``(x, y, sample_weight or None, class_weight or None, x_val, y_val, sample_weight_val)``."""
+    y_dtype = np.int64 if case["output"] == "classes" else np.float32
+    cw = case["class_weight"]
+    return (
+        np.asarray(case["x"], np.float32),
+        np.asarray(case["y"], y_dtype),
+        None if case["sample_weight"] is None else np.asarray(case["sample_weight"], np.float32),
+        None if cw is None else {int(k): v for k, v in cw.items()},
+        np.asarray(case["x_val"], np.float32),
+        np.asarray(case["y_val"], y_dtype),
+        np.asarray(case["sample_weight_val"], np.float32),
+    )
+
+
+class Batches(cgru.utils.PyDataset):
+    """Arrays (None left out) in batches of ``size``, in order."""
+
+    def __init__(self, arrays, size):
+        super().__init__()
+        self.arrays, self.size = [a for a in arrays if a is not None], size
+
+    def __len__(self):
+        return -(-len(self.arrays[0]) // self.size)
+
+    def __getitem__(self, index):
+        return tuple(a[index * self.size:(index + 1) * self.size] for a in self.arrays)
+
+
+def fit_in_form(model, form, case, ops_name=None):
+    """``fit`` as the Keras recording did (batches of 4, 2 epochs, in order), with the training
+    and the validation data, sample weights in their batches, given in ``form``."""
+    x, y, sw, cw, xv, yv, swv = weighted_arrays(case)
+    size, epochs = case["fit"]["batch_size"], case["fit"]["epochs"]
+    common = dict(epochs=epochs, class_weight=cw, verbose=0)
+    train, held_out = Batches((x, y, sw), size), Batches((xv, yv, swv), size)
+    if form == "arrays":
+        return model.fit(x, y, batch_size=size, shuffle=False, sample_weight=sw,
+                         validation_data=(xv, yv, swv), **common)
+    if form == "generator":  # a generator is one pass: one epoch's batches after the other's
+        batches = (train[i] for _ in range(epochs) for i in range(len(train)))
+        return model.fit(batches, steps_per_epoch=len(train), validation_data=iter(held_out), **common)
+    if form == "iterator_with_steps":  # validation batches drawn once, from a generator
+        return model.fit(
+            (train[i % len(train)] for i in range(epochs * len(train))), steps_per_epoch=len(train),
+            validation_data=(held_out[i] for i in range(len(held_out))), **common,
+        )
+    if form == "py_dataset":
+        return model.fit(train, shuffle=False, validation_data=held_out, **common)
+    if form == "iterable":  # a list of batches: a new pass every epoch
+        return model.fit(list(train), validation_data=list(held_out), **common)
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def loader(arrays):
+        tensors = [torch.from_numpy(a) for a in arrays if a is not None]
+        return DataLoader(TensorDataset(*tensors), batch_size=size, shuffle=False)
+
+    return model.fit(loader((x, y, sw)), validation_data=loader((xv, yv, swv)), **common)
+
+
+def assert_keras_logs(logs, want, what):
+    """Logs (values or per-epoch lists) equal Keras's, key for key."""
+    assert set(logs) == set(want), (what, sorted(logs), sorted(want))
+    for key, values in want.items():
+        np.testing.assert_allclose(logs[key], values, rtol=1e-4, atol=2e-6, err_msg=f"{what}: {key}")
+
+
+def assert_keras_weights(model, want, what):
+    for k, (got, expected) in enumerate(zip(model.get_weights(), want)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-6, err_msg=f"{what}: weight {k}")
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", list(WEIGHTED))
+def test_weighted_training_in_every_data_form_equals_keras(ops, name, form):
+    """Keras 3's fit on arrays with sample_weight= or class_weight= and validation_data=(x, y,
+    sample_weight): the same losses, metrics and weighted metrics epoch by epoch, validation
+    included, and the same weights after, whatever form the weighted batches come in."""
+    case = WEIGHTED[name]
+    model = weighted_model(case, ops.name)
+    history = fit_in_form(model, form, case)
+    assert_keras_logs(history.history, case["history"], f"{name} {form}")
+    assert_keras_weights(model, case["weights_after"], f"{name} {form}")
+    x, y, sw, *_ = weighted_arrays(case)
+    if sw is not None:
+        logs = model.evaluate(x, y, sample_weight=sw, batch_size=4, return_dict=True)
+        assert_keras_logs(logs, case["evaluate"], f"{name} evaluate")
+        # evaluate on a source of (x, y, sample_weight) batches gives the same
+        logs = model.evaluate(Batches((x, y, sw), 3), return_dict=True)
+        assert_keras_logs(logs, case["evaluate"], f"{name} evaluate(PyDataset)")
+
+
+def test_keras_weighs_py_dataset_batches_as_arrays(ops):
+    """Keras's own fit on a PyDataset of (x, y, sample_weight) batches: cgru's equals it."""
+    case = WEIGHTED["classes_sample_weight"]
+    want = case["py_dataset"]
+    model = weighted_model(case, ops.name)
+    history = fit_in_form(model, "py_dataset", case)
+    assert_keras_logs(history.history, want["history"], "py_dataset")
+    assert_keras_weights(model, want["weights_after"], "py_dataset")
+
+
+@pytest.mark.parametrize("name", [n for n in WEIGHTED if "train_on_batch" in WEIGHTED[n]])
+def test_train_on_batch_class_weight_equals_keras(ops, name):
+    case = WEIGHTED[name]
+    want = case["train_on_batch"]
+    x, y, _, cw, *_ = weighted_arrays(case)
+    model = weighted_model(case, ops.name)
+    logs = model.train_on_batch(x[:want["rows"]], y[:want["rows"]], class_weight=cw, return_dict=True)
+    assert_keras_logs(logs, want["logs"], f"{name} train_on_batch")
+    assert_keras_weights(model, want["weights_after"], f"{name} train_on_batch")
+    with pytest.raises(ValueError, match="class_weight and sample_weight"):
+        model.train_on_batch(x[:4], y[:4], np.ones(4), cw)
+    with pytest.raises(TypeError, match="dict"):
+        model.train_on_batch(x[:4], y[:4], class_weight=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("name", list(WEIGHTED))
+def test_generator_of_weighted_batches_trains_bitwise_as_arrays(ops, name):
+    """A generator of (x, y, sample_weight) batches (or of (x, y) with class_weight=) gives
+    exactly the training that the arrays with sample_weight= (class_weight=) give."""
+    case = WEIGHTED[name]
+    runs = []
+    for form in ("arrays", "generator"):
+        model = weighted_model(case, ops.name)
+        history = fit_in_form(model, form, case)
+        runs.append((history.history, model.get_weights()))
+    (arrays_history, arrays_weights), (generator_history, generator_weights) = runs
+    assert arrays_history == generator_history
+    for a, b in zip(arrays_weights, generator_weights):
+        np.testing.assert_array_equal(a, b)
