@@ -43,7 +43,8 @@ class Golden(NamedTuple):
 def golden(case: str) -> Golden:
     count = sum(layer["weights"] for layer in META[case]["layers"])
     return Golden(*(ARRAYS[f"{case}/{k}"] for k in ("x", "r", "y", "dx")),
-                  [ARRAYS[f"{case}/w{i}"] for i in range(count)], [ARRAYS[f"{case}/g{i}"] for i in range(count)])
+                  [ARRAYS[f"{case}/w{i}"] for i in range(count)],
+                  [ARRAYS[f"{case}/g{i}"] for i in range(count)])
 
 
 def cgru_lookup(name: str) -> Any:
@@ -259,7 +260,8 @@ def test_from_keras_refuses_what_cgru_lacks():
     with pytest.raises(ValueError, match=r"'a', Activation\).*unknown activation 'gelu'"):
         from_keras(FakeKerasModel([fake("Activation", name="a", activation="gelu")], (None, 5, 4), "m"))
     with pytest.raises(ValueError, match="rms_scaling"):
-        from_keras(FakeKerasModel([fake("LayerNormalization", name="n", rms_scaling=True)], (None, 5, 4), "m"))
+        from_keras(FakeKerasModel([fake("LayerNormalization", name="n", rms_scaling=True)],
+                                  (None, 5, 4), "m"))
     with pytest.raises(ValueError, match="channels_last"):
         from_keras(FakeKerasModel([fake("GlobalAveragePooling1D", name="p", data_format="channels_first")],
                                   (None, 5, 4), "m"))
