@@ -125,13 +125,13 @@ class Sequential:
                 return
             self._layers.append(layer)
             if len(self._layers) == 1:
-                shape = self._first_input_shape(layer)
-                if shape is not None:
-                    try:
+                try:
+                    shape = self._first_input_shape(layer)
+                    if shape is not None:
                         self.build(shape)
-                    except Exception:
-                        self._layers.pop()
-                        raise
+                except Exception:
+                    self._layers.pop()
+                    raise
 
     def _set_input(self, spec: InputLayer) -> None:
         """Take ``spec`` as the model's input (Keras: an Input comes first, and only once)."""

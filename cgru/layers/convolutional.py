@@ -14,8 +14,10 @@ its output would have if the sequence ran alone, and its output at those steps i
 output (the padding is not part of the sequence):
 
 - ``padding="valid"``: ``max(0, floor((L - (kernel_size - 1) * dilation_rate - 1) / strides) + 1)``;
-- ``padding="causal"`` and ``"same"``: ``ceil(L / strides)``; with "same" the input's padded steps
-  are read as zeros, as the sequence alone would be padded.
+- ``padding="causal"`` and ``"same"``: ``ceil(L / strides)``.
+
+The input's padded steps are read as zeros (where "same" pads the sequence alone), so whatever
+they hold (NaN included) reaches no output.
 
 ``padding="same"`` with ``strides > 1`` refuses lengths (ValueError): TensorFlow's "same" places
 its padding by the padded length, so a padded sequence's outputs would not be its own. Steps
@@ -233,8 +235,8 @@ class Conv1D(Layer):
         batch, time, _ = x.shape
         geo = self.geometry(time)
         zeroed = None
-        if lengths is not None and self.padding == "same":
-            if self.strides > 1:
+        if lengths is not None:
+            if self.padding == "same" and self.strides > 1:
                 raise ValueError(
                     f"Conv1D {self.name!r}: padding='same' with strides={self.strides} cannot take "
                     "lengths (where 'same' puts its padding depends on the padded length, so a padded "
