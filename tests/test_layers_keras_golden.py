@@ -1,5 +1,6 @@
 """The layers around a GRU (Conv1D, LayerNormalization, Activation, Flatten, TimeDistributed,
-global pooling, Masking, Input) against Keras 3, on every backend under test.
+global pooling, Masking, Input) against Keras 3, on every backend under test and on the "cuda"
+backend through the CPU emulator of its kernels (tests/cuda_emu).
 
 The expected values come from tests/data/keras_layers.{json,npz}, recorded from Keras 3 itself
 by tests/make_keras_golden_layers.py for the cases of tests/keras_layer_cases.py: each layer's
@@ -12,6 +13,7 @@ real Keras models too).
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import warnings
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 from keras_layer_cases import LAYERS, MASKING, MODELS, build
+from padding import LENGTHS, check_fit_ignores_padding
 
 import cgru
 from cgru import Sequential, from_keras
@@ -141,6 +144,47 @@ def check_model(model: Sequential, case: str) -> None:
 @pytest.mark.parametrize("case", sorted(MODELS))
 def test_model_matches_keras(ops, case):
     check_model(cgru_model(case, ops.name), case)
+
+
+@pytest.fixture
+def emulated_cuda(emulator, monkeypatch):
+    """The "cuda" backend (CupyOps and gru.cu's kernels) on the CPU emulator, registered as
+    "cuda-emulated" for one test."""
+    fake, lib = emulator
+    ops = fake.emulated_ops(fake.FakeCupy(lib), "off")
+    registry = importlib.import_module("cgru.backends")
+    monkeypatch.setitem(registry._factories, "cuda-emulated", lambda: ops)
+    monkeypatch.setitem(registry._instances, "cuda-emulated", ops)
+    return ops
+
+
+def test_layers_and_models_match_keras_on_emulated_cuda(emulated_cuda):
+    """The layers' array code through the CuPy backend's module (the emulator's), and the models
+    through its GRU kernels."""
+    for case in ("conv_same_k4_s2", "conv_causal_d2_relu", "ln_axes_12", "td_dense_tanh", "gmp", "flatten"):
+        test_layer_matches_keras(emulated_cuda, case)
+    for case in sorted(MODELS):
+        check_model(cgru_model(case, "cuda-emulated"), case)
+
+
+def test_padded_training_on_emulated_cuda(emulated_cuda, rng):
+    """One step of a Conv1D -> GRU -> pooling model on NaN/inf padding equals the zero-padded
+    one on the emulated CUDA backend (lengths mapped through the convolution)."""
+    def build_model():
+        model = Sequential([
+            cgru.Conv1D(4, kernel_size=3, padding="causal", activation="relu", seed=1),
+            cgru.GRU(3, return_sequences=True, seed=2),
+            cgru.TimeDistributed(cgru.Dense(3, seed=3)),
+            cgru.LayerNormalization(),
+            cgru.GlobalAveragePooling1D(),
+        ], device="cuda-emulated")
+        model.build((None, 6, 2))
+        model.compile("adam", "mse")
+        return model
+
+    x = rng.standard_normal((len(LENGTHS), 6, 2)).astype(np.float32)
+    y = rng.standard_normal((len(LENGTHS), 3)).astype(np.float32)
+    check_fit_ignores_padding(build_model, x, y, LENGTHS)
 
 
 @pytest.mark.parametrize("case", sorted(MODELS))
