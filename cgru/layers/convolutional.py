@@ -2,11 +2,12 @@
 a GRU for audio and sensor data.
 
 Computation. The input's windows are gathered into one matrix (im2col: ``(batch * out_time,
-kernel_size * channels)``, one strided copy per kernel tap, no loop over positions) and
+kernel_size * channels)``, a strided view of the input copied once, no loop over positions) and
 multiplied by the kernel seen as ``(kernel_size * channels, filters)`` in one GEMM (BLAS on the
-CPU backends, cuBLAS through CuPy). The backward pass uses the same matrix: one GEMM for the
-kernel's gradient, one for the windows' gradient, which one strided add per tap puts back
-(col2im).
+CPU backends, cuBLAS through CuPy). The backward pass uses the same matrix for the kernel's
+gradient (one GEMM); the input's gradient is one GEMM per kernel tap, each added to the steps
+that tap read (col2im; faster than one GEMM followed by strided adds, measured in
+bench/NOTES.md).
 
 Lengths. Keras drops masks at a Conv1D (the layers after it see none). cgru keeps the
 variable-length semantics instead: after the layer, a sequence of length ``L`` has the length
@@ -195,7 +196,8 @@ class Conv1D(Layer):
 
     def _windows(self, x: Any, geo: Geometry) -> Any:
         """im2col: ``(batch * out_time, kernel_size * channels)``, row ``(b, t)`` holding the
-        input steps output step t of sequence b sees, tap after tap."""
+        input steps output step t of sequence b sees, tap after tap: a strided view of the
+        (zero-padded) input copied once."""
         xp = self.xp
         batch, time, channels = x.shape
         k, stride, dilation = self.kernel_size, self.strides, self.dilation_rate
@@ -206,27 +208,28 @@ class Conv1D(Layer):
             padded[:, geo.left : geo.left + time] = x
         else:
             padded = x
-        windows = xp.empty((batch, geo.out_time, k, channels), dtype=x.dtype)
-        reach = (geo.out_time - 1) * stride + 1
-        for tap in range(k):
-            start = tap * dilation
-            windows[:, :, tap] = padded[:, start : start + reach : stride]
-        return windows.reshape(batch * geo.out_time, k * channels)
+        sb, st, sc = padded.strides
+        view = xp.lib.stride_tricks.as_strided(
+            padded, (batch, geo.out_time, k, channels), (sb, stride * st, dilation * st, sc)
+        )
+        return view.reshape(batch * geo.out_time, k * channels)  # the one copy
 
-    def _unwindow(self, d_windows: Any, shape: tuple, geo: Geometry) -> Any:
-        """col2im, the adjoint of :meth:`_windows`: each window's gradient added back to the
-        input steps it came from; ``(batch, time, channels)``."""
+    def _input_gradient(self, dz: Any, kernel: Any, shape: tuple, geo: Geometry) -> Any:
+        """col2im of the windows' gradient ``dz @ kernel^T``, one tap at a time: each tap's
+        product ``dz @ kernel[tap]^T`` (batch * out_time, channels) is added to the input steps
+        that tap read; ``(batch, time, channels)``."""
         xp = self.xp
         batch, time, channels = shape
         k, stride, dilation = self.kernel_size, self.strides, self.dilation_rate
         if k == 1 and stride == 1 and not (geo.left or geo.right):
-            return d_windows.reshape(shape)
-        d_windows = d_windows.reshape(batch, geo.out_time, k, channels)
-        d_padded = xp.zeros((batch, geo.left + time + geo.right, channels), dtype=d_windows.dtype)
+            return (dz @ kernel[0].T).reshape(shape)
+        d_padded = xp.zeros((batch, geo.left + time + geo.right, channels), dtype=dz.dtype)
         reach = (geo.out_time - 1) * stride + 1
         for tap in range(k):
             start = tap * dilation
-            d_padded[:, start : start + reach : stride] += d_windows[:, :, tap]
+            d_padded[:, start : start + reach : stride] += (dz @ kernel[tap].T).reshape(
+                batch, geo.out_time, channels
+            )
         return xp.ascontiguousarray(d_padded[:, geo.left : geo.left + time])
 
     def _run(self, x: Any, training: bool, lengths: Any, values: tuple) -> tuple[Any, Any]:
@@ -245,8 +248,8 @@ class Conv1D(Layer):
             x = zero_padding(self.xp, x, lengths)
             zeroed = lengths
         windows = self._windows(x, geo)
-        kernel = values[0].reshape(-1, self.filters)
-        z = windows @ kernel
+        kernel = values[0]
+        z = windows @ kernel.reshape(-1, self.filters)
         if len(values) > 1:
             z += values[1]
         y = _act.apply(self.activation, self.xp, z)
@@ -284,7 +287,7 @@ class Conv1D(Layer):
             self.bias.grad = dz.sum(axis=0)
         if not input_grad:
             return None
-        dx = self._unwindow(dz @ kernel.T, shape, geo)
+        dx = self._input_gradient(dz, kernel, shape, geo)
         return dx if zeroed is None else zero_padding(self.xp, dx, zeroed)
 
     def get_config(self) -> dict:
