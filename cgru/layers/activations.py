@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 # Keras 3's constants (tf.nn.selu).
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
-_LEAKY_SLOPE = 0.2  # keras.activations.leaky_relu's default negative_slope
-_SHRINK = 0.5  # soft_shrink's and hard_shrink's default threshold
-_SQUAREPLUS_B = 4.0
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+LEAKY_RELU_SLOPE = 0.2  # keras.activations.leaky_relu's default negative_slope
+SHRINK_THRESHOLD = 0.5  # soft_shrink's and hard_shrink's default threshold
+SQUAREPLUS_B = 4.0
 
 
 def _sigmoid(xp, x):
@@ -97,8 +97,8 @@ _TABLE: dict[str, Activation] = {
     "relu6": _by_input(lambda xp, x: xp.clip(x, 0, 6), lambda xp, x, y, dy: dy * _inside(x, 0, 6)),
     "hard_tanh": _by_input(lambda xp, x: xp.clip(x, -1, 1), lambda xp, x, y, dy: dy * _inside(x, -1, 1)),
     "leaky_relu": _by_input(
-        lambda xp, x: xp.where(x > 0, x, x * x.dtype.type(_LEAKY_SLOPE)),
-        lambda xp, x, y, dy: xp.where(x > 0, dy, dy * dy.dtype.type(_LEAKY_SLOPE)),
+        lambda xp, x: xp.where(x > 0, x, x * x.dtype.type(LEAKY_RELU_SLOPE)),
+        lambda xp, x, y, dy: xp.where(x > 0, dy, dy * dy.dtype.type(LEAKY_RELU_SLOPE)),
     ),
     "elu": _by_input(
         lambda xp, x: _elu_like(xp, x, 1.0), lambda xp, x, y, dy: xp.where(x > 0, dy, dy * (y + 1))
@@ -108,8 +108,8 @@ _TABLE: dict[str, Activation] = {
         lambda xp, x, y, dy: xp.where(x > 0, dy, dy * xp.exp(xp.minimum(x, 0))),
     ),
     "selu": _by_input(
-        lambda xp, x: _SELU_SCALE * _elu_like(xp, x, _SELU_ALPHA),
-        lambda xp, x, y, dy: dy * xp.where(x > 0, _SELU_SCALE, y + _SELU_SCALE * _SELU_ALPHA),
+        lambda xp, x: SELU_SCALE * _elu_like(xp, x, SELU_ALPHA),
+        lambda xp, x, y, dy: dy * xp.where(x > 0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA),
     ),
     "softplus": _by_input(_softplus, lambda xp, x, y, dy: dy * _sigmoid(xp, x)),
     "softsign": _by_input(lambda xp, x: x / (1 + xp.abs(x)), lambda xp, x, y, dy: dy / (1 + xp.abs(x)) ** 2),
@@ -128,16 +128,17 @@ _TABLE: dict[str, Activation] = {
     "mish": _by_input(lambda xp, x: x * _mish_tanh(xp, x), lambda xp, x, y, dy: dy * _mish_slope(xp, x)),
     "tanh_shrink": _by_input(lambda xp, x: x - xp.tanh(x), lambda xp, x, y, dy: dy * xp.tanh(x) ** 2),
     "soft_shrink": _by_input(
-        lambda xp, x: xp.where(x > _SHRINK, x - _SHRINK, xp.where(x < -_SHRINK, x + _SHRINK, 0)),
-        lambda xp, x, y, dy: dy * (xp.abs(x) > _SHRINK),
+        lambda xp, x: xp.where(x > SHRINK_THRESHOLD, x - SHRINK_THRESHOLD,
+                               xp.where(x < -SHRINK_THRESHOLD, x + SHRINK_THRESHOLD, 0)),
+        lambda xp, x, y, dy: dy * (xp.abs(x) > SHRINK_THRESHOLD),
     ),
     "hard_shrink": _by_input(
-        lambda xp, x: xp.where(xp.abs(x) > _SHRINK, x, 0),
-        lambda xp, x, y, dy: dy * (xp.abs(x) > _SHRINK),
+        lambda xp, x: xp.where(xp.abs(x) > SHRINK_THRESHOLD, x, 0),
+        lambda xp, x, y, dy: dy * (xp.abs(x) > SHRINK_THRESHOLD),
     ),
     "squareplus": _by_input(
-        lambda xp, x: (x + xp.sqrt(x * x + _SQUAREPLUS_B)) / 2,
-        lambda xp, x, y, dy: dy * (1 + x / xp.sqrt(x * x + _SQUAREPLUS_B)) / 2,
+        lambda xp, x: (x + xp.sqrt(x * x + SQUAREPLUS_B)) / 2,
+        lambda xp, x, y, dy: dy * (1 + x / xp.sqrt(x * x + SQUAREPLUS_B)) / 2,
     ),
     "sparse_plus": _by_input(
         lambda xp, x: xp.where(x <= -1, 0, xp.where(x < 1, (x + 1) ** 2 / 4, x)),

@@ -33,7 +33,7 @@ from ..layers import (
     SelectTimestep,
     TimeDistributed,
 )
-from ..layers.activations import _SELU_ALPHA, _SELU_SCALE, _SHRINK, _SQUAREPLUS_B
+from ..layers.activations import LEAKY_RELU_SLOPE, SELU_ALPHA, SELU_SCALE, SHRINK_THRESHOLD, SQUAREPLUS_B
 from . import _idioms as idioms
 from ._gru_spec import activation_attributes, direction_functions, gate_rows_to_onnx
 from .context import ExportContext
@@ -43,12 +43,12 @@ _ONE_OPERATOR = {
     "relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
     "softmax": ("Softmax", {"axis": -1}), "log_softmax": ("LogSoftmax", {"axis": -1}),
     "exponential": ("Exp", {}), "softplus": ("Softplus", {}),
-    "softsign": ("Softsign", {}), "leaky_relu": ("LeakyRelu", {"alpha": 0.2}),
+    "softsign": ("Softsign", {}), "leaky_relu": ("LeakyRelu", {"alpha": LEAKY_RELU_SLOPE}),
     "elu": ("Elu", {"alpha": 1.0}), "celu": ("Elu", {"alpha": 1.0}),  # celu with alpha 1 is elu
-    "selu": ("Selu", {"alpha": _SELU_ALPHA, "gamma": _SELU_SCALE}),
+    "selu": ("Selu", {"alpha": SELU_ALPHA, "gamma": SELU_SCALE}),
     "hard_sigmoid": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}),
-    "soft_shrink": ("Shrink", {"lambd": _SHRINK, "bias": _SHRINK}),
-    "hard_shrink": ("Shrink", {"lambd": _SHRINK}),
+    "soft_shrink": ("Shrink", {"lambd": SHRINK_THRESHOLD, "bias": SHRINK_THRESHOLD}),
+    "hard_shrink": ("Shrink", {"lambd": SHRINK_THRESHOLD}),
 }
 
 
@@ -83,7 +83,7 @@ def activation(ctx: ExportContext, name: str, x: str) -> str:
     if name == "tanh_shrink":
         return node("Sub", x, node("Tanh", x))
     if name == "squareplus":
-        root = node("Sqrt", node("Add", node("Mul", x, x), const(_SQUAREPLUS_B)))
+        root = node("Sqrt", node("Add", node("Mul", x, x), const(SQUAREPLUS_B)))
         return node("Div", node("Add", x, root), const(2.0))
     if name == "sparse_plus":  # ((clip(x, -1, 1) + 1) ** 2) / 4 + relu(x - 1)
         shifted = node("Add", clip(x, -1.0, 1.0), const(1.0))
