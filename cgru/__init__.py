@@ -18,7 +18,26 @@ from ._version import __version__ as __version__
 from .backends import available_backends, get_backend, get_ops, register_backend, set_backend
 from .config import epsilon, floatx, set_epsilon, set_floatx, set_random_seed
 from .interop import from_keras, from_torch, from_torch_state_dict, to_torch_state_dict
-from .layers import GRU, Bidirectional, Dense, Dropout, Embedding, Layer, Parameter, register_layer
+from .layers import (
+    GRU,
+    Activation,
+    Bidirectional,
+    Conv1D,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    Input,
+    InputLayer,
+    Layer,
+    LayerNormalization,
+    Masking,
+    Parameter,
+    TimeDistributed,
+    register_layer,
+)
 from .models import Sequential
 from .runtime import backend_info, get_num_threads, num_threads, set_num_threads
 
@@ -47,11 +66,20 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "GRU",
+    "Activation",
     "Bidirectional",
+    "Conv1D",
     "Dense",
     "Dropout",
     "Embedding",
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "Input",
+    "InputLayer",
     "Layer",
+    "LayerNormalization",
+    "Masking",
     "Parameter",
     "Sequential",
     "available_backends",
@@ -79,6 +107,7 @@ __all__ = [
     "set_floatx",
     "set_num_threads",
     "set_random_seed",
+    "TimeDistributed",
     "to_onnx",
     "to_torch_state_dict",
     "utils",

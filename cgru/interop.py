@@ -402,7 +402,9 @@ def to_torch_state_dict(model: Any) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------ Keras
-_KERAS_SUPPORTED = ("GRU", "Bidirectional", "Dense", "Embedding", "Dropout", "InputLayer")
+_KERAS_SUPPORTED = ("GRU", "Bidirectional", "Dense", "Embedding", "Dropout", "InputLayer", "Masking",
+                    "Conv1D", "TimeDistributed", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
+                    "LayerNormalization", "Activation", "Flatten")
 _GRU_IGNORED = {  # Keras GRU settings that change nothing cgru computes
     "name", "trainable", "dtype", "units", "activation", "recurrent_activation", "use_bias",
     "kernel_initializer", "recurrent_initializer", "bias_initializer", "dropout", "recurrent_dropout",
@@ -453,6 +455,15 @@ def _keras_dtype(config: dict, override: Any, where: str) -> str:
     raise ValueError(f"{where}: dtype {dtype!r} is not supported (float32 or float64)")
 
 
+def _warn_ignored(config: dict, where: str) -> None:
+    """Warn about regularizers and constraints: training-time settings cgru does not have."""
+    ignored = sorted(k for k, v in config.items()
+                     if k.endswith(("_regularizer", "_constraint")) and v is not None)
+    if ignored:
+        warnings.warn(f"{where}: {ignored} are training-time settings that cgru does not have; ignored",
+                      stacklevel=4)
+
+
 def _keras_gru_kwargs(config: dict, layer: Any, dtype: Any, where: str) -> dict:
     activation = _keras_name(config.get("activation", "tanh"))
     recurrent_activation = _keras_name(config.get("recurrent_activation", "sigmoid"))
@@ -461,11 +472,7 @@ def _keras_gru_kwargs(config: dict, layer: Any, dtype: Any, where: str) -> dict:
                          "relu6(x + 3) / 6, which cgru implements")
     if config.get("time_major"):
         raise ValueError(f"{where}: time_major=True is not supported (cgru inputs are batch-major)")
-    ignored = sorted(k for k, v in config.items()
-                     if k.endswith(("_regularizer", "_constraint")) and v is not None)
-    if ignored:
-        warnings.warn(f"{where}: {ignored} are training-time settings that cgru does not have; ignored",
-                      stacklevel=3)
+    _warn_ignored(config, where)
     kwargs = dict(
         units=config["units"], activation=activation, recurrent_activation=recurrent_activation,
         use_bias=config.get("use_bias", True), dropout=config.get("dropout", 0.0),
@@ -482,63 +489,154 @@ def _keras_gru_kwargs(config: dict, layer: Any, dtype: Any, where: str) -> dict:
     return kwargs
 
 
+def _common(config: dict, dtype: Any, where: str) -> dict:
+    """The keyword arguments every converted layer takes: dtype and name."""
+    kwargs = {"dtype": _keras_dtype(config, dtype, where)}
+    if config.get("name"):
+        kwargs["name"] = config["name"]
+    return kwargs
+
+
+def _keras_bidirectional(config: dict, layer: Any, dtype: Any, where: str):
+    from .layers import GRU, Bidirectional
+
+    forward, backward = getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)
+    if forward is not None:
+        inner = [(type(forward).__name__, forward.get_config(), forward),
+                 (type(backward).__name__, backward.get_config(), backward)]
+    else:  # from the config alone: {"layer": {"class_name", "config"}, "backward_layer": ...}
+        spec = config["layer"]
+        back = config.get("backward_layer")
+        if back is None:
+            flipped = not spec["config"].get("go_backwards", False)
+            back = {"class_name": spec["class_name"],
+                    "config": {**spec["config"], "go_backwards": flipped}}
+        inner = [(spec["class_name"], spec["config"], layer),
+                 (back["class_name"], back["config"], layer)]
+    for name, _, _ in inner:
+        if name != "GRU":
+            raise ValueError(f"{where} wraps a {name}; cgru's Bidirectional wraps GRU layers only")
+    fwd_kwargs, bwd_kwargs = (_keras_gru_kwargs(c, obj, dtype, where) for _, c, obj in inner)
+    merge_mode = config.get("merge_mode", "concat")
+    kwargs = {"name": config["name"]} if config.get("name") else {}
+    return Bidirectional(GRU(**fwd_kwargs), merge_mode=merge_mode, backward_layer=GRU(**bwd_kwargs),
+                         dtype=fwd_kwargs["dtype"], **kwargs)
+
+
+def _keras_time_distributed(config: dict, layer: Any, dtype: Any, where: str):
+    from .layers import TimeDistributed
+
+    spec = config["layer"]
+    inner = getattr(layer, "layer", None)
+    if inner is None or type(inner).__name__ != spec.get("class_name"):
+        inner = None
+    where_inner = f"{where}'s wrapped layer"
+    wrapped = _keras_config_layer(spec["class_name"], spec["config"], inner, dtype, where_inner)
+    return TimeDistributed(wrapped, **_common(config, dtype, where))
+
+
+def _keras_simple(kind: str, config: dict, dtype: Any, where: str):
+    """The layers converted from their config alone (None for a class that is not one)."""
+    from . import layers as L
+
+    _warn_ignored(config, where)
+    common = _common(config, dtype, where)
+    if kind == "Dense":
+        return L.Dense(config["units"], activation=_keras_name(config.get("activation")),
+                       use_bias=config.get("use_bias", True), **common)
+    if kind == "Embedding":
+        return L.Embedding(config["input_dim"], config["output_dim"],
+                           mask_zero=config.get("mask_zero", False), **common)
+    if kind == "Dropout":
+        seed = config.get("seed")
+        return L.Dropout(config["rate"], noise_shape=config.get("noise_shape"),
+                         seed=seed if isinstance(seed, int) else None, **common)
+    if kind == "Masking":
+        return L.Masking(config.get("mask_value", 0.0), **common)
+    if kind == "Activation":
+        return L.Activation(_keras_name(config["activation"]), **common)
+    if kind == "Flatten":
+        return L.Flatten(data_format=config.get("data_format"), **common)
+    if kind in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
+        return getattr(L, kind)(data_format=config.get("data_format"), keepdims=config.get("keepdims", False),
+                                **common)
+    if kind == "LayerNormalization":
+        return L.LayerNormalization(axis=config.get("axis", -1), epsilon=config.get("epsilon", 1e-3),
+                                    center=config.get("center", True), scale=config.get("scale", True),
+                                    rms_scaling=config.get("rms_scaling", False), **common)
+    if kind == "Conv1D":
+        return L.Conv1D(config["filters"], config["kernel_size"], strides=config.get("strides", 1),
+                        padding=config.get("padding", "valid"), data_format=config.get("data_format"),
+                        dilation_rate=config.get("dilation_rate", 1), groups=config.get("groups", 1),
+                        activation=_keras_name(config.get("activation")),
+                        use_bias=config.get("use_bias", True), **common)
+    return None
+
+
+def _keras_config_layer(kind: str, config: dict, layer: Any, dtype: Any, where: str):
+    """The cgru layer for a Keras layer of class ``kind`` with ``config`` (``layer``: the Keras
+    object when there is one; weights are set later)."""
+    if kind == "GRU":
+        from .layers import GRU
+
+        return GRU(**_keras_gru_kwargs(config, layer, dtype, where))
+    if kind == "Bidirectional":
+        return _keras_bidirectional(config, layer, dtype, where)
+    if kind == "TimeDistributed":
+        return _keras_time_distributed(config, layer, dtype, where)
+    converted = _keras_simple(kind, config, dtype, where)
+    if converted is None:
+        raise ValueError(f"{where} has no cgru counterpart; from_keras supports "
+                         f"{', '.join(_KERAS_SUPPORTED)} layers")
+    return converted
+
+
 def _keras_layer(layer: Any, dtype: Any, index: int):
     """The cgru layer for one Keras layer (weights not set yet)."""
-    from .layers import GRU, Bidirectional, Dense, Dropout, Embedding
-
     kind = type(layer).__name__
     config = layer.get_config()
     where = f"Keras layer {index} ({config.get('name', '?')!r}, {kind})"
     try:
-        if kind == "GRU":
-            return GRU(**_keras_gru_kwargs(config, layer, dtype, where))
-        if kind == "Bidirectional":
-            forward, backward = getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)
-            if forward is not None:
-                inner = [(type(forward).__name__, forward.get_config(), forward),
-                         (type(backward).__name__, backward.get_config(), backward)]
-            else:  # from the config alone: {"layer": {"class_name", "config"}, "backward_layer": ...}
-                spec = config["layer"]
-                back = config.get("backward_layer")
-                if back is None:
-                    flipped = not spec["config"].get("go_backwards", False)
-                    back = {"class_name": spec["class_name"],
-                            "config": {**spec["config"], "go_backwards": flipped}}
-                inner = [(spec["class_name"], spec["config"], layer),
-                         (back["class_name"], back["config"], layer)]
-            for name, _, _ in inner:
-                if name != "GRU":
-                    raise ValueError(f"{where} wraps a {name}; cgru's Bidirectional wraps GRU layers only")
-            fwd_kwargs, bwd_kwargs = (_keras_gru_kwargs(c, obj, dtype, where) for _, c, obj in inner)
-            merge_mode = config.get("merge_mode", "concat")
-            kwargs = {"name": config["name"]} if config.get("name") else {}
-            return Bidirectional(GRU(**fwd_kwargs), merge_mode=merge_mode, backward_layer=GRU(**bwd_kwargs),
-                                 dtype=fwd_kwargs["dtype"], **kwargs)
-        if kind == "Dense":
-            return Dense(config["units"], activation=_keras_name(config.get("activation")),
-                         use_bias=config.get("use_bias", True), dtype=_keras_dtype(config, dtype, where),
-                         name=config.get("name"))
-        if kind == "Embedding":
-            return Embedding(config["input_dim"], config["output_dim"],
-                             mask_zero=config.get("mask_zero", False),
-                             dtype=_keras_dtype(config, dtype, where), name=config.get("name"))
-        if kind == "Dropout":
-            seed = config.get("seed")
-            return Dropout(config["rate"], noise_shape=config.get("noise_shape"),
-                           seed=seed if isinstance(seed, int) else None,
-                           dtype=_keras_dtype(config, dtype, where), name=config.get("name"))
+        return _keras_config_layer(kind, config, layer, dtype, where)
     except KeyError as exc:
         raise ValueError(f"{where}: its config lacks {exc}") from None
     except (TypeError, ValueError) as exc:
         if str(exc).startswith(where):
             raise
         raise type(exc)(f"{where}: {exc}") from None
-    raise ValueError(f"{where} has no cgru counterpart; from_keras supports "
-                     f"{', '.join(_KERAS_SUPPORTED)} layers")
+
+
+def _keras_mask_warnings(layers: list) -> None:
+    """Warn where a Keras model ignores a mask that cgru's lengths respect: a Conv1D after a mask
+    (Keras drops it there), a GlobalMaxPooling1D after a mask except right after a GRU that
+    returns sequences (Keras's max then includes padded steps that a cgru sequence lacks)."""
+    masked, previous = False, None
+    for layer in layers:
+        kind = type(layer).__name__
+        config = layer.get_config()
+        name = config.get("name")
+        if masked and kind == "Conv1D":
+            warnings.warn(f"Keras drops the mask at Conv1D {name!r}, so the Keras model's layers after it "
+                          "see the padded steps; cgru carries the lengths through Conv1D (see cgru.Conv1D): "
+                          "outputs for padded sequences differ from Keras's", stacklevel=3)
+        if masked and kind == "GlobalMaxPooling1D" and not (
+                type(previous).__name__ == "GRU" and previous.get_config().get("return_sequences")):
+            warnings.warn(f"Keras's GlobalMaxPooling1D {name!r} ignores the mask and takes the maximum over "
+                          "padded steps too; cgru's takes it over the valid steps: outputs for padded "
+                          "sequences may differ from Keras's", stacklevel=3)
+        if kind == "Masking" or (kind == "Embedding" and config.get("mask_zero")):
+            masked = True
+        elif kind in ("Conv1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten"):
+            masked = False
+        elif kind in ("GRU", "Bidirectional"):
+            inner = (config.get("layer") or {}).get("config", {}) if kind == "Bidirectional" else config
+            masked = masked and bool(inner.get("return_sequences"))
+        previous = layer
 
 
 def _keras_input_shape(model: Any, layers: list) -> tuple | None:
-    """The model's batch input shape from Keras (None when it does not say)."""
+    """The model's batch input shape from Keras, its batch size included when fixed (None when
+    it does not say)."""
     try:
         shape = model.input_shape
     except Exception:  # an unbuilt Keras model raises from the property
@@ -553,25 +651,32 @@ def _keras_input_shape(model: Any, layers: list) -> tuple | None:
                 break
             if type(layer).__name__ != "InputLayer":
                 break
-    return None if shape is None else (None, *tuple(shape)[1:])
+    return None if shape is None else tuple(shape)
 
 
 def from_keras(model: Any, *, dtype: Any = None):
     """A :class:`~cgru.Sequential` with the layers, configuration and weights of a Keras model.
 
     ``model``: a Keras 3 or tf.keras model (``Sequential``, or a functional model whose layers
-    form a chain) made of ``GRU``, ``Bidirectional(GRU)``, ``Dense``, ``Embedding`` and
-    ``Dropout`` layers (an ``InputLayer`` is skipped). Keras is not imported: layers are
-    recognised by class name and read through ``get_config()`` and ``get_weights()``.
+    form a chain) made of ``GRU``, ``Bidirectional(GRU)``, ``Dense``, ``Embedding``,
+    ``Dropout``, ``Masking``, ``Conv1D``, ``TimeDistributed``, ``GlobalAveragePooling1D``,
+    ``GlobalMaxPooling1D``, ``LayerNormalization``, ``Activation`` and ``Flatten`` layers (an
+    ``InputLayer`` is skipped; a fixed batch size becomes the model's ``Input``). Keras is not
+    imported: layers are recognised by class name and read through ``get_config()`` and
+    ``get_weights()``.
 
     Carried over: GRU ``units``, ``activation``, ``recurrent_activation``, ``use_bias``,
     ``return_sequences``, ``return_state`` (last layer only, as cgru's Sequential allows),
     ``go_backwards``, ``stateful``, ``reset_after``, ``dropout``, ``recurrent_dropout``, ``seed``;
     ``Bidirectional`` ``merge_mode`` and a custom ``backward_layer``; ``Dense`` ``units``,
     ``activation``, ``use_bias``; ``Embedding`` ``mask_zero`` (cgru expects right-padded
-    sequences); ``Dropout`` ``rate``, ``noise_shape``, ``seed``; layer names. With ``mask_zero``,
+    sequences); ``Dropout`` ``rate``, ``noise_shape``, ``seed``; every argument of the other
+    layers that cgru has (activations by name); layer names. With ``mask_zero`` or ``Masking``,
     sequence outputs agree with Keras at every valid step; at padded steps cgru outputs zeros
-    (PyTorch's packed semantics) where a Keras GRU may repeat its last output. Initializers are
+    (PyTorch's packed semantics) where a Keras GRU may repeat its last output. Where Keras
+    ignores a mask that cgru's lengths respect (a ``Conv1D`` after a mask, a
+    ``GlobalMaxPooling1D`` after a mask other than right after a sequence-returning ``GRU``),
+    a warning says that padded sequences give different results. Initializers are
     not (the weights are copied), regularizers and constraints are ignored with a warning, and
     ``unroll`` changes nothing. ``dtype`` ("float32"/"float64") overrides each layer's; by
     default float64 layers stay float64 and the others (float16/mixed policies included)
@@ -590,15 +695,20 @@ def from_keras(model: Any, *, dtype: Any = None):
                  for i, layer in enumerate(layers) if type(layer).__name__ != "InputLayer"]
     if not converted:
         raise ValueError("the Keras model has no layers to convert")
+    _keras_mask_warnings([layer for _, layer, _ in converted])
     name = getattr(model, "name", None)
     out = Sequential(name=name if isinstance(name, str) and name else None)
+    shape = _keras_input_shape(model, layers)
+    if shape is not None and shape[0] is not None:
+        from .layers import Input
+
+        out.add(Input(batch_shape=shape))  # a fixed batch size shows in input_shape and summary
     for i, _, ours in converted:
         try:
             out.add(ours)
         except ValueError as exc:
             raise ValueError(f"Keras layer {i} ({ours.name!r}): {exc}") from None
 
-    shape = _keras_input_shape(model, layers)
     if shape is None:  # unknown: the feature count from the first layer's weights, time left open
         first = converted[0][1]
         weights = first.get_weights()
@@ -612,7 +722,7 @@ def from_keras(model: Any, *, dtype: Any = None):
         else:
             raise ValueError("cannot tell the Keras model's input shape: build it (e.g. model.build(...) or "
                              "an Input layer) before converting")
-    out.build(shape)
+    out.build((None, *shape[1:]))
     for i, layer, ours in converted:
         weights = list(layer.get_weights())
         if not weights and ours.weights:

@@ -42,6 +42,7 @@ from .layers.base import (
     unique_name,
     validate_weights,
 )
+from .layers.input_layer import InputLayer
 from .layers.stack import build_stack, check_appendable, check_stack
 from .layers.weights import READERS, Changes, Pinned, run_pinned, watch
 from .lean_call import LeanCall, bind, lean_input
@@ -59,7 +60,8 @@ class Sequential:
     """A linear stack of layers (Keras's ``keras.Sequential``).
 
     Args:
-        layers: layers to add, in order.
+        layers: layers to add, in order; the first may be an :func:`~cgru.Input`, which fixes
+            the input shape (and builds the model) as in Keras, without being one of ``layers``.
         name: model name (default "sequential", "sequential_1", ...).
         device: backend name ("cpu", "numpy", "cuda"...) or None to follow the current backend.
     """
@@ -74,6 +76,7 @@ class Sequential:
             self._ops = self._resolve_device(device)
             self._device = device
         self._layers: list[Layer] = []
+        self._input: InputLayer | None = None  # the Input given as first element, if any
         self.built = False
         self._build_input_shape: tuple | None = None
         self._output_shape: Any = None
@@ -90,7 +93,7 @@ class Sequential:
         self._lean_input: Any = None  # what the lean __call__ accepts x as (False: no lean path)
         self._fast: LeanCall | None = None
         if layers is not None:
-            if isinstance(layers, Layer):
+            if isinstance(layers, (Layer, InputLayer)):
                 layers = [layers]
             for layer in layers:
                 self.add(layer)
@@ -111,8 +114,12 @@ class Sequential:
         """The backend the model runs on."""
         return self._device if self._device is not None else self._current_ops().name
 
-    def add(self, layer: Layer) -> None:
-        """Append a layer (built at once when the model's input shape is known)."""
+    def add(self, layer: Layer | InputLayer) -> None:
+        """Append a layer (built at once when the model's input shape is known), or set the
+        model's :func:`~cgru.Input` (only before the first layer)."""
+        if isinstance(layer, InputLayer):
+            self._set_input(layer)
+            return
         check_appendable(self._layers, layer)
         with self._lock:
             if self.built:
@@ -121,12 +128,42 @@ class Sequential:
                 self._make_fast(layer.weights)
                 return
             self._layers.append(layer)
-            if len(self._layers) == 1 and layer._batch_input_shape is not None:
+            if len(self._layers) == 1:
                 try:
-                    self.build(layer._batch_input_shape)
+                    shape = self._first_input_shape(layer)
+                    if shape is not None:
+                        self.build(shape)
                 except Exception:
                     self._layers.pop()
                     raise
+
+    def _set_input(self, spec: InputLayer) -> None:
+        """Take ``spec`` as the model's input (Keras: an Input comes first, and only once)."""
+        if self._input is not None:
+            raise ValueError(
+                f"model {self.name!r} already has an Input (batch shape {self._input.batch_shape}); "
+                "a Sequential takes one Input"
+            )
+        if self._layers:
+            raise ValueError(
+                f"an Input must be the first element of a Sequential, but model {self.name!r} "
+                f"already has layers ({[layer.name for layer in self._layers]})"
+            )
+        self._input = spec
+
+    def _first_input_shape(self, first: Layer) -> tuple | None:
+        """The batch input shape the model builds for once ``first`` is its first layer: the
+        Input's, else the layer's own ``input_shape`` (None when neither says)."""
+        own = first._batch_input_shape
+        if self._input is None:
+            return own
+        shape = (None, *self._input.shape)
+        if own is not None and tuple(own[1:]) != shape[1:]:
+            raise ValueError(
+                f"layer {first.name!r} declares input_shape {tuple(own[1:])}, but the model's Input "
+                f"has shape {shape[1:]}: give the shape once"
+            )
+        return shape
 
     def pop(self) -> Layer:
         """Remove and return the last layer."""
@@ -184,11 +221,11 @@ class Sequential:
         if not self._layers:
             raise ValueError("cannot build a model with no layers; add layers first")
         if input_shape is None:
-            input_shape = self._layers[0]._batch_input_shape
+            input_shape = self._first_input_shape(self._layers[0])
             if input_shape is None:
                 raise ValueError(
                     "build() needs an input shape: pass it, e.g. build((None, time, features)), "
-                    "or give the first layer input_shape="
+                    "start the model with an Input(shape=...), or give the first layer input_shape="
                 )
         input_shape = check_shape(input_shape, "input_shape")
         if len(input_shape) < 2:
@@ -249,7 +286,16 @@ class Sequential:
 
     @property
     def input_shape(self) -> tuple | None:
-        return self._build_input_shape
+        """The batch input shape the model is built for (the Input's batch size first, if it gave one)."""
+        shape = self._build_input_shape
+        if shape is not None and self._input is not None and self._input.batch_size is not None:
+            shape = (self._input.batch_size, *shape[1:])
+        return shape
+
+    @property
+    def input(self) -> InputLayer | None:
+        """The :func:`~cgru.Input` the model was given, or None."""
+        return self._input
 
     @property
     def output_shape(self) -> Any:
@@ -349,8 +395,8 @@ class Sequential:
             lengths = layer.compute_lengths(x, lengths)
             y, cache = forward(x, training, lengths)
             caches.append(cache)
-            if lengths is not None and not (getattr(y, "ndim", 0) == 3 and y.shape[1] == x.shape[1]):
-                lengths = None
+            if lengths is not None:
+                lengths = layer.output_lengths(lengths, x, y)
             x = y
         if lengths is not None and not self._layers[-1].zeroes_padded_steps:
             x = zero_padding(self._current_ops().xp, x, lengths)
@@ -649,11 +695,14 @@ class Sequential:
     # --------------------------------------------------------------------------- config
     def get_config(self) -> dict:
         """JSON-serialisable description (layers and input shape) used by ``save``."""
-        return {
+        config = {
             "name": self.name,
             "layers": [serialize_layer(layer) for layer in self._layers],
             "build_input_shape": list(self._build_input_shape) if self._build_input_shape else None,
         }
+        if self._input is not None:
+            config["input"] = self._input.get_config()
+        return config
 
     @classmethod
     def from_config(cls, config: dict, device: str | None = None) -> Sequential:
@@ -663,8 +712,12 @@ class Sequential:
         layers = [deserialize_layer(spec) for spec in config["layers"]]
         check_stack(layers)
         model = cls(name=config.get("name"), device=device)
+        if config.get("input") is not None:
+            if not isinstance(config["input"], dict):
+                raise ValueError(f"a Sequential config's 'input' must be a dict, got {config['input']!r}")
+            model._set_input(InputLayer.from_config(config["input"]))
         model._layers = layers  # checked and built together: linear in the number of layers
-        shape = layers[0]._batch_input_shape if layers else None
+        shape = model._first_input_shape(layers[0]) if layers else None
         if shape is None:
             shape = config.get("build_input_shape")
         if shape is not None:

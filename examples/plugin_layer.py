@@ -1,4 +1,4 @@
-"""A plugin layer: LayerNormalization written with cgru's public Layer API.
+"""A plugin layer: RMSNormalization written with cgru's public Layer API.
 
     python examples/plugin_layer.py [--out model.npz]
 
@@ -20,38 +20,33 @@ from cgru import GRU, Dense, Sequential
 
 
 @cgru.register_layer
-class LayerNormalization(cgru.Layer):
-    """Normalises each feature vector (last axis) to zero mean and unit variance, then scales
-    by ``gamma`` and shifts by ``beta`` (Keras's ``LayerNormalization(axis=-1)``)."""
+class RMSNormalization(cgru.Layer):
+    """Divides each feature vector (last axis) by its root mean square, then scales it by
+    ``scale`` (Keras's ``RMSNormalization(axis=-1)``: ``x / sqrt(mean(x**2) + epsilon) * scale``)."""
 
-    def __init__(self, epsilon=1e-3, **kwargs):
+    def __init__(self, epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
     def build(self, input_shape):
-        features = input_shape[-1]
-        self.gamma = self.add_weight("gamma", (features,), initializer="ones")
-        self.beta = self.add_weight("beta", (features,), initializer="zeros")
+        self.scale = self.add_weight("scale", (input_shape[-1],), initializer="ones")
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
         xp = self.xp  # numpy or cupy: the layer runs on every backend
-        mean = x.mean(axis=-1, keepdims=True)
-        inv_std = 1 / xp.sqrt(x.var(axis=-1, keepdims=True) + self.epsilon)
-        x_hat = (x - mean) * inv_std
-        y = x_hat * self.gamma.value + self.beta.value
-        return y, ((x_hat, inv_std) if training else None)
+        inv_rms = 1 / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + self.epsilon)
+        x_hat = x * inv_rms
+        y = x_hat * self.scale.value
+        return y, ((x_hat, inv_rms) if training else None)
 
     def backward(self, dy, cache):
-        x_hat, inv_std = cache
+        x_hat, inv_rms = cache
         features = dy.shape[-1]
-        self.gamma.grad = (dy * x_hat).reshape(-1, features).sum(axis=0)
-        self.beta.grad = dy.reshape(-1, features).sum(axis=0)
-        g = dy * self.gamma.value
-        return inv_std * (g - g.mean(axis=-1, keepdims=True)
-                          - x_hat * (g * x_hat).mean(axis=-1, keepdims=True))
+        self.scale.grad = (dy * x_hat).reshape(-1, features).sum(axis=0)
+        g = dy * self.scale.value
+        return inv_rms * (g - x_hat * (g * x_hat).mean(axis=-1, keepdims=True))
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -60,10 +55,10 @@ class LayerNormalization(cgru.Layer):
 def check_gradients():
     """Compare backward with central differences of sum(y * w), in float64."""
     rng = np.random.default_rng(0)
-    layer = LayerNormalization(dtype="float64", name="gradient_check")
+    layer = RMSNormalization(dtype="float64", name="gradient_check")
     x = rng.normal(size=(2, 3, 5))
     layer(x)  # builds the layer
-    layer.set_weights([rng.normal(size=5), rng.normal(size=5)])
+    layer.set_weights([rng.normal(size=5)])
     w = rng.normal(size=x.shape)
     _, cache = layer.forward(x, training=True)
     dx = layer.backward(w, cache)
@@ -93,7 +88,7 @@ def main():
 
     model = Sequential([
         GRU(16, return_sequences=True, input_shape=(12, 3)),
-        LayerNormalization(),
+        RMSNormalization(),
         GRU(16),
         Dense(1, activation="sigmoid"),
     ])
@@ -105,8 +100,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         path = args.out or os.path.join(tmp, "plugin_model.npz")
         model.save(path)
-        reloaded = cgru.load_model(path)  # finds LayerNormalization through the registry
-    assert isinstance(reloaded.layers[1], LayerNormalization)
+        reloaded = cgru.load_model(path)  # finds RMSNormalization through the registry
+    assert isinstance(reloaded.layers[1], RMSNormalization)
     same = np.array_equal(reloaded.predict(x[:100]), model.predict(x[:100]))
     print(f"saved and reloaded {path}: predictions identical: {same}")
     assert same

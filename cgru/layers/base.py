@@ -42,6 +42,11 @@ What a model asks of a layer
 ``derives_lengths`` (property; default: whether the class overrides ``compute_lengths``)
     ``compute_lengths`` may produce lengths from the data itself (``Embedding(mask_zero=True)``).
     A model with such a layer checks every call (no lean ``model(x)`` path).
+``output_lengths(lengths, x, y)``
+    The lengths that apply to the output ``y`` computed from ``x`` with ``lengths`` (NumPy
+    int64 or None). Default: the same lengths while ``y`` is a sequence ``(batch, time,
+    features)`` on ``x``'s time axis, else None (the time axis is gone). A layer that changes
+    the time axis (a strided or padded ``Conv1D``) maps them to its output steps.
 ``takes_ids`` (class attribute, default False)
     The input is integer ids ``(batch, time)`` with no feature axis (``Embedding``); asked of
     the first layer, which then also gets int64 arrays on the lean ``model(x)`` path.
@@ -338,6 +343,14 @@ class Layer:
 
     def compute_lengths(self, x: Any, lengths: Any) -> Any:
         """The lengths that apply to this layer's input ``x`` (default: the ones given)."""
+        return lengths
+
+    def output_lengths(self, lengths: Any, x: Any, y: Any) -> Any:
+        """The lengths that apply to this layer's output ``y`` (computed from ``x`` with
+        ``lengths``): by default the same ones while ``y`` keeps ``x``'s time axis as a
+        ``(batch, time, features)`` sequence, else None."""
+        if lengths is None or not (getattr(y, "ndim", 0) == 3 and y.shape[1] == x.shape[1]):
+            return None
         return lengths
 
     # ------------------------------------------------------- what a model asks (module docs)

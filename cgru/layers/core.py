@@ -1,4 +1,5 @@
-"""Core layers: :class:`Dense`, :class:`Dropout` and :class:`Embedding`.
+"""Core layers: :class:`Dense`, :class:`Dropout`, :class:`Embedding`, :class:`Activation` and
+:class:`Flatten`.
 
 They are written against the backend's array module (``self.xp``: numpy or cupy), so every
 backend runs them unchanged.
@@ -26,7 +27,9 @@ class Dense(Layer):
 
     Args:
         units: output size.
-        activation: None/"linear", "relu", "sigmoid", "tanh" or "softmax" (over the last axis).
+        activation: None/"linear" or a Keras activation name ("relu", "sigmoid", "tanh",
+            "softmax" over the last axis, "elu", "selu", "silu"...: see
+            :mod:`cgru.layers.activations`).
         use_bias: whether to add a bias.
         kernel_initializer, bias_initializer: names or objects ("glorot_uniform", "zeros").
         input_dim: shorthand for ``input_shape=(input_dim,)``.
@@ -84,16 +87,19 @@ class Dense(Layer):
             x = x.astype(self._np_dtype)
         return x
 
-    def _affine(self, x: Any, kernel: Any, bias: Any) -> Any:
-        """``activation(x @ kernel + bias)`` (bias may be None)."""
-        x = self._check_input(x)
+    def _pre_activation(self, x: Any, kernel: Any, bias: Any) -> Any:
+        """``x @ kernel + bias`` (bias may be None) over the last axis of a checked ``x``."""
         if x.ndim == 2:
             z = x @ kernel
         else:
             z = (x.reshape(-1, self.input_dim) @ kernel).reshape(*x.shape[:-1], self.units)
         if bias is not None:
             z += bias
-        return _act.apply(self.activation, self.xp, z)
+        return z
+
+    def _affine(self, x: Any, kernel: Any, bias: Any) -> Any:
+        """``activation(x @ kernel + bias)`` (bias may be None)."""
+        return _act.apply(self.activation, self.xp, self._pre_activation(self._check_input(x), kernel, bias))
 
     def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
         return self._run(x, training, read_values(self._params)[1])
@@ -101,8 +107,12 @@ class Dense(Layer):
     def _run(self, x: Any, training: bool, values: tuple) -> tuple[Any, Any]:
         """:meth:`forward` with ``values`` (kernel and, with a bias, bias)."""
         kernel = values[0]
-        y = self._affine(x, kernel, values[1] if len(values) > 1 else None)
-        return y, ((x, y, kernel) if training else None)
+        x = self._check_input(x)
+        z = self._pre_activation(x, kernel, values[1] if len(values) > 1 else None)
+        y = _act.apply(self.activation, self.xp, z)
+        if not training:
+            return y, None
+        return y, (x, z if _act.needs_input(self.activation) else None, y, kernel)
 
     def _pinned_forward(self, values: tuple) -> Any:
         if self._own_forward(Dense):
@@ -117,9 +127,8 @@ class Dense(Layer):
         return lambda x, lengths=None: affine(x, kernel, bias)
 
     def backward(self, dy: Any, cache: Any) -> Any:
-        x, y, kernel = cache
-        x = self._check_input(x)
-        dz = _act.gradient(self.activation, self.xp, y, dy).reshape(-1, self.units)
+        x, z, y, kernel = cache
+        dz = _act.gradient(self.activation, self.xp, z, y, dy).reshape(-1, self.units)
         x2 = x.reshape(-1, self.input_dim)
         self.kernel.grad = x2.T @ dz
         if self.bias is not None:
@@ -317,3 +326,77 @@ class Embedding(Layer):
             mask_zero=self.mask_zero,
         )
         return config
+
+
+@_register_builtin
+class Activation(Layer):
+    """Applies an activation function element-wise (Keras's ``Activation``); the output has the
+    input's shape.
+
+    ``activation``: a Keras activation name: "linear" (None), "relu", "sigmoid", "tanh",
+    "softmax" and "log_softmax" (over the last axis), "elu", "selu", "celu", "softplus",
+    "softsign", "silu"/"swish", "relu6", "leaky_relu" (slope 0.2), "hard_sigmoid",
+    "hard_silu"/"hard_swish", "hard_tanh", "exponential", "log_sigmoid", "mish",
+    "tanh_shrink", "soft_shrink", "hard_shrink", "squareplus", "sparse_plus",
+    "sparse_sigmoid" (Keras 3's default arguments; see :mod:`cgru.layers.activations`).
+    """
+
+    def __init__(self, activation: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = _act.check_activation(activation)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+    def _infer(self, x: Any, lengths: Any = None) -> Any:
+        if x.dtype != self._np_dtype:
+            x = x.astype(self._np_dtype)
+        return _act.apply(self.activation, self.xp, x)
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        if x.dtype != self._np_dtype:
+            x = x.astype(self._np_dtype)
+        y = _act.apply(self.activation, self.xp, x)
+        if not training:
+            return y, None
+        return y, (x if _act.needs_input(self.activation) else None, y)
+
+    def backward(self, dy: Any, cache: Any) -> Any:
+        x, y = cache
+        return _act.gradient(self.activation, self.xp, x, y, dy)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "activation": self.activation}
+
+
+@_register_builtin
+class Flatten(Layer):
+    """Flattens each sample: ``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)``;
+    ``(batch,)`` -> ``(batch, 1)`` (Keras's ``Flatten``). A sequence's padded steps are
+    flattened as they are (the time axis, and with it the lengths, is gone after this layer).
+
+    ``data_format``: "channels_last" or None (cgru arrays are channels-last).
+    """
+
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"Flatten: data_format must be 'channels_last', got {data_format!r}")
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        rest = tuple(input_shape)[1:]
+        if not rest:
+            return (input_shape[0], 1)
+        return (input_shape[0], None if None in rest else int(np.prod(rest)))
+
+    def _infer(self, x: Any, lengths: Any = None) -> Any:
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # (batch,) -> (batch, 1) too
+
+    def forward(self, x: Any, training: bool = False) -> tuple[Any, Any]:
+        return self._infer(x), (x.shape if training else None)
+
+    def backward(self, dy: Any, cache: Any) -> Any:
+        return dy.reshape(cache)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "data_format": "channels_last"}

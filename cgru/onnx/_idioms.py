@@ -1,5 +1,6 @@
 """Small graph idioms the exporters share, each written once: axis moves, time reversal within
-each sequence's length, the valid-step mask and lengths from padded ids."""
+each sequence's length, the valid-step mask, reductions over axes across opsets and lengths
+from padded ids."""
 
 from __future__ import annotations
 
@@ -54,14 +55,27 @@ def reverse_time(ctx: ExportContext, x: str) -> str:
     return ctx.node("Slice", [x, ints(ctx, [-1]), ints(ctx, [_INT64_MIN]), ints(ctx, [1]), ints(ctx, [-1])])
 
 
-def step_mask(ctx: ExportContext, x: str, lengths: str) -> str:
-    """``x`` (B, T, F) with the steps at ``t >= lengths[b]`` set to zero."""
+def valid_steps(ctx: ExportContext, x: str, lengths: str) -> str:
+    """bool (B, T, 1): True at the steps ``t < lengths[b]`` of a batch-major ``x``."""
     time = take(ctx, ctx.node("Shape", [x]), 1, axis=0)
     steps = ctx.node("Range", [ctx.constant(np.int64(0)), time, ctx.constant(np.int64(1))])
     limits = unsqueeze(ctx, ctx.node("Cast", [lengths], to=INT64), [1])
-    valid = ctx.node("Less", [steps, limits])  # (B, T)
-    mask = unsqueeze(ctx, ctx.node("Cast", [valid], to=ctx.tensor_type), [2])
-    return ctx.node("Mul", [x, mask])
+    return unsqueeze(ctx, ctx.node("Less", [steps, limits]), [2])
+
+
+def step_mask(ctx: ExportContext, x: str, lengths: str) -> str:
+    """``x`` (B, T, F) with the steps at ``t >= lengths[b]`` set to zero, whatever they held (a
+    select, as cgru's zero_padding: NaN or inf there do not survive)."""
+    zero = ctx.constant(np.zeros((), dtype=ctx.dtype), name="zero")
+    return ctx.node("Where", [valid_steps(ctx, x, lengths), x, zero])
+
+
+def reduce(ctx: ExportContext, op: str, x: str, axes: list[int], keepdims: bool) -> str:
+    """``op`` ("ReduceSum", "ReduceMean", "ReduceMax") over ``axes``: the axes are an input from
+    opset 18 on (13 for ReduceSum), an attribute before."""
+    if op == "ReduceSum" or ctx.opset >= 18:
+        return ctx.node(op, [x, ints(ctx, axes)], keepdims=int(keepdims))
+    return ctx.node(op, [x], axes=list(axes), keepdims=int(keepdims))
 
 
 def lengths_from_ids(ctx: ExportContext, ids: str, lengths: str | None) -> str:

@@ -44,10 +44,13 @@ def _exporter(layer: Layer):
     return exporter
 
 
-def _keeps_time_axis(before: tuple, after: Any) -> bool:
-    """Whether lengths still apply to a layer's output, as Sequential decides at run time."""
-    return (not isinstance(after, list) and len(before) >= 2 and len(after) == 3
-            and after[1] == before[1])
+def _lengths_apply(before: tuple, after: Any, mapped: bool) -> bool:
+    """Whether lengths apply to a layer's output, as Sequential decides at run time: the output
+    is a sequence on the same time axis, or on a new one the layer mapped them to (``mapped``:
+    the exporter gave ``ctx.lengths`` a new tensor, as Conv1D's does)."""
+    if isinstance(after, list) or len(after) != 3:
+        return False
+    return mapped or (len(before) >= 2 and after[1] == before[1])
 
 
 def _check_result(layer: Layer, out: Any, shape: Any) -> None:
@@ -132,7 +135,7 @@ def to_onnx(model: Sequential, path: Any = None, *, opset: int | None = None, st
         out = exporter(layer, ctx)
         after = layer.compute_output_shape(shape)
         _check_result(layer, out, after)
-        lengths = ctx.lengths if _keeps_time_axis(shape, after) else None
+        lengths = ctx.lengths if _lengths_apply(shape, after, ctx.lengths is not lengths) else None
         states += ctx.finished_states()
         current, shape, current_dtype = out, after, ctx.dtype
 

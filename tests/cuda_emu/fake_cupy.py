@@ -96,7 +96,7 @@ class _Function:
 
 class FakeRawKernel:
     def __init__(self, owner: FakeCupy, name: str, cooperative: bool) -> None:
-        lib = owner.lib
+        lib = owner.emu
         self.owner = owner
         self.name = name
         self.cooperative = cooperative
@@ -162,7 +162,7 @@ class FakeRawKernel:
             ptrs[i] = ctypes.cast(ctypes.pointer(cell), ctypes.c_void_p)
         self._check_no_aliasing(self.name, [gd.arr for gd in guards])
         owner.launches.append(self.name)
-        rc = owner.lib.emu_launch(self.index, g, b, int(shared_mem), int(self.cooperative), ptrs)
+        rc = owner.emu.emu_launch(self.index, g, b, int(shared_mem), int(self.cooperative), ptrs)
         assert rc == 0
         for guarded in guards:
             guarded.finish(self.name)
@@ -231,7 +231,7 @@ class FakeCupy:
         lib.emu_launch.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_size_t,
                                    ctypes.c_int, ctypes.c_void_p]
         lib.emu_launch.restype = ctypes.c_int
-        self.lib = lib
+        self.emu = lib  # not "lib", which is CuPy's module (cupy.lib.stride_tricks): NumPy's here
         self.num_sms = num_sms
         self.smem_optin = smem_optin
         self.blocks_per_sm = blocks_per_sm
