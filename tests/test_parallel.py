@@ -483,7 +483,6 @@ def test_single_sequence_ops_and_models_share_units_across_threads(monkeypatch):
 def test_unit_split_is_declined_on_one_core_and_bad_states_are_reported(monkeypatch):
     """With one core available the halves would spin against each other: one thread runs it.
     A state the prepared call cannot update in place is refused as on the one-thread path."""
-    from cgru import runtime
     from cgru.backends import cpu_ops
 
     rng = np.random.default_rng(9)
@@ -492,7 +491,7 @@ def test_unit_split_is_declined_on_one_core_and_bad_states_are_reported(monkeypa
             "tanh", "sigmoid")
     with cgru.num_threads(2):
         assert cpu_ops.unit_split(*args) is not None
-        monkeypatch.setattr(runtime, "available_cores", lambda: 1)
+        monkeypatch.setattr(parallel, "available_cores", lambda: 1)
         assert cpu_ops.unit_split(*args) is None
         monkeypatch.undo()
         prepared = cgru.get_ops("cpu").prepare_gru(kernel, recurrent, bias)

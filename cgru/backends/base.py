@@ -15,11 +15,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from .activations import ACTIVATIONS, RECURRENT_ACTIVATIONS
+
 A = TypeVar("A")
 B = TypeVar("B")
-
-ACTIVATIONS = ("tanh", "relu", "linear")
-RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
 
 
 class GRUGrads(NamedTuple):
@@ -288,6 +287,12 @@ class GRUArgs:
     @property
     def units(self) -> int:
         return self.recurrent_kernel.shape[0]
+
+
+def forward_flops(batch: int, time: int, features: int, units: int) -> float:
+    """Matrix-product work of one GRU direction's forward pass over x (B, T, I): what decides
+    whether spreading it over threads pays (cgru.backends.parallel)."""
+    return 2.0 * batch * time * 3 * units * (features + units)
 
 
 def check_lengths(lengths: Any, batch: int, time: int) -> np.ndarray | None:

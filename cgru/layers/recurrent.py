@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import initializers as _initializers
-from ..backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from ..backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS, forward_flops
 from .base import (
     Layer,
     _register_builtin,
@@ -564,9 +564,7 @@ class Bidirectional(Layer):
 
     def _direction_flops(self, x: Any) -> float:
         """Matrix-product work of one direction's forward pass over x (B, T, I)."""
-        batch, time, features = x.shape
-        units = self.forward_layer.units
-        return 2.0 * batch * time * 3 * units * (features + units)
+        return forward_flops(*x.shape, self.forward_layer.units)
 
     def _pinned_forward(self, values: tuple) -> Any:
         if self._own_forward(Bidirectional):

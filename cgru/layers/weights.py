@@ -25,12 +25,13 @@ Writers
 from __future__ import annotations
 
 import operator
-import os
 import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from ..backends.parallel import at_fork_in_child
 
 #: Sequence counter of the publications: odd while one is in progress, +2 for each.
 EPOCH = [0]
@@ -117,8 +118,7 @@ def _after_fork_in_child() -> None:
     EPOCH[0] += EPOCH[0] & 1
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork_in_child(_after_fork_in_child)
 
 
 class Changes:

@@ -12,6 +12,9 @@ from cython cimport floating
 import numpy as np
 cimport numpy as cnp
 
+from cgru.backends.activations import ACTIVATION_CODES, RECURRENT_ACTIVATION_CODES
+from cgru.backends.parallel import at_fork_in_child
+
 cnp.import_array()
 
 cdef extern from "gru_kernels.h" nogil:
@@ -76,8 +79,6 @@ UNIT_PAIR = cgru_units_pair_available() == 1
 #: Units per part of a UnitSplitForward is at least this (one vector register's worth).
 UNIT_SPLIT_GRAIN = 16
 VECTOR_FUNCTIONS = {"exp": 0, "sigmoid": 1, "tanh": 2}
-ACTIVATION_CODES = {"tanh": 0, "relu": 1, "linear": 2}
-RECURRENT_ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1}
 _INT_MAX = 2**31 - 1
 
 
@@ -134,12 +135,11 @@ def calls_running() -> int:
 
 def forget_threads() -> None:
     """In a forked child only: forget the parent's other threads (the calls they were running,
-    the helper thread), which the child does not have. Called by the fork hook of
-    cgru.backends.parallel, imported below so that the hook exists wherever this module does."""
+    the helper thread), which the child does not have. Run by the package's fork hook."""
     cgru_forget_threads()
 
 
-import cgru.backends.parallel  # its fork hook calls forget_threads
+at_fork_in_child(forget_threads)
 
 
 class running_call:
