@@ -62,6 +62,33 @@ static inline GM_REAL GM(act_grad)(int kind, GM_REAL y)
     return 1;
 }
 
+/* Where a row of saved gates (4H) keeps z, r, n and u_h: gates may be NULL when !save. */
+typedef struct {
+    GM_REAL *restrict z, *restrict r, *restrict n, *restrict uh;
+} GM(saved);
+
+static CGRU_ALWAYS_INLINE GM(saved) GM(saved_row)(const int save, int H, GM_REAL *gates)
+{
+    GM(saved) g = {gates, gates + (save ? H : 0), gates + (save ? 2 * H : 0), gates + (save ? 3 * H : 0)};
+    return g;
+}
+
+/* The state update of unit j, h' = n + z (h - n), into h and out; its gates saved when `save`. */
+static CGRU_ALWAYS_INLINE void GM(new_state)(const int save, int j, GM_REAL z, GM_REAL r, GM_REAL n,
+                                             GM_REAL uh, GM_REAL *restrict h, GM_REAL *restrict out,
+                                             GM(saved) g)
+{
+    GM_REAL hn = n + z * (h[j] - n);
+    out[j] = hn;
+    h[j] = hn;
+    if (save) {
+        g.z[j] = z;
+        g.r[j] = r;
+        g.n[j] = n;
+        g.uh[j] = uh;
+    }
+}
+
 /* Forward, reset_after=1: the new state into h and out; z, r, n, u_h into gates when `save`
  * (gates may be NULL otherwise). */
 static CGRU_ALWAYS_INLINE void GM(fwd_after)(const int ra, const int ac, const int save, int H,
@@ -74,23 +101,13 @@ static CGRU_ALWAYS_INLINE void GM(fwd_after)(const int ra, const int ac, const i
     const GM_REAL *restrict uz = u, *restrict ur = u + H, *restrict un = u + 2 * H;
     const GM_REAL *restrict bxz = bx, *restrict bxr = bx + H, *restrict bxn = bx + 2 * H;
     const GM_REAL *restrict bhz = bh, *restrict bhr = bh + H, *restrict bhn = bh + 2 * H;
-    GM_REAL *restrict gz = gates, *restrict gr = gates + (save ? H : 0);
-    GM_REAL *restrict gn = gates + (save ? 2 * H : 0), *restrict gu = gates + (save ? 3 * H : 0);
+    const GM(saved) g = GM(saved_row)(save, H, gates);
     CGRU_IVDEP
     for (int j = 0; j < H; ++j) {
         GM_REAL z = GM(recurrent_act)(ra, az[j] + bxz[j] + uz[j] + bhz[j]);
         GM_REAL r = GM(recurrent_act)(ra, ar[j] + bxr[j] + ur[j] + bhr[j]);
         GM_REAL uh = un[j] + bhn[j];
-        GM_REAL n = GM(act)(ac, an[j] + bxn[j] + r * uh);
-        GM_REAL hn = n + z * (h[j] - n);
-        out[j] = hn;
-        h[j] = hn;
-        if (save) {
-            gz[j] = z;
-            gr[j] = r;
-            gn[j] = n;
-            gu[j] = uh;
-        }
+        GM(new_state)(save, j, z, r, GM(act)(ac, an[j] + bxn[j] + r * uh), uh, h, out, g);
     }
 }
 
@@ -121,22 +138,10 @@ static CGRU_ALWAYS_INLINE void GM(fwd_before_n)(const int ac, const int save, in
 {
     const GM_REAL *restrict an = a + 2 * H, *restrict bxn = bx + 2 * H;
     const GM_REAL *restrict uz = u, *restrict ur = u + H, *restrict un = u + 2 * H;
-    GM_REAL *restrict gz = gates, *restrict gr = gates + (save ? H : 0);
-    GM_REAL *restrict gn = gates + (save ? 2 * H : 0), *restrict gu = gates + (save ? 3 * H : 0);
+    const GM(saved) g = GM(saved_row)(save, H, gates);
     CGRU_IVDEP
-    for (int j = 0; j < H; ++j) {
-        GM_REAL z = uz[j], r = ur[j], uh = un[j];
-        GM_REAL n = GM(act)(ac, an[j] + bxn[j] + uh);
-        GM_REAL hn = n + z * (h[j] - n);
-        out[j] = hn;
-        h[j] = hn;
-        if (save) {
-            gz[j] = z;
-            gr[j] = r;
-            gn[j] = n;
-            gu[j] = uh;
-        }
-    }
+    for (int j = 0; j < H; ++j)
+        GM(new_state)(save, j, uz[j], ur[j], GM(act)(ac, an[j] + bxn[j] + un[j]), un[j], h, out, g);
 }
 
 /* Backward, reset_after=1, of the step that started from hp with the saved gates sg; dy may be

@@ -22,9 +22,6 @@ CGRU_TARGET_BEGIN("avx2,fma")
 #define MR 6
 #define TP 1
 #include "packed_f32_impl.h"
-#undef VW
-#undef MR
-#undef TP
 #endif
 #undef ISA
 CGRU_TARGET_END
@@ -37,9 +34,6 @@ CGRU_TARGET_BEGIN("avx512f,avx512dq,avx2,fma")
 #define MR 8
 #define TP 3
 #include "packed_f32_impl.h"
-#undef VW
-#undef MR
-#undef TP
 #endif
 #undef ISA
 CGRU_TARGET_END
