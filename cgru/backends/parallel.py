@@ -150,7 +150,7 @@ def _workers():
 def pieces(count: int, flops: float) -> int:
     """How many pieces to cut ``count`` independent items (e.g. batch rows) into, given the
     work ``flops`` of all of them: 1 when inside a piece already, single-threaded, or too small."""
-    if getattr(_local, "inside", False) or flops < MIN_PARALLEL_FLOPS or count < 2:
+    if flops < MIN_PARALLEL_FLOPS or count < 2 or getattr(_local, "inside", False):
         return 1
     return max(1, min(get_num_threads(), count))
 

@@ -12,8 +12,8 @@ from cython cimport floating
 import numpy as np
 cimport numpy as cnp
 
-from cgru.backends.activations import ACTIVATION_CODES, RECURRENT_ACTIVATION_CODES
-from cgru.backends.parallel import at_fork_in_child
+from .backends.activations import ACTIVATION_CODES, RECURRENT_ACTIVATION_CODES
+from .backends.parallel import at_fork_in_child
 
 cnp.import_array()
 
