@@ -1,8 +1,8 @@
-"""Problems, data, weight-layout converters, the float64 reference and machine facts for compare.py.
+"""Problems, data, weight layouts, the float64 reference and machine facts for compare.py.
 
 Weights are made once per problem in the Keras layout that cgru uses (kernel (I, 3H), recurrent
 kernel (H, 3H), bias (2, 3H) = [input row, recurrent row], gate blocks z, r, h) and converted to
-each competitor's layout, so every implementation computes the same function.
+each competitor's layout by cgru.interop, so every implementation computes the same function.
 """
 
 from __future__ import annotations
@@ -147,37 +147,32 @@ def grad_key(layer: int, direction: int, name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Layout converters (Keras z, r, h <-> PyTorch r, z, n and ONNX z, r, h)
+# Layouts: cgru.interop converts Keras z, r, h to PyTorch's r, z, n and ONNX's gate rows
 # --------------------------------------------------------------------------------------------
 
 
-def swap_zr(a: np.ndarray, hidden: int, axis: int = -1) -> np.ndarray:
-    """Swap the first two gate blocks along ``axis`` (z,r,h <-> r,z,h; its own inverse)."""
-    idx = np.r_[hidden:2 * hidden, 0:hidden, 2 * hidden:3 * hidden]
-    return np.ascontiguousarray(np.take(a, idx, axis=axis))
+def gate_rows(directions):
+    """[(kernel, recurrent, bias), ...] (forward first) -> ONNX's W (D, 3H, I), R (D, 3H, H)
+    and biases (D, 3H) b_in and b_rec, through cgru.interop.gru_to_gate_rows (reset_after)."""
+    from cgru.interop import gru_to_gate_rows
 
-
-def keras_to_torch(kernel, recurrent, bias):
-    """-> weight_ih (3H, I), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,) in r, z, n order."""
-    h = recurrent.shape[0]
-    return (swap_zr(kernel, h, 1).T.copy(), swap_zr(recurrent, h, 1).T.copy(),
-            swap_zr(bias[0], h), swap_zr(bias[1], h))
-
-
-def torch_grads_to_keras(g_ih, g_hh, g_bih, g_bhh):
-    """PyTorch parameter gradients -> (dkernel, drecurrent_kernel, dbias) in the Keras layout."""
-    h = g_hh.shape[1]
-    return (swap_zr(g_ih.T, h, 1), swap_zr(g_hh.T, h, 1),
-            np.stack([swap_zr(g_bih, h), swap_zr(g_bhh, h)]))
+    rows = [gru_to_gate_rows(list(arrays), reset_after=True) for arrays in directions]
+    return [np.ascontiguousarray(np.stack([r[k] for r in rows]), dtype=np.float32) for k in range(4)]
 
 
 def keras_to_onnx(directions):
-    """[(kernel, recurrent, bias), ...] (forward first) -> ONNX W (D, 3H, I), R (D, 3H, H),
-    B (D, 6H) = [Wb, Rb]; ONNX's gate order is z, r, h like Keras, only transposed."""
-    w = np.stack([k.T for k, _, _ in directions]).astype(np.float32)
-    r = np.stack([u.T for _, u, _ in directions]).astype(np.float32)
-    b = np.stack([np.concatenate([bb[0], bb[1]]) for _, _, bb in directions]).astype(np.float32)
-    return np.ascontiguousarray(w), np.ascontiguousarray(r), np.ascontiguousarray(b)
+    """-> ONNX W (D, 3H, I), R (D, 3H, H), B (D, 6H) = [Wb, Rb]."""
+    w, r, b_in, b_rec = gate_rows(directions)
+    return w, r, np.ascontiguousarray(np.concatenate([b_in, b_rec], axis=1))
+
+
+def torch_grads_to_keras(named_grads: dict) -> list:
+    """PyTorch parameter gradients by parameter name (weight_ih_l0, ...) -> the Keras-layout
+    gradients in the order of the model's ``get_weights()``: gradients share their parameters'
+    layout, so cgru.interop.from_torch_state_dict converts them as it converts weights."""
+    from cgru.interop import from_torch_state_dict
+
+    return from_torch_state_dict(named_grads).get_weights()
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,29 +196,18 @@ def ops_forward(ops, x, weights, training=False):
     return h, caches
 
 
-def _accepts_input_grad(ops) -> bool:
-    import inspect
-
-    try:
-        return "input_grad" in inspect.signature(ops.gru_backward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def ops_backward(ops, dy, weights, caches):
     """Gradients of every weight of ``ops_forward`` for the upstream gradient ``dy``. The first
-    layer's input gradient is not needed (the data is not trained), so it is skipped where the
-    ops support ``input_grad=False`` (as PyTorch skips it for an input without requires_grad)."""
+    layer's input gradient is not needed (the data is not trained), so it is not computed
+    (``input_grad=False``), as PyTorch skips it for an input without requires_grad."""
     grads = {}
-    skip_dx = _accepts_input_grad(ops)
     for li in reversed(range(len(weights))):
         dirs = weights[li]
         h = dirs[0][1].shape[0]
         dx = None
-        kw = {"input_grad": False} if (li == 0 and skip_dx) else {}
         for d, cache in enumerate(caches[li]):
             part = dy if len(dirs) == 1 else dy[..., d * h:(d + 1) * h]
-            gr = ops.gru_backward(part, None, cache, **kw)
+            gr = ops.gru_backward(part, None, cache, input_grad=li > 0)
             grads[grad_key(li, d, "kernel")] = gr.dkernel
             grads[grad_key(li, d, "recurrent_kernel")] = gr.drecurrent_kernel
             grads[grad_key(li, d, "bias")] = gr.dbias

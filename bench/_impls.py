@@ -24,7 +24,6 @@ from _common import (
     copy_weights,
     grad_key,
     keras_to_onnx,
-    keras_to_torch,
     ops_backward,
     ops_forward,
     sgd_update,
@@ -59,10 +58,6 @@ class Impl:
 # --------------------------------------------------------------------------------------------
 # cgru
 # --------------------------------------------------------------------------------------------
-
-
-def _api_available(cgru) -> bool:
-    return all(hasattr(cgru, name) for name in ("Sequential", "GRU", "Bidirectional"))
 
 
 def cgru_model(cgru, problem: Problem, data: Data):
@@ -136,32 +131,24 @@ class OpsChain(Impl):
 class CgruImpl(OpsChain):
     name = "cgru"
 
-    def __init__(self) -> None:
-        import cgru
-        from cgru.backends import compiled_available
-
-        if not compiled_available():
+    def __init__(self, cgru=None) -> None:
+        """``cgru``: the package to time (the one ``import cgru`` finds by default; ab.py passes
+        another checkout's, imported under another name)."""
+        if cgru is None:
+            import cgru
+        if not cgru.backends.compiled_available():
             raise RuntimeError("cgru's compiled engine is not built: run `pip install .` or "
                                "`python setup.py build_ext --inplace` first")
         self.cgru = cgru
         super().__init__(cgru.get_ops("cpu"))
-        self.api = _api_available(cgru)
 
     def set_threads(self, n: int) -> None:
         self.cgru.set_num_threads(n)
 
     def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
-        notes = []
-        if self.api and problem.kind in ("bidir", "step"):
-            try:
-                return self._api_runner(problem, mode, data)
-            except Skip:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the API is young: fall back, and say so
-                notes.append(f"cgru public API failed ({type(exc).__name__}: {exc}); timed via ops")
-        r = self._step_runner(problem, data) if mode == STEP else self._chain_runner(problem, mode, data)
-        r.notes.extend(notes)
-        return r
+        if problem.kind in ("bidir", "step"):
+            return self._api_runner(problem, mode, data)
+        return self._chain_runner(problem, mode, data)
 
     # -- the public Sequential API (what users run) -------------------------------------------
     def _api_runner(self, problem: Problem, mode: str, data: Data) -> Runner:
@@ -192,7 +179,7 @@ class CgruImpl(OpsChain):
         """``model.train_on_batch(x, g)`` with SGD and the loss ``sum(y * g)`` (a Loss subclass
         with reduction "sum"), so the upstream gradient is the fixed ``g`` of the other rows."""
         cgru = self.cgru
-        from cgru import losses, optimizers
+        losses, optimizers = cgru.losses, cgru.optimizers
 
         class UpstreamGradient(losses.Loss):
             """sum(y_pred * y_true): its gradient with respect to y_pred is y_true."""
@@ -260,22 +247,20 @@ class TorchImpl(Impl):
     def __init__(self) -> None:
         import torch
 
+        import cgru
+
         self.torch = torch
+        self.cgru = cgru
 
     def set_threads(self, n: int) -> None:
         self.torch.set_num_threads(n)
 
     def _module(self, problem: Problem, data: Data):
+        """nn.GRU with the row's weights, converted by cgru.interop.to_torch_state_dict."""
         torch = self.torch
         gru = torch.nn.GRU(problem.input, problem.hidden, num_layers=problem.layers,
                            bidirectional=problem.directions == 2, batch_first=True)
-        state = {}
-        for li, dirs in enumerate(data.weights):
-            for d, arrays in enumerate(dirs):
-                sfx = f"_l{li}" + ("_reverse" if d else "")
-                w_ih, w_hh, b_ih, b_hh = keras_to_torch(*arrays)
-                state.update({f"weight_ih{sfx}": w_ih, f"weight_hh{sfx}": w_hh,
-                              f"bias_ih{sfx}": b_ih, f"bias_hh{sfx}": b_hh})
+        state = self.cgru.interop.to_torch_state_dict(cgru_model(self.cgru, problem, data))
         gru.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
         return gru
 
@@ -317,17 +302,9 @@ class TorchImpl(Impl):
             fresh = self._module(problem, data)
             y, _ = fresh(x)
             (y * g).sum().backward()
-            p = dict(fresh.named_parameters())
-            out = {}
-            for li, dirs in enumerate(data.weights):
-                for d in range(len(dirs)):
-                    sfx = f"_l{li}" + ("_reverse" if d else "")
-                    dk, du, db = torch_grads_to_keras(*(p[f"{n}{sfx}"].grad.numpy() for n in (
-                        "weight_ih", "weight_hh", "bias_ih", "bias_hh")))
-                    out[grad_key(li, d, "kernel")] = dk
-                    out[grad_key(li, d, "recurrent_kernel")] = du
-                    out[grad_key(li, d, "bias")] = db
-            return out
+            grads = iter(torch_grads_to_keras({name: p.grad.numpy() for name, p in fresh.named_parameters()}))
+            return {grad_key(li, d, name): next(grads) for li, dirs in enumerate(data.weights)
+                    for d in range(len(dirs)) for name in ("kernel", "recurrent_kernel", "bias")}
 
         return Runner(step, check, via="nn.GRU + (y*g).sum().backward() + SGD.step()",
                       notes=["training: the input x needs no gradient; PyTorch (requires_grad=False) "
@@ -450,8 +427,6 @@ class CgruOnnxImpl(OrtImpl):
         super().__init__()
         import cgru
 
-        if not hasattr(cgru, "to_onnx"):
-            raise ImportError("this cgru has no to_onnx")
         self.cgru = cgru
 
     def runner(self, problem: Problem, mode: str, data: Data) -> Runner:

@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     Problem,
     compare,
     cpu_model,
+    gate_rows,
     load_average,
     make_data,
     reference,
@@ -121,14 +122,13 @@ def cgru_runner(problem: Problem, data, mode: str):
 
 
 def openvino_weights(dirs):
-    """Keras-layout directions -> GRUSequence W (D, 3H, I), R (D, 3H, H), B (D, 4H) with
-    linear_before_reset: [W_bz + R_bz, W_br + R_br, W_bh, R_bh]. Gate order z, r, h as Keras."""
-    h = dirs[0][1].shape[0]
-    w = np.stack([k.T for k, _, _ in dirs])
-    r = np.stack([u.T for _, u, _ in dirs])
-    b = np.stack([np.concatenate([bb[0, :2 * h] + bb[1, :2 * h], bb[0, 2 * h:], bb[1, 2 * h:]])
-                  for _, _, bb in dirs])
-    return [np.ascontiguousarray(a, dtype=np.float32) for a in (w, r, b)]
+    """Keras-layout directions -> GRUSequence W (D, 3H, I), R (D, 3H, H) (ONNX's gate rows,
+    from cgru.interop) and B (D, 4H) with linear_before_reset: [W_bz + R_bz, W_br + R_br, W_bh,
+    R_bh]."""
+    w, r, b_in, b_rec = gate_rows(dirs)
+    h = r.shape[2]
+    b = np.concatenate([b_in[:, :2 * h] + b_rec[:, :2 * h], b_in[:, 2 * h:], b_rec[:, 2 * h:]], axis=1)
+    return [w, r, np.ascontiguousarray(b)]
 
 
 def openvino_runner(problem: Problem, data, precision: str, threads: int):

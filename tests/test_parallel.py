@@ -72,6 +72,56 @@ def test_pieces_rules(monkeypatch):
     assert parallel.row_bounds(7, 3) == [(0, 2), (2, 4), (4, 7)]
 
 
+def test_forward_plan_tries_the_split_first_then_cuts_the_rows(monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 100.0)
+    with cgru.num_threads(3):
+        assert parallel.forward_plan(7, 1000.0, lambda: "split") == ("split", [])
+        assert parallel.forward_plan(7, 1000.0, lambda: None) == (None, [(0, 2), (2, 4), (4, 7)])
+        assert parallel.forward_plan(7, 1000.0, None) == (None, [(0, 2), (2, 4), (4, 7)])
+        assert parallel.forward_plan(7, 10.0, None) == (None, [(0, 7)])  # too small to cut
+    with cgru.num_threads(1):
+        assert parallel.forward_plan(7, 1000.0, None) == (None, [(0, 7)])
+
+
+def test_the_thread_count_has_one_home():
+    from cgru import runtime
+
+    for name in ("set_num_threads", "get_num_threads", "num_threads", "available_cores"):
+        assert getattr(cgru, name, getattr(runtime, name)) is getattr(parallel, name)
+        assert getattr(runtime, name) is getattr(parallel, name)
+    with cgru.num_threads(3):
+        assert parallel.get_num_threads() == 3
+    assert parallel.get_num_threads() == cgru.get_num_threads()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_resets_run_in_the_child_through_the_one_hook():
+    """Resets registered with parallel.at_fork_in_child run in a forked child (never in the
+    parent), and the package registers exactly one hook with os.register_at_fork."""
+    import re
+    from pathlib import Path
+
+    ran = []
+    parallel.at_fork_in_child(lambda: ran.append(os.getpid()))
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what ran, then leave without running pytest's exit
+            os.write(write, b"1" if ran == [os.getpid()] else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(pid, 0)
+        os.close(read)
+    finally:
+        parallel._fork_resets.pop()
+    assert ran == []
+    package = Path(cgru.__file__).parent
+    hooks = [str(p.relative_to(package)) for p in package.rglob("*.py")
+             for _ in re.finditer(r"\bregister_at_fork\(", p.read_text())]
+    assert hooks == [str(Path("backends", "parallel.py"))]
+
+
 def test_errors_in_pieces_are_raised_after_all_finish():
     finished = threading.Event()
 
@@ -483,7 +533,6 @@ def test_single_sequence_ops_and_models_share_units_across_threads(monkeypatch):
 def test_unit_split_is_declined_on_one_core_and_bad_states_are_reported(monkeypatch):
     """With one core available the halves would spin against each other: one thread runs it.
     A state the prepared call cannot update in place is refused as on the one-thread path."""
-    from cgru import runtime
     from cgru.backends import cpu_ops
 
     rng = np.random.default_rng(9)
@@ -492,7 +541,7 @@ def test_unit_split_is_declined_on_one_core_and_bad_states_are_reported(monkeypa
             "tanh", "sigmoid")
     with cgru.num_threads(2):
         assert cpu_ops.unit_split(*args) is not None
-        monkeypatch.setattr(runtime, "available_cores", lambda: 1)
+        monkeypatch.setattr(parallel, "available_cores", lambda: 1)
         assert cpu_ops.unit_split(*args) is None
         monkeypatch.undo()
         prepared = cgru.get_ops("cpu").prepare_gru(kernel, recurrent, bias)

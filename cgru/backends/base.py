@@ -18,12 +18,10 @@ import numpy as np
 # The backends import these two from here; their one home is in the modules named.
 from ..padding import valid_steps as valid_steps
 from ..validation import check_lengths
+from .activations import ACTIVATIONS, RECURRENT_ACTIVATIONS
 
 A = TypeVar("A")
 B = TypeVar("B")
-
-ACTIVATIONS = ("tanh", "relu", "linear")
-RECURRENT_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
 
 
 class GRUGrads(NamedTuple):
@@ -292,6 +290,12 @@ class GRUArgs:
     @property
     def units(self) -> int:
         return self.recurrent_kernel.shape[0]
+
+
+def forward_flops(batch: int, time: int, features: int, units: int) -> float:
+    """Matrix-product work of one GRU direction's forward pass over x (B, T, I): what decides
+    whether spreading it over threads pays (cgru.backends.parallel)."""
+    return 2.0 * batch * time * 3 * units * (features + units)
 
 
 def check_gru_weights(

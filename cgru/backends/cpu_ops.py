@@ -16,11 +16,15 @@ from .base import (
     check_grad,
     check_gru_weights,
     check_lengths,
+    forward_flops,
     pack_bias_grad,
 )
 from .buffers import ArrayPool
-from .parallel import pieces, row_bounds, run_all
+from .parallel import counted, forward_plan, pieces, run_all, split_may_pay, split_pays, unit_split
 from .quantize import QuantizedGRU, quantize_gru
+
+# unit_split and run_all are called through this module's names, which tests replace to record
+# the paths calls take.
 
 #: The saved activations of released training caches, for the next training forward.
 SAVED_ACTIVATIONS = ArrayPool()
@@ -46,48 +50,6 @@ class CPUGRUCache:
 
     args: GRUArgs
     pieces: list[tuple[int, int, GRUArgs, np.ndarray, np.ndarray]]  # saved_h (T,b,H), gates (T,b,4H)
-
-
-def forward_flops(batch: int, time: int, features: int, units: int) -> float:
-    """Matrix-product work of a GRU forward pass."""
-    return 2.0 * batch * time * 3 * units * (features + units)
-
-
-# Per-step recurrent work (2 * H * 3H) below which the two threads' per-step exchange of
-# their new states costs more than sharing the units saves (see bench/NOTES.md): measured on
-# 2-core x86 machines, 48 units were slower split and 64 faster.
-MIN_UNIT_SPLIT_STEP_FLOPS = 2e4
-
-
-def split_pays(engine, x, units: int) -> bool:
-    """Whether a single float32 sequence x (1, T, I) of a GRU of ``units`` should share its
-    units with the helper thread now (see unit_split)."""
-    if not engine.UNIT_PAIR or x.shape[0] != 1 or x.dtype != np.float32:
-        return False
-    if len(parallel.CALLERS) > 1 or engine.calls_running():
-        return False
-    from ..runtime import available_cores
-
-    if 6.0 * units * units < MIN_UNIT_SPLIT_STEP_FLOPS or available_cores() < 2:
-        return False  # too small, or the two halves would spin against each other on one core
-    # not when one thread is asked for, or already inside a piece of a parallel op
-    return pieces(units // engine.UNIT_SPLIT_GRAIN, forward_flops(*x.shape, units)) >= 2
-
-
-def unit_split(engine, x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths, reverse,
-               activation, recurrent_activation):
-    """Run a float32 single-sequence inference pass with its units shared by the calling thread
-    and the engine's helper thread (reset_after=True, no recurrent mask); returns (y, h_n), or
-    None when one thread is as fast, the helper is busy with another call, or other calls are
-    on the cores: the halves wait for each other every step, so a third thread stalls both
-    (two threads streaming single sequences concurrently get more done one core each)."""
-    if not split_pays(engine, x, recurrent_kernel.shape[0]):
-        return None
-    split = engine.UnitSplitForward(x, kernel, recurrent_kernel, input_bias, recurrent_bias, h0, lengths,
-                                    reverse, activation, recurrent_activation, 2)
-    if not split.run_pair():
-        return None
-    return split.y, split.h_n
 
 
 class CPUPreparedGRU(PreparedGRU):
@@ -130,11 +92,12 @@ class CPUPreparedGRU(PreparedGRU):
             y = self.step(x, h)  # the streaming step, checked in the engine: no splitting, no BLAS
             if y is not None:
                 return y
-        parallel.CALLERS.append(None)
+        callers = parallel.CALLERS  # counted(), written out: this call costs a few microseconds
+        callers.append(None)
         try:
             return self._sequence_forward(x, h, lengths)
         finally:
-            parallel.CALLERS.pop()
+            callers.pop()
 
     def _sequence_forward(self, x, h, lengths):
         if type(x) is not np.ndarray or x.dtype != self.dtype or not x.flags.c_contiguous:
@@ -146,16 +109,15 @@ class CPUPreparedGRU(PreparedGRU):
         one_sequence = (x.shape[0] == 1 and x.shape[2] == self.inference.input_size
                         and type(h) is np.ndarray and h.shape == (1, self.units) and h.dtype == self.dtype
                         and h.flags.writeable and h.flags.c_contiguous)  # else run() reports it
-        if one_sequence:
-            y = self._unit_split(x, h, lengths)
-            if y is not None:
-                return y
-        parts = pieces(x.shape[0], forward_flops(*x.shape, self.units))
-        if parts == 1 or type(h) is not np.ndarray or h.shape[:1] != x.shape[:1]:
+        split = (lambda: self._unit_split(x, h, lengths)) if one_sequence else None
+        y, bounds = forward_plan(x.shape[0], forward_flops(*x.shape, self.units), split)
+        if y is not None:
+            return y
+        if len(bounds) == 1 or type(h) is not np.ndarray or h.shape[:1] != x.shape[:1]:
             return self.run(x, h, lengths)
         y = np.empty((x.shape[0], x.shape[1], self.units), self.dtype)  # each piece fills its rows
         run_all([lambda a=a, b=b: self.run(x[a:b], h[a:b], None if lengths is None else lengths[a:b], y[a:b])
-                 for a, b in row_bounds(x.shape[0], parts)])
+                 for a, b in bounds])
         return y
 
 
@@ -171,7 +133,7 @@ class CPUQuantizedGRU(CPUPreparedGRU):
             weights.mode, kernel.values, recurrent.values, weights.input_bias, weights.recurrent_bias,
             weights.reverse, weights.reset_after, weights.activation, weights.recurrent_activation,
             kernel.scale, recurrent.scale,
-            split=6.0 * units * units >= MIN_UNIT_SPLIT_STEP_FLOPS)  # else never worth its copy
+            split=split_may_pay(units))  # else never worth its copy
         self._bind(engine, inference)
         self.weights = weights
         self.mode = weights.mode
@@ -205,23 +167,20 @@ class CPUOps(Ops):
         return a, b
 
     def run_gru_forward(self, args, training):
-        parallel.CALLERS.append(None)
-        try:
-            return self._run_gru_forward(args, training)
-        finally:
-            parallel.CALLERS.pop()
+        return counted(self._run_gru_forward, args, training)
 
     def _run_gru_forward(self, args, training):
+        split = None
         if not training and args.reset_after and args.recurrent_mask is None:
-            done = unit_split(self.engine, args.x, args.kernel, args.recurrent_kernel, args.input_bias,
-                              args.recurrent_bias, args.h0, args.lengths, args.reverse, args.activation,
-                              args.recurrent_activation)
-            if done is not None:
-                return done[0], done[1], None
+            split = lambda: unit_split(  # noqa: E731
+                self.engine, args.x, args.kernel, args.recurrent_kernel, args.input_bias,
+                args.recurrent_bias, args.h0, args.lengths, args.reverse, args.activation,
+                args.recurrent_activation)
         batch, time, units, dtype = args.batch, args.time, args.units, args.x.dtype
-        parts = pieces(batch, forward_flops(batch, time, args.x.shape[2], units))
-        bounds = row_bounds(batch, parts)
-        piece_args = [args if parts == 1 else args.rows(a, b) for a, b in bounds]
+        done, bounds = forward_plan(batch, forward_flops(batch, time, args.x.shape[2], units), split)
+        if done is not None:
+            return done[0], done[1], None
+        piece_args = [args if len(bounds) == 1 else args.rows(a, b) for a, b in bounds]
         y = np.empty((batch, time, units), dtype)  # each piece fills its rows
         h_n = np.empty((batch, units), dtype)
         saved = [(SAVED_ACTIVATIONS.take((time, b - a, units), dtype),
@@ -255,11 +214,7 @@ class CPUOps(Ops):
             activation=activation, recurrent_activation=recurrent_activation))
 
     def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
-        parallel.CALLERS.append(None)
-        try:
-            return self._gru_backward(dy, dh_n, cache, input_grad)
-        finally:
-            parallel.CALLERS.pop()
+        return counted(self._gru_backward, dy, dh_n, cache, input_grad)
 
     def _gru_backward(self, dy, dh_n, cache, input_grad):
         args = cache.args

@@ -3,8 +3,8 @@
 gru.cu ships with the package and is compiled at run time by CuPy (NVRTC) through
 ``RawModule(code=..., name_expressions=["kernel<float>", "kernel<double>", ...])``, lazily: the
 per-step kernels on their first use, the persistent kernel (a cooperative launch, so a module of
-its own) only when that path is taken. The activation codes the kernels take are defined here
-once; they are the values of gru.cu's ``cgru_activation_code`` enums.
+its own) only when that path is taken. The activation codes the kernels take come from
+``cgru.backends.activations``, the table gru.cu's ``cgru_activation_code`` enums match.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .activations import ACTIVATION_CODES, RECURRENT_ACTIVATION_CODES
 
 KERNEL_SOURCE = Path(__file__).with_name("gru.cu")
 
@@ -31,9 +33,6 @@ PERSISTENT_KERNELS = ("cgru_fwd_persistent",)
 #: NVRTC options of both modules (CuPy adds the architecture of the current device).
 COMPILE_OPTIONS: tuple[str, ...] = ()
 
-#: The kernels' integer codes for ``activation`` and ``recurrent_activation`` (gru.cu's enums).
-ACTIVATION_CODES = {"tanh": 0, "relu": 1, "linear": 2}
-RECURRENT_ACTIVATION_CODES = {"sigmoid": 0, "hard_sigmoid": 1}
 
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 

@@ -19,38 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .activations import activate, activation_grad
 from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad, valid_steps
-
-
-def activate(name: str, x: np.ndarray) -> np.ndarray:
-    """Apply an activation by name ("tanh", "relu", "linear", "sigmoid", "hard_sigmoid")."""
-    if name == "tanh":
-        return np.tanh(x)
-    if name == "relu":
-        return np.maximum(x, 0)
-    if name == "linear":
-        return x
-    if name == "sigmoid":
-        with np.errstate(over="ignore"):  # exp overflows to inf for x << 0, giving exactly 0
-            return 1 / (1 + np.exp(-x))
-    if name == "hard_sigmoid":
-        return np.clip((x + 3) / 6, 0, 1)
-    raise ValueError(f"unknown activation {name!r}")
-
-
-def activation_grad(name: str, y: np.ndarray) -> np.ndarray:
-    """Derivative of an activation, expressed through its output ``y``."""
-    if name == "tanh":
-        return 1 - y * y
-    if name == "relu":
-        return (y > 0).astype(y.dtype)
-    if name == "linear":
-        return np.ones_like(y)
-    if name == "sigmoid":
-        return y * (1 - y)
-    if name == "hard_sigmoid":
-        return ((y > 0) & (y < 1)).astype(y.dtype) / 6
-    raise ValueError(f"unknown activation {name!r}")
 
 
 def time_indices(step: int, time: int, lengths: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray]:

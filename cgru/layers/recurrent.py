@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import initializers as _initializers
-from ..backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS
+from ..backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS, forward_flops
 from ..padding import reverse_padded
 from ..validation import as_numeric_array, check_positive_int, check_rate
 from .base import Layer, _register_builtin, deserialize_layer, serialize_layer
@@ -551,9 +551,7 @@ class Bidirectional(Layer):
 
     def _direction_flops(self, x: Any) -> float:
         """Matrix-product work of one direction's forward pass over x (B, T, I)."""
-        batch, time, features = x.shape
-        units = self.forward_layer.units
-        return 2.0 * batch * time * 3 * units * (features + units)
+        return forward_flops(*x.shape, self.forward_layer.units)
 
     def _pinned_forward(self, values: tuple) -> Any:
         if self._own_forward(Bidirectional):

@@ -30,12 +30,13 @@ Forks
 from __future__ import annotations
 
 import operator
-import os
 import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from ..backends.parallel import at_fork
 
 #: Sequence counter of the publications: odd while one is in progress, +2 for each.
 EPOCH = [0]
@@ -136,10 +137,7 @@ def after_fork_in_child() -> None:
     EPOCH[0] += EPOCH[0] & 1
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=before_fork, after_in_parent=after_fork_in_parent, after_in_child=after_fork_in_child
-    )
+at_fork(before_fork, after_fork_in_parent, after_fork_in_child)
 
 
 class Changes:

@@ -13,4 +13,9 @@
 #define CGRU_BLAS(name) name
 #endif
 
+/* BLAS threads (0 where the linked BLAS has no setter) and a description of the BLAS. */
+void cgru_blas_set_threads(int n);
+int cgru_blas_get_threads(void);
+const char *cgru_blas_config(void);
+
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "gates_f32.h"
+#include "gru_kernels.h"
 #include "vmath.h"
 #include "target.h"
 #include "quant.h"
@@ -21,9 +22,6 @@ CGRU_TARGET_BEGIN("avx2,fma")
 #define MR 6
 #define TP 1
 #include "packed_f32_impl.h"
-#undef VW
-#undef MR
-#undef TP
 #endif
 #undef ISA
 CGRU_TARGET_END
@@ -36,9 +34,6 @@ CGRU_TARGET_BEGIN("avx512f,avx512dq,avx2,fma")
 #define MR 8
 #define TP 3
 #include "packed_f32_impl.h"
-#undef VW
-#undef MR
-#undef TP
 #endif
 #undef ISA
 CGRU_TARGET_END
@@ -142,6 +137,24 @@ void cgru_pack_f32(int K, int N, const float *src, size_t sk, size_t sj, float *
     }
 }
 
+size_t cgru_packed_recurrent_floats(int H, int reset_after)
+{
+    if (reset_after)
+        return cgru_packed_floats(H, 3 * H);
+    return cgru_packed_floats(H, 2 * H) + cgru_packed_floats(H, H);
+}
+
+void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out)
+{
+    const size_t G = 3 * (size_t)H;
+    if (reset_after) {
+        cgru_pack_f32(H, 3 * H, U, G, 1, out);
+    } else {
+        cgru_pack_f32(H, 2 * H, U, G, 1, out);
+        cgru_pack_f32(H, H, U + 2 * H, G, 1, out + cgru_packed_floats(H, 2 * H));
+    }
+}
+
 void cgru_select_best_isa(void)
 {
     static const char *const preference[] = {"avx512_bf16", "avx512_vnni", "avx512", "avx2", "generic"};
@@ -153,5 +166,5 @@ void cgru_select_best_isa(void)
 void cgru_vector_math_f32(int which, const float *x, float *y, size_t n)
 {
     for (size_t i = 0; i < n; ++i)
-        y[i] = which == 0 ? cgru_vexpf(x[i]) : (which == 1 ? cgru_vsigmoidf(x[i]) : cgru_vtanhf(x[i]));
+        y[i] = which == 0 ? cgru_vexpf(x[i]) : (which == 1 ? sigmoid_generic(x[i]) : cgru_vtanhf(x[i]));
 }

@@ -36,6 +36,12 @@ typedef void (*cgru_packed_gemm_f32_fn)(int M, int N, int K, const float *A, int
 size_t cgru_packed_floats(int K, int N);
 void cgru_pack_f32(int K, int N, const float *src, size_t sk, size_t sj, float *Bp);
 
+/* The recurrent kernel U (H, 3H) packed for the per-step products of the float32 forward
+ * (which packs it into its scratch memory once per call): all its columns (reset_after), or
+ * its z, r columns and then its h columns. How many floats it takes, and packing it. */
+size_t cgru_packed_recurrent_floats(int H, int reset_after);
+void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out);
+
 extern cgru_gates_fwd_f32_fn cgru_gates_fwd_f32;
 #if CGRU_HAVE_PACKED_GEMM
 extern cgru_packed_gemm_f32_fn cgru_packed_gemm_f32; /* NULL when the CPU has no variant */

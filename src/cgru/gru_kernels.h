@@ -20,6 +20,7 @@
 #define CGRU_EUNSUPPORTED 2 /* a function this build does not have */
 #define CGRU_EBUSY 3        /* a shared resource (the helper thread, the cores) is in use: nothing was done */
 
+/* The activation codes: cgru/backends/activations.py's table (the formulas: gate_math.h). */
 enum cgru_activation { CGRU_TANH = 0, CGRU_RELU = 1, CGRU_LINEAR = 2 };
 enum cgru_recurrent_activation { CGRU_SIGMOID = 0, CGRU_HARD_SIGMOID = 1 };
 
@@ -34,12 +35,6 @@ typedef struct {
     int recurrent_activation;  /* enum cgru_recurrent_activation */
     const int64_t *lengths;    /* (B,) in 0..T, or NULL for all T */
 } cgru_dims;
-
-/* The recurrent kernel U (H, 3H) packed for the per-step products of the float32 forward
- * (which packs it into its scratch memory once per call): how many floats it takes, and
- * packing it into out. */
-size_t cgru_packed_recurrent_floats(int H, int reset_after);
-void cgru_pack_recurrent_f32(int H, int reset_after, const float *U, float *out);
 
 /* Training forward saves, per processing step s: h_prev (T, B, H) and gates (T, B, 4H)
  * holding z, r, n and u_h = h U_h + b_hh (reset_after) or (r*h) U_h (otherwise). */
@@ -132,9 +127,19 @@ int cgru_backward_f64(const cgru_dims *d, const double *x, const double *W, cons
  * are undefined. NULL when out of memory. */
 void *cgru_workspace(size_t bytes);
 
-/* BLAS threads (0 where the linked BLAS has no setter) and a description of the BLAS. */
-void cgru_blas_set_threads(int n);
-int cgru_blas_get_threads(void);
-const char *cgru_blas_config(void);
+/* p rounded up to a 64-byte boundary (callers reserve 64 bytes of slack for it). */
+static inline void *cgru_align64(void *p)
+{
+    return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
+/* For unit_split.c, float32 only (instantiated from gru_impl.h): the engine's product
+ * (C (M, N) = op(A) op(B) + beta C, row-major, empty sizes allowed), and one batch row of the
+ * reset_after forward's gate pass (gate_math.h; the instruction-set variant for the default
+ * activations) over H units, without saved gates. */
+void cgru_matmul_f32(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc);
+void cgru_row_after_f32(const cgru_dims *d, int H, const float *a, const float *u, const float *bx,
+                        const float *bh, float *h, float *out);
 
 #endif

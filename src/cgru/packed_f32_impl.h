@@ -2,7 +2,7 @@
  * recurrent product of every time step: the recurrent kernel is packed once per call (or once
  * per model) instead of once per step, as a BLAS GEMM does. Included by gates_f32.c once per
  * instruction set, which defines ISA (the name suffix), VW (floats per vector register),
- * MR (rows of a register tile) and TP (panels of a register tile).
+ * MR (rows of a register tile) and TP (panels of a register tile), and #undef'd at the end.
  *
  * Packed layout: column panels of CGRU_PANEL floats; panel p holds B[k, p*CGRU_PANEL + j] at
  * Bp[(p * K + k) * CGRU_PANEL + j], with zeros past column N. */
@@ -188,3 +188,6 @@ void PK_CAT(cgru_packed_gemm_f32, ISA)(int M, int N, int K, const float *restric
 #undef PK_NV
 #undef PK_CAT
 #undef PK_CAT_
+#undef VW
+#undef MR
+#undef TP

@@ -1,11 +1,12 @@
-/* Branch-free float32 exp, sigmoid and tanh that compilers vectorise (no libm calls).
+/* Branch-free float32 exp and tanh that compilers vectorise (no libm calls); gate_math.h builds
+ * the sigmoid on this exp.
  *
  * expf: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r and
  * 2^n built in the exponent bits. Inputs are clamped to [-87, 88], so results stay finite
  * and normal; sigmoid and tanh saturate exactly where float32 does.
  * tanh: 1 - 2 / (1 + e^{2|x|}) with the sign restored, and an odd Taylor polynomial for
  * |x| < 0.25 where that form would cancel. Accuracy (tested over the whole range): a few
- * float32 ulps relative for exp and sigmoid, and for tanh. NaN propagates. */
+ * float32 ulps relative for exp and the sigmoid built on it, and for tanh. NaN propagates. */
 #ifndef CGRU_VMATH_H
 #define CGRU_VMATH_H
 
@@ -37,11 +38,6 @@ static inline float cgru_vexpf(float x)
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
-}
-
-static inline float cgru_vsigmoidf(float x)
-{
-    return 1.0f / (1.0f + cgru_vexpf(-x));
 }
 
 static inline float cgru_vtanhf(float x)
