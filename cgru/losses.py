@@ -122,10 +122,24 @@ class Loss:
                 raise ValueError(f"mask must have shape {tuple(shape)}, got {tuple(mask.shape)}")
         if self.reduction == "sum":
             return xp.ones(shape, dtype=dtype) if mask is None else mask
-        count = int(np.prod(shape)) if mask is None else float(mask.sum())
+        count = self.denominator(shape, mask)
         if mask is None:
             return xp.full(shape, 1.0 / count if count else 0.0, dtype=dtype)
         return mask / count if count else mask * 0
+
+    def denominator(self, shape: tuple, mask: Any = None) -> float | None:
+        """What the reduction divides the sum of the values (of ``shape``) by: their number, or
+        with ``mask`` the number of valid ones, for ``"sum_over_batch_size"``/``"mean"``; None
+        for ``"sum"`` and ``"none"``, which divide by nothing.
+
+        A batch's loss is ``sum / denominator``, so the loss of the union of batches is
+        ``sum_i(loss_i * denominator_i) / sum_i(denominator_i)`` (with ``"sum"``: the sum of
+        the losses), and so is its gradient: how data-parallel training combines the ranks'
+        batches (:mod:`cgru.distributed`).
+        """
+        if self.reduction in ("sum", "none"):
+            return None
+        return float(np.prod(shape)) if mask is None else float(mask.sum())
 
     def __call__(self, y_true: Any, y_pred: Any, mask: Any = None) -> Any:
         """The reduced loss (a float; per-value array for reduction "none")."""

@@ -45,7 +45,14 @@ from .layers.weights import READERS, Changes, Pinned, run_pinned, watch
 from .lean_call import LeanCall, bind, lean_input
 from .padding import zero_padding
 from .summary import print_summary
-from .validation import as_batch_array, as_numeric_array, check_int, check_lengths_for, check_shape
+from .validation import (
+    as_batch_array,
+    as_numeric_array,
+    check_int,
+    check_lengths_for,
+    check_shape,
+    is_dask_array,
+)
 
 
 def _take(a: Any, idx: Any) -> Any:
@@ -404,7 +411,15 @@ class Sequential:
         """Outputs for ``x`` as a NumPy array (a list of arrays for a multi-output last layer).
 
         ``batch_size=None`` runs the whole input at once; give a size to bound memory.
+
+        A ``dask.array.Array`` ``x`` (chunked along the batch axis; ``lengths`` a dask array
+        chunked the same way, or a NumPy array) gives a lazy dask array of the outputs, each
+        chunk predicted where Dask runs it: see :mod:`cgru.distributed.dask`.
         """
+        if is_dask_array(x) or is_dask_array(lengths):
+            from .distributed.dask import predict as predict_dask
+
+            return predict_dask(self, x, batch_size, lengths)
         verbose = _progress.resolve_verbose(verbose)
         x = as_batch_array(x, "x")
         lengths = self._accept_input(x, lengths)
@@ -477,6 +492,7 @@ class Sequential:
         lengths: Any = None,
         initial_epoch: int = 0,
         seed: int | None = None,
+        strategy: Any = None,
     ) -> _callbacks.History:
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size`` (default 32).
 
@@ -490,10 +506,14 @@ class Sequential:
         as they were. Each step's new weights and optimizer state are published at once, so an
         interrupted fit (KeyboardInterrupt, re-raised after the callbacks' ``on_train_end``)
         leaves the model after its last whole step.
+
+        ``strategy``: how several processes train together, e.g.
+        :class:`cgru.distributed.MPIStrategy` (each passes its own shard of the data; see
+        docs/distributed.md); None trains in this process alone.
         """
         return _training.fit(
             self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-            shuffle, lengths, initial_epoch, seed,
+            shuffle, lengths, initial_epoch, seed, strategy,
         )
 
     def evaluate(
@@ -504,18 +524,22 @@ class Sequential:
         verbose: Any = 0,
         lengths: Any = None,
         return_dict: bool = False,
+        strategy: Any = None,
     ) -> Any:
         """Loss (and metrics) on ``(x, y)``: a float, ``[loss, *metrics]`` when there are metrics,
-        or a dict with ``return_dict=True``."""
-        return _training.evaluate(self, x, y, batch_size, verbose, lengths, return_dict)
+        or a dict with ``return_dict=True``. ``strategy`` as for ``fit`` (then over the data of
+        every process)."""
+        return _training.evaluate(self, x, y, batch_size, verbose, lengths, return_dict, strategy)
 
-    def train_on_batch(self, x: Any, y: Any, lengths: Any = None) -> Any:
-        """One optimizer step on one batch; returns the loss (and metrics, as ``evaluate``)."""
-        return _training.train_on_batch(self, x, y, lengths)
+    def train_on_batch(self, x: Any, y: Any, lengths: Any = None, strategy: Any = None) -> Any:
+        """One optimizer step on one batch; returns the loss (and metrics, as ``evaluate``).
+        ``strategy`` as for ``fit``."""
+        return _training.train_on_batch(self, x, y, lengths, strategy)
 
-    def test_on_batch(self, x: Any, y: Any, lengths: Any = None) -> Any:
-        """The loss (and metrics, as ``evaluate``) on one batch, without training."""
-        return _training.test_on_batch(self, x, y, lengths)
+    def test_on_batch(self, x: Any, y: Any, lengths: Any = None, strategy: Any = None) -> Any:
+        """The loss (and metrics, as ``evaluate``) on one batch, without training. ``strategy``
+        as for ``fit``."""
+        return _training.test_on_batch(self, x, y, lengths, strategy)
 
     def _loss_and_grads(
         self, x: Any, y: Any, lengths: Any, metric_objs: Any = (), pinned: Any = None
@@ -556,12 +580,19 @@ class Sequential:
         return model
 
     def save(self, path: Any) -> None:
-        """Write the model (config, weights, compile settings) to one ``.npz`` file at ``path``."""
+        """Write the model (config, weights, compile settings and the optimizer's state) to one
+        ``.npz`` file at ``path`` (or into a writable binary file object)."""
         from .saving import write_model  # zipfile and hashlib load on first use
 
         if not self.built:
             raise ValueError("cannot save a model that is not built: build it or call it on data first")
-        write_model(path, self.get_config(), _training.compile_config(self), self.get_weights())
+        write_model(
+            path,
+            self.get_config(),
+            _training.compile_config(self),
+            self.get_weights(),
+            _training.optimizer_state(self),
+        )
 
     def save_weights(self, path: Any) -> None:
         """Write only the weights to ``path`` (an ``.npz`` file ``load_weights`` reads)."""
@@ -577,6 +608,12 @@ class Sequential:
 
         self._require_built("load_weights()")
         self.set_weights(read_weights(path, self.weights, f"model {self.name!r}"))
+
+    def __reduce__(self) -> tuple:
+        """Pickling (and ``copy.deepcopy``) goes through the save format: see :mod:`cgru.pickling`."""
+        from .pickling import reduce_model
+
+        return reduce_model(self)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)} built={self.built}>"

@@ -10,7 +10,7 @@
 - :mod:`.surface`: the few model members all of this uses (the model's module is never imported).
 """
 
-from .compiled import compile_config, compile_model, metrics_names
+from .compiled import compile_config, compile_model, metrics_names, optimizer_state, restore_optimizer_state
 from .data import Batch
 from .loop import evaluate, fit, test_on_batch, train_on_batch
 from .step import loss_and_grads
@@ -23,6 +23,8 @@ __all__ = [
     "fit",
     "loss_and_grads",
     "metrics_names",
+    "optimizer_state",
+    "restore_optimizer_state",
     "test_on_batch",
     "train_on_batch",
 ]

@@ -13,11 +13,14 @@ from typing import NamedTuple
 
 class BatchResult(NamedTuple):
     """What one step reports: ``loss`` of the batch, ``size`` (its samples) and ``stats``, one
-    ``(sum of values, number of values)`` pair per metric."""
+    ``(sum of values, number of values)`` pair per metric; ``weight``: what the loss's
+    reduction divided by (:meth:`cgru.losses.Loss.denominator`; None when it divides by
+    nothing), so that results of several batches combine into their union's."""
 
     loss: float
     size: int
     stats: list
+    weight: float | None = None
 
 
 def metric_means(stats: list) -> list[float]:

@@ -123,7 +123,7 @@ def evaluate(
     model._check_stateful_batches(x.shape[0], batch_size, "evaluate")
     strategy = _strategy.resolve(strategy)
     metrics = resolve_metrics(model, y.shape, out_shape)
-    source = ArrayBatches(x, y, lengths, batch_size)
+    source = strategy.distribute(ArrayBatches(x, y, lengths, batch_size))
     if not strategy.is_chief:
         verbose = 0
     bar = _progress.Progbar(source.steps) if verbose == 1 else None
@@ -208,10 +208,11 @@ def fit(
     strategy = _strategy.resolve(strategy)
     metrics = resolve_metrics(model, y.shape, out_shape)
     rng = np.random.default_rng(seed if seed is not None else _config.next_seed())
-    train = ArrayBatches(x, y, lengths, batch_size, rng if shuffle else None)
-    held_out = None if val is None else ArrayBatches(*val, batch_size)
+    train = strategy.distribute(ArrayBatches(x, y, lengths, batch_size, rng if shuffle else None))
+    held_out = None if val is None else strategy.distribute(ArrayBatches(*val, batch_size))
     if not strategy.is_chief:
         verbose = 0
+    strategy.prepare(model)
     history = _callbacks.History()
     cbs = _callbacks.CallbackList(
         [*strategy.callbacks(cb_list), history],
@@ -269,6 +270,7 @@ def train_on_batch(model: Trainee, x: Any, y: Any, lengths: Any, strategy: Any =
     x, y, lengths, out_shape = check_arrays(model, x, y, lengths, "train_on_batch")
     metrics = resolve_metrics(model, y.shape, out_shape)
     strategy = _strategy.resolve(strategy)
+    strategy.prepare(model)
     return _batch_logs(strategy.reduce_batch(train_step(model, Batch(x, y, lengths), metrics, strategy)))
 
 

@@ -5,7 +5,8 @@
 1. the weights are read once (:meth:`Trainee._pinned_now`): the step computes on that set;
 2. forward (``training=True``) and the loss and its gradient (:func:`score`);
 3. backward through the layers, which leaves each weight's gradient in its ``grad``;
-4. the strategy's ``reduce_gradients`` (where processes would combine their gradients);
+4. the strategy's ``reduce_step`` (where processes combine their gradients and the batch's
+   result; by default its ``reduce_gradients``);
 5. the optimizer computes the new weights and publishes them with its new state at once,
    unless another thread replaced the weights meanwhile (then the step is dropped).
 
@@ -27,7 +28,8 @@ from .surface import Trainee
 class Scored(NamedTuple):
     """A batch run forward and scored: the targets and the output on the backend, the layers'
     caches, the mask of valid steps of a sequence output (or None), the loss and its gradient
-    with respect to the output."""
+    with respect to the output, and what the loss's reduction divided by
+    (:meth:`cgru.losses.Loss.denominator`)."""
 
     y: Any
     y_pred: Any
@@ -35,6 +37,7 @@ class Scored(NamedTuple):
     mask: Any
     loss: float
     dy: Any
+    weight: float | None
 
 
 def score(model: Trainee, batch: Batch, pinned: Any, training: bool) -> Scored:
@@ -56,7 +59,7 @@ def score(model: Trainee, batch: Batch, pinned: Any, training: bool) -> Scored:
     loss, dy = loss_fn.value_and_grad(y_true, y_pred, mask)
     if training and sequence:
         dy = zero_padding(xp, dy, out_lengths)
-    return Scored(y, y_pred, caches, mask, loss, dy)
+    return Scored(y, y_pred, caches, mask, loss, dy, loss_fn.denominator(y_pred.shape[:-1], mask))
 
 
 def metric_stats(metrics: Any, scored: Scored) -> list:
@@ -75,19 +78,34 @@ def loss_and_grads(model: Trainee, batch: Batch, metrics: Any = (), pinned: Any 
     return scored.loss, metric_stats(metrics, scored)
 
 
+def batch_result(scored: Scored, metrics: Any) -> BatchResult:
+    """What a step reports about its scored batch."""
+    return BatchResult(scored.loss, scored.y_pred.shape[0], metric_stats(metrics, scored), scored.weight)
+
+
 def train_step(model: Trainee, batch: Batch, metrics: Any, strategy: Any) -> BatchResult:
-    """One optimizer step on ``batch`` (see the module documentation)."""
+    """One optimizer step on ``batch`` (see the module documentation); returns the result the
+    strategy gives back (the global batch's, for a strategy that spans processes)."""
     pinned = model._pinned_now()
-    loss, stats = loss_and_grads(model, batch, metrics, pinned)
-    grads = strategy.reduce_gradients([(p.grad, p) for p in model.trainable_weights])
+    scored = score(model, batch, pinned, training=True)
+    model._backward(scored.dy, scored.caches)
+    grads_and_params = [(p.grad, p) for p in model.trainable_weights]
+    grads, result = strategy.reduce_step(grads_and_params, batch_result(scored, metrics))
     model.optimizer._step(grads, expected=zip(pinned.params, pinned.values))
-    return BatchResult(loss, batch.x.shape[0], stats)
+    return result
 
 
 def evaluate_step(model: Trainee, batch: Batch, metrics: Any, pinned: Any) -> BatchResult:
     """The loss and metrics of ``batch`` on ``pinned``'s weights, nothing trained."""
-    scored = score(model, batch, pinned, training=False)
-    return BatchResult(scored.loss, scored.y_pred.shape[0], metric_stats(metrics, scored))
+    return batch_result(score(model, batch, pinned, training=False), metrics)
 
 
-__all__ = ["Scored", "evaluate_step", "loss_and_grads", "metric_stats", "score", "train_step"]
+__all__ = [
+    "Scored",
+    "batch_result",
+    "evaluate_step",
+    "loss_and_grads",
+    "metric_stats",
+    "score",
+    "train_step",
+]
