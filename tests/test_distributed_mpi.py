@@ -204,3 +204,14 @@ def test_a_failing_rank_ends_the_job_instead_of_hanging(tmp_path):
     result = run_mpi(2, script, timeout=120)
     assert result.returncode != 0
     assert "batch_size must be" in result.stderr
+
+
+def test_the_example_trains_on_two_ranks(tmp_path):
+    example = Path(__file__).resolve().parent.parent / "examples" / "distributed_training.py"
+    if not example.exists():
+        pytest.skip("examples/ is not beside tests/ here")
+    result = run_mpi(2, example, "--quick", "--out", str(tmp_path / "model.npz"))
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    out = result.stdout
+    assert "ranks: 2" in out and out.count("replicas identical on every rank") == 1  # rank 0 alone prints
+    assert cgru.load_model(tmp_path / "model.npz").count_params() > 0
