@@ -4,8 +4,8 @@ The file holds the weights as plain arrays (``weight_0000``, ``weight_0001``... 
 ``get_weights`` order) and one entry ``__cgru_config__``: UTF-8 JSON (stored as a uint8 array)
 with the format name and version, the model config (layer classes and their configs, the input
 shape), the compile settings, and each weight's name, shape, dtype and SHA-256 digest. The zip
-members are stored uncompressed (as ``np.savez`` writes them), with a fixed timestamp, so that
-one model always makes the same bytes.
+members are stored uncompressed (as ``np.savez`` writes them), each dated 1980-01-01 (zipfile's
+default), so one model always makes the same bytes.
 
 A compiled model's file also holds its optimizer's state, so that training goes on from it
 exactly as from the saved model: the config's ``"optimizer_state"`` gives the iteration count
@@ -86,7 +86,6 @@ _READ_ERRORS = (
     SyntaxError,
 )
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip member can carry
 _SLOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
@@ -97,19 +96,6 @@ def _flat_bytes(arr: np.ndarray) -> np.ndarray:
 
 def _digest(arr: np.ndarray) -> str:
     return hashlib.sha256(_flat_bytes(np.ascontiguousarray(arr))).hexdigest()
-
-
-def _savez(file: Any, arrays: dict) -> None:
-    """``np.savez(file, **arrays)``, but reproducible: every member's zip timestamp is the same
-    fixed date, so one model always makes the same bytes (its digest names it, e.g. in a Dask
-    graph)."""
-    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_STORED
-            info.external_attr = 0o600 << 16  # as np.savez: rw for the owner
-            with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def _describe(arr: np.ndarray) -> dict:
@@ -128,14 +114,14 @@ def _write(path: Any, meta: dict, weights: list[np.ndarray], optimizer_state: di
         meta["optimizer_state"] = {"iterations": int(optimizer_state["iterations"]), "slots": slots}
     arrays[CONFIG_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     if _is_file_object(path):
-        _savez(path, arrays)
+        np.savez(path, **arrays)
         return
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            _savez(f, arrays)
+            np.savez(f, **arrays)
         os.replace(tmp, path)  # atomic: a crash never leaves a half-written model behind
     finally:
         if os.path.exists(tmp):
