@@ -634,3 +634,22 @@ def test_nccl_refuses_buffers_it_has_no_datatype_for():
         collectives.allreduce_sum(np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="1-D"):
         collectives.broadcast(np.zeros((2, 2), np.float32))
+
+
+def test_silencing_one_thread_keeps_the_others_output(capsys):
+    class Loud(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            print("from the silenced callback")
+            inside.set()
+            release.wait(10)
+
+    inside, release = threading.Event(), threading.Event()
+    quiet = Silenced(Loud())
+    thread = threading.Thread(target=quiet.on_epoch_end, args=(0,))
+    thread.start()
+    inside.wait(10)
+    print("from another thread meanwhile")  # while the other thread is silenced
+    release.set()
+    thread.join()
+    out = capsys.readouterr().out
+    assert out == "from another thread meanwhile\n"

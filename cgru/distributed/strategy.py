@@ -49,6 +49,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import sys
+import threading
 import weakref
 from typing import Any
 
@@ -75,6 +77,46 @@ def writes_files(callback: Any) -> bool:
     return isinstance(callback, kinds)
 
 
+class _QuietThreads(io.TextIOBase):
+    """Stands for ``sys.stdout`` while :class:`Silenced` hooks run: drops what the threads
+    running them write and passes everything else on to ``stream``, so that silencing one
+    thread (a rank run as a thread) never swallows another's output."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if getattr(_quiet, "depth", 0):
+            return len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+_quiet = threading.local()
+_swap_lock = threading.Lock()
+_swapped: list = [None, 0]  # the stdout replaced, hooks running
+
+
+@contextlib.contextmanager
+def _silence_this_thread():
+    with _swap_lock:
+        if _swapped[1] == 0:
+            _swapped[0] = sys.stdout
+            sys.stdout = _QuietThreads(sys.stdout)
+        _swapped[1] += 1
+    _quiet.depth = getattr(_quiet, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _quiet.depth -= 1
+        with _swap_lock:
+            _swapped[1] -= 1
+            if _swapped[1] == 0:
+                sys.stdout = _swapped[0]
+
+
 class Silenced(_callbacks.Callback):
     """Runs ``callback`` with its printing to stdout silenced (for ranks other than the chief)."""
 
@@ -93,7 +135,7 @@ class Silenced(_callbacks.Callback):
 
 def _silenced(hook: str) -> Any:
     def run(self: Silenced, *args: Any) -> Any:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _silence_this_thread():
             return getattr(self.callback, hook)(*args)
 
     run.__name__ = hook
