@@ -255,9 +255,9 @@ def main(argv=None) -> int:
     parser.add_argument("--units", type=int, default=128)
     parser.add_argument("--time", type=int, default=50)
     parser.add_argument("--features", type=int, default=32)
-    parser.add_argument("--samples", type=int, default=1024)
+    parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=64, help="the global batch size")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cores-per-node", type=int, default=32)
     parser.add_argument("--core-gflops", type=float, default=None,
                         help="training GFLOP/s per core (default: measured, or 10 with --model-only)")

@@ -653,3 +653,20 @@ def test_silencing_one_thread_keeps_the_others_output(capsys):
     thread.join()
     out = capsys.readouterr().out
     assert out == "from another thread meanwhile\n"
+
+
+def test_missing_packages_say_what_to_install(monkeypatch):
+    import sys
+
+    from cgru.distributed import dask as dask_predict
+    from cgru.distributed import mpi
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # `import mpi4py` raises ImportError
+    with pytest.raises(ImportError, match='pip install ".\\[mpi\\]" mpich'):
+        mpi.MPIStrategy()
+    monkeypatch.setitem(sys.modules, "dask", None)
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(ImportError, match='pip install ".\\[dask\\]"'):
+        dask_predict.predict(Sequential([Dense(1, input_shape=(2,))]), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="gpu_collectives"):
+        mpi.MPIStrategy(gpu_collectives="gloo")

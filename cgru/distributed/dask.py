@@ -41,7 +41,10 @@ import numpy as np
 from ..validation import check_int
 from . import model_cache
 
-INSTALL_HINT = 'predicting dask arrays needs dask: pip install "cgru[dask]" (dask[array] and distributed)'
+INSTALL_HINT = (
+    'predicting dask arrays needs dask: pip install "dask[array]" distributed (from a cgru checkout: '
+    'pip install ".[dask]")'
+)
 
 
 def _import_dask() -> tuple[Any, Any]:

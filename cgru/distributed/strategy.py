@@ -183,8 +183,8 @@ class EqualSteps:
 
 
 def _empty_like(batch: Batch) -> Batch:
-    lengths = None if batch.lengths is None else batch.lengths[:0]
-    return Batch(batch.x[:0], batch.y[:0], lengths)
+    """``batch`` with no samples: every array of it cut to length 0."""
+    return type(batch)(*(None if part is None else part[:0] for part in batch))
 
 
 def _empty_batch(source: Any) -> Batch | None:
