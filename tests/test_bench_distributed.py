@@ -25,11 +25,13 @@ def bench():
     return module
 
 
-def test_allreduce_time_is_the_cheaper_of_ring_and_recursive_doubling(bench):
-    # 8 ranks, 1 MB, 1 us, 1 GB/s: ring 14 us + 1.75 ms, doubling 3 us + 3 ms
-    assert bench.allreduce_seconds(1e6, 8, 1e-6, 1e9) == pytest.approx(14e-6 + 1.75e-3)
-    # 64 ranks, 8 bytes, 50 us: ring 6.3 ms of latency, doubling 6 x 50 us
+def test_allreduce_time_is_the_cheapest_usual_algorithm(bench):
+    # 8 ranks, 1 MB, 1 us, 1 GB/s: ring 14 us + 1.75 ms, doubling 3 us + 3 ms, Rabenseifner 6 us + 1.75 ms
+    assert bench.allreduce_seconds(1e6, 8, 1e-6, 1e9) == pytest.approx(6e-6 + 1.75e-3)
+    # 64 ranks, 8 bytes, 50 us: ring 6.3 ms of latency, Rabenseifner 12 x 50 us, doubling 6 x 50 us
     assert bench.allreduce_seconds(8, 64, 50e-6, 1.25e9) == pytest.approx(6 * 50e-6 + 6 * 8 / 1.25e9)
+    # 3 ranks, 1 GB, no latency, 1 GB/s: ring and Rabenseifner move 2 * 2/3 of it
+    assert bench.allreduce_seconds(1e9, 3, 0.0, 1e9) == pytest.approx(4 / 3)
     assert bench.allreduce_seconds(1e6, 1, 1e-6, 1e9) == 0.0
 
 
