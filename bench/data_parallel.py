@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """When data-parallel training pays: measured on this machine, modelled for clusters.
 
-    python bench/distributed.py                  # measure, then the cost model
-    python bench/distributed.py --quick          # tiny problem, one repeat: a smoke test
-    python bench/distributed.py --json out.json
-    python bench/distributed.py --model-only     # the cost model alone (no MPI needed)
+    python bench/data_parallel.py                  # measure, then the cost model
+    python bench/data_parallel.py --quick          # tiny problem, one repeat: a smoke test
+    python bench/data_parallel.py --json out.json
+    python bench/data_parallel.py --model-only     # the cost model alone (no MPI needed)
 
 Measured: training throughput (samples/s of ``fit`` with one global batch size) of one model
 in three layouts on this machine, in rotating order, ``--repeats`` times each:
@@ -46,14 +46,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)  # the checkout's cgru when it is not installed
-
-import numpy as np  # noqa: E402
 
 NETWORKS = {"10GbE": (50e-6, 1.25e9), "IB-100G": (2e-6, 12.5e9)}
 NODES = (8, 64, 512)
@@ -271,6 +267,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    for path in (HERE, ROOT):  # bench/_common, and the checkout's cgru when it is not installed
+        if path not in sys.path:
+            sys.path.insert(0, path)
     if args.worker:
         worker(args)
         return 0

@@ -1,4 +1,4 @@
-"""bench/distributed.py: its cost model against hand-computed numbers, and a --quick run of the
+"""bench/data_parallel.py: its cost model against hand-computed numbers, and a --quick run of the
 measurement where MPI is at hand (the harness works; how fast anything is, is not tested)."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "bench", "distributed.py")
+SCRIPT = os.path.join(ROOT, "bench", "data_parallel.py")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SCRIPT), reason="bench/ is not beside tests/ here")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_distributed", SCRIPT)
+    spec = importlib.util.spec_from_file_location("bench_data_parallel", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
