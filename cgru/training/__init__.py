@@ -5,7 +5,7 @@
 - :mod:`.data`: batch sources (where batches come from) and the checks of a data set;
 - :mod:`.step`: one step on one batch (forward, loss, backward, gradients, optimizer);
 - :mod:`.logs`: the loss and metric values, accumulated in one place;
-- :mod:`.strategy`: where several processes would combine gradients and logs, and who prints;
+- :mod:`.strategy`: where several processes combine gradients and logs, and who prints;
 - :mod:`.loop`: the one batch loop that ``fit`` and ``evaluate`` share, and the four entry points;
 - :mod:`.surface`: the few model members all of this uses (the model's module is never imported).
 """
