@@ -65,8 +65,8 @@ def main():
     stop = cgru.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     history = model.fit(
         x[mine], y[mine], lengths=lengths[mine], batch_size=32, epochs=5 if args.quick else 20,
-        validation_data=(vx[mine], vy[mine], vl[mine]), callbacks=[stop], seed=strategy.rank,
-        verbose=2, strategy=strategy,
+        validation_data=({"x": vx[mine], "lengths": vl[mine]}, vy[mine]), callbacks=[stop],
+        seed=strategy.rank, verbose=2, strategy=strategy,
     )
     digest = strategy.check_replicas(model)  # raises unless every rank holds the same bits
     say(f"replicas identical on every rank (weights and optimizer state {digest[:12]}...)")

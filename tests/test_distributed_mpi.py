@@ -86,7 +86,8 @@ WORKER = textwrap.dedent('''
         checkpoint = cgru.callbacks.ModelCheckpoint(out + "/ckpt-rank" + str(rank) + "-{epoch}.npz")
         history = model.fit(
             x[rows], y[rows], lengths=lengths[rows], batch_size=BATCH, epochs=EPOCHS, shuffle=False,
-            validation_data=(vx[val_rows], vy[val_rows], vl[val_rows]), callbacks=[stopper, checkpoint],
+            validation_data=({"x": vx[val_rows], "lengths": vl[val_rows]}, vy[val_rows]),
+            callbacks=[stopper, checkpoint],
             verbose=2, strategy=strategy,
         )
         digest = strategy.check_replicas(model)
@@ -173,7 +174,8 @@ def test_mpi_fit_equals_one_process_fit(worker, tmp_path, sizes, dtype, tol):
     stopper = cgru.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
     history = reference.fit(
         x[order], y[order], lengths=lengths[order], batch_size=batch * ranks_n, epochs=script["EPOCHS"],
-        shuffle=False, validation_data=(vx[val_order], vy[val_order], vl[val_order]), callbacks=[stopper],
+        shuffle=False, validation_data=({"x": vx[val_order], "lengths": vl[val_order]}, vy[val_order]),
+        callbacks=[stopper],
         verbose=0,
     )
     for got, want in zip(weights[0], reference.get_weights()):

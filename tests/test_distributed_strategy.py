@@ -247,7 +247,7 @@ def fit_ranks(ops, x, y, lengths, rows_per_rank, batch_size, epochs, dtype="floa
         if validation is not None:
             vx, vy, vl, val_rows = validation
             own = val_rows[rank]
-            kwargs["validation_data"] = (vx[own], vy[own], vl[own])
+            kwargs["validation_data"] = ({"x": vx[own], "lengths": vl[own]}, vy[own])
         history = model.fit(x[rows], y[rows], lengths=lengths[rows], batch_size=batch_size, epochs=epochs,
                             verbose=0, strategy=strategy, **kwargs)
         strategy.check_replicas(model)
@@ -280,7 +280,7 @@ def test_fit_equals_one_process_on_the_interleaved_data(ops, rng, n_per_rank):
     reference = make_model(ops, seed=0)
     history = reference.fit(x[order], y[order], lengths=lengths[order], batch_size=global_size,
                             epochs=epochs, shuffle=False, verbose=0,
-                            validation_data=(vx[val_order], vy[val_order], vl[val_order]))
+                            validation_data=({"x": vx[val_order], "lengths": vl[val_order]}, vy[val_order]))
     for weights, logs, iterations in ranks:
         np.testing.assert_array_equal(weights[0], ranks[0][0][0])  # bitwise the same replicas
         assert_same_weights(weights, reference.get_weights(), 1e-12)
@@ -470,7 +470,8 @@ def test_only_rank_0_prints_and_writes_files_and_all_ranks_stop_together(ops, rn
         stopper = callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0, verbose=1)
         checkpoint = callbacks.ModelCheckpoint(str(tmp_path / f"rank{rank}-{{epoch}}.npz"))
         history = model.fit(x[rows], y[rows], lengths=lengths[rows], batch_size=4, epochs=5, verbose=2,
-                            validation_data=(vx, vy, vl), callbacks=[stopper, checkpoint], strategy=strategy)
+                            validation_data=({"x": vx, "lengths": vl}, vy), callbacks=[stopper, checkpoint],
+                            strategy=strategy)
         return history.epoch, stopper.stopped_epoch
 
     results = run_ranks(2, work)
