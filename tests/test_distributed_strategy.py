@@ -8,6 +8,7 @@ The same strategy over real MPI processes is tests/test_distributed_mpi.py.
 from __future__ import annotations
 
 import threading
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -199,13 +200,16 @@ def test_fused_layout_packs_scaled_arrays_zeros_and_scalars():
 
 
 def assert_same_states(got, want, rtol):
-    """Metric states (lists of MetricState) equal: layouts exactly, values within ``rtol``."""
+    """Metric states (lists of MetricState) equal: layouts exactly, values within ``rtol`` of
+    the largest of their array (counts computed by differences of sums carry rounding noise
+    around 0)."""
     assert [s.aggregations for s in got] == [s.aggregations for s in want]
     for a, b in zip(got, want):
         assert len(a.values) == len(b.values)
         for p, q in zip(a.values, b.values):
             assert np.shape(p) == np.shape(q)
-            np.testing.assert_allclose(p, q, rtol=rtol, atol=0)
+            scale = float(np.max(np.abs(q), initial=0.0)) if np.all(np.isfinite(q)) else 0.0
+            np.testing.assert_allclose(p, q, rtol=rtol, atol=rtol * scale)
 
 
 def test_metric_states_flatten_and_rebuild():
@@ -231,6 +235,95 @@ def test_metric_states_flatten_and_rebuild():
         state_spec([metrics.MetricState((np.array(["a"]),), ("sum",))])
     with pytest.raises(ValueError, match="changed layout"):
         layout.pack(state(1.0, 2, 3.0, 5.0)[:1], 0)
+
+
+class ErrorRange(metrics.Metric):
+    """The largest and smallest absolute error of any weighted value: state arrays aggregated by
+    "max" and "min" (which a sum cannot combine)."""
+
+    direction = "down"
+
+    def __init__(self, name="error_range", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.peak = self.add_variable((), initializer=-np.inf, aggregation="max", name="peak")
+        self.low = self.add_variable((), initializer=np.inf, aggregation="min", name="low")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        error = np.abs(np.asarray(y_pred, self.dtype) - np.asarray(y_true, self.dtype)).max(axis=-1)
+        counted = error if sample_weight is None else error[np.asarray(sample_weight) > 0]
+        if counted.size:
+            self.peak.assign(max(float(self.peak), float(counted.max())))
+            self.low.assign(min(float(self.low), float(counted.min())))
+
+    def result(self):
+        return float(self.peak) - float(self.low)
+
+
+def make_classifier(ops, dtype="float64", seed=0, reduction="sum_over_batch_size", lr=0.01):
+    """Bidirectional GRU + sigmoid Dense on binary targets, weighted: metrics whose states are
+    sums (mae), sums that combine nonlinearly (AUC) and maxima and minima (ErrorRange)."""
+    model = Sequential([
+        Bidirectional(GRU(5, return_sequences=True, seed=seed, dtype=dtype), input_shape=(T, F)),
+        Dense(OUT, activation="sigmoid", seed=seed + 1, dtype=dtype),
+    ], device=ops.name)
+    model.compile(
+        optimizer=optimizers.Adam(lr),
+        loss=cgru.losses.BinaryCrossentropy(reduction=reduction),
+        metrics=[ErrorRange(dtype=dtype)],
+        weighted_metrics=[
+            metrics.MeanAbsoluteError("mae", dtype), metrics.AUC(num_thresholds=50, dtype=dtype)
+        ],
+    )
+    return model
+
+
+def make_weighted_data(rng, n, dtype="float64", per_step=True):
+    """Ragged sequences, binary targets and sample weights (per step, or per sample), some 0."""
+    x, _, lengths = make_data(rng, n, dtype)
+    y = rng.integers(0, 2, (n, T, OUT)).astype(dtype)
+    w = rng.uniform(0.0, 2.0, (n, T) if per_step else (n,)).astype(dtype)
+    w[rng.random(w.shape) < 0.2] = 0.0
+    return x, y, lengths, w
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean_with_sample_weight", "sum"])
+@pytest.mark.parametrize("per_step", [True, False], ids=["step-weights", "sample-weights"])
+def test_weighted_losses_and_every_aggregation_combine_exactly(ops, rng, reduction, per_step):
+    """With sample weights, the ranks' gradients weighted by their loss denominators (the valid
+    steps for sum_over_batch_size, never the weights; the weights' sums for
+    mean_with_sample_weight) sum to the global batch's gradient, and every metric state (sums,
+    maxima, minima) merges into the global batch's: its results are one process's."""
+    model = make_classifier(ops, reduction=reduction)
+    x, y, lengths, w = make_weighted_data(rng, 11, per_step=per_step)
+    bound = loop.resolve_metrics(model, y.shape, (None, T, OUT))
+    parts = [slice(0, 5), slice(5, 5), slice(5, 7), slice(7, 11)]
+    params = model.trainable_weights
+
+    def run(rows):
+        batch = Batch(x[rows], y[rows], lengths[rows], w[rows])
+        scored = score(model, batch, model._pinned_now(), training=True)
+        model._backward(scored.dy, scored.caches)
+        return [p.grad.copy() for p in params], batch_result(scored, bound)
+
+    whole_grads, whole = run(slice(None))
+    states = StateLayout(state_spec(whole.stats), len(parts))
+    layout = StepLayout([p.shape for p in params], states, np.float64)
+    summed = sum(layout.contribution(np, *run(rows), rank) for rank, rows in enumerate(parts))
+    grads, combined = layout.global_step(summed, reduction != "sum")
+    for got, want in zip(grads, whole_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
+    assert combined.loss == pytest.approx(whole.loss, rel=1e-12)
+    assert combined.size == whole.size == 11
+    assert_same_states(combined.stats, whole.stats, 1e-12)
+    assert [s.aggregations for s in combined.stats][0] == ("max", "min")
+    for b, got, want in zip(bound, combined.stats, whole.stats):
+        assert b.metric.stateless_result(got) == pytest.approx(b.metric.stateless_result(want), rel=1e-12)
+    valid = np.arange(T)[None, :] < lengths[:, None]
+    if reduction == "sum_over_batch_size":
+        assert whole.weight == float(valid.sum())  # the valid steps: the weights never count
+    elif reduction == "mean_with_sample_weight":
+        per_value = w if per_step else np.broadcast_to(w[:, None], (11, T))
+        assert whole.weight == pytest.approx(float((per_value * valid).sum()), rel=1e-12)
 
 
 # --------------------------------------------------------------------- training over ranks
@@ -375,6 +468,260 @@ def test_one_fused_allreduce_per_training_step(ops, rng):
     assert len(reduces) == 2 * 2  # epochs x steps, one each
     assert all(size > params for _, _, size in reduces)  # every weight's gradient in it
     assert len([c for c in group.calls if c[0] == "broadcast" and c[1] == 0]) == 1
+
+
+def interleave(rows_per_rank, batch_size, *arrays):
+    """Each array laid out as the rank-order concatenation of the ranks' batches."""
+    order = np.concatenate(global_batches(rows_per_rank, batch_size))
+    return [None if a is None else a[order] for a in arrays]
+
+
+@pytest.mark.parametrize(
+    ("n_per_rank", "reduction"),
+    [
+        ((12, 9), "sum_over_batch_size"),
+        ((8, 8, 6), "sum_over_batch_size"),
+        ((9, 12), "mean_with_sample_weight"),
+    ],
+    ids=["2-ranks", "3-ranks", "2-ranks-mean-with-sample-weight"],
+)
+def test_weighted_fit_logs_every_metric_as_one_process(ops, rng, n_per_rank, reduction):
+    """Sample weights (training and validation) and metrics whose states are sums, nonlinear
+    in their sums (AUC) or maxima and minima: weights, History and evaluate's logs on every
+    rank equal one process's on the global batches."""
+    batch_size, epochs = 4, 2
+    x, y, lengths, w = make_weighted_data(rng, sum(n_per_rank))
+    rows_per_rank = shards(n_per_rank)
+    val_rows = shards([6] + [5] * (len(n_per_rank) - 1))
+    vx, vy, vl, vw = make_weighted_data(rng, sum(len(rows) for rows in val_rows), per_step=False)
+
+    def work(rank, strategy):
+        model = make_classifier(ops, seed=10 * rank, reduction=reduction)
+        rows, own = rows_per_rank[rank], val_rows[rank]
+        history = model.fit(
+            {"x": x[rows], "lengths": lengths[rows]}, y[rows], sample_weight=w[rows], batch_size=batch_size,
+            epochs=epochs, shuffle=False, verbose=0, strategy=strategy,
+            validation_data=({"x": vx[own], "lengths": vl[own]}, vy[own], vw[own]),
+        )
+        scores = model.evaluate({"x": vx[own], "lengths": vl[own]}, vy[own], sample_weight=vw[own],
+                                batch_size=batch_size, return_dict=True, strategy=strategy)
+        return model.get_weights(), history.history, scores
+
+    ranks = run_ranks(len(n_per_rank), work)
+    gx, gy, gl, gw = interleave(rows_per_rank, batch_size, x, y, lengths, w)
+    hx, hy, hl, hw = interleave(val_rows, batch_size, vx, vy, vl, vw)
+    reference = make_classifier(ops, reduction=reduction)
+    history = reference.fit(
+        {"x": gx, "lengths": gl}, gy, sample_weight=gw, batch_size=batch_size * len(n_per_rank),
+        epochs=epochs, shuffle=False, verbose=0, validation_data=({"x": hx, "lengths": hl}, hy, hw),
+    )
+    scores = reference.evaluate({"x": hx, "lengths": hl}, hy, sample_weight=hw,
+                                batch_size=batch_size * len(n_per_rank), return_dict=True)
+    assert set(history.history) == {"loss", "error_range", "mae", "auc", "val_loss", "val_error_range",
+                                    "val_mae", "val_auc"}
+    for weights, logs, rank_scores in ranks:
+        assert_same_weights(weights, reference.get_weights(), 1e-12)
+        assert logs.keys() == history.history.keys()
+        for key in logs:
+            np.testing.assert_allclose(logs[key], history.history[key], rtol=1e-12, err_msg=key)
+        assert logs == ranks[0][1]  # identical on every rank
+        assert rank_scores.keys() == scores.keys()
+        for key in scores:
+            assert rank_scores[key] == pytest.approx(scores[key], rel=1e-12), key
+
+
+def test_cancelling_weights_are_refused_on_every_rank(ops, rng):
+    """Under mean_with_sample_weight, a rank whose weights cancel (sum 0, not all 0) has loss 0
+    whatever its values: its part of the global loss is lost, so every rank refuses the step,
+    leaving the weights as they were."""
+    x, y, lengths, _ = make_weighted_data(rng, 4)
+    w = np.ones((4, T))
+    w[2:] = [[1.0] * T, [-1.0] * T]  # rank 1's batch: two samples whose weights cancel
+    lengths[2:] = T
+
+    def work(rank, strategy):
+        model = make_classifier(ops, reduction="mean_with_sample_weight")
+        rows = slice(2 * rank, 2 * rank + 2)
+        before = model.get_weights()
+        with pytest.raises(ValueError, match="cancel") as raised:
+            model.train_on_batch({"x": x[rows], "lengths": lengths[rows]}, y[rows], sample_weight=w[rows],
+                                 strategy=strategy)
+        for a, b in zip(model.get_weights(), before):
+            np.testing.assert_array_equal(a, b)
+        return str(raised.value)
+
+    messages = run_ranks(2, work)
+    assert messages[0] == messages[1]
+
+
+def test_ranks_with_different_metrics_are_refused_on_every_rank(ops, rng):
+    x, y, lengths, w = make_weighted_data(rng, 4)
+
+    def work(rank, strategy):
+        model = make_classifier(ops)
+        if rank == 1:
+            model.compile(optimizer=optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["mae"])
+        with pytest.raises(ValueError, match=r"metric states .* of rank\(s\) \[1\] differ") as raised:
+            model.fit(x, y, lengths=lengths, batch_size=2, verbose=0, strategy=strategy)
+        return str(raised.value)
+
+    messages = run_ranks(2, work)
+    assert messages[0] == messages[1]
+
+
+# ------------------------------------------------------------------- data pipelines over ranks
+class Batches(cgru.utils.PyDataset):
+    """Batches by index over rows of arrays (x as {"x", "lengths"}, sample weights)."""
+
+    def __init__(self, x, y, lengths, w, rows, batch_size):
+        super().__init__()
+        self.parts = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+        self.arrays = x, y, lengths, w
+
+    def __len__(self):
+        return len(self.parts)
+
+    def __getitem__(self, index):
+        x, y, lengths, w = self.arrays
+        rows = self.parts[index]
+        return {"x": x[rows], "lengths": lengths[rows]}, y[rows], w[rows]
+
+
+def test_py_datasets_and_generators_train_as_one_process(ops, rng):
+    """Rank 0 trains on a PyDataset of 3 batches, rank 1 on a generator of 5 batches, with
+    steps_per_epoch=2 (Keras's rules: an epoch continues the pass, a pass that ends ends the
+    epoch, the next epoch starts a new pass): rank 0 runs batches 0, 1 | 2 | 0, 1, rank 1
+    0, 1 | 2, 3 | 4. Every epoch both run 2 steps, a rank without a batch an empty one. One
+    process on the global batches, batch by batch, ends at the same weights."""
+    batch_size, epochs = 3, 3
+    x, y, lengths, w = make_weighted_data(rng, 24)
+    rows0, rows1 = np.arange(0, 9), np.arange(9, 24)
+
+    def generator():
+        for start in range(0, 15, batch_size):
+            rows = rows1[start:start + batch_size]
+            yield {"x": x[rows], "lengths": lengths[rows]}, y[rows], w[rows]
+
+    def work(rank, strategy):
+        model = make_classifier(ops, seed=rank)
+        data = Batches(x, y, lengths, w, rows0, batch_size) if rank == 0 else generator()
+        history = model.fit(data, steps_per_epoch=2, epochs=epochs, verbose=0, shuffle=False,
+                            strategy=strategy)
+        return model.get_weights(), history.history
+
+    with warnings.catch_warnings():  # "Your input ran out of data": warnings are process-wide
+        warnings.simplefilter("ignore")
+        ranks = run_ranks(2, work)
+    parts0 = [rows0[i:i + batch_size] for i in range(0, 9, batch_size)]
+    parts1 = [rows1[i:i + batch_size] for i in range(0, 15, batch_size)]
+    none = rows0[:0]
+    steps0 = [parts0[0], parts0[1], parts0[2], none, parts0[0], parts0[1]]
+    steps1 = [*parts1, none]
+    reference = make_classifier(ops)
+    for mine, theirs in zip(steps0, steps1):
+        rows = np.concatenate([mine, theirs])
+        reference.train_on_batch({"x": x[rows], "lengths": lengths[rows]}, y[rows], sample_weight=w[rows])
+    for weights, logs in ranks:
+        assert_same_weights(weights, reference.get_weights(), 1e-12)
+        assert len(logs["loss"]) == epochs
+        assert logs == ranks[0][1]
+
+
+def test_py_datasets_of_different_lengths_run_empty_batches_on_the_shorter(ops, rng):
+    """Without steps_per_epoch an epoch is a whole pass: 3 batches on rank 0, 1 on rank 1,
+    which runs 2 empty batches (of its data's shapes, known before its first batch)."""
+    x, y, lengths, w = make_weighted_data(rng, 12)
+    rows0, rows1 = np.arange(0, 9), np.arange(9, 12)
+
+    def work(rank, strategy):
+        model = make_classifier(ops, seed=rank)
+        rows = rows0 if rank == 0 else rows1
+        history = model.fit(Batches(x, y, lengths, w, rows, 3), epochs=2, shuffle=False, verbose=0,
+                            strategy=strategy)
+        return model.get_weights(), history.history
+
+    ranks = run_ranks(2, work)
+    reference = make_classifier(ops)
+    for _ in range(2):
+        for rows in global_batches([rows0, rows1], 3):
+            reference.train_on_batch({"x": x[rows], "lengths": lengths[rows]}, y[rows], sample_weight=w[rows])
+    for weights, logs in ranks:
+        assert_same_weights(weights, reference.get_weights(), 1e-12)
+        assert logs == ranks[0][1]
+
+
+def test_an_empty_batch_adds_each_metrics_reset_state(ops, rng):
+    """A rank's empty batch never reaches a metric's update_state (which may not take zero
+    samples): it adds the reset state, in the layout of the others."""
+
+    class NoEmptyBatches(ErrorRange):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            assert np.shape(y_pred)[0] > 0, "updated on an empty batch"
+            super().update_state(y_true, y_pred, sample_weight)
+
+    model = make_classifier(ops)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[NoEmptyBatches(), "auc"])
+    x, y, lengths, _ = make_weighted_data(rng, 3)
+    bound = loop.resolve_metrics(model, y.shape, (None, T, OUT))
+    empty = ArrayBatches(x, y, lengths, 2).empty
+    assert empty.x.shape == (0, T, F) and empty.lengths.shape == (0,)
+    scored = score(model, empty, model._pinned_now(), training=False)
+    states = metric_stats(bound, scored)
+    full = metric_stats(bound, score(model, Batch(x, y, lengths), model._pinned_now(), training=False))
+    assert state_spec(states) == state_spec(full)
+    assert [float(v) for v in states[0].values] == [-np.inf, np.inf]
+    assert all(not np.any(v) for v in states[1].values)
+    assert scored.loss == 0.0 and scored.weight == 0.0
+
+
+def test_fit_ends_when_every_ranks_generator_is_used_up(ops, rng):
+    x, y, lengths, w = make_weighted_data(rng, 12)
+
+    def generator(rows):
+        for start in range(0, len(rows), 2):
+            part = rows[start:start + 2]
+            yield {"x": x[part], "lengths": lengths[part]}, y[part], w[part]
+
+    def work(rank, strategy):
+        model = make_classifier(ops, seed=rank)
+        rows = np.arange(0, 8) if rank == 0 else np.arange(8, 12)  # 4 and 2 batches
+        history = model.fit(generator(rows), steps_per_epoch=2, epochs=5, verbose=0, strategy=strategy)
+        return history.epoch
+
+    with warnings.catch_warnings(record=True) as caught:  # process-wide: every thread's
+        warnings.simplefilter("always")
+        epochs = run_ranks(2, work)
+    assert epochs == [[0, 1], [0, 1]]  # rank 1's generator ended first: fit went on with rank 0's
+    ends = [str(w.message) for w in caught if "ran out of data after" in str(w.message)]
+    assert len(ends) == 2 and all("after 2 of 5 epochs" in m for m in ends)  # on both ranks, together
+
+
+@pytest.mark.parametrize("what", ["fit", "fit (validation)", "evaluate"])
+def test_generators_without_steps_are_refused_on_every_rank(ops, rng, what):
+    """The number of batches of a generator is unknown until it ends: under a strategy that
+    spans processes it must be given, or every rank raises the same error (none is left
+    waiting for the others)."""
+    x, y, lengths, w = make_weighted_data(rng, 8)
+
+    def batches():
+        for start in range(0, 8, 4):
+            yield {"x": x[start:start + 4], "lengths": lengths[start:start + 4]}, y[start:start + 4]
+
+    def work(rank, strategy):
+        model = make_classifier(ops)
+        data = batches() if rank == 1 else Batches(x, y, lengths, w, np.arange(8), 4)
+        with pytest.raises(ValueError, match=r"unknown on rank\(s\) \[1\]") as raised:
+            if what == "fit":
+                model.fit(data, verbose=0, strategy=strategy)
+            elif what == "evaluate":
+                model.evaluate(data, strategy=strategy)
+            else:
+                model.fit(Batches(x, y, lengths, w, np.arange(8), 4), validation_data=data, verbose=0,
+                          strategy=strategy)
+        return str(raised.value)
+
+    messages = run_ranks(2, work)
+    assert messages[0] == messages[1] and "steps_per_epoch" in messages[0]
 
 
 # ---------------------------------------------------------------------- replicas agree
