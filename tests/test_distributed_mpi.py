@@ -4,7 +4,9 @@ Each rank fits its own uneven shard of ragged sequences (a Bidirectional GRU + D
 Adam, validation data, callbacks) from its own initial weights. The final weights must be
 bitwise identical on every rank, and equal to one process's ``fit`` on the whole data with
 the global batch size: the data laid out as the rank-order concatenation of the ranks' batches
-(float64 within 1e-12, float32 within 1e-5), with the same History.
+(float64 within 1e-12, float32 within 1e-5), with the same History on every rank. The weighted
+runs add per-step sample weights (training and validation) and metrics whose states are sums,
+sums combined nonlinearly (AUC) and maxima and minima, all in the step's one all-reduce.
 
 Needs mpi4py and an ``mpiexec`` (the test extra brings the mpich wheel's); skipped without.
 MPICH's launcher runs as root without any flag; Open MPI's refuses unless given
@@ -29,7 +31,9 @@ import cgru
 
 pytest.importorskip("mpi4py")
 
-# The script every rank runs: argv = out directory, dtype, shard sizes (comma-separated).
+# The script every rank runs: argv = out directory, dtype, shard sizes (comma-separated), task
+# ("plain": mse on real targets; "weighted": binary targets weighted per step, with metrics whose
+# states are sums, a sum combined nonlinearly (AUC), and maxima and minima).
 WORKER = textwrap.dedent('''
     import sys
 
@@ -40,24 +44,58 @@ WORKER = textwrap.dedent('''
     T, F, OUT, BATCH, EPOCHS = 6, 3, 2, 4, 3
 
 
-    def make_data(n, dtype, seed):
+    class ErrorRange(cgru.metrics.Metric):
+        """The largest minus the smallest absolute error of a weighted value: "max" and "min"
+        state arrays."""
+
+        def __init__(self, name="error_range", dtype=None):
+            super().__init__(name=name, dtype=dtype)
+            self.peak = self.add_variable((), initializer=-np.inf, aggregation="max")
+            self.low = self.add_variable((), initializer=np.inf, aggregation="min")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            error = np.abs(np.asarray(y_pred, self.dtype) - np.asarray(y_true, self.dtype)).max(-1)
+            counted = error if sample_weight is None else error[np.asarray(sample_weight) > 0]
+            if counted.size:
+                self.peak.assign(max(float(self.peak), float(counted.max())))
+                self.low.assign(min(float(self.low), float(counted.min())))
+
+        def result(self):
+            return float(self.peak) - float(self.low)
+
+
+    def make_data(n, dtype, seed, task="plain"):
+        """x, y, lengths and sample weights (None for the plain task)."""
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((n, T, F)).astype(dtype)
         y = rng.standard_normal((n, T, OUT)).astype(dtype)
         lengths = rng.integers(0, T + 1, n)
         lengths[0] = T
-        return x, y, lengths
+        if task == "plain":
+            return x, y, lengths, None
+        y = (y > 0).astype(dtype)
+        w = rng.uniform(0.0, 2.0, (n, T)).astype(dtype)
+        w[rng.random(w.shape) < 0.2] = 0.0
+        return x, y, lengths, w
 
 
-    def make_model(dtype, seed):
+    def make_model(dtype, seed, task="plain"):
+        weighted = task == "weighted"
         model = cgru.Sequential([
             cgru.Bidirectional(cgru.GRU(5, return_sequences=True, seed=seed, dtype=dtype),
                                input_shape=(T, F)),
-            cgru.Dense(OUT, seed=seed + 1, dtype=dtype),
+            cgru.Dense(OUT, activation="sigmoid" if weighted else None, seed=seed + 1, dtype=dtype),
         ], device="cpu" if cgru.backend_info()["compiled"] else "numpy")
-        # the metric computes in the model's dtype (its default is cgru.floatx(), as in Keras)
+        # the metrics compute in the model's dtype (their default is cgru.floatx(), as in Keras)
         mae = cgru.metrics.MeanAbsoluteError("mae", dtype)
-        model.compile(optimizer=cgru.optimizers.Adam(0.01), loss="mse", metrics=[mae])
+        if not weighted:
+            model.compile(optimizer=cgru.optimizers.Adam(0.01), loss="mse", metrics=[mae])
+            return model
+        model.compile(
+            optimizer=cgru.optimizers.Adam(0.01), loss="binary_crossentropy",
+            metrics=[ErrorRange(dtype=dtype)],
+            weighted_metrics=[mae, cgru.metrics.AUC(num_thresholds=50, dtype=dtype)],
+        )
         return model
 
 
@@ -70,24 +108,30 @@ WORKER = textwrap.dedent('''
         return [6] + [5] * (ranks - 1)
 
 
+    def take(a, rows):
+        return None if a is None else a[rows]
+
+
     def main():
         from cgru.distributed import MPIStrategy
 
         out, dtype, sizes = sys.argv[1], sys.argv[2], [int(s) for s in sys.argv[3].split(",")]
+        task = sys.argv[4]
         cgru.set_num_threads(1)
         strategy = MPIStrategy()
         rank = strategy.rank
         assert strategy.size == len(sizes), (strategy.size, sizes)
-        x, y, lengths = make_data(sum(sizes), dtype, 1)
-        vx, vy, vl = make_data(sum(validation_sizes(len(sizes))), dtype, 2)
+        x, y, lengths, w = make_data(sum(sizes), dtype, 1, task)
+        vx, vy, vl, vw = make_data(sum(validation_sizes(len(sizes))), dtype, 2, task)
         rows, val_rows = shards(sizes)[rank], shards(validation_sizes(len(sizes)))[rank]
-        model = make_model(dtype, seed=10 * rank)  # rank 0's weights must reach every rank
+        model = make_model(dtype, 10 * rank, task)  # rank 0's weights must reach every rank
         stopper = cgru.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
         checkpoint = cgru.callbacks.ModelCheckpoint(out + "/ckpt-rank" + str(rank) + "-{epoch}.npz")
         history = model.fit(
-            x[rows], y[rows], lengths=lengths[rows], batch_size=BATCH, epochs=EPOCHS, shuffle=False,
-            validation_data=({"x": vx[val_rows], "lengths": vl[val_rows]}, vy[val_rows]),
-            callbacks=[stopper, checkpoint],
+            x[rows], y[rows], lengths=lengths[rows], sample_weight=take(w, rows), batch_size=BATCH,
+            epochs=EPOCHS, shuffle=False,
+            validation_data=({"x": vx[val_rows], "lengths": vl[val_rows]}, vy[val_rows], take(vw, val_rows)),
+            callbacks=[stopper, checkpoint] if task == "plain" else [stopper],
             verbose=2, strategy=strategy,
         )
         digest = strategy.check_replicas(model)
@@ -143,12 +187,25 @@ def worker(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("sizes", "dtype", "tol"),
-    [((12, 9), "float64", 1e-12), ((8, 8, 6), "float64", 1e-12), ((12, 9), "float32", 1e-5)],
-    ids=["2-ranks-float64", "3-ranks-float64", "2-ranks-float32"],
+    ("sizes", "dtype", "tol", "task"),
+    [
+        ((12, 9), "float64", 1e-12, "plain"),
+        ((8, 8, 6), "float64", 1e-12, "plain"),
+        ((12, 9), "float32", 1e-5, "plain"),
+        ((12, 9), "float64", 1e-12, "weighted"),
+        ((8, 8, 6), "float64", 1e-12, "weighted"),
+        ((12, 9), "float32", 1e-5, "weighted"),
+    ],
+    ids=[
+        "2-ranks-float64", "3-ranks-float64", "2-ranks-float32",
+        "2-ranks-float64-weighted", "3-ranks-float64-weighted", "2-ranks-float32-weighted",
+    ],
 )
-def test_mpi_fit_equals_one_process_fit(worker, tmp_path, sizes, dtype, tol):
-    result = run_mpi(len(sizes), worker, str(tmp_path), dtype, ",".join(map(str, sizes)))
+def test_mpi_fit_equals_one_process_fit(worker, tmp_path, sizes, dtype, tol, task):
+    """Final weights identical on every rank and equal to one process's fit on the global
+    batches; the History (loss, metrics, validation) identical on every rank and equal to that
+    process's: with sample weights and metrics aggregated by sum, max and min for "weighted"."""
+    result = run_mpi(len(sizes), worker, str(tmp_path), dtype, ",".join(map(str, sizes)), task)
     assert result.returncode == 0, f"mpiexec failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(len(sizes))]
     script = runpy.run_path(str(worker))  # the worker's data and model, for the reference
@@ -160,9 +217,9 @@ def test_mpi_fit_equals_one_process_fit(worker, tmp_path, sizes, dtype, tol):
     assert len({str(rank["digest"]) for rank in ranks}) == 1
 
     batch, ranks_n = script["BATCH"], len(sizes)
-    x, y, lengths = script["make_data"](sum(sizes), dtype, 1)
+    x, y, lengths, w = script["make_data"](sum(sizes), dtype, 1, task)
     val_sizes = script["validation_sizes"](ranks_n)
-    vx, vy, vl = script["make_data"](sum(val_sizes), dtype, 2)
+    vx, vy, vl, vw = script["make_data"](sum(val_sizes), dtype, 2, task)
 
     def interleaved(rows_per_rank):
         steps = max(-(-len(rows) // batch) for rows in rows_per_rank)
@@ -170,26 +227,31 @@ def test_mpi_fit_equals_one_process_fit(worker, tmp_path, sizes, dtype, tol):
                                for i in range(steps) for rows in rows_per_rank])
 
     order, val_order = interleaved(script["shards"](sizes)), interleaved(script["shards"](val_sizes))
-    reference = script["make_model"](dtype, 0)
+    take = script["take"]
+    reference = script["make_model"](dtype, 0, task)
     stopper = cgru.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
     history = reference.fit(
-        x[order], y[order], lengths=lengths[order], batch_size=batch * ranks_n, epochs=script["EPOCHS"],
-        shuffle=False, validation_data=({"x": vx[val_order], "lengths": vl[val_order]}, vy[val_order]),
-        callbacks=[stopper],
-        verbose=0,
+        x[order], y[order], lengths=lengths[order], sample_weight=take(w, order), batch_size=batch * ranks_n,
+        epochs=script["EPOCHS"], shuffle=False,
+        validation_data=({"x": vx[val_order], "lengths": vl[val_order]}, vy[val_order], take(vw, val_order)),
+        callbacks=[stopper], verbose=0,
     )
     for got, want in zip(weights[0], reference.get_weights()):
         np.testing.assert_allclose(got, want, rtol=0, atol=tol)
     assert int(ranks[0]["iterations"]) == reference.optimizer.iterations
     keys = list(ranks[0]["keys"])
     assert keys == sorted(history.history)
+    if task == "weighted":
+        assert {"error_range", "auc", "mae", "val_error_range", "val_auc", "val_mae"} <= set(keys)
     for rank in ranks:
+        np.testing.assert_array_equal(rank["history"], ranks[0]["history"])  # identical on every rank
         np.testing.assert_allclose(rank["history"], [history.history[k] for k in keys], rtol=max(tol, 1e-12))
     # only rank 0 prints and writes checkpoints
     epochs = script["EPOCHS"]
-    written = sorted(p.name for p in tmp_path.glob("ckpt-*"))
-    assert written == [f"ckpt-rank0-{e}.npz" for e in range(1, epochs + 1)]
     assert result.stdout.count(f"Epoch 1/{epochs}") == 1
+    if task == "plain":
+        written = sorted(p.name for p in tmp_path.glob("ckpt-*"))
+        assert written == [f"ckpt-rank0-{e}.npz" for e in range(1, epochs + 1)]
 
 
 def test_a_failing_rank_ends_the_job_instead_of_hanging(tmp_path):
