@@ -2,15 +2,19 @@
 
 ``pickle.dumps(model)`` (and cloudpickle, ``copy.deepcopy``, ``multiprocessing``, joblib, Dask,
 Ray, Spark: everything that pickles) stores what ``model.save`` writes (config, weights, compile
-settings and the optimizer's state, see :mod:`cgru.saving`) plus the model's ``device``, never
-its live parts: backend arrays, the engine's handles and workspaces, locks, thread pools. The
-receiving process rebuilds the model with :func:`cgru.load_model`'s checks, so its predictions
-and its next training step equal the sender's bit for bit. A model that is not built yet travels
-as its config and compile settings.
+settings with the metric objects and a learning-rate schedule, and the optimizer's state: its
+slots and step count, so a schedule goes on at the saved step; see :mod:`cgru.saving`) plus the
+model's ``device``, never its live parts: backend arrays, the engine's handles and workspaces,
+locks, thread pools. The receiving process rebuilds the model with :func:`cgru.load_model`'s
+checks, so its predictions, its metrics and its next training step equal the sender's bit for
+bit. A model that is not built yet travels as its config and compile settings.
 
 What the save format does not hold does not travel: the ``history`` of the last ``fit``, the
-states of ``stateful=True`` layers (the copy starts from zero states), and compile choices that
-are not saved (metric objects, callables as learning rates: see :mod:`cgru.training.compiled`).
+states of ``stateful=True`` layers (the copy starts from zero states), and metrics that a file
+cannot name (plain functions and unregistered classes: left out with a warning, see
+:mod:`cgru.training.compiled`). A model whose learning rate is a plain function cannot be saved,
+so it does not pickle either (TypeError): write the function as a registered
+:class:`~cgru.optimizers.schedules.LearningRateSchedule`.
 
 :func:`model_bytes` and :func:`model_from_bytes` are the two ends, for code that moves the
 bytes itself (:mod:`cgru.distributed` sends a model to Dask workers this way).

@@ -3,16 +3,18 @@
 The file holds the weights as plain arrays (``weight_0000``, ``weight_0001``... in
 ``get_weights`` order) and one entry ``__cgru_config__``: UTF-8 JSON (stored as a uint8 array)
 with the format name and version, the model config (layer classes and their configs, the input
-shape), the compile settings, and each weight's name, shape, dtype and SHA-256 digest. The zip
+shape), the compile settings (optimizer with its learning rate or schedule, loss, metric
+objects), and each weight's name, shape, dtype and SHA-256 digest. The zip
 members are stored uncompressed (as ``np.savez`` writes them), each dated 1980-01-01 (zipfile's
 default), so one model always makes the same bytes.
 
 A compiled model's file also holds its optimizer's state, so that training goes on from it
 exactly as from the saved model: the config's ``"optimizer_state"`` gives the iteration count
-and describes each slot array (the weight it belongs to, by index; its name, e.g. Adam's ``"m"``
-and ``"v"``; shape, dtype and digest), stored as ``optimizer_0000``, ``optimizer_0001``...
-Each slot has its weight's shape and dtype. Files without it (weights files, files of models
-not compiled or not trained yet, and older files) start the optimizer afresh.
+(the step a learning-rate schedule goes on from) and describes each slot array (the weight it
+belongs to, by index; its name, e.g. Adam's ``"m"`` and ``"v"``; shape, dtype and digest),
+stored as ``optimizer_0000``, ``optimizer_0001``... Each slot has its weight's shape and dtype.
+Files without it (weights files, files of models not compiled or not trained yet, and older
+files) start the optimizer afresh.
 
 Both ends also take an open binary file object instead of a path (``io.BytesIO``: the model
 as bytes, which is how models pickle and travel to other processes).

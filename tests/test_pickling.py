@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import cgru
-from cgru import GRU, Bidirectional, Dense, Sequential, optimizers
+from cgru import GRU, Bidirectional, Dense, Sequential, metrics, optimizers
 from cgru.saving import write_model
 from cgru.training import compile_config
 
@@ -227,3 +227,70 @@ def test_one_model_always_makes_the_same_bytes(ops, rng, tmp_path):
     # whenever they are written: no member carries the time of writing
     with zipfile.ZipFile(tmp_path / "a.npz") as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+# ------------------------------------------------------------ schedules and compiled metrics
+def test_a_loaded_model_resumes_its_learning_rate_schedule(ops, rng, tmp_path):
+    """The step count travels with the optimizer state, so a schedule continues at the saved
+    step: the next step of the loaded model is the step of plain SGD at the schedule's rate for
+    step 6 (a fresh count would run it at schedule(0) = 0.1)."""
+    schedule = optimizers.schedules.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)
+    original = trained_model(ops, rng, optimizers.SGD(schedule))  # 2 epochs of 3 batches
+    original.save(tmp_path / "m.npz")
+    loaded = cgru.load_model(tmp_path / "m.npz", device=ops.name)
+    assert loaded.optimizer.iterations == original.optimizer.iterations == 6
+    rate = 0.1 * 0.5 ** (6 / 2)  # Keras's ExponentialDecay at step 6
+    assert loaded.optimizer.learning_rate == original.optimizer.learning_rate == np.float32(rate)
+
+    x, y, lengths = data(rng)
+    plain = Sequential.from_config(loaded.get_config(), device=ops.name)
+    plain.compile(optimizer=optimizers.SGD(rate), loss="mse")
+    plain.set_weights(loaded.get_weights())
+    plain.train_on_batch(x, y, lengths=lengths)
+    loaded.train_on_batch(x, y, lengths=lengths)
+    for a, b in zip(loaded.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.optimizer.learning_rate == np.float32(0.1 * 0.5 ** (7 / 2))
+    assert_same_model_and_next_step(pickle.loads(pickle.dumps(loaded)), loaded, rng)
+
+
+@pytest.mark.parametrize("how", ["pickle", "cloudpickle"])
+def test_pickling_keeps_compiled_metrics_the_schedule_and_the_optimizer_state(ops, rng, how):
+    """Metric objects (with their settings), weighted metrics, a schedule and Adam's moments
+    all travel: the copy logs the same metrics and takes the same next step, at the same rate."""
+    dumps, loads = (pickle.dumps, pickle.loads) if how == "pickle" else (
+        pytest.importorskip("cloudpickle").dumps, pytest.importorskip("cloudpickle").loads)
+    model = Sequential([
+        Bidirectional(GRU(4, return_sequences=True, seed=1), input_shape=(T, F)),
+        Dense(2, activation="sigmoid", seed=2),
+    ], device=ops.name)
+    schedule = optimizers.schedules.InverseTimeDecay(0.02, decay_steps=3, decay_rate=0.7)
+    model.compile(
+        optimizer=optimizers.Adam(schedule),
+        loss="binary_crossentropy",
+        metrics=[metrics.AUC(num_thresholds=37, name="auc37"), metrics.Precision(thresholds=0.3)],
+        weighted_metrics=[metrics.MeanAbsoluteError(name="err", dtype="float64")],
+    )
+    x, _, lengths = data(rng)
+    y = (rng.random((len(x), T, 2)) > 0.5).astype(np.float32)
+    w = rng.uniform(0.0, 2.0, (len(x), T))
+    model.fit(x, y, lengths=lengths, sample_weight=w, batch_size=4, epochs=2, verbose=0, seed=3)
+
+    copied = loads(dumps(model))
+    assert copied.metrics_names == model.metrics_names == ["loss", "auc37", "precision", "err"]
+    assert compile_config(copied) == compile_config(model)
+    assert compile_config(copied)["optimizer"]["config"]["learning_rate"]["class_name"] == "InverseTimeDecay"
+    assert copied.optimizer.iterations == model.optimizer.iterations == 6
+    assert copied.optimizer.learning_rate == model.optimizer.learning_rate
+    for name in ("m", "v"):
+        for a, b in zip(copied.optimizer.get_state(copied.trainable_weights)["slots"],
+                        model.optimizer.get_state(model.trainable_weights)["slots"]):
+            np.testing.assert_array_equal(cgru.get_ops(ops.name).to_numpy(a[name]),
+                                          cgru.get_ops(ops.name).to_numpy(b[name]))
+    logs = model.train_on_batch(x, y, lengths=lengths, sample_weight=w, return_dict=True)
+    copied_logs = copied.train_on_batch(x, y, lengths=lengths, sample_weight=w, return_dict=True)
+    assert copied_logs == logs
+    for a, b in zip(copied.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert copied.evaluate(x, y, lengths=lengths, sample_weight=w, return_dict=True) == model.evaluate(
+        x, y, lengths=lengths, sample_weight=w, return_dict=True)
