@@ -17,8 +17,9 @@
 Each rank holds a replica and its own shard; global batch ``i`` is the concatenation, in rank
 order, of every rank's batch ``i`` (so the global batch is ``batch_size`` times the number of
 ranks). Rank 0's initial weights and optimizer state are broadcast; each step's gradients,
-weighted so that uneven shards, a short last batch and ragged ``lengths`` are exact, are summed
-in one fused buffer by one ``MPI_Allreduce``; every rank applies the identical optimizer step.
+weighted so that uneven shards, a short last batch, ragged ``lengths`` and sample weights are
+exact, are summed with the loss and every metric's state in one fused buffer by one
+``MPI_Allreduce``; every rank applies the identical optimizer step.
 The math is in :mod:`cgru.distributed.combine`, the rest of the strategy in
 :mod:`cgru.distributed.strategy`.
 

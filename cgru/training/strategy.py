@@ -7,9 +7,11 @@ without touching the loop:
 - ``prepare(model)``: before the first training step of ``fit`` and of ``train_on_batch`` (the
   data checked, the model built and compiled): where the processes start from one set of
   weights and optimizer state;
-- ``distribute(source)``: the batch source (:mod:`cgru.training.data`) this process runs, for
-  the training and validation data of ``fit`` and the data of ``evaluate`` (where the processes
-  agree on the number of steps);
+- ``distribute(source)``: the batch source (:mod:`cgru.training.adapters`: over arrays,
+  PyDatasets, iterables or generators) this process runs, for the training and validation data
+  of ``fit`` and the data of ``evaluate`` (where the processes agree on the number of steps);
+  ``fit`` closes the source it gave, the returned one forwards ``close``, ``used_up`` and
+  ``ran_out`` where it wraps;
 - ``reduce_step(grads_and_params, result)``: after backward, before the optimizer applies the
   gradients, with the step's :class:`~cgru.training.logs.BatchResult`; returns the gradients to
   apply and the result to log. By default it calls ``reduce_gradients(grads_and_params)`` and
