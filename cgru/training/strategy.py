@@ -9,9 +9,9 @@ without touching the loop:
   weights and optimizer state;
 - ``distribute(source)``: the batch source (:mod:`cgru.training.adapters`: over arrays,
   PyDatasets, iterables or generators) this process runs, for the training and validation data
-  of ``fit`` and the data of ``evaluate`` (where the processes agree on the number of steps);
-  ``fit`` closes the source it gave, the returned one forwards ``close``, ``used_up`` and
-  ``ran_out`` where it wraps;
+  of ``fit`` and the data of ``evaluate`` (where the processes agree on the number of steps).
+  The source returned offers what the loop asks of the one given: ``steps`` and ``epoch``, and
+  ``used_up`` and ``ran_out`` for a generator's; the loop closes the one it gave;
 - ``reduce_step(grads_and_params, result)``: after backward, before the optimizer applies the
   gradients, with the step's :class:`~cgru.training.logs.BatchResult`; returns the gradients to
   apply and the result to log. By default it calls ``reduce_gradients(grads_and_params)`` and
