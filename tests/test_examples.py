@@ -24,7 +24,12 @@ CASES = {
     "bidirectional_classifier.py": (["--quick"], ["test accuracy"]),
     "plugin_layer.py": (["--quick"], ["gradient check", "predictions identical: True"]),
     "torch_to_cgru.py": (["--quick"], ["torch imported: False", "served without torch"]),
+    "distributed_training.py": (["--quick"], ["ranks: 1", "replicas identical on every rank"]),
+    "dask_batch_inference.py": (["--quick"], ["model rebuilt per worker: [1, 1]", "equals predict: True"]),
 }
+# examples that need an optional package: (its module, what they print without it)
+NEEDS = {"distributed_training.py": ("mpi4py", 'pip install ".[mpi]"'),
+         "dask_batch_inference.py": ("distributed", 'pip install ".[dask]"')}
 
 
 TORCH_MISSING = "PyTorch is not installed (pip install torch"
@@ -64,6 +69,9 @@ def test_example_runs(script, tmp_path):
     if script == "torch_to_cgru.py" and importlib.util.find_spec("torch") is None:
         assert TORCH_MISSING in run_example(script, ["--quick"], tmp_path)
         return
+    if script in NEEDS and importlib.util.find_spec(NEEDS[script][0]) is None:
+        assert NEEDS[script][1] in run_example(script, ["--quick"], tmp_path)
+        return
     args, expected = CASES[script]
     out = run_example(script, args, tmp_path)
     for fragment in expected:
@@ -84,6 +92,10 @@ def test_example_runs(script, tmp_path):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     elif script == "torch_to_cgru.py":
         assert number_after("max difference from PyTorch", out) < 1e-4
+    elif script == "distributed_training.py":
+        assert number_after("validation MSE", out) < number_after("predicting the mean frequency:", out) / 5
+    elif script == "dask_batch_inference.py":
+        assert number_after("frequencies", out) < number_after("predicting the mean:", out) / 5
 
 
 def test_torch_example_says_what_to_install_without_torch(tmp_path):

@@ -20,7 +20,8 @@ from cgru.backends import compiled_available
 SOURCE_PACKAGE = Path(__file__).resolve().parents[1] / "cgru"
 PACKAGE = Path(cgru.__file__).resolve().parent
 FROM_INSTALL = PACKAGE != SOURCE_PACKAGE
-OPTIONAL_MODULES = ("torch", "cupy", "cupyx", "scipy", "matplotlib", "onnx", "onnxruntime")
+OPTIONAL_MODULES = ("torch", "cupy", "cupyx", "scipy", "matplotlib", "onnx", "onnxruntime",
+                    "mpi4py", "dask", "distributed", "cloudpickle")
 # scipy-openblas32's library as shipped, bundled by setup.py or renamed by a repair tool
 # (libscipy_openblas-<hash>.so); not numpy's libscipy_openblas64_.
 SCIPY_OPENBLAS = re.compile(r"libscipy_openblas(-[0-9a-f]+)?\.(so|dylib|dll)")
@@ -43,7 +44,10 @@ def openblas_files() -> list[Path]:
 
 def test_import_does_not_load_optional_dependencies():
     code = (
-        "import sys, cgru; cgru.backend_info(); cgru.get_ops(); cgru.to_onnx, cgru.from_onnx; "
+        "import sys, pickle, cgru; cgru.backend_info(); cgru.get_ops(); cgru.to_onnx, cgru.from_onnx; "
+        "d = cgru.distributed; d.MPIStrategy, d.DataParallelStrategy, d.predict, d.use_local_gpu; "
+        "m = cgru.Sequential([cgru.Dense(1, input_shape=(2,))]); "
+        "pickle.loads(pickle.dumps(m)).predict([[1, 2]]); "
         f"print(' '.join(m for m in {OPTIONAL_MODULES!r} if m in sys.modules))"
     )
     # Run beside the imported package so the child imports this same copy of cgru.

@@ -140,13 +140,14 @@ def evaluate(
     metrics = resolve_metrics(model, data.y_shape, data.out_shape)
     if not strategy.is_chief:
         verbose = 0
-    bar = _progress.Progbar(data.source.steps) if verbose == 1 else None
     try:
-        logs = evaluate_source(model, data.source, metrics, strategy, bar)
+        source = strategy.distribute(data.source)
+        bar = _progress.Progbar(source.steps) if verbose == 1 else None
+        logs = evaluate_source(model, source, metrics, strategy, bar)
     finally:
         data.source.close()
     if bar is not None:
-        bar.finish(logs, steps=data.source.steps)
+        bar.finish(logs, steps=source.steps)
     elif verbose == 2:
         _progress.write_line(_progress.format_logs(logs).lstrip(" -"))
     if return_dict:
@@ -212,6 +213,7 @@ def fit(
     validate_after = _validation_freq(validation_freq)
     seed = check_seed(seed)
     cb_list = _callbacks.check_callbacks(callbacks)
+    strategy = _strategy.resolve(strategy)
     rng = np.random.default_rng(seed if seed is not None else _config.next_seed())
     data = adapters.fit_data(
         model, x, y, lengths, sample_weight, check_class_weight(class_weight), batch_size,
@@ -219,15 +221,17 @@ def fit(
         validation_data, _steps(validation_steps, "validation_steps"),
         _batch_size(validation_batch_size, "validation_batch_size"),
     )
-    train, held_out = data.train, data.held_out
     try:
+        # every process runs the same number of steps per pass (a strategy that spans processes)
+        train = strategy.distribute(data.train)
+        held_out = None if data.held_out is None else strategy.distribute(data.held_out)
         return _fit_epochs(
             model, train, held_out, data, epochs, initial_epoch, verbose, cb_list, strategy, validate_after
         )
     finally:
-        train.close()
-        if held_out is not None:
-            held_out.close()
+        data.train.close()
+        if data.held_out is not None:
+            data.held_out.close()
 
 
 def _fit_epochs(
@@ -243,10 +247,10 @@ def _fit_epochs(
     validate_after: Callable[[int], bool],
 ) -> _callbacks.History:
     """fit's epochs over checked sources."""
-    strategy = _strategy.resolve(strategy)
     metrics = resolve_metrics(model, data.y_shape, data.out_shape)
     if not strategy.is_chief:
         verbose = 0
+    strategy.prepare(model)
     history = _callbacks.History()
     cbs = _callbacks.CallbackList(
         [*strategy.callbacks(cb_list), history],
@@ -332,6 +336,7 @@ def train_on_batch(
     """``Sequential.train_on_batch`` (see there)."""
     batch, metrics = _single_batch(model, x, y, lengths, sample_weight, class_weight, "train_on_batch")
     strategy = _strategy.resolve(strategy)
+    strategy.prepare(model)
     result = strategy.reduce_batch(train_step(model, batch, metrics, strategy))
     return _batch_logs(result, metrics, return_dict)
 
