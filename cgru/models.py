@@ -649,6 +649,7 @@ class Sequential:
         verbose: Any = 0,
         sample_weight: Any = None,
         steps: int | None = None,
+        callbacks: Any = None,
         *,
         return_dict: bool = False,
         lengths: Any = None,
@@ -656,11 +657,13 @@ class Sequential:
     ) -> Any:
         """Loss (and metrics) on the data: a float, ``[loss, *metrics]`` when there are metrics,
         or a dict with ``return_dict=True``. ``x`` takes the forms ``fit`` takes (``steps``:
-        at most that many batches of a source). ``strategy`` as for ``fit`` (then over the data
-        of every process)."""
+        at most that many batches of a source). ``callbacks`` hear ``on_test_begin``, each
+        batch (``on_test_batch_begin``/``_end`` with the running logs) and ``on_test_end``, as
+        they do during ``fit``'s validation. ``strategy`` as for ``fit`` (then over the data of
+        every process)."""
         return _training.evaluate(
             self, x, y, batch_size, verbose, lengths, return_dict, strategy, sample_weight=sample_weight,
-            steps=steps,
+            steps=steps, callbacks=callbacks,
         )
 
     def train_on_batch(

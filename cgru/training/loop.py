@@ -91,30 +91,49 @@ def _validation_freq(freq: Any) -> Callable[[int], bool]:
 
 
 # ------------------------------------------------------------------------------ evaluate
-class _ProgressHooks(LoopHooks):
-    """An evaluation's progress bar, showing the running loss."""
+class _EvaluateHooks(LoopHooks):
+    """An evaluation's callbacks (``on_test_batch_*``, when there are any) and progress bar
+    (the running loss)."""
 
-    def __init__(self, bar: Any) -> None:
+    def __init__(self, callbacks: Any = None, bar: Any = None) -> None:
+        self.callbacks = callbacks
         self.bar = bar
 
+    def batch_begin(self, step: int) -> None:
+        if self.callbacks is not None:
+            self.callbacks.on_test_batch_begin(step, {})
+
     def batch_end(self, step: int, result: BatchResult, logs: LogsAccumulator) -> None:
+        if self.callbacks is not None:
+            self.callbacks.on_test_batch_end(step, logs.result())
         if self.bar is not None:
             self.bar.update(step + 1, {"loss": logs.mean_loss()})
 
 
-def evaluate_source(model: Trainee, source: Any, metrics: list, strategy: Any, bar: Any = None) -> dict:
-    """Loss and metrics over one pass of ``source``, all on one set of weights."""
+def evaluate_source(
+    model: Trainee, source: Any, metrics: list, strategy: Any, bar: Any = None, callbacks: Any = None
+) -> dict:
+    """Loss and metrics over one pass of ``source``, all on one set of weights; ``callbacks``
+    (a CallbackList, or None) hear ``on_test_begin``, each batch and ``on_test_end``, as in
+    Keras (also for ``fit``'s validation passes)."""
     model._ensure_bound()
+    if callbacks is not None and not callbacks.callbacks:
+        callbacks = None
+    if callbacks is not None:
+        callbacks.on_test_begin({})
 
     def run(pinned: Any) -> dict:
         logs = LogsAccumulator(metrics)
         run_epoch(
             source, 0, lambda batch: evaluate_step(model, batch, metrics, pinned), logs, strategy,
-            _ProgressHooks(bar),
+            _EvaluateHooks(callbacks, bar),
         )
         return logs.result()
 
-    return model._run_pinned(run)
+    logs = model._run_pinned(run)
+    if callbacks is not None:
+        callbacks.on_test_end(logs)
+    return logs
 
 
 def evaluate(
@@ -129,6 +148,7 @@ def evaluate(
     *,
     sample_weight: Any = None,
     steps: Any = None,
+    callbacks: Any = None,
 ) -> Any:
     """``Sequential.evaluate`` (see there)."""
     require_compiled(model, "evaluate")
@@ -137,13 +157,17 @@ def evaluate(
         model, x, y, lengths, sample_weight, _batch_size(batch_size), _steps(steps, "steps")
     )
     strategy = _strategy.resolve(strategy)
+    cb_list = _callbacks.check_callbacks(callbacks)
     metrics = resolve_metrics(model, data.y_shape, data.out_shape)
     if not strategy.is_chief:
         verbose = 0
     try:
         source = strategy.distribute(data.source)
         bar = _progress.Progbar(source.steps) if verbose == 1 else None
-        logs = evaluate_source(model, source, metrics, strategy, bar)
+        cbs = _callbacks.CallbackList(
+            strategy.callbacks(cb_list), model=model, params={"steps": source.steps, "verbose": verbose}
+        )
+        logs = evaluate_source(model, source, metrics, strategy, bar, cbs)
     finally:
         data.source.close()
     if bar is not None:
@@ -274,14 +298,15 @@ def _fit_epochs(
             )
             epoch_logs = dict(hooks.logs)
             if held_out is not None and validate_after(epoch):
-                val_logs = evaluate_source(model, held_out, metrics, strategy)
+                val_logs = evaluate_source(model, held_out, metrics, strategy, callbacks=cbs)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             elapsed = _progress.time.perf_counter() - start
+            cbs.on_epoch_end(epoch, epoch_logs)
+            # after the callbacks, as Keras's progress logger: what they add (learning_rate) shows
             if verbose == 1:
                 hooks.bar.finish(epoch_logs, steps=done)
             elif verbose == 2:
                 _progress.write_line(_progress.epoch_line(epoch + 1, epochs, done, elapsed, epoch_logs))
-            cbs.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
                 break
             if epoch + 1 < epochs and getattr(train, "used_up", False):
