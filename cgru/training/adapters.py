@@ -18,7 +18,7 @@ classes, weights) before it reaches the model; a bad one raises an error naming 
 the model left after its last whole step.
 
 Epochs follow Keras 3's ``EpochIterator`` (checked against Keras in
-``tests/test_data_adapters.py``):
+``tests/training/test_adapters.py``):
 
 - without ``steps_per_epoch`` an epoch is one whole pass; with it, an epoch is that many
   batches and the next epoch continues the same pass; a pass that ends before an epoch's steps

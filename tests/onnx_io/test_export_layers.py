@@ -5,8 +5,6 @@ streaming form and padded "same" strided convolutions refuse."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,11 +13,12 @@ pytest.importorskip("onnxruntime")
 
 from keras_layer_cases import LAYERS, MODELS, build  # noqa: E402
 from onnx_helpers import assert_close, run  # noqa: E402
+from paths import DATA  # noqa: E402
 
 import cgru  # noqa: E402
 from cgru import GRU, Conv1D, Dense, GlobalMaxPooling1D, Input, LayerNormalization, Masking, Sequential  # noqa: E402
 
-GOLDEN = np.load(Path(__file__).parent / "data" / "keras_layers.npz")
+GOLDEN = np.load(DATA / "keras_layers.npz")
 
 
 def lookup(name):

@@ -1,27 +1,14 @@
-"""Layers on every backend under test: GRU and Bidirectional against torch.nn.GRU (when torch is
-installed) and against per-sequence runs, go_backwards/return_state/dropout semantics, Dense,
-Embedding, Dropout, initializers, floatx, and layer gradients by finite differences."""
+"""cgru.layers.recurrent on every backend under test: GRU and Bidirectional against torch.nn.GRU
+(when torch is installed) and against per-sequence runs, go_backwards/return_state/dropout
+semantics, merge modes, and the gradients of GRU, Bidirectional and Dense by finite differences."""
 
 import numpy as np
 import pytest
+from layer_calls import built, run
 
 import cgru
-from cgru import GRU, Bidirectional, Dense, Dropout, Embedding, initializers
+from cgru import GRU, Bidirectional, Dense
 from cgru.layers.recurrent import reverse_padded
-
-
-def built(layer, ops, input_shape):
-    layer._bind(ops)
-    layer._maybe_build(input_shape)
-    return layer
-
-
-def run(layer, x, lengths=None, training=False):
-    from cgru.backends.base import check_lengths
-
-    if lengths is not None:
-        lengths = check_lengths(lengths, x.shape[0], x.shape[1])
-    return layer._forward(x, training, lengths)
 
 
 def torch_to_keras(gru, suffix="_l0"):
@@ -143,17 +130,6 @@ def test_go_backwards_matches_keras_order(ops, rng):
     last.set_weights(fwd.get_weights())
     h, _ = run(last, x, lengths)
     np.testing.assert_allclose(ops.to_numpy(h)[1], y_b[1, 2], atol=1e-12)
-
-
-def test_reverse_padded_is_an_involution(rng):
-    y = rng.standard_normal((3, 5, 2))
-    lengths = np.array([5, 2, 0])
-    r = reverse_padded(np, y, lengths)
-    np.testing.assert_array_equal(r[1, :2], y[1, 1::-1])
-    np.testing.assert_array_equal(r[1, 2:], 0)
-    np.testing.assert_array_equal(r[2], 0)
-    masked = y * (np.arange(5)[None, :, None] < lengths[:, None, None])
-    np.testing.assert_array_equal(reverse_padded(np, r, lengths), masked)
 
 
 @pytest.mark.backends
@@ -286,121 +262,6 @@ def test_bidirectional_backward_layer_and_validation(ops):
         Bidirectional(Dense(3))
 
 
-# ----------------------------------------------------------------------------- core layers
-@pytest.mark.parametrize("activation", [None, "relu", "sigmoid", "tanh", "softmax"])
-def test_dense_activations_over_last_axis(ops, rng, activation):
-    x = rng.standard_normal((2, 3, 4))
-    layer = built(Dense(5, activation=activation, dtype="float64"), ops, (None, 3, 4))
-    W, b = layer.get_weights()
-    z = x @ W + b
-    expected = {
-        None: z,
-        "relu": np.maximum(z, 0),
-        "sigmoid": 1 / (1 + np.exp(-z)),
-        "tanh": np.tanh(z),
-        "softmax": np.exp(z) / np.exp(z).sum(-1, keepdims=True),
-    }[activation]
-    np.testing.assert_allclose(ops.to_numpy(run(layer, x)[0]), expected, atol=1e-12)
-    np.testing.assert_allclose(ops.to_numpy(run(layer, x[:, 0])[0]), expected[:, 0], atol=1e-12)
-    with pytest.raises(ValueError, match="activation"):
-        Dense(3, activation="swishy")
-
-
-def test_embedding_lookup_and_mask_zero(ops):
-    layer = built(Embedding(10, 3, mask_zero=True, dtype="float64"), ops, (None, 5))
-    x = np.array([[1, 2, 3, 0, 0], [4, 0, 0, 0, 0], [0, 0, 0, 0, 0], [5, 6, 7, 8, 9]])
-    y, _ = run(layer, x)
-    np.testing.assert_array_equal(ops.to_numpy(y), layer.get_weights()[0][x])
-    np.testing.assert_array_equal(layer.compute_lengths(x, None), [3, 1, 0, 5])
-    np.testing.assert_array_equal(layer.compute_lengths(x, np.array([2, 5, 5, 5])), [2, 1, 0, 5])
-    assert layer.compute_lengths(x[3:], None) is None  # all full
-    with pytest.raises(ValueError, match="right-padded"):
-        layer.compute_lengths(np.array([[1, 0, 2]]), None)
-    with pytest.raises(ValueError, match="0..9"):
-        run(layer, np.array([[1, 10]]))
-    with pytest.raises(TypeError):
-        run(layer, np.array([["a", "b"]]))
-    with pytest.raises(ValueError, match="integer"):
-        run(layer, np.array([[1.5, 2.0]]))
-
-
-def test_dropout_layer(ops, rng):
-    layer = built(Dropout(0.4, seed=1), ops, (None, 50, 40))
-    x = np.ones((2, 50, 40))
-    np.testing.assert_array_equal(run(layer, x)[0], x)
-    y, mask = run(layer, x, training=True)
-    y = ops.to_numpy(y)
-    assert set(np.unique(y).tolist()) <= {0.0, 1 / 0.6}
-    assert 0.3 < (y == 0).mean() < 0.5
-    np.testing.assert_array_equal(ops.to_numpy(layer.backward(np.ones_like(x), mask)), y)
-    shared = built(Dropout(0.5, noise_shape=(None, 1, None), seed=2), ops, (None, 50, 40))
-    y, _ = run(shared, x, training=True)
-    y = ops.to_numpy(y)
-    assert (y == y[:, :1]).all()
-
-
-# ---------------------------------------------------------------------- initializers / dtype
-def test_initializers_by_name_and_seeded():
-    rng = np.random.default_rng(0)
-    w = initializers.get("glorot_uniform")((40, 60), rng=rng)
-    assert np.abs(w).max() <= np.sqrt(6 / 100) and w.dtype == np.float32
-    w = initializers.get("he_uniform")((50, 10), dtype="float64", rng=rng)
-    assert np.abs(w).max() <= np.sqrt(6 / 50) and w.dtype == np.float64
-    q = initializers.get("orthogonal")((8, 24), dtype="float64", rng=rng)
-    np.testing.assert_allclose(q @ q.T, np.eye(8), atol=1e-12)
-    for name in (
-        "zeros",
-        "ones",
-        "random_normal",
-        "random_uniform",
-        "truncated_normal",
-        "glorot_normal",
-        "he_normal",
-        "lecun_uniform",
-        "lecun_normal",
-        "GlorotUniform",
-    ):
-        assert initializers.get(name)((3, 4)).shape == (3, 4)
-    assert np.all(initializers.get("zeros")((2, 2)) == 0) and np.all(initializers.get("ones")((2, 2)) == 1)
-    a = initializers.RandomNormal(seed=3)((5,))
-    np.testing.assert_array_equal(a, initializers.RandomNormal(seed=3)((5,)))
-    with pytest.raises(ValueError, match="unknown initializer"):
-        initializers.get("glorious")
-    with pytest.raises(ValueError, match="unknown initializer"):
-        GRU(3, kernel_initializer="nope")
-
-
-def test_layer_seed_makes_weights_reproducible(ops):
-    a = built(GRU(5, seed=11), ops, (None, 2, 3)).get_weights()
-    b = built(GRU(5, seed=11), ops, (None, 2, 3)).get_weights()
-    c = built(GRU(5, seed=12), ops, (None, 2, 3)).get_weights()
-    for u, v in zip(a, b):
-        np.testing.assert_array_equal(u, v)
-    assert not np.array_equal(a[0], c[0])
-    cgru.set_random_seed(5)
-    d = built(Dense(4), ops, (None, 3)).get_weights()[0]
-    cgru.set_random_seed(5)
-    np.testing.assert_array_equal(d, built(Dense(4), ops, (None, 3)).get_weights()[0])
-    cgru.set_random_seed(None)
-
-
-def test_floatx(ops, rng):
-    assert cgru.floatx() == "float32"
-    try:
-        cgru.set_floatx("float64")
-        layer = built(GRU(3, return_sequences=True), ops, (None, 2, 4))
-        assert layer.dtype == "float64"
-        assert (
-            ops.to_numpy(run(layer, rng.standard_normal((1, 2, 4)).astype(np.float32))[0]).dtype == np.float64
-        )
-        with pytest.raises(ValueError):
-            cgru.set_floatx("float16")
-    finally:
-        cgru.set_floatx("float32")
-    assert GRU(3).dtype == "float32"
-    assert GRU(3, dtype=np.float64).dtype == "float64"
-
-
 # -------------------------------------------------------------------- layer gradients (FD)
 def _numeric_grad(f, arr, eps=1e-6):
     g = np.zeros_like(arr)
@@ -465,22 +326,3 @@ def test_layer_gradients_finite_differences(ops, rng, case):
         numeric = _numeric_grad(loss_p, host)
         p.value[...] = ops.asarray(host)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=p.name)
-
-
-def test_embedding_gradient_accumulates_repeated_ids(ops):
-    layer = built(Embedding(5, 2, dtype="float64"), ops, (None, 3))
-    x = np.array([[1, 1, 4], [0, 1, 2]])
-    _, cache = run(layer, x, training=True)
-    dy = np.arange(12, dtype=np.float64).reshape(2, 3, 2)
-    assert layer.backward(ops.asarray(dy), cache) is None
-    g = ops.to_numpy(layer.embeddings.grad)
-    np.testing.assert_array_equal(g[1], dy[0, 0] + dy[0, 1] + dy[1, 1])
-    np.testing.assert_array_equal(g[3], 0)
-
-
-def test_layer_call_builds_and_accepts_lists():
-    layer = GRU(2)
-    y = layer([[[0.1, 0.2], [0.3, 0.4]]])
-    assert layer.built and y.shape == (1, 2) and y.dtype == np.float32
-    with pytest.raises(ValueError, match="features"):
-        GRU(2).build((None, 3))

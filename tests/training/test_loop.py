@@ -1,4 +1,4 @@
-"""cgru.training: the batch loop fit and evaluate share, its batch sources, its logs, the
+"""cgru.training.loop: the batch loop fit and evaluate share, run on any source of batches, the
 strategy points between backward and the optimizer, and test_on_batch."""
 
 import numpy as np
@@ -6,11 +6,9 @@ import pytest
 
 import cgru
 from cgru import GRU, Dense, Sequential, callbacks, optimizers
-from cgru.metrics import Mean, MetricState
 from cgru.training import loop, step
-from cgru.training.compiled import BoundMetric
-from cgru.training.data import ArrayBatches, Batch, split_validation
-from cgru.training.logs import BatchResult, LogsAccumulator
+from cgru.training.data import Batch
+from cgru.training.logs import LogsAccumulator
 from cgru.training.strategy import LocalStrategy
 
 
@@ -47,37 +45,6 @@ def test_test_on_batch_scores_one_batch_and_trains_nothing(ops, rng):
     assert model.test_on_batch(x, y) == pytest.approx(loss, rel=1e-6)  # no metrics: the loss alone
     with pytest.raises(ValueError, match="compile"):
         Sequential([Dense(1, input_shape=(2,))]).test_on_batch(np.ones((1, 2)), np.ones((1, 1)))
-
-
-def _mean_state(total, count):
-    """The state of a Mean metric (total, count) that a batch adds."""
-    return MetricState((np.array(total), np.array(count)), ("sum", "sum"))
-
-
-def test_logs_weight_each_batch_loss_by_its_size():
-    never = MetricState((), ())  # a metric that saw no value
-    logs = LogsAccumulator([BoundMetric("mae", Mean(), False), BoundMetric("never", Mean(), False)])
-    logs.add(BatchResult(2.0, 3, [_mean_state(6.0, 3.0), never]))
-    logs.add(BatchResult(4.0, 1, [_mean_state(1.0, 2.0), never]))
-    assert logs.result() == {"loss": (2.0 * 3 + 4.0) / 4, "mae": 7.0 / 5.0, "never": 0.0}
-    assert LogsAccumulator([]).result() == {"loss": 0.0}
-
-
-def test_array_batches_and_the_validation_split(rng):
-    x = np.arange(10)[:, None]
-    lengths = np.arange(10)
-    batches = list(ArrayBatches(x, x, lengths, 4).epoch())
-    assert [b.x[:, 0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert batches[2].lengths.tolist() == [8, 9]
-    shuffled = ArrayBatches(x, x, None, 4, np.random.default_rng(0))
-    order = np.random.default_rng(0).permutation(10)
-    assert np.concatenate([b.x[:, 0] for b in shuffled.epoch()]).tolist() == order.tolist()
-    assert shuffled.steps == 3
-    (tx, _, tl), (vx, _, vl) = split_validation(x, x, lengths, 0.25)  # floor(10 * 0.75) = 7 to train on
-    assert tx[:, 0].tolist() == tl.tolist() == list(range(7))
-    assert vx[:, 0].tolist() == vl.tolist() == [7, 8, 9]
-    with pytest.raises(ValueError, match="validation_split"):
-        split_validation(x[:1], x[:1], None, 0.5)
 
 
 def test_the_loop_runs_any_source_batch_by_batch(ops, rng):

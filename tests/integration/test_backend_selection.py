@@ -6,11 +6,10 @@ pytest, so nothing runs on a backend here."""
 import os
 import subprocess
 import sys
-from pathlib import Path
+
+from paths import ROOT
 
 from cgru.backends import compiled_available
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def collect_backend_tests(backends, cwd):

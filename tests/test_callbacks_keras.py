@@ -1,4 +1,4 @@
-"""EarlyStopping, ModelCheckpoint, "accuracy" and gradient clipping against what Keras 3 does.
+"""EarlyStopping and ModelCheckpoint (cgru.callbacks) against what Keras 3 does.
 
 The expected behaviour comes from tests/data/keras_*.json and keras_early_stopping_fit.npz,
 recorded from Keras 3 itself by tests/make_keras_golden.py. The callbacks are driven by hand
@@ -20,7 +20,6 @@ from cgru import GRU, Dense, Sequential, callbacks, metrics, optimizers
 
 DATA = Path(__file__).parent / "data"
 CALLBACKS = json.loads((DATA / "keras_callbacks.json").read_text())
-ACCURACY = json.loads((DATA / "keras_accuracy.json").read_text())["cases"]
 #: where cgru differs from Keras on purpose: a NaN first value is not taken as the best
 NAN_FIRST = "nan_first"
 
@@ -257,65 +256,3 @@ def test_model_checkpoint_batch_field(rng, tmp_path):
     model.fit(x, y, epochs=2, batch_size=2, callbacks=[ckpt], verbose=0)
     # 4 batches per epoch: the 3rd batch of the run is the 3rd of epoch 1, the 6th the 2nd of epoch 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m-1-3.npz", "m-2-2.npz"]
-
-
-# ------------------------------------------------------------------------------- accuracy
-def _case_arrays(case):
-    y_true = np.asarray(case["y_true"], dtype=case["y_true_dtype"])
-    return y_true, np.asarray(case["y_pred"], dtype=np.float32)
-
-
-@pytest.mark.parametrize("name", list(ACCURACY))
-def test_accuracy_resolves_from_shapes_as_keras(name):
-    case = ACCURACY[name]
-    y_true, y_pred = _case_arrays(case)
-    out_shape = (None, *y_pred.shape[1:])
-    for identifier in ("accuracy", "acc", "Accuracy"):
-        metric = metrics.get(identifier, y_true.shape, out_shape)
-        assert type(metric).__name__ == case["resolved"] and metric.name == identifier
-        assert metric(y_true, y_pred) == pytest.approx(case["accuracy"], abs=1e-6)
-    assert case["acc"] == case["accuracy"]
-    for identifier, value in case["explicit"].items():
-        assert metrics.get(identifier)(y_true, y_pred) == pytest.approx(value, abs=1e-6), identifier
-
-
-def test_fit_reports_keras_accuracy_for_multilabel_sigmoid(ops, rng):
-    assert ACCURACY["multilabel_sigmoid_bce"]["resolved"] == "CategoricalAccuracy"
-    x = rng.standard_normal((40, 5, 3)).astype(np.float32)
-    y = rng.integers(0, 2, (40, 3)).astype(np.float32)
-    model = Sequential([GRU(6, seed=3), Dense(3, activation="sigmoid")], device=ops.name)
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy", "binary_accuracy"])
-    _, accuracy, binary = model.evaluate(x, y)
-    pred = model.predict(x)
-    assert accuracy == pytest.approx(np.mean(pred.argmax(-1) == y.argmax(-1)))
-    assert binary == pytest.approx(np.mean((pred > 0.5) == y))
-    history = model.fit(x, y, epochs=1, batch_size=40, shuffle=False, verbose=0)
-    assert set(history.history) == {"loss", "accuracy", "binary_accuracy"}
-
-
-def test_accuracy_needs_the_shapes():
-    with pytest.raises(ValueError, match="shapes"):
-        metrics.get("accuracy")
-
-
-# ------------------------------------------------------------------------------- clipping
-@pytest.mark.parametrize("combo", CALLBACKS["optimizer_clipping"], ids=lambda c: str(c["error"] is not None))
-def test_clipping_arguments_as_keras(combo):
-    kwargs = {k: combo[k] for k in ("clipnorm", "clipvalue", "global_clipnorm")}
-    for cls in (optimizers.SGD, optimizers.Adam, optimizers.AdamW, optimizers.RMSprop):
-        if combo["error"] is None:
-            cls(**kwargs)
-        else:
-            with pytest.raises(ValueError) as info:
-                cls(**kwargs)
-            assert str(info.value) == combo["error"]
-
-
-def test_zero_clipnorm_means_no_clipping():
-    # Keras clips only when the argument is > 0
-    g = np.array([3.0, 4.0])
-    for kwargs in ({"clipnorm": 0.0}, {"clipvalue": 0.0}, {"global_clipnorm": 0.0}):
-        p = cgru.layers.base.Parameter("w", np.zeros(2))
-        p.grad = g
-        optimizers.SGD(1.0, **kwargs).apply([p])
-        np.testing.assert_array_equal(p.value, -g)

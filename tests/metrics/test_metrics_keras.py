@@ -4,14 +4,14 @@ sample weights, at several thresholds, on multi-label and sequence outputs; and 
 results through the mergeable state (each batch's state alone, then merged)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import DATA
 
 from cgru import metrics
 
-GOLDEN = json.loads((Path(__file__).parent / "data" / "keras_metrics.json").read_text())
+GOLDEN = json.loads((DATA / "keras_metrics.json").read_text())
 CASES = {case["name"]: case for case in GOLDEN["metrics"]}
 
 

@@ -7,17 +7,16 @@ Keras 3's (tests/data/keras_data_weighted.json). All written by tests/make_keras
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import DATA
 
 import cgru
 from cgru import GRU, Dense, Sequential, optimizers
 from cgru.training import loop
 from cgru.training.weights import check_class_weight, class_weight_to_sample_weight
 
-DATA = Path(__file__).parent / "data"
 GOLDEN = json.loads((DATA / "keras_data.json").read_text())
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import TESTS
 from test_parallel import reference_forward, requires_unit_pair, run_pair, single_sequence
 
 import cgru
@@ -23,7 +24,7 @@ pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork"),
 ]
 
-SCENARIOS = Path(__file__).with_name("fork_scenarios.py")
+SCENARIOS = TESTS / "fork_scenarios.py"
 TIMEOUT_S = 150
 
 

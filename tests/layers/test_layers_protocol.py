@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import cgru
+from cgru import GRU
 from cgru.layers.weights import Changes, Pinned
 
 #: layer factory, uses_lengths, derives_lengths
@@ -72,3 +73,11 @@ def test_calls_see_the_weights_read_at_their_start():
         out, _ = forward(out, False, None)
     np.testing.assert_array_equal(out, before)
     assert not np.array_equal(model.predict(x), before)
+
+
+def test_layer_call_builds_and_accepts_lists():
+    layer = GRU(2)
+    y = layer([[[0.1, 0.2], [0.3, 0.4]]])
+    assert layer.built and y.shape == (1, 2) and y.dtype == np.float32
+    with pytest.raises(ValueError, match="features"):
+        GRU(2).build((None, 3))

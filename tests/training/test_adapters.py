@@ -8,16 +8,16 @@ import json
 import math
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import DATA
 
 import cgru
 from cgru import GRU, Dense, Sequential, optimizers
 from cgru.utils import PyDataset
 
-GOLDEN = json.loads((Path(__file__).parent / "data" / "keras_data.json").read_text())
+GOLDEN = json.loads((DATA / "keras_data.json").read_text())
 BATCH = 4
 
 

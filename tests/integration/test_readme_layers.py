@@ -4,13 +4,13 @@ row equals the sequence run alone."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
+from paths import ROOT
 
 
 def test_readme_layers_snippet_runs(capsys):
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("<!-- section: layers -->", 1)[1].split("<!-- /section: layers -->", 1)[0]
     (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
     namespace: dict = {"__name__": "readme"}

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 import cgru
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 
 # script: (arguments, fragments its output must contain)
 CASES = {
@@ -105,7 +106,7 @@ def test_torch_example_says_what_to_install_without_torch(tmp_path):
 
 def readme_snippet(section: str, containing: str) -> str:
     """The ```python block of the README's ``<!-- section: NAME -->`` that contains ``containing``."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     body = text.split(f"<!-- section: {section} -->", 1)[1].split(f"<!-- /section: {section} -->", 1)[0]
     blocks = [b for b in re.findall(r"```python\n(.*?)```", body, re.S) if containing in b]
     assert len(blocks) == 1, f"expected one python block with {containing!r} in section {section!r}"

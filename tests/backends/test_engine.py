@@ -397,44 +397,6 @@ def test_concurrent_calls_on_shared_weights(rng):
     assert len(serial) == len(problems)
 
 
-def test_backend_info_and_threads():
-    info = cgru.backend_info()
-    assert {"backend", "compiled", "blas", "threads"} <= set(info)
-    assert info["compiled"] == compiled_available()
-    if info["compiled"]:
-        assert info["blas"].startswith("OpenBLAS")
-        assert info["backend"] == "cpu"
-    before = cgru.get_num_threads()
-    with cgru.num_threads(1):
-        assert cgru.get_num_threads() == 1
-        assert cgru.backend_info()["threads"] == 1
-    assert cgru.get_num_threads() == before
-    with pytest.raises(ValueError, match="n must be >= 1"):
-        cgru.set_num_threads(0)
-    with pytest.raises(TypeError, match="n must be an int"):
-        cgru.set_num_threads(1.5)
-
-
-def test_backend_registry():
-    assert {"numpy", "cpu", "cuda"} <= set(cgru.available_backends())
-    with pytest.raises(ValueError, match="unknown backend 'nope'"):
-        cgru.set_backend("nope")
-    with pytest.raises(TypeError, match="must be callable"):
-        cgru.register_backend("broken", 42)
-
-    class Tiny(cgru.backends.numpy_ops.NumpyOps):
-        name = "tiny"
-
-    cgru.register_backend("tiny", Tiny)
-    assert isinstance(cgru.get_ops("tiny"), Tiny)
-    previous = cgru.get_backend()
-    cgru.set_backend("tiny")
-    try:
-        assert cgru.get_backend() == "tiny"
-    finally:
-        cgru.set_backend(previous)
-
-
 def supported_isas():
     if not compiled_available():
         return []

@@ -6,16 +6,15 @@ The Keras values come from tests/make_keras_golden_lr.py (tests/data/keras_lr.js
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import DATA, ROOT
 
 import cgru
 from cgru import GRU, Dense, Parameter, Sequential, optimizers
 from cgru.optimizers import schedules
 
-DATA = Path(__file__).parent / "data"
 GOLDEN = json.loads((DATA / "keras_lr.json").read_text())
 SCHEDULE_CASES = GOLDEN["schedules"]
 
@@ -317,7 +316,7 @@ def test_optimizer_config_round_trips_a_schedule():
 
 
 def test_the_readme_example_runs():
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("### Learning-rate control", 1)[1].split("\n### ", 1)[0]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}

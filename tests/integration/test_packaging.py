@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 import cgru
 from cgru.backends import compiled_available
 
-SOURCE_PACKAGE = Path(__file__).resolve().parents[1] / "cgru"
+SOURCE_PACKAGE = ROOT / "cgru"
 PACKAGE = Path(cgru.__file__).resolve().parent
 FROM_INSTALL = PACKAGE != SOURCE_PACKAGE
 OPTIONAL_MODULES = ("torch", "cupy", "cupyx", "scipy", "matplotlib", "onnx", "onnxruntime",
@@ -137,7 +138,7 @@ def test_package_ships_a_py_typed_marker():
     assert "py.typed" in package_data.get("cgru", [])
 
 
-SOURCE_C = Path(__file__).resolve().parents[1] / "src" / "cgru"
+SOURCE_C = ROOT / "src" / "cgru"
 
 
 @pytest.mark.parametrize("defines", [(), ("CGRU_HAVE_HELPER=0",), ("CGRU_HAVE_BARRIER=0",),

@@ -4,11 +4,11 @@ namespace (the second continues the first, as a reader would)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
+from paths import ROOT
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = ROOT / "README.md"
 
 
 def section_snippets(name: str) -> list[str]:

@@ -16,20 +16,19 @@ import copy
 import importlib
 import json
 import warnings
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 from keras_layer_cases import LAYERS, MASKING, MODELS, build
 from padding import LENGTHS, check_fit_ignores_padding
+from paths import DATA
 
 import cgru
 from cgru import Sequential, from_keras
 from cgru.padding import valid_steps
 from cgru.summary import summary_lines
 
-DATA = Path(__file__).parent / "data"
 META = json.loads((DATA / "keras_layers.json").read_text())["cases"]
 ARRAYS = np.load(DATA / "keras_layers.npz")
 

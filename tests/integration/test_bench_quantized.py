@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 
+import paths
 import pytest
 
 from cgru.backends import compiled_available
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(paths.ROOT)
 SCRIPT = os.path.join(ROOT, "bench", "quantized.py")
 
 pytestmark = [
