@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "bench", "data_parallel.py")
+SCRIPT = str(ROOT / "bench" / "data_parallel.py")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SCRIPT), reason="bench/ is not beside tests/ here")
 

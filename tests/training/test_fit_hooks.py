@@ -3,14 +3,14 @@ made by tests/make_keras_golden_hooks.py), and what fit's progress line shows.""
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import DATA
 
 from cgru import Dense, Sequential, callbacks, optimizers
 
-GOLDEN = json.loads((Path(__file__).parent / "data" / "keras_hooks.json").read_text())
+GOLDEN = json.loads((DATA / "keras_hooks.json").read_text())
 HOOKS = ["on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
          "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end"]
 

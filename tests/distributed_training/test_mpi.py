@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import ROOT
 
 import cgru
 
@@ -273,7 +274,7 @@ def test_a_failing_rank_ends_the_job_instead_of_hanging(tmp_path):
 
 
 def test_the_example_trains_on_two_ranks(tmp_path):
-    example = Path(__file__).resolve().parent.parent / "examples" / "distributed_training.py"
+    example = ROOT / "examples" / "distributed_training.py"
     if not example.exists():
         pytest.skip("examples/ is not beside tests/ here")
     result = run_mpi(2, example, "--quick", "--out", str(tmp_path / "model.npz"))
