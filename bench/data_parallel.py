@@ -172,8 +172,10 @@ def run_layout(args, ranks: int, threads: int) -> dict:
         "--samples", str(args.samples), "--batch", str(args.batch), "--epochs", str(args.epochs)]
     if ranks > 1:
         command = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", *command[1:], "--mpi"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900, env=env).stdout
+    from _common import cgru_child_env
+
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900,
+                         env=cgru_child_env()).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -267,9 +269,12 @@ def main(argv=None) -> int:
     parser.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for path in (HERE, ROOT):  # bench/_common, and the checkout's cgru when it is not installed
-        if path not in sys.path:
-            sys.path.insert(0, path)
+    if HERE not in sys.path:  # bench/_common
+        sys.path.insert(0, HERE)
+    try:
+        import cgru  # noqa: F401  (installed, or on the path already)
+    except ImportError:  # running from a source checkout without installing
+        sys.path.insert(1, ROOT)
     if args.worker:
         worker(args)
         return 0
