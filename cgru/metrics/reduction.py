@@ -115,4 +115,13 @@ class MeanMetricWrapper(Mean):
         )
 
 
-__all__ = ["Mean", "MeanMetricWrapper", "Sum", "reduce_to_samplewise_values"]
+class FixedFunctionMean(MeanMetricWrapper):
+    """Base of the built-in classes that each wrap one function of their own (the accuracies,
+    the error means): the class names the function, so its config leaves the function out
+    (``name`` and ``dtype``, plus a subclass's own arguments)."""
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype}
+
+
+__all__ = ["FixedFunctionMean", "Mean", "MeanMetricWrapper", "Sum", "reduce_to_samplewise_values"]
