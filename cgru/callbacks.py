@@ -244,13 +244,15 @@ class MonitorCallback(Callback):
     def _set_direction(self) -> None:
         self.direction = self._resolve_direction()
 
-    def _monitored(self, logs: dict | None, missing: str, stacklevel: int) -> Any:
+    def _monitored(self, logs: dict | None, missing: str, stacklevel: int, end: str = "") -> Any:
         """``logs[monitor]``; None, after a warning that says ``missing`` and the names ``logs``
-        has, when it is absent (``stacklevel`` counts from the caller)."""
+        has (then ``end``), when it is absent (``stacklevel`` counts from the caller)."""
         logs = logs or {}
         value = logs.get(self.monitor)
         if value is None:
-            warnings.warn(f"{missing}. Available metrics are: {','.join(logs)}", stacklevel=stacklevel + 1)
+            warnings.warn(
+                f"{missing}. Available metrics are: {','.join(logs)}{end}", stacklevel=stacklevel + 1
+            )
         return value
 
     def _is_improvement(self, current: Any, reference: Any) -> bool:
@@ -660,13 +662,9 @@ class ReduceLROnPlateau(MonitorCallback):
         if logs is None:
             logs = {}
         _log_learning_rate(self.model, logs, "ReduceLROnPlateau")
-        current = logs.get(self.monitor)
+        missing = f"Learning rate reduction is conditioned on metric `{self.monitor}` which is not available"
+        current = self._monitored(logs, missing, stacklevel=2, end=".")
         if current is None:
-            warnings.warn(
-                f"Learning rate reduction is conditioned on metric `{self.monitor}` which is not "
-                f"available. Available metrics are: {','.join(logs)}.",
-                stacklevel=2,
-            )
             return
         if self.in_cooldown():
             self.cooldown_counter -= 1
