@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import DATA
 
 import cgru
 from cgru import GRU, Dense, Sequential, callbacks, metrics, optimizers
 
-DATA = Path(__file__).parent / "data"
 CALLBACKS = json.loads((DATA / "keras_callbacks.json").read_text())
 #: where cgru differs from Keras on purpose: a NaN first value is not taken as the best
 NAN_FIRST = "nan_first"

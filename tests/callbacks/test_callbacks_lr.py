@@ -10,15 +10,14 @@ import io
 import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import DATA
 
 from cgru import GRU, Dense, Sequential, callbacks, optimizers
 from cgru.optimizers import schedules
 
-DATA = Path(__file__).parent / "data"
 GOLDEN = json.loads((DATA / "keras_lr.json").read_text())
 
 
