@@ -110,8 +110,9 @@ def measure_memory(args: argparse.Namespace, variant: str) -> dict:
                *(["--threads", str(args.threads)] if args.threads else [])]
     from _common import cgru_child_env
 
-    proc = subprocess.run(command, capture_output=True, text=True, env=cgru_child_env(), timeout=600,
-                          check=True)
+    proc = subprocess.run(command, capture_output=True, text=True, env=cgru_child_env(), timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {variant!r} child failed (exit status {proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

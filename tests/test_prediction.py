@@ -13,6 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from isolated import this_cgru_env
 
 import cgru
 from cgru import GRU, Bidirectional, Dense, Embedding, Sequential, prediction
@@ -155,9 +156,9 @@ def test_outputs_of_batches_of_other_lengths_cannot_be_joined(rng):
 @pytest.mark.skipif(not compiled_available(), reason="the compiled engine is not built")
 def test_the_benchmark_script_runs(tmp_path):
     out = tmp_path / "predict.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "predict_memory.py"), "--quick",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300, env=env)
+                           "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, env=this_cgru_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"default", "one call", "batch_size=32"}

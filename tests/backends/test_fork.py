@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
+from isolated import this_cgru_env
 from paths import TESTS
 from test_parallel import reference_forward, requires_unit_pair, run_pair, single_sequence
 
@@ -43,10 +43,7 @@ def test_children_compute_as_the_parent_after_its_threads_ran(start):
     Pools of each start method give exactly the parent's outputs by the same paths."""
     if start != "os.fork" and start not in multiprocessing.get_all_start_methods():
         pytest.skip(f"no {start!r} start method here")
-    package_root = str(Path(cgru.__file__).resolve().parents[1])  # this cgru, not another
-    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PYTHONPATH=path)
-    process = subprocess.Popen([sys.executable, str(SCENARIOS), start], env=env, text=True,
+    process = subprocess.Popen([sys.executable, str(SCENARIOS), start], env=this_cgru_env(), text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         out, err = process.communicate(timeout=TIMEOUT_S)

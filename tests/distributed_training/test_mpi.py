@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from isolated import this_cgru_env
 from paths import ROOT
 
 import cgru
@@ -173,9 +174,7 @@ def run_mpi(ranks: int, script: Path, *args: str, timeout: int = 300) -> subproc
     mpiexec = find_mpiexec()
     if mpiexec is None:
         pytest.skip("no mpiexec (pip install mpich, or a system MPI)")
-    env = dict(os.environ)
-    package_parent = str(Path(cgru.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env = this_cgru_env()
     command = [*mpiexec_command(mpiexec, ranks), sys.executable, "-m", "mpi4py", str(script), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from isolated import this_cgru_env
 from paths import ROOT
 
 import cgru
@@ -38,10 +38,7 @@ TORCH_MISSING = "PyTorch is not installed (pip install torch"
 
 def run_example(script: str, args: list[str], cwd: Path, hide: tuple[str, ...] = ()) -> str:
     """Run an example; modules named in ``hide`` fail to import in it, as if not installed."""
-    env = dict(os.environ, MPLBACKEND="Agg")
-    # The examples import the same cgru as this test (the source tree or an installed wheel).
-    package_parent = str(Path(cgru.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env = this_cgru_env(MPLBACKEND="Agg")
     if cgru.backend_info().get("compiled"):
         env.setdefault("CGRU_REQUIRE_COMPILED", "1")
     command = [sys.executable, str(EXAMPLES / script), *args]
