@@ -15,7 +15,7 @@ Writes, in tests/data/:
   logged ``learning_rate``, the learning rate after the epoch, ``wait``, ``cooldown_counter``,
   ``best``, what it printed and warned, per ``fit`` (a scenario may reuse the callback);
   ``learning_rate_scheduler``: ``keras.callbacks.LearningRateScheduler`` driven the same way
-  with the functions of ``LR_FUNCTIONS`` (the test defines the same ones);
+  with the functions of ``LR_FUNCTIONS`` (tests/keras_callback_cases.py's, which the test uses);
   ``lr_setter``: what setting a float on an optimizer built with a schedule raises;
   ``csv_logger``: the bytes ``keras.callbacks.CSVLogger`` writes for fixed epoch logs
   (several fits into one file, ``append``, separators, missing and extra keys, odd values);
@@ -28,13 +28,9 @@ Writes, in tests/data/:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import math
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -42,6 +38,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from keras_callback_cases import LR_FUNCTIONS, captured  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 SCHEDULES = keras.optimizers.schedules
@@ -175,34 +172,6 @@ LR_SCHEDULER = {
 }
 
 
-def _halve_after_two(epoch, lr):
-    return lr if epoch < 2 else lr * 0.5
-
-
-def _epoch_only(epoch):
-    return 0.1 / (epoch + 1)
-
-
-def _halve_while_above(epoch, lr):
-    return lr * 0.5 if lr > 0.001 else lr
-
-
-def _exponential(epoch, lr):
-    return lr if epoch < 10 else lr * math.exp(-0.1)
-
-
-def _float32_output(epoch, lr):
-    return np.float32(lr * 0.75)
-
-
-LR_FUNCTIONS = {
-    "halve_after_two": _halve_after_two,
-    "epoch_only": _epoch_only,
-    "halve_while_above_1e-3": _halve_while_above,
-    "exponential": _exponential,
-    "float32_output": _float32_output,
-}
-
 # name: ([(logs per epoch, ...) per fit], CSVLogger arguments per fit, text in the file before)
 CSV_CASES = {
     "no_val_keys": ([[{"loss": 0.5, "mae": 0.25}, {"loss": 0.125, "mae": 0.0625}]], [{}], None),
@@ -265,17 +234,8 @@ FITS = {
 }
 
 
-@contextlib.contextmanager
-def captured():
-    """Capture stdout lines and warning messages."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        record = {"stdout": [], "warnings": []}
-        yield record
-    record["stdout"] = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
-    # TensorFlow's warnings about NumPy 2 say nothing about the callbacks
-    record["warnings"] = [str(w.message) for w in caught if "__array__" not in str(w.message)]
+#: TensorFlow's warnings about NumPy 2 say nothing about the callbacks
+TF_NUMPY_WARNING = "__array__"
 
 
 def plain(value):
@@ -325,7 +285,7 @@ def reduce_lr_on_plateau() -> dict:
         records = []
         for _ in range(fits):
             epochs = []
-            with captured() as record:
+            with captured(ignore=TF_NUMPY_WARNING) as record:
                 callback.on_train_begin({})
                 for epoch, value in enumerate(values):
                     callback.on_epoch_begin(epoch, {})
@@ -352,7 +312,7 @@ def learning_rate_scheduler() -> dict:
         callback = keras.callbacks.LearningRateScheduler(LR_FUNCTIONS[function], verbose=verbose)
         callback.set_model(model)
         rows = []
-        with captured() as record:
+        with captured(ignore=TF_NUMPY_WARNING) as record:
             callback.on_train_begin({})
             for epoch in range(epochs):
                 callback.on_epoch_begin(epoch, {})

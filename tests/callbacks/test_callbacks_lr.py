@@ -2,64 +2,20 @@
 LambdaCallback against Keras 3, driven by hand and in real fits, and the learning rate in History.
 
 The Keras records come from tests/make_keras_golden_lr.py (tests/data/keras_lr.json and
-keras_lr_fit.npz); the functions of ``LR_FUNCTIONS`` are the generator's.
+keras_lr_fit.npz); the scheduler functions and the recording are tests/keras_callback_cases.py's.
 """
 
-import contextlib
-import io
 import json
-import math
-import warnings
 
 import numpy as np
 import pytest
+from keras_callback_cases import LR_FUNCTIONS, captured
 from paths import DATA
 
 from cgru import GRU, Dense, Sequential, callbacks, optimizers
 from cgru.optimizers import schedules
 
 GOLDEN = json.loads((DATA / "keras_lr.json").read_text())
-
-
-def _halve_after_two(epoch, lr):
-    return lr if epoch < 2 else lr * 0.5
-
-
-def _epoch_only(epoch):
-    return 0.1 / (epoch + 1)
-
-
-def _halve_while_above(epoch, lr):
-    return lr * 0.5 if lr > 0.001 else lr
-
-
-def _exponential(epoch, lr):
-    return lr if epoch < 10 else lr * math.exp(-0.1)
-
-
-def _float32_output(epoch, lr):
-    return np.float32(lr * 0.75)
-
-
-LR_FUNCTIONS = {
-    "halve_after_two": _halve_after_two,
-    "epoch_only": _epoch_only,
-    "halve_while_above_1e-3": _halve_while_above,
-    "exponential": _exponential,
-    "float32_output": _float32_output,
-}
-
-
-@contextlib.contextmanager
-def captured():
-    """Printed lines and warning messages, as the generator records them."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        record = {"stdout": [], "warnings": []}
-        yield record
-    record["stdout"] = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
-    record["warnings"] = [str(w.message) for w in caught]
 
 
 def compiled_model(optimizer) -> Sequential:
@@ -135,7 +91,7 @@ def test_reduce_lr_on_plateau_cannot_reduce_a_schedule():
 def test_learning_rate_callbacks_need_a_compiled_model():
     model = Sequential([Dense(1, input_shape=(1,))])
     for callback, hook in ((callbacks.ReduceLROnPlateau(mode="min"), "on_epoch_end"),
-                           (callbacks.LearningRateScheduler(_epoch_only), "on_epoch_begin")):
+                           (callbacks.LearningRateScheduler(LR_FUNCTIONS["epoch_only"]), "on_epoch_begin")):
         callback.set_model(model)
         with pytest.raises(ValueError, match="compile"):
             getattr(callback, hook)(0, {"val_loss": 1.0})
@@ -170,7 +126,7 @@ def test_learning_rate_scheduler_refuses_what_keras_refuses():
         callback.on_epoch_begin(0, {})
     assert str(info.value) == GOLDEN["learning_rate_scheduler"]["_none_output_error"]
     assert model.optimizer.learning_rate == 0.1
-    on_schedule = callbacks.LearningRateScheduler(_halve_after_two)
+    on_schedule = callbacks.LearningRateScheduler(LR_FUNCTIONS["halve_after_two"])
     on_schedule.set_model(compiled_model(optimizers.SGD(schedules.CosineDecay(0.1, 10))))
     with pytest.raises(TypeError) as info:
         on_schedule.on_epoch_begin(0, {})
@@ -299,7 +255,9 @@ def test_csv_logger_in_a_fit_writes_the_history(tmp_path, ops):
     path = tmp_path / "log.csv"
     history = model.fit(
         FIT["x"], FIT["y"], batch_size=8, epochs=3, shuffle=False, verbose=0, validation_split=0.25,
-        callbacks=[callbacks.LearningRateScheduler(_halve_after_two), callbacks.CSVLogger(path)],
+        callbacks=[
+            callbacks.LearningRateScheduler(LR_FUNCTIONS["halve_after_two"]), callbacks.CSVLogger(path)
+        ],
     )
     lines = path.read_bytes().decode().split("\r\n")
     assert lines[0] == "epoch,learning_rate,loss,mae,val_loss,val_mae" and lines[-1] == ""
