@@ -1,8 +1,9 @@
 """What the Keras 3 callback golden scripts (tests/make_keras_golden.py,
 tests/make_keras_golden_lr.py) and the callback tests share, so that cgru's callbacks are driven
 and recorded exactly as Keras's were: :func:`captured` (the printed lines and warnings),
-:func:`drive` (a monitoring callback over fixed values, by hand) and the LearningRateScheduler
-functions of :data:`LR_FUNCTIONS`. Imports neither library.
+:func:`drive` (a monitoring callback over fixed values, by hand) the LearningRateScheduler
+functions of :data:`LR_FUNCTIONS` and what makes a learning-rate fit's optimizer and callbacks
+(:func:`fit_setup`). Imports neither library.
 """
 
 from __future__ import annotations
@@ -92,3 +93,24 @@ LR_FUNCTIONS = {
     "exponential": _exponential,
     "float32_output": _float32_output,
 }
+
+
+def fit_setup(spec: Any, optimizers: Any, schedules: Any, callbacks: Any) -> tuple[Any, list, int]:
+    """The optimizer, the callbacks and the epochs of a learning-rate fit ``spec`` (``(optimizer
+    class name, its arguments, [(callback class name, its arguments)], epochs)``, as
+    tests/make_keras_golden_lr.py's ``FITS`` or its JSON copy), made with either library's
+    ``optimizers``, ``schedules`` and ``callbacks`` modules. A ``learning_rate`` of ``(schedule
+    class name, its arguments)`` is that schedule; a callback's ``"schedule"`` names a function
+    of :data:`LR_FUNCTIONS`."""
+    optimizer_name, optimizer_kwargs, callback_specs, epochs = spec
+    kwargs = dict(optimizer_kwargs)
+    if isinstance(kwargs["learning_rate"], (list, tuple)):
+        schedule_name, schedule_kwargs = kwargs["learning_rate"]
+        kwargs["learning_rate"] = getattr(schedules, schedule_name)(**schedule_kwargs)
+    made = []
+    for callback_name, callback_kwargs in callback_specs:
+        callback_kwargs = dict(callback_kwargs)
+        if "schedule" in callback_kwargs:
+            callback_kwargs["schedule"] = LR_FUNCTIONS[callback_kwargs["schedule"]]
+        made.append(getattr(callbacks, callback_name)(**callback_kwargs))
+    return getattr(optimizers, optimizer_name)(**kwargs), made, epochs

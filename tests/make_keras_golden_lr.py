@@ -38,7 +38,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras_callback_cases import LR_FUNCTIONS, captured  # noqa: E402
+from keras_callback_cases import LR_FUNCTIONS, captured, fit_setup  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 SCHEDULES = keras.optimizers.schedules
@@ -397,19 +397,11 @@ def fits() -> dict:
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.GRU(4), keras.layers.Dense(1)])
     initial = model.get_weights()
     arrays.update({f"initial_{i}": w for i, w in enumerate(initial)})
-    for name, (optimizer_name, optimizer_kwargs, callbacks, epochs) in FITS.items():
-        kwargs = dict(optimizer_kwargs)
-        if isinstance(kwargs["learning_rate"], tuple):
-            cls, schedule_kwargs = kwargs["learning_rate"]
-            kwargs["learning_rate"] = getattr(SCHEDULES, cls)(**schedule_kwargs)
-        made = []
-        for cb_name, cb_kwargs in callbacks:
-            cb_kwargs = dict(cb_kwargs)
-            if "schedule" in cb_kwargs:
-                cb_kwargs["schedule"] = LR_FUNCTIONS[cb_kwargs["schedule"]]
-            made.append(getattr(keras.callbacks, cb_name)(**cb_kwargs))
+    for name, spec in FITS.items():
+        optimizer, made, epochs = fit_setup(spec, keras.optimizers, SCHEDULES, keras.callbacks)
+        callbacks = spec[2]
         model.set_weights(initial)
-        model.compile(optimizer=getattr(keras.optimizers, optimizer_name)(**kwargs), loss="mse")
+        model.compile(optimizer=optimizer, loss="mse")
         history = model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, callbacks=made, verbose=0)
         losses = np.asarray(history.history["loss"])
         for cb_name, cb_kwargs in callbacks:

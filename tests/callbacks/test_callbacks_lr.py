@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from keras_callback_cases import LR_FUNCTIONS, captured
+from keras_callback_cases import LR_FUNCTIONS, captured, fit_setup
 from paths import DATA
 
 from cgru import GRU, Dense, Sequential, callbacks, optimizers
@@ -200,20 +200,10 @@ FIT_NAMES = list(FIT_SPECS)
 
 def fit_like_keras(name: str, device: str):
     """The generator's fit ``name`` (its optimizer, learning rate and callbacks) with cgru."""
-    optimizer_name, optimizer_kwargs, callback_specs, epochs = FIT_SPECS[name]
-    kwargs = dict(optimizer_kwargs)
-    if isinstance(kwargs["learning_rate"], list):
-        schedule_name, schedule_kwargs = kwargs["learning_rate"]
-        kwargs["learning_rate"] = getattr(schedules, schedule_name)(**schedule_kwargs)
-    made = []
-    for callback_name, callback_kwargs in callback_specs:
-        callback_kwargs = dict(callback_kwargs)
-        if "schedule" in callback_kwargs:
-            callback_kwargs["schedule"] = LR_FUNCTIONS[callback_kwargs["schedule"]]
-        made.append(getattr(callbacks, callback_name)(**callback_kwargs))
+    optimizer, made, epochs = fit_setup(FIT_SPECS[name], optimizers, schedules, callbacks)
     model = Sequential([GRU(4, input_shape=(6, 3)), Dense(1)], device=device)
     model.set_weights([FIT[f"initial_{i}"] for i in range(5)])
-    model.compile(optimizer=getattr(optimizers, optimizer_name)(**kwargs), loss="mse")
+    model.compile(optimizer=optimizer, loss="mse")
     history = model.fit(
         FIT["x"], FIT["y"], batch_size=8, epochs=epochs, shuffle=False, callbacks=made, verbose=0
     )
