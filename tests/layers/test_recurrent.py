@@ -5,25 +5,12 @@ semantics, merge modes, and the gradients of GRU, Bidirectional and Dense by fin
 import numpy as np
 import pytest
 from finite_differences import assert_weight_gradients, numeric_gradient
+from golden import torch_to_keras
 from layer_calls import built, run
 
 import cgru
 from cgru import GRU, Bidirectional, Dense
 from cgru.layers.recurrent import reverse_padded
-
-
-def torch_to_keras(gru, suffix="_l0"):
-    """Keras-layout [kernel, recurrent_kernel, bias] from a torch.nn.GRU direction."""
-
-    def reorder(w):  # torch gate blocks r, z, n -> Keras z, r, h
-        r, z, n = np.split(w, 3, axis=0)
-        return np.concatenate([z, r, n], axis=0)
-
-    w_ih = getattr(gru, f"weight_ih{suffix}").detach().double().numpy()
-    w_hh = getattr(gru, f"weight_hh{suffix}").detach().double().numpy()
-    b_ih = getattr(gru, f"bias_ih{suffix}").detach().double().numpy()
-    b_hh = getattr(gru, f"bias_hh{suffix}").detach().double().numpy()
-    return [reorder(w_ih).T, reorder(w_hh).T, np.stack([reorder(b_ih), reorder(b_hh)])]
 
 
 # --------------------------------------------------------------------------------- GRU vs torch

@@ -4,21 +4,9 @@ finite-difference check of a whole model with lengths, and padded targets that n
 import numpy as np
 import pytest
 from finite_differences import assert_weight_gradients
+from golden import torch_to_keras
 
 from cgru import GRU, Bidirectional, Dense, Sequential, optimizers
-
-
-def torch_to_keras(gru, suffix="_l0"):
-    def reorder(w):
-        r, z, n = np.split(w, 3, axis=0)
-        return np.concatenate([z, r, n], axis=0)
-
-    get = lambda name: getattr(gru, f"{name}{suffix}").detach().double().numpy()  # noqa: E731
-    return [
-        reorder(get("weight_ih")).T,
-        reorder(get("weight_hh")).T,
-        np.stack([reorder(get("bias_ih")), reorder(get("bias_hh"))]),
-    ]
 
 
 @pytest.mark.parametrize("use_lengths", [False, True])
