@@ -163,7 +163,7 @@ for _hook in [name for name in dir(_callbacks.Callback) if name.startswith("on_"
 class EqualSteps:
     """A batch source that yields ``steps`` batches per pass on every rank: the most that any
     rank's ``source`` has, its own batches first, then empty ones (zero samples, the shapes of
-    its data: the source's ``empty`` batch, see :mod:`cgru.training.adapters`).
+    its data: the source's ``empty`` batch, see :mod:`cgru.training.epochs`).
 
     ``steps`` must be known on every rank: arrays, a PyDataset or an iterable with a length,
     or a generator or iterator with ``steps_per_epoch`` (``validation_steps`` for validation
