@@ -1,9 +1,14 @@
 """What the Keras 3 callback golden scripts (tests/make_keras_golden.py,
 tests/make_keras_golden_lr.py) and the callback tests share, so that cgru's callbacks are driven
-and recorded exactly as Keras's were: :func:`captured` (the printed lines and warnings),
-:func:`drive` (a monitoring callback over fixed values, by hand) the LearningRateScheduler
-functions of :data:`LR_FUNCTIONS` and what makes a learning-rate fit's optimizer and callbacks
-(:func:`fit_setup`). Imports neither library.
+and recorded exactly as Keras's were:
+
+- :func:`captured`: the printed lines and warnings of a block;
+- :func:`drive`, :func:`drive_reduce_lr`, :func:`drive_lr_scheduler`: a callback driven by hand
+  over fixed epochs, as ``fit`` would, and what it did;
+- :data:`LR_FUNCTIONS`: the LearningRateScheduler functions, by name;
+- :func:`fit_setup`: a learning-rate fit's optimizer and callbacks, from its spec.
+
+Imports neither library.
 """
 
 from __future__ import annotations
@@ -63,6 +68,65 @@ def drive(
             on_epoch(record, callback)
         records.append(record)
     return records
+
+
+def drive_reduce_lr(
+    callback: Any, model: Any, monitor: str, values: list, fits: int, ignore: str | None = None
+) -> list[dict]:
+    """Drive a ReduceLROnPlateau ``callback`` of a compiled ``model`` over ``values`` (the
+    monitored value per epoch; None: missing from the logs) ``fits`` times; one record per fit:
+    :func:`captured`'s (``ignore`` passed on) and ``epochs``, per epoch the logged learning rate,
+    the optimizer's after the epoch, ``wait``, ``cooldown_counter`` and ``best``."""
+    callback.set_model(model)
+    records = []
+    for _ in range(fits):
+        epochs = []
+        with captured(ignore) as record:
+            callback.on_train_begin({})
+            for epoch, value in enumerate(values):
+                callback.on_epoch_begin(epoch, {})
+                logs = {"other": 0.0} if value is None else {monitor: value}
+                callback.on_epoch_end(epoch, logs)
+                epochs.append({
+                    "logged": logs["learning_rate"],
+                    "after": float(model.optimizer.learning_rate),
+                    "wait": callback.wait,
+                    "cooldown_counter": callback.cooldown_counter,
+                    "best": plain(callback.best),
+                })
+            callback.on_train_end({})
+        record["epochs"] = epochs
+        records.append(record)
+    return records
+
+
+def drive_lr_scheduler(callback: Any, model: Any, epochs: int, ignore: str | None = None) -> dict:
+    """Drive a LearningRateScheduler ``callback`` of a compiled ``model`` over ``epochs``
+    epochs: :func:`captured`'s record (``ignore`` passed on) and ``epochs``, per epoch the
+    optimizer's learning rate during it and the logged one."""
+    callback.set_model(model)
+    rows = []
+    with captured(ignore) as record:
+        callback.on_train_begin({})
+        for epoch in range(epochs):
+            callback.on_epoch_begin(epoch, {})
+            during = float(model.optimizer.learning_rate)
+            logs = {"loss": 1.0}
+            callback.on_epoch_end(epoch, logs)
+            rows.append({"during": during, "logged": logs["learning_rate"]})
+        callback.on_train_end({})
+    record["epochs"] = rows
+    return record
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: NumPy scalars become Python's (NaN and infinities are written as JSON's
+    NaN/Infinity tokens, which Python's json reads back)."""
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _halve_after_two(epoch, lr):

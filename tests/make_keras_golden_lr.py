@@ -38,7 +38,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras_callback_cases import LR_FUNCTIONS, captured, fit_setup  # noqa: E402
+from keras_callback_cases import (  # noqa: E402
+    LR_FUNCTIONS,
+    drive_lr_scheduler,
+    drive_reduce_lr,
+    fit_setup,
+    plain,
+)
 
 DATA = Path(__file__).parent / "data"
 SCHEDULES = keras.optimizers.schedules
@@ -238,16 +244,6 @@ FITS = {
 TF_NUMPY_WARNING = "__array__"
 
 
-def plain(value):
-    """JSON-ready: numpy scalars become Python's (NaN and infinities are written as JSON's
-    NaN/Infinity tokens, which Python's json reads back)."""
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def schedules() -> dict:
     out = {}
     for name, (cls, kwargs) in SCHEDULE_CASES.items():
@@ -281,26 +277,8 @@ def reduce_lr_on_plateau() -> dict:
     for name, (kwargs, lr, values, fits) in REDUCE_LR.items():
         model = compiled_model(keras.optimizers.SGD(learning_rate=lr))
         callback = keras.callbacks.ReduceLROnPlateau(**kwargs)
-        callback.set_model(model)
-        records = []
-        for _ in range(fits):
-            epochs = []
-            with captured(ignore=TF_NUMPY_WARNING) as record:
-                callback.on_train_begin({})
-                for epoch, value in enumerate(values):
-                    callback.on_epoch_begin(epoch, {})
-                    logs = {"other": 0.0} if value is None else {kwargs.get("monitor", "val_loss"): value}
-                    callback.on_epoch_end(epoch, logs)
-                    epochs.append({
-                        "logged": logs["learning_rate"],
-                        "after": float(model.optimizer.learning_rate),
-                        "wait": callback.wait,
-                        "cooldown_counter": callback.cooldown_counter,
-                        "best": plain(callback.best),
-                    })
-                callback.on_train_end({})
-            record["epochs"] = epochs
-            records.append(record)
+        monitor = kwargs.get("monitor", "val_loss")
+        records = drive_reduce_lr(callback, model, monitor, values, fits, ignore=TF_NUMPY_WARNING)
         out[name] = {"kwargs": kwargs, "learning_rate": lr, "values": values, "fits": records}
     return out
 
@@ -310,18 +288,7 @@ def learning_rate_scheduler() -> dict:
     for name, (function, lr, epochs, verbose) in LR_SCHEDULER.items():
         model = compiled_model(keras.optimizers.SGD(learning_rate=lr))
         callback = keras.callbacks.LearningRateScheduler(LR_FUNCTIONS[function], verbose=verbose)
-        callback.set_model(model)
-        rows = []
-        with captured(ignore=TF_NUMPY_WARNING) as record:
-            callback.on_train_begin({})
-            for epoch in range(epochs):
-                callback.on_epoch_begin(epoch, {})
-                during = float(model.optimizer.learning_rate)
-                logs = {"loss": 1.0}
-                callback.on_epoch_end(epoch, logs)
-                rows.append({"during": during, "logged": logs["learning_rate"]})
-            callback.on_train_end({})
-        record["epochs"] = rows
+        record = drive_lr_scheduler(callback, model, epochs, ignore=TF_NUMPY_WARNING)
         out[name] = {"function": function, "learning_rate": lr, "verbose": verbose, **record}
     model = compiled_model(keras.optimizers.SGD(0.1))
     callback = keras.callbacks.LearningRateScheduler(lambda epoch, lr: None)

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from keras_callback_cases import LR_FUNCTIONS, captured, fit_setup
+from keras_callback_cases import LR_FUNCTIONS, drive_lr_scheduler, drive_reduce_lr, fit_setup
 from paths import DATA
 
 from cgru import GRU, Dense, Sequential, callbacks, optimizers
@@ -30,25 +30,10 @@ def test_reduce_lr_on_plateau_matches_keras(name):
     case = GOLDEN["reduce_lr_on_plateau"][name]
     model = compiled_model(optimizers.SGD(learning_rate=case["learning_rate"]))
     callback = callbacks.ReduceLROnPlateau(**case["kwargs"])
-    callback.set_model(model)
     monitor = case["kwargs"].get("monitor", "val_loss")
-    for expected in case["fits"]:
-        epochs = []
-        with captured() as record:
-            callback.on_train_begin({})
-            for epoch, value in enumerate(case["values"]):
-                callback.on_epoch_begin(epoch, {})
-                logs = {"other": 0.0} if value is None else {monitor: value}
-                callback.on_epoch_end(epoch, logs)
-                epochs.append({
-                    "logged": logs["learning_rate"],
-                    "after": float(model.optimizer.learning_rate),
-                    "wait": callback.wait,
-                    "cooldown_counter": callback.cooldown_counter,
-                    "best": callback.best,
-                })
-            callback.on_train_end({})
-        assert epochs == expected["epochs"]  # exact: the learning rates are float32 values
+    records = drive_reduce_lr(callback, model, monitor, case["values"], len(case["fits"]))
+    for record, expected in zip(records, case["fits"]):
+        assert record["epochs"] == expected["epochs"]  # exact: the learning rates are float32 values
         assert record["stdout"] == expected["stdout"]
         assert record["warnings"] == expected["warnings"]
 
@@ -103,18 +88,8 @@ def test_learning_rate_scheduler_matches_keras(name):
     case = GOLDEN["learning_rate_scheduler"][name]
     model = compiled_model(optimizers.SGD(learning_rate=case["learning_rate"]))
     callback = callbacks.LearningRateScheduler(LR_FUNCTIONS[case["function"]], verbose=case["verbose"])
-    callback.set_model(model)
-    rows = []
-    with captured() as record:
-        callback.on_train_begin({})
-        for epoch in range(len(case["epochs"])):
-            callback.on_epoch_begin(epoch, {})
-            during = float(model.optimizer.learning_rate)
-            logs = {"loss": 1.0}
-            callback.on_epoch_end(epoch, logs)
-            rows.append({"during": during, "logged": logs["learning_rate"]})
-        callback.on_train_end({})
-    assert rows == case["epochs"]
+    record = drive_lr_scheduler(callback, model, len(case["epochs"]))
+    assert record["epochs"] == case["epochs"]
     assert record["stdout"] == case["stdout"]
 
 
