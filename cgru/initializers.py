@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from .registry import BuiltinNames
+
 
 def compute_fans(shape: tuple) -> tuple[int, int]:
     """Keras's fan-in and fan-out of a weight shape."""
@@ -294,26 +296,23 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
-_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        Zeros,
-        Ones,
-        Constant,
-        RandomNormal,
-        RandomUniform,
-        TruncatedNormal,
-        VarianceScaling,
-        GlorotUniform,
-        GlorotNormal,
-        HeUniform,
-        HeNormal,
-        LecunUniform,
-        LecunNormal,
-        Orthogonal,
-        Identity,
-    )
-}
+_BUILTIN_CLASSES = (
+    Zeros,
+    Ones,
+    Constant,
+    RandomNormal,
+    RandomUniform,
+    TruncatedNormal,
+    VarianceScaling,
+    GlorotUniform,
+    GlorotNormal,
+    HeUniform,
+    HeNormal,
+    LecunUniform,
+    LecunNormal,
+    Orthogonal,
+    Identity,
+)
 _ALIASES = {
     "zeros": Zeros,
     "zero": Zeros,
@@ -337,21 +336,17 @@ _ALIASES = {
 }
 
 
+_NAMES = BuiltinNames("initializer", _BUILTIN_CLASSES, _ALIASES)
+
+
 def get(identifier) -> Initializer:
     """An initializer from a name, a ``{"class_name", "config"}`` dict or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower()) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"unknown initializer {identifier!r}; known: {sorted(_ALIASES)}")
-        return cls()
-    if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _CLASSES.get(identifier["class_name"]) or _ALIASES.get(str(identifier["class_name"]).lower())
-        if cls is None:
-            raise ValueError(f"unknown initializer {identifier['class_name']!r}")
-        return cls.from_config(dict(identifier.get("config") or {}))
-    raise TypeError(f"initializer must be a name, a config dict or an Initializer, got {identifier!r}")
+    initializer = _NAMES.instance(identifier)
+    if initializer is None:
+        raise TypeError(f"initializer must be a name, a config dict or an Initializer, got {identifier!r}")
+    return initializer
 
 
 def serialize(initializer: Initializer) -> dict | str:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import config as _config
+from .registry import BuiltinNames
 from .sample_weights import loss_denominator, reduce_weighted_values, standardize_reduction
 from .validation import xp_of
 
@@ -349,17 +350,14 @@ class SparseCategoricalCrossentropy(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        MeanSquaredError,
-        MeanAbsoluteError,
-        Huber,
-        BinaryCrossentropy,
-        CategoricalCrossentropy,
-        SparseCategoricalCrossentropy,
-    )
-}
+_BUILTIN_CLASSES = (
+    MeanSquaredError,
+    MeanAbsoluteError,
+    Huber,
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+)
 _ALIASES = {
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
@@ -393,23 +391,19 @@ categorical_crossentropy = _functional(CategoricalCrossentropy)
 sparse_categorical_crossentropy = _functional(SparseCategoricalCrossentropy)
 
 
+# a saved loss names its class ("MeanSquaredError"), never an alias
+_NAMES = BuiltinNames("loss", _BUILTIN_CLASSES, _ALIASES, saved_aliases=False)
+
+
 def get(identifier: Any) -> Loss:
     """A loss from a name, a ``{"class_name", "config"}`` dict, a Loss or a functional loss."""
     if isinstance(identifier, Loss):
         return identifier
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower()) or _CLASSES.get(identifier)
-        if cls is None:
-            raise ValueError(f"unknown loss {identifier!r}; known: {sorted(_ALIASES)}")
-        loss = cls()
-        if identifier.lower() in _ALIASES:
+    loss = _NAMES.instance(identifier)
+    if loss is not None:
+        if isinstance(identifier, str) and identifier.lower() in _ALIASES:
             loss.name = identifier.lower()
         return loss
-    if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _CLASSES.get(identifier["class_name"])
-        if cls is None:
-            raise ValueError(f"unknown loss class {identifier['class_name']!r}; known: {sorted(_CLASSES)}")
-        return cls.from_config(dict(identifier.get("config") or {}))
     if callable(identifier) and hasattr(identifier, "_loss_class"):
         return identifier._loss_class()
     if callable(identifier):

@@ -5,6 +5,9 @@ A saved model's JSON config describes each object it holds (layers, learning-rat
 :class:`Registry` of that kind and calls the class's ``from_config``. Built-in classes register
 themselves; users register their own subclasses with the kind's decorator
 (``@cgru.register_layer``, ``@cgru.optimizers.schedules.register_schedule``).
+
+:class:`BuiltinNames` is the fixed table of a kind whose ``get()`` takes a name or a saved
+``{"class_name", "config"}`` but no user classes (initializers, losses, optimizers).
 """
 
 from __future__ import annotations
@@ -124,4 +127,46 @@ class Registry:
         return obj
 
 
-__all__ = ["Registry"]
+class BuiltinNames:
+    """cgru's own classes of one kind, by class name and by alias, as a ``get()`` looks them up.
+
+    ``kind``: what the classes are, in messages ("initializer"); ``aliases``: lower-case names
+    (``"glorot_uniform"``); ``saved_aliases``: whether a saved ``class_name`` may be an alias
+    too (in any case) rather than only a class name.
+    """
+
+    def __init__(self, kind: str, classes: Any, aliases: dict[str, type], saved_aliases: bool = True) -> None:
+        self.kind = kind
+        self.classes: dict[str, type] = {cls.__name__: cls for cls in classes}
+        self.aliases = aliases
+        self.saved_aliases = saved_aliases
+
+    def by_name(self, name: str) -> type:
+        """The class ``name`` names: an alias in any case, or a class name; ValueError listing
+        the aliases otherwise."""
+        cls = self.aliases.get(name.lower()) or self.classes.get(name)
+        if cls is None:
+            raise ValueError(f"unknown {self.kind} {name!r}; known: {sorted(self.aliases)}")
+        return cls
+
+    def by_saved_name(self, name: Any) -> type:
+        """The class a saved ``class_name`` names; ValueError listing the class names otherwise."""
+        cls = self.classes.get(name)
+        if cls is None and self.saved_aliases:
+            cls = self.aliases.get(str(name).lower())
+        if cls is None:
+            raise ValueError(f"unknown {self.kind} class {name!r}; known: {sorted(self.classes)}")
+        return cls
+
+    def instance(self, identifier: Any) -> Any:
+        """A new object for a name (made with no arguments) or a ``{"class_name", "config"}``
+        dict (made by the class's ``from_config``); None for any other ``identifier``."""
+        if isinstance(identifier, str):
+            return self.by_name(identifier)()
+        if isinstance(identifier, dict) and "class_name" in identifier:
+            cls = self.by_saved_name(identifier["class_name"])
+            return cls.from_config(dict(identifier.get("config") or {}))
+        return None
+
+
+__all__ = ["BuiltinNames", "Registry"]

@@ -108,6 +108,20 @@ def check_sample_weight(
     return w
 
 
+def broadcast_weight(
+    xp: Any, sample_weight: Any, shape: tuple, of: str = "values", weight_shape: tuple | None = None
+) -> Any:
+    """``sample_weight`` broadcast to ``shape`` (a view); ValueError naming the weight's shape
+    (``weight_shape`` when given: the shape the caller received) and ``of``, what it weighs."""
+    try:
+        return xp.broadcast_to(sample_weight, shape)
+    except ValueError:
+        shown = tuple(sample_weight.shape) if weight_shape is None else tuple(weight_shape)
+        raise ValueError(
+            f"sample_weight of shape {shown} does not fit {of} of shape {tuple(shape)}"
+        ) from None
+
+
 def _expand_per_sample(w: Any, values_ndim: int) -> Any:
     """A ``(B,)`` weight on ``(B, T)`` values as ``(B, 1)``: it weighs every step."""
     if w.ndim == 1 and values_ndim == 2:

@@ -2,7 +2,7 @@
 
 ``fit``, ``evaluate`` and ``predict`` draw the batches of a :class:`PyDataset` by index, as
 Keras 3 does: ``len(dataset)`` batches per pass, ``dataset[i]`` for each, and the
-``on_epoch_begin``/``on_epoch_end`` hooks around every pass (see :mod:`cgru.training.adapters`
+``on_epoch_begin``/``on_epoch_end`` hooks around every pass (see :mod:`cgru.training.epochs`
 for the exact order of the calls). ``workers``, ``use_multiprocessing`` and ``max_queue_size``
 let ``fit`` prepare the next batches in a thread or process pool while the model trains.
 """

@@ -1,13 +1,19 @@
-"""Reading the PyTorch golden vectors (made by make_golden.py) and running them through ops."""
+"""Reading the PyTorch golden vectors (made by make_golden.py) and running them through ops;
+PyTorch GRU weights in Keras's layout."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 DATA = Path(__file__).parent / "data"
 GOLDEN_CASES = sorted(p.stem.removeprefix("gru_golden_") for p in DATA.glob("gru_golden_*.npz"))
+
+
+#: The parameters of one direction of a torch.nn.GRU layer, before their suffix ("_l0"...).
+TORCH_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def load_case(name: str) -> dict[str, np.ndarray]:
@@ -20,15 +26,27 @@ def torch_gates_to_keras(a: np.ndarray, hidden: int) -> np.ndarray:
     return np.concatenate([a[hidden:2 * hidden], a[:hidden], a[2 * hidden:]])
 
 
-def keras_weights(case: dict, layer: int, suffix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(kernel (I, 3H), recurrent_kernel (H, 3H), bias (2, 3H)) of one layer/direction."""
-    hidden = int(case["meta"][2])
-    w_ih, w_hh = case[f"weight_ih_l{layer}{suffix}"], case[f"weight_hh_l{layer}{suffix}"]
-    b_ih, b_hh = case[f"bias_ih_l{layer}{suffix}"], case[f"bias_hh_l{layer}{suffix}"]
-    return (
+def gru_weights_from_torch(w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray) -> list:
+    """``[kernel (I, 3H), recurrent_kernel (H, 3H), bias (2, 3H)]`` from one direction's
+    ``weight_ih (3H, I)``, ``weight_hh (3H, H)``, ``bias_ih`` and ``bias_hh (3H,)`` of PyTorch."""
+    hidden = w_hh.shape[1]
+    return [
         torch_gates_to_keras(w_ih, hidden).T.copy(),
         torch_gates_to_keras(w_hh, hidden).T.copy(),
         np.stack([torch_gates_to_keras(b_ih, hidden), torch_gates_to_keras(b_hh, hidden)]),
+    ]
+
+
+def keras_weights(case: dict, layer: int, suffix: str) -> list:
+    """[kernel (I, 3H), recurrent_kernel (H, 3H), bias (2, 3H)] of one layer/direction."""
+    return gru_weights_from_torch(*(case[f"{name}_l{layer}{suffix}"] for name in TORCH_NAMES))
+
+
+def torch_to_keras(gru: Any, suffix: str = "_l0") -> list:
+    """[kernel, recurrent_kernel, bias] in float64 of one direction (``suffix``: ``"_l0"``,
+    ``"_l0_reverse"``...) of a live ``torch.nn.GRU``."""
+    return gru_weights_from_torch(
+        *(getattr(gru, f"{name}{suffix}").detach().double().numpy() for name in TORCH_NAMES)
     )
 
 

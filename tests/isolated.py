@@ -23,15 +23,21 @@ def this_cgru_env(**extra: str) -> dict[str, str]:
 
 def run_isolated(script: str, *args: str, timeout_s: float, hang: str) -> str:
     """The standard output of ``python -c script args...`` (``script`` dedented); the test
-    fails with ``hang`` when it runs past ``timeout_s``, and with its stderr when it fails."""
-    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args],
-                               env=this_cgru_env(), text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True)
+    fails with ``hang`` when it runs past ``timeout_s``, and with its output when it fails."""
+    return run_python(["-c", textwrap.dedent(script), *args], timeout_s=timeout_s, hang=hang)
+
+
+def run_python(args: list[str], timeout_s: float, hang: str) -> str:
+    """The standard output of ``python args...`` with this cgru, in its own session; the test
+    fails with ``hang`` when it runs past ``timeout_s`` (the process and its children are
+    killed), and with its stderr and stdout when it exits with an error."""
+    process = subprocess.Popen([sys.executable, *args], env=this_cgru_env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         out, err = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)  # its children too
         process.communicate()
         pytest.fail(f"{hang} (ran past {timeout_s} s)")
-    assert process.returncode == 0, err
+    assert process.returncode == 0, f"{err}\n{out}"
     return out

@@ -29,12 +29,9 @@ Writes, in tests/data/:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -43,6 +40,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras.src.trainers import compile_utils  # noqa: E402
+from keras_callback_cases import drive  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 NAN, INF = float("nan"), float("inf")
@@ -166,44 +164,6 @@ MONITORS = ["loss", "val_loss", "accuracy", "val_accuracy", "acc", "val_acc", "m
 
 def one_weight_model() -> keras.Model:
     return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
-
-
-@contextlib.contextmanager
-def captured():
-    """Capture stdout lines and warning messages."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        record = {"stdout": [], "warnings": []}
-        yield record
-    record["stdout"] = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
-    record["warnings"] = [str(w.message) for w in caught]
-
-
-def drive(callback, model, monitor: str, values: list, fits: int, on_epoch=None) -> list[dict]:
-    """Drive ``callback`` over ``values`` ``fits`` times as ``fit`` would; one record per fit."""
-    callback.set_model(model)
-    records = []
-    for _ in range(fits):
-        model.stop_training = False
-        with captured() as record:
-            callback.on_train_begin({})
-            run = 0
-            for epoch, value in enumerate(values):
-                model.set_weights([np.full((1, 1), float(epoch), dtype="float32")])
-                callback.on_epoch_begin(epoch, {})
-                logs = {"other": 0.0} if value is None else {monitor: value, "other": 0.0}
-                callback.on_epoch_end(epoch, logs)
-                run += 1
-                if model.stop_training:
-                    break
-            callback.on_train_end({})
-        record["epochs_run"] = run
-        record["final_weight_epoch"] = int(model.get_weights()[0][0, 0])
-        if on_epoch is not None:
-            on_epoch(record, callback)
-        records.append(record)
-    return records
 
 
 def early_stopping() -> dict:

@@ -45,16 +45,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras.src.trainers.data_adapters import data_adapter_utils, tf_dataset_adapter  # noqa: E402
+from keras_data_cases import BATCH, NumberedBatches, endless, generator, numbered  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
-BATCH = 4
-
-
-def numbered(i: int, weights: bool = False) -> tuple:
-    """Batch ``i``: zeros in, ``i`` as every target."""
-    x = np.zeros((BATCH, 1), "float32")
-    y = np.full((BATCH, 1), float(i), "float32")
-    return (x, y, np.ones(BATCH, "float32")) if weights else (x, y)
 
 
 def zero_model() -> keras.Model:
@@ -110,18 +103,6 @@ def per_epoch(log: list, kind: str = "train") -> list:
 
 def count_ran_out(caught: list) -> int:
     return sum("ran out of data" in str(w.message) for w in caught)
-
-
-def generator(count: int, start: int = 0):
-    for i in range(start, start + count):
-        yield numbered(i)
-
-
-def endless():
-    i = 0
-    while True:
-        yield numbered(i)
-        i += 1
 
 
 def fit_record(x, **kwargs) -> dict:
@@ -185,24 +166,8 @@ def generator_predict() -> dict:
     }
 
 
-class Numbered(keras.utils.PyDataset):
+class Numbered(NumberedBatches, keras.utils.PyDataset):
     """``count`` numbered batches (from ``start``); its hooks write into ``log``."""
-
-    def __init__(self, count: int, log: list, start: int = 0, name: str = "data", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.count, self.log, self.start, self.name = count, log, start, name
-
-    def __len__(self):
-        return self.count
-
-    def __getitem__(self, index):
-        return numbered(self.start + index)
-
-    def on_epoch_begin(self):
-        self.log.append(f"{self.name}.on_epoch_begin")
-
-    def on_epoch_end(self):
-        self.log.append(f"{self.name}.on_epoch_end")
 
 
 PY_DATASET_FIT = {

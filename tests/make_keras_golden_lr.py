@@ -15,7 +15,7 @@ Writes, in tests/data/:
   logged ``learning_rate``, the learning rate after the epoch, ``wait``, ``cooldown_counter``,
   ``best``, what it printed and warned, per ``fit`` (a scenario may reuse the callback);
   ``learning_rate_scheduler``: ``keras.callbacks.LearningRateScheduler`` driven the same way
-  with the functions of ``LR_FUNCTIONS`` (the test defines the same ones);
+  with the functions of ``LR_FUNCTIONS`` (tests/keras_callback_cases.py's, which the test uses);
   ``lr_setter``: what setting a float on an optimizer built with a schedule raises;
   ``csv_logger``: the bytes ``keras.callbacks.CSVLogger`` writes for fixed epoch logs
   (several fits into one file, ``append``, separators, missing and extra keys, odd values);
@@ -28,13 +28,9 @@ Writes, in tests/data/:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import math
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -42,6 +38,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from keras_callback_cases import (  # noqa: E402
+    LR_FUNCTIONS,
+    drive_lr_scheduler,
+    drive_reduce_lr,
+    fit_setup,
+    plain,
+)
 
 DATA = Path(__file__).parent / "data"
 SCHEDULES = keras.optimizers.schedules
@@ -175,34 +178,6 @@ LR_SCHEDULER = {
 }
 
 
-def _halve_after_two(epoch, lr):
-    return lr if epoch < 2 else lr * 0.5
-
-
-def _epoch_only(epoch):
-    return 0.1 / (epoch + 1)
-
-
-def _halve_while_above(epoch, lr):
-    return lr * 0.5 if lr > 0.001 else lr
-
-
-def _exponential(epoch, lr):
-    return lr if epoch < 10 else lr * math.exp(-0.1)
-
-
-def _float32_output(epoch, lr):
-    return np.float32(lr * 0.75)
-
-
-LR_FUNCTIONS = {
-    "halve_after_two": _halve_after_two,
-    "epoch_only": _epoch_only,
-    "halve_while_above_1e-3": _halve_while_above,
-    "exponential": _exponential,
-    "float32_output": _float32_output,
-}
-
 # name: ([(logs per epoch, ...) per fit], CSVLogger arguments per fit, text in the file before)
 CSV_CASES = {
     "no_val_keys": ([[{"loss": 0.5, "mae": 0.25}, {"loss": 0.125, "mae": 0.0625}]], [{}], None),
@@ -265,27 +240,8 @@ FITS = {
 }
 
 
-@contextlib.contextmanager
-def captured():
-    """Capture stdout lines and warning messages."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        record = {"stdout": [], "warnings": []}
-        yield record
-    record["stdout"] = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
-    # TensorFlow's warnings about NumPy 2 say nothing about the callbacks
-    record["warnings"] = [str(w.message) for w in caught if "__array__" not in str(w.message)]
-
-
-def plain(value):
-    """JSON-ready: numpy scalars become Python's (NaN and infinities are written as JSON's
-    NaN/Infinity tokens, which Python's json reads back)."""
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+#: TensorFlow's warnings about NumPy 2 say nothing about the callbacks
+TF_NUMPY_WARNING = "__array__"
 
 
 def schedules() -> dict:
@@ -321,26 +277,8 @@ def reduce_lr_on_plateau() -> dict:
     for name, (kwargs, lr, values, fits) in REDUCE_LR.items():
         model = compiled_model(keras.optimizers.SGD(learning_rate=lr))
         callback = keras.callbacks.ReduceLROnPlateau(**kwargs)
-        callback.set_model(model)
-        records = []
-        for _ in range(fits):
-            epochs = []
-            with captured() as record:
-                callback.on_train_begin({})
-                for epoch, value in enumerate(values):
-                    callback.on_epoch_begin(epoch, {})
-                    logs = {"other": 0.0} if value is None else {kwargs.get("monitor", "val_loss"): value}
-                    callback.on_epoch_end(epoch, logs)
-                    epochs.append({
-                        "logged": logs["learning_rate"],
-                        "after": float(model.optimizer.learning_rate),
-                        "wait": callback.wait,
-                        "cooldown_counter": callback.cooldown_counter,
-                        "best": plain(callback.best),
-                    })
-                callback.on_train_end({})
-            record["epochs"] = epochs
-            records.append(record)
+        monitor = kwargs.get("monitor", "val_loss")
+        records = drive_reduce_lr(callback, model, monitor, values, fits, ignore=TF_NUMPY_WARNING)
         out[name] = {"kwargs": kwargs, "learning_rate": lr, "values": values, "fits": records}
     return out
 
@@ -350,18 +288,7 @@ def learning_rate_scheduler() -> dict:
     for name, (function, lr, epochs, verbose) in LR_SCHEDULER.items():
         model = compiled_model(keras.optimizers.SGD(learning_rate=lr))
         callback = keras.callbacks.LearningRateScheduler(LR_FUNCTIONS[function], verbose=verbose)
-        callback.set_model(model)
-        rows = []
-        with captured() as record:
-            callback.on_train_begin({})
-            for epoch in range(epochs):
-                callback.on_epoch_begin(epoch, {})
-                during = float(model.optimizer.learning_rate)
-                logs = {"loss": 1.0}
-                callback.on_epoch_end(epoch, logs)
-                rows.append({"during": during, "logged": logs["learning_rate"]})
-            callback.on_train_end({})
-        record["epochs"] = rows
+        record = drive_lr_scheduler(callback, model, epochs, ignore=TF_NUMPY_WARNING)
         out[name] = {"function": function, "learning_rate": lr, "verbose": verbose, **record}
     model = compiled_model(keras.optimizers.SGD(0.1))
     callback = keras.callbacks.LearningRateScheduler(lambda epoch, lr: None)
@@ -437,19 +364,11 @@ def fits() -> dict:
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.GRU(4), keras.layers.Dense(1)])
     initial = model.get_weights()
     arrays.update({f"initial_{i}": w for i, w in enumerate(initial)})
-    for name, (optimizer_name, optimizer_kwargs, callbacks, epochs) in FITS.items():
-        kwargs = dict(optimizer_kwargs)
-        if isinstance(kwargs["learning_rate"], tuple):
-            cls, schedule_kwargs = kwargs["learning_rate"]
-            kwargs["learning_rate"] = getattr(SCHEDULES, cls)(**schedule_kwargs)
-        made = []
-        for cb_name, cb_kwargs in callbacks:
-            cb_kwargs = dict(cb_kwargs)
-            if "schedule" in cb_kwargs:
-                cb_kwargs["schedule"] = LR_FUNCTIONS[cb_kwargs["schedule"]]
-            made.append(getattr(keras.callbacks, cb_name)(**cb_kwargs))
+    for name, spec in FITS.items():
+        optimizer, made, epochs = fit_setup(spec, keras.optimizers, SCHEDULES, keras.callbacks)
+        callbacks = spec[2]
         model.set_weights(initial)
-        model.compile(optimizer=getattr(keras.optimizers, optimizer_name)(**kwargs), loss="mse")
+        model.compile(optimizer=optimizer, loss="mse")
         history = model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, callbacks=made, verbose=0)
         losses = np.asarray(history.history["loss"])
         for cb_name, cb_kwargs in callbacks:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from finite_differences import assert_weight_gradients
 
 import cgru
 from cgru import GRU, Dense, Embedding, Sequential, losses, metrics, optimizers
@@ -250,19 +251,7 @@ def test_whole_model_weighted_gradient_finite_differences(ops, rng, reduction, p
 
     loss, _ = loss_and_grads(model, Batch(x, y, lengths, w))
     assert loss == pytest.approx(loss_now(), rel=1e-12)
-    eps = 1e-6
-    for p in model.weights:
-        analytic = ops.to_numpy(p.grad)
-        host = p.numpy()
-        numeric = np.zeros_like(host)
-        for i in np.ndindex(host.shape):
-            for sign in (1, -1):
-                trial = host.copy()
-                trial[i] += sign * eps
-                p.value[...] = ops.asarray(trial)
-                numeric[i] += sign * loss_now() / (2 * eps)
-        p.value[...] = ops.asarray(host)
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9, err_msg=p.name)
+    assert_weight_gradients(ops, model.weights, loss_now, rtol=1e-5, atol=1e-9)
 
 
 def test_weights_of_padded_steps_and_their_values_never_count(ops, rng):

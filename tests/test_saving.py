@@ -159,16 +159,20 @@ def test_truncated_file(ops, tmp_path):
             cgru.load_model(bad)
 
 
-def test_corrupted_weight_bytes(ops, tmp_path):
-    path = _saved(tmp_path, ops)
+def refuses_a_flipped_byte(path, offset):
+    """Invert the byte at ``offset`` of the saved file ``path``: loading it must fail."""
     data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(path) as zf:
-        info = max(zf.infolist(), key=lambda i: i.file_size)
-    offset = info.header_offset + 30 + len(info.filename) + 200
     data[offset] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupted"):
         cgru.load_model(path)
+
+
+def test_corrupted_weight_bytes(ops, tmp_path):
+    path = _saved(tmp_path, ops)
+    with zipfile.ZipFile(path) as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    refuses_a_flipped_byte(path, info.header_offset + 30 + len(info.filename) + 200)
 
 
 def test_tampered_weights_fail_the_digest(ops, tmp_path):

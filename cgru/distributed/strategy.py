@@ -76,6 +76,11 @@ from .fused import pack_bytes, packed_size, unpack_bytes
 CHIEF_ONLY = ("ModelCheckpoint", "CSVLogger", "BackupAndRestore")
 
 
+def _first_difference(gathered: list, differing: list[int]) -> str:
+    """What rank 0 has and what the first rank that differs from it has, for messages."""
+    return f"rank 0 has {gathered[0]!r}, rank {differing[0]} has {gathered[differing[0]]!r}"
+
+
 def writes_files(callback: Any) -> bool:
     """Whether only the chief runs ``callback``: its ``chief_only`` attribute when it has one,
     else whether it is one of the file-writing callbacks (:data:`CHIEF_ONLY`)."""
@@ -158,7 +163,7 @@ for _hook in [name for name in dir(_callbacks.Callback) if name.startswith("on_"
 class EqualSteps:
     """A batch source that yields ``steps`` batches per pass on every rank: the most that any
     rank's ``source`` has, its own batches first, then empty ones (zero samples, the shapes of
-    its data: the source's ``empty`` batch, see :mod:`cgru.training.adapters`).
+    its data: the source's ``empty`` batch, see :mod:`cgru.training.epochs`).
 
     ``steps`` must be known on every rank: arrays, a PyDataset or an iterable with a length,
     or a generator or iterator with ``steps_per_epoch`` (``validation_steps`` for validation
@@ -289,14 +294,19 @@ class DataParallelStrategy:
             type(optimizer).__name__,
             _optimizer_settings(optimizer),
         )
-        gathered = self.collectives.host.allgather(signature)
-        differing = [rank for rank, other in enumerate(gathered) if other != gathered[0]]
+        gathered, differing = self._gather_differing(signature)
         if differing:
             raise ValueError(
                 f"every rank must train the same model with the same optimizer, but rank(s) "
                 f"{differing} differ from rank 0 (weights as (shape, dtype, trainable), optimizer, "
-                f"config): rank 0 has {gathered[0]!r}, rank {differing[0]} has {gathered[differing[0]]!r}"
+                f"config): {_first_difference(gathered, differing)}"
             )
+
+    def _gather_differing(self, value: Any) -> tuple[list, list[int]]:
+        """Every rank's ``value`` (collective: every rank calls it) and the ranks whose value
+        differs from rank 0's."""
+        gathered = self.collectives.host.allgather(value)
+        return gathered, [rank for rank, other in enumerate(gathered) if other != gathered[0]]
 
     def _broadcast_state(self, model: Any) -> None:
         host = self.collectives.host
@@ -359,13 +369,12 @@ class DataParallelStrategy:
         spec = (mean_reduction(result), state_spec(result.stats))
         layout = self._state_layouts.get(spec)
         if layout is None:
-            gathered = self.collectives.host.allgather(spec)
-            differing = [rank for rank, other in enumerate(gathered) if other != gathered[0]]
+            gathered, differing = self._gather_differing(spec)
             if differing:
                 raise ValueError(
                     f"every rank must compile the same loss reduction and metrics, but the metric states "
-                    f"(or the loss reduction) of rank(s) {differing} differ from rank 0's: rank 0 has "
-                    f"{gathered[0]!r}, rank {differing[0]} has {gathered[differing[0]]!r}"
+                    f"(or the loss reduction) of rank(s) {differing} differ from rank 0's: "
+                    f"{_first_difference(gathered, differing)}"
                 )
             layout = self._state_layouts[spec] = StateLayout(spec[1], self.size)
         return layout
@@ -401,8 +410,7 @@ class DataParallelStrategy:
                 for name in sorted(named):
                     digest.update(name.encode())
                     digest.update(np.ascontiguousarray(to_host(named[name])).tobytes())
-        digests = self.collectives.host.allgather(digest.hexdigest())
-        differing = [rank for rank, d in enumerate(digests) if d != digests[0]]
+        digests, differing = self._gather_differing(digest.hexdigest())
         if differing:
             raise RuntimeError(f"the replicas of rank(s) {differing} differ from rank 0's")
         return digests[0]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..sample_weights import squeeze_or_expand_to_same_rank
 from .base import target_and_output
-from .reduction import MeanMetricWrapper
+from .reduction import FixedFunctionMean
 
 
 def _floatx() -> str:
@@ -110,13 +110,10 @@ def sparse_top_k_categorical_accuracy(
     return _top_k_matches(xp, y_true, y_pred, k)
 
 
-class _Accuracies(MeanMetricWrapper):
-    """Shared by the accuracy classes: larger is better, config without the function."""
+class _Accuracies(FixedFunctionMean):
+    """Shared by the accuracy classes: larger is better."""
 
     direction = "up"
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype}
 
 
 class Accuracy(_Accuracies):

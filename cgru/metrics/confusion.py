@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import config as _config
-from ..sample_weights import squeeze_or_expand_to_same_rank
+from ..sample_weights import broadcast_weight, squeeze_or_expand_to_same_rank
 from ..validation import to_host
 from .base import Metric, array_module
 
@@ -113,13 +113,7 @@ def _weights(xp: Any, sample_weight: Any, label_weights: Any, y_pred: Any, dtype
     """Sample weights times label weights, broadcast to ``y_pred``'s shape (None for none)."""
     weights = None
     if sample_weight is not None:
-        try:
-            weights = xp.broadcast_to(sample_weight, y_pred.shape)
-        except ValueError:
-            raise ValueError(
-                f"sample_weight of shape {tuple(sample_weight.shape[:-1])} does not fit predictions "
-                f"of shape {tuple(y_pred.shape)}"
-            ) from None
+        weights = broadcast_weight(xp, sample_weight, y_pred.shape, "predictions", sample_weight.shape[:-1])
     if label_weights is not None:
         lw = xp.broadcast_to(xp.asarray(label_weights, dtype=dtype), y_pred.shape)
         weights = lw if weights is None else weights * lw

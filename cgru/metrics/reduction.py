@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..sample_weights import squeeze_or_expand_to_same_rank
+from ..sample_weights import broadcast_weight, squeeze_or_expand_to_same_rank
 from .base import Metric, array_module
 
 
@@ -36,13 +36,7 @@ def reduce_to_samplewise_values(
         values, sample_weight = squeeze_or_expand_to_same_rank(values, sample_weight)
         weight_ndim = sample_weight.ndim
         values = reduce_fn(xp, values, weight_ndim)
-        try:
-            sample_weight = xp.broadcast_to(sample_weight, values.shape)
-        except ValueError:
-            raise ValueError(
-                f"sample_weight of shape {tuple(sample_weight.shape)} does not fit values of "
-                f"shape {tuple(values.shape)}"
-            ) from None
+        sample_weight = broadcast_weight(xp, sample_weight, values.shape)
         values = values * sample_weight
         if weight_ndim > 1:
             sample_weight = reduce_fn(xp, sample_weight, 1)
@@ -115,4 +109,13 @@ class MeanMetricWrapper(Mean):
         )
 
 
-__all__ = ["Mean", "MeanMetricWrapper", "Sum", "reduce_to_samplewise_values"]
+class FixedFunctionMean(MeanMetricWrapper):
+    """Base of the built-in classes that each wrap one function of their own (the accuracies,
+    the error means): the class names the function, so its config leaves the function out
+    (``name`` and ``dtype``, plus a subclass's own arguments)."""
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype}
+
+
+__all__ = ["FixedFunctionMean", "Mean", "MeanMetricWrapper", "Sum", "reduce_to_samplewise_values"]

@@ -9,7 +9,7 @@ from typing import Any
 from .. import config as _config
 from ..sample_weights import squeeze_or_expand_to_same_rank
 from .base import target_and_output
-from .reduction import Mean, MeanMetricWrapper
+from .reduction import FixedFunctionMean, Mean
 
 
 def _difference(y_true: Any, y_pred: Any) -> tuple:
@@ -40,13 +40,10 @@ def mean_absolute_percentage_error(y_true: Any, y_pred: Any) -> Any:
     return 100.0 * xp.abs((y_true - y_pred) / xp.maximum(xp.abs(y_true), eps)).mean(axis=-1)
 
 
-class _Errors(MeanMetricWrapper):
-    """Shared by the error means: smaller is better, config without the function."""
+class _Errors(FixedFunctionMean):
+    """Shared by the error means: smaller is better."""
 
     direction = "down"
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype}
 
 
 class MeanAbsoluteError(_Errors):

@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import config as _config
 from ..layers.weights import publish
+from ..registry import BuiltinNames
 from ..validation import accepts_positional, check_float, xp_of
 from . import schedules
 from .schedules import LearningRateSchedule
@@ -450,27 +451,18 @@ class RMSprop(Optimizer):
         }
 
 
-_CLASSES = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop)}
 _ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+_NAMES = BuiltinNames("optimizer", (SGD, Adam, AdamW, RMSprop), _ALIASES)
 
 
 def get(identifier: Any) -> Optimizer:
     """An optimizer from a name ("sgd", "adam", "adamw", "rmsprop"), a config dict or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
-    if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"unknown optimizer {identifier!r}; known: {sorted(_ALIASES)}")
-        return cls()
-    if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _CLASSES.get(identifier["class_name"]) or _ALIASES.get(str(identifier["class_name"]).lower())
-        if cls is None:
-            raise ValueError(
-                f"unknown optimizer class {identifier['class_name']!r}; known: {sorted(_CLASSES)}"
-            )
-        return cls.from_config(dict(identifier.get("config") or {}))
-    raise TypeError(f"optimizer must be a name or a cgru.optimizers.Optimizer, got {identifier!r}")
+    optimizer = _NAMES.instance(identifier)
+    if optimizer is None:
+        raise TypeError(f"optimizer must be a name or a cgru.optimizers.Optimizer, got {identifier!r}")
+    return optimizer
 
 
 def serialize(optimizer: Optimizer) -> dict:

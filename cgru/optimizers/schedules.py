@@ -132,7 +132,36 @@ def _result(values: np.ndarray) -> Any:
 
 
 # --------------------------------------------------------------------------- schedules
-class ExponentialDecay(LearningRateSchedule):
+class _TimeDecay(LearningRateSchedule):
+    """The arguments, config and progress shared by :class:`ExponentialDecay` and
+    :class:`InverseTimeDecay`: both decay with ``step / decay_steps`` (floored with
+    ``staircase``) at ``decay_rate``."""
+
+    def __init__(
+        self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool, name: str
+    ) -> None:
+        self.initial_learning_rate = _number(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _decay_steps(decay_steps)
+        self.decay_rate = _number(decay_rate, "decay_rate")
+        self.staircase = _flag(staircase, "staircase")
+        self.name = _name(name)
+
+    def _progress(self, step: Any) -> np.ndarray:
+        """``step / decay_steps``, floored with ``staircase``, as float64."""
+        p = _steps(step) / self.decay_steps
+        return np.floor(p) if self.staircase else p
+
+    def get_config(self) -> dict:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class ExponentialDecay(_TimeDecay):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase`` the
     exponent is ``floor(step / decay_steps)``. ``decay_steps`` must be > 0."""
 
@@ -144,26 +173,10 @@ class ExponentialDecay(LearningRateSchedule):
         staircase: bool = False,
         name: str = "ExponentialDecay",
     ) -> None:
-        self.initial_learning_rate = _number(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _decay_steps(decay_steps)
-        self.decay_rate = _number(decay_rate, "decay_rate")
-        self.staircase = _flag(staircase, "staircase")
-        self.name = _name(name)
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step: Any) -> Any:
-        p = _steps(step) / self.decay_steps
-        if self.staircase:
-            p = np.floor(p)
-        return _result(self.initial_learning_rate * np.power(float(self.decay_rate), p))
-
-    def get_config(self) -> dict:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return _result(self.initial_learning_rate * np.power(float(self.decay_rate), self._progress(step)))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -256,7 +269,7 @@ class PolynomialDecay(LearningRateSchedule):
         }
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_TimeDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``; with ``staircase``
     the ratio is ``floor(step / decay_steps)``."""
 
@@ -268,26 +281,10 @@ class InverseTimeDecay(LearningRateSchedule):
         staircase: bool = False,
         name: str = "InverseTimeDecay",
     ) -> None:
-        self.initial_learning_rate = _number(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _decay_steps(decay_steps)
-        self.decay_rate = _number(decay_rate, "decay_rate")
-        self.staircase = _flag(staircase, "staircase")
-        self.name = _name(name)
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step: Any) -> Any:
-        p = _steps(step) / self.decay_steps
-        if self.staircase:
-            p = np.floor(p)
-        return _result(self.initial_learning_rate / (1.0 + self.decay_rate * p))
-
-    def get_config(self) -> dict:
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return _result(self.initial_learning_rate / (1.0 + self.decay_rate * self._progress(step)))
 
 
 class CosineDecay(LearningRateSchedule):

@@ -4,8 +4,8 @@
 - :mod:`.compiled`: the optimizer, loss and metrics ``compile()`` chooses, checked and saved;
 - :mod:`.data`: batches of arrays and the checks of a data set;
 - :mod:`.adapters`: the forms of data (arrays, generators, PyDatasets, iterables of batches)
-  and the batch sources they become, with Keras's epoch rules; :mod:`.prefetch`: a PyDataset's
-  batches prepared ahead by threads or processes;
+  and the batch sources they become; :mod:`.epochs`: the passes over a source and Keras's
+  epoch rules; :mod:`.prefetch`: a PyDataset's batches prepared ahead by threads or processes;
 - :mod:`.weights`: class weights turned into sample weights from the targets (the sample
   weights' checks and rules: :mod:`cgru.sample_weights`);
 - :mod:`.step`: one step on one batch (forward, loss, backward, gradients, optimizer);

@@ -6,6 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
+from finite_differences import numeric_gradient
 from threads import run_concurrently
 
 import cgru
@@ -104,19 +105,6 @@ def test_compiled_matches_reference_larger(shape, rng):
     got = forward_backward(cgru.get_ops("cpu"), args, kwargs, dy, None)
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * max(1, np.abs(e).max()))
-
-
-def numeric_gradient(f, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + eps
-        plus = f()
-        array[index] = saved - eps
-        minus = f()
-        array[index] = saved
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("reset_after,reverse,acts", [

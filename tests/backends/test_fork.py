@@ -5,14 +5,11 @@ Every child runs under a deadline, so that a regression fails instead of hanging
 
 import multiprocessing
 import os
-import signal
-import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
-from isolated import this_cgru_env
+from isolated import run_python
 from paths import TESTS
 from test_parallel import reference_forward, requires_unit_pair, run_pair, single_sequence
 
@@ -43,15 +40,7 @@ def test_children_compute_as_the_parent_after_its_threads_ran(start):
     Pools of each start method give exactly the parent's outputs by the same paths."""
     if start != "os.fork" and start not in multiprocessing.get_all_start_methods():
         pytest.skip(f"no {start!r} start method here")
-    process = subprocess.Popen([sys.executable, str(SCENARIOS), start], env=this_cgru_env(), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the children too
-        process.communicate()
-        pytest.fail(f"{start}: the scenario hung for {TIMEOUT_S} s")
-    assert process.returncode == 0, f"{start}: {err}\n{out}"
+    out = run_python([str(SCENARIOS), start], timeout_s=TIMEOUT_S, hang=f"{start}: the scenario hung")
     assert "agree with the parent" in out
 
 

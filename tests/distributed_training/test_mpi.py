@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from isolated import this_cgru_env
-from paths import ROOT
+from paths import ROOT, TESTS
 
 import cgru
 
@@ -41,29 +41,11 @@ WORKER = textwrap.dedent('''
 
     import numpy as np
 
+    from error_range import ErrorRange
+
     import cgru
 
     T, F, OUT, BATCH, EPOCHS = 6, 3, 2, 4, 3
-
-
-    class ErrorRange(cgru.metrics.Metric):
-        """The largest minus the smallest absolute error of a weighted value: "max" and "min"
-        state arrays."""
-
-        def __init__(self, name="error_range", dtype=None):
-            super().__init__(name=name, dtype=dtype)
-            self.peak = self.add_variable((), initializer=-np.inf, aggregation="max")
-            self.low = self.add_variable((), initializer=np.inf, aggregation="min")
-
-        def update_state(self, y_true, y_pred, sample_weight=None):
-            error = np.abs(np.asarray(y_pred, self.dtype) - np.asarray(y_true, self.dtype)).max(-1)
-            counted = error if sample_weight is None else error[np.asarray(sample_weight) > 0]
-            if counted.size:
-                self.peak.assign(max(float(self.peak), float(counted.max())))
-                self.low.assign(min(float(self.low), float(counted.min())))
-
-        def result(self):
-            return float(self.peak) - float(self.low)
 
 
     def make_data(n, dtype, seed, task="plain"):
@@ -175,6 +157,7 @@ def run_mpi(ranks: int, script: Path, *args: str, timeout: int = 300) -> subproc
     if mpiexec is None:
         pytest.skip("no mpiexec (pip install mpich, or a system MPI)")
     env = this_cgru_env()
+    env["PYTHONPATH"] += os.pathsep + str(TESTS)  # the worker imports tests/error_range.py
     command = [*mpiexec_command(mpiexec, ranks), sys.executable, "-m", "mpi4py", str(script), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 

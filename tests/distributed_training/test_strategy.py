@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from error_range import ErrorRange
 
 import cgru
 from cgru import GRU, Bidirectional, Dense, Sequential, callbacks, metrics, optimizers
@@ -235,28 +236,6 @@ def test_metric_states_flatten_and_rebuild():
         state_spec([metrics.MetricState((np.array(["a"]),), ("sum",))])
     with pytest.raises(ValueError, match="changed layout"):
         layout.pack(state(1.0, 2, 3.0, 5.0)[:1], 0)
-
-
-class ErrorRange(metrics.Metric):
-    """The largest and smallest absolute error of any weighted value: state arrays aggregated by
-    "max" and "min" (which a sum cannot combine)."""
-
-    direction = "down"
-
-    def __init__(self, name="error_range", dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.peak = self.add_variable((), initializer=-np.inf, aggregation="max", name="peak")
-        self.low = self.add_variable((), initializer=np.inf, aggregation="min", name="low")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        error = np.abs(np.asarray(y_pred, self.dtype) - np.asarray(y_true, self.dtype)).max(axis=-1)
-        counted = error if sample_weight is None else error[np.asarray(sample_weight) > 0]
-        if counted.size:
-            self.peak.assign(max(float(self.peak), float(counted.max())))
-            self.low.assign(min(float(self.low), float(counted.min())))
-
-    def result(self):
-        return float(self.peak) - float(self.low)
 
 
 def make_classifier(ops, dtype="float64", seed=0, reduction="sum_over_batch_size", lr=0.01):

@@ -9,28 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from finite_differences import numeric_gradient
 
 import cgru
 from cgru.layers import activations
 
-EPS = 1e-6
 LENGTHS = np.array([6, 3, 0, 5], dtype=np.int64)
-
-
-def numeric_gradient(loss, a: np.ndarray) -> np.ndarray:
-    """Central differences of ``loss()`` with respect to every element of ``a`` (changed in
-    place and restored)."""
-    grad = np.zeros_like(a)
-    flat, out = a.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + EPS
-        up = loss()
-        flat[i] = keep - EPS
-        down = loss()
-        flat[i] = keep
-        out[i] = (up - down) / (2 * EPS)
-    return grad
 
 
 def check_layer(ops, layer, x: np.ndarray, lengths: Any = None, rng=None) -> None:

@@ -4,25 +4,13 @@ semantics, merge modes, and the gradients of GRU, Bidirectional and Dense by fin
 
 import numpy as np
 import pytest
+from finite_differences import assert_weight_gradients, numeric_gradient
+from golden import torch_to_keras
 from layer_calls import built, run
 
 import cgru
 from cgru import GRU, Bidirectional, Dense
 from cgru.layers.recurrent import reverse_padded
-
-
-def torch_to_keras(gru, suffix="_l0"):
-    """Keras-layout [kernel, recurrent_kernel, bias] from a torch.nn.GRU direction."""
-
-    def reorder(w):  # torch gate blocks r, z, n -> Keras z, r, h
-        r, z, n = np.split(w, 3, axis=0)
-        return np.concatenate([z, r, n], axis=0)
-
-    w_ih = getattr(gru, f"weight_ih{suffix}").detach().double().numpy()
-    w_hh = getattr(gru, f"weight_hh{suffix}").detach().double().numpy()
-    b_ih = getattr(gru, f"bias_ih{suffix}").detach().double().numpy()
-    b_hh = getattr(gru, f"bias_hh{suffix}").detach().double().numpy()
-    return [reorder(w_ih).T, reorder(w_hh).T, np.stack([reorder(b_ih), reorder(b_hh)])]
 
 
 # --------------------------------------------------------------------------------- GRU vs torch
@@ -263,21 +251,6 @@ def test_bidirectional_backward_layer_and_validation(ops):
 
 
 # -------------------------------------------------------------------- layer gradients (FD)
-def _numeric_grad(f, arr, eps=1e-6):
-    g = np.zeros_like(arr)
-    it = np.nditer(arr, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = arr[i]
-        arr[i] = old + eps
-        up = f()
-        arr[i] = old - eps
-        down = f()
-        arr[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
-
-
 LAYER_CASES = {
     "gru_seq_backwards": lambda: GRU(3, return_sequences=True, go_backwards=True, reset_after=False, seed=1),
     "gru_state": lambda: GRU(3, return_state=True, seed=2),
@@ -314,15 +287,5 @@ def test_layer_gradients_finite_differences(ops, rng, case):
     _, cache = run(layer, x, lengths, training=True)
     dy = [ops.asarray(w) for w in weights]
     dx = ops.to_numpy(layer.backward(dy if isinstance(out, list) else dy[0], cache))
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
-    for p in layer.weights:
-        analytic = ops.to_numpy(p.grad)
-        host = p.numpy()
-
-        def loss_p(host=host, p=p):
-            p.value[...] = ops.asarray(host)
-            return loss()
-
-        numeric = _numeric_grad(loss_p, host)
-        p.value[...] = ops.asarray(host)
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=p.name)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
+    assert_weight_gradients(ops, layer.weights, loss, rtol=1e-6, atol=1e-8)

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from keras_data_cases import BATCH, NumberedBatches, endless, generator, numbered
 from paths import DATA
 
 import cgru
@@ -18,26 +19,9 @@ from cgru import GRU, Dense, Sequential, optimizers
 from cgru.utils import PyDataset
 
 GOLDEN = json.loads((DATA / "keras_data.json").read_text())
-BATCH = 4
 
 
 # ----------------------------------------------------------------------------- helpers
-def numbered(i):
-    """Batch ``i``: zeros in, ``i`` as every target (as in the Keras recording)."""
-    return np.zeros((BATCH, 1), np.float32), np.full((BATCH, 1), float(i), np.float32)
-
-
-def generator(count, start=0):
-    for i in range(start, start + count):
-        yield numbered(i)
-
-
-def endless():
-    i = 0
-    while True:
-        yield numbered(i)
-        i += 1
-
 
 class Restarting:
     """An iterable of numbered batches that starts again for every pass (like a DataLoader)."""
@@ -166,24 +150,8 @@ def test_predict_on_a_generator_follows_keras():
 
 
 # ------------------------------------------------------------------------------ PyDataset
-class Numbered(PyDataset):
+class Numbered(NumberedBatches, PyDataset):
     """``count`` numbered batches from ``start``; its hooks write into ``log``."""
-
-    def __init__(self, count, log, start=0, name="data", **kwargs):
-        super().__init__(**kwargs)
-        self.count, self.log, self.start, self.name = count, log, start, name
-
-    def __len__(self):
-        return self.count
-
-    def __getitem__(self, index):
-        return numbered(self.start + index)
-
-    def on_epoch_begin(self):
-        self.log.append(f"{self.name}.on_epoch_begin")
-
-    def on_epoch_end(self):
-        self.log.append(f"{self.name}.on_epoch_end")
 
 
 @pytest.mark.parametrize("name", ["fit", "fit_steps_continue_the_pass", "fit_steps_past_the_end",

@@ -3,21 +3,10 @@ finite-difference check of a whole model with lengths, and padded targets that n
 
 import numpy as np
 import pytest
+from finite_differences import assert_weight_gradients
+from golden import torch_to_keras
 
 from cgru import GRU, Bidirectional, Dense, Sequential, optimizers
-
-
-def torch_to_keras(gru, suffix="_l0"):
-    def reorder(w):
-        r, z, n = np.split(w, 3, axis=0)
-        return np.concatenate([z, r, n], axis=0)
-
-    get = lambda name: getattr(gru, f"{name}{suffix}").detach().double().numpy()  # noqa: E731
-    return [
-        reorder(get("weight_ih")).T,
-        reorder(get("weight_hh")).T,
-        np.stack([reorder(get("bias_ih")), reorder(get("bias_hh"))]),
-    ]
 
 
 @pytest.mark.parametrize("use_lengths", [False, True])
@@ -82,19 +71,9 @@ def test_whole_model_gradient_finite_differences(ops, rng):
     lengths = np.array([5, 2, 4])
     loss, _ = model._loss_and_grads(x, y, lengths)
     assert loss == pytest.approx(model.evaluate(x, y, lengths=lengths, batch_size=3), rel=1e-12)
-    eps = 1e-6
-    for p in model.weights:
-        analytic = ops.to_numpy(p.grad)
-        host = p.numpy()
-        numeric = np.zeros_like(host)
-        for i in np.ndindex(host.shape):
-            for sign in (1, -1):
-                trial = host.copy()
-                trial[i] += sign * eps
-                p.value[...] = ops.asarray(trial)
-                numeric[i] += sign * model.evaluate(x, y, lengths=lengths, batch_size=3) / (2 * eps)
-        p.value[...] = ops.asarray(host)
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9, err_msg=p.name)
+    assert_weight_gradients(
+        ops, model.weights, lambda: model.evaluate(x, y, lengths=lengths, batch_size=3), rtol=1e-5, atol=1e-9
+    )
 
 
 def test_padded_targets_do_not_matter(ops, rng):

@@ -2,65 +2,20 @@
 LambdaCallback against Keras 3, driven by hand and in real fits, and the learning rate in History.
 
 The Keras records come from tests/make_keras_golden_lr.py (tests/data/keras_lr.json and
-keras_lr_fit.npz); the functions of ``LR_FUNCTIONS`` are the generator's.
+keras_lr_fit.npz); the scheduler functions and the recording are tests/keras_callback_cases.py's.
 """
 
-import contextlib
-import io
 import json
-import math
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from keras_callback_cases import LR_FUNCTIONS, drive_lr_scheduler, drive_reduce_lr, fit_setup
+from paths import DATA
 
 from cgru import GRU, Dense, Sequential, callbacks, optimizers
 from cgru.optimizers import schedules
 
-DATA = Path(__file__).parent / "data"
 GOLDEN = json.loads((DATA / "keras_lr.json").read_text())
-
-
-def _halve_after_two(epoch, lr):
-    return lr if epoch < 2 else lr * 0.5
-
-
-def _epoch_only(epoch):
-    return 0.1 / (epoch + 1)
-
-
-def _halve_while_above(epoch, lr):
-    return lr * 0.5 if lr > 0.001 else lr
-
-
-def _exponential(epoch, lr):
-    return lr if epoch < 10 else lr * math.exp(-0.1)
-
-
-def _float32_output(epoch, lr):
-    return np.float32(lr * 0.75)
-
-
-LR_FUNCTIONS = {
-    "halve_after_two": _halve_after_two,
-    "epoch_only": _epoch_only,
-    "halve_while_above_1e-3": _halve_while_above,
-    "exponential": _exponential,
-    "float32_output": _float32_output,
-}
-
-
-@contextlib.contextmanager
-def captured():
-    """Printed lines and warning messages, as the generator records them."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        record = {"stdout": [], "warnings": []}
-        yield record
-    record["stdout"] = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
-    record["warnings"] = [str(w.message) for w in caught]
 
 
 def compiled_model(optimizer) -> Sequential:
@@ -75,25 +30,10 @@ def test_reduce_lr_on_plateau_matches_keras(name):
     case = GOLDEN["reduce_lr_on_plateau"][name]
     model = compiled_model(optimizers.SGD(learning_rate=case["learning_rate"]))
     callback = callbacks.ReduceLROnPlateau(**case["kwargs"])
-    callback.set_model(model)
     monitor = case["kwargs"].get("monitor", "val_loss")
-    for expected in case["fits"]:
-        epochs = []
-        with captured() as record:
-            callback.on_train_begin({})
-            for epoch, value in enumerate(case["values"]):
-                callback.on_epoch_begin(epoch, {})
-                logs = {"other": 0.0} if value is None else {monitor: value}
-                callback.on_epoch_end(epoch, logs)
-                epochs.append({
-                    "logged": logs["learning_rate"],
-                    "after": float(model.optimizer.learning_rate),
-                    "wait": callback.wait,
-                    "cooldown_counter": callback.cooldown_counter,
-                    "best": callback.best,
-                })
-            callback.on_train_end({})
-        assert epochs == expected["epochs"]  # exact: the learning rates are float32 values
+    records = drive_reduce_lr(callback, model, monitor, case["values"], len(case["fits"]))
+    for record, expected in zip(records, case["fits"]):
+        assert record["epochs"] == expected["epochs"]  # exact: the learning rates are float32 values
         assert record["stdout"] == expected["stdout"]
         assert record["warnings"] == expected["warnings"]
 
@@ -136,7 +76,7 @@ def test_reduce_lr_on_plateau_cannot_reduce_a_schedule():
 def test_learning_rate_callbacks_need_a_compiled_model():
     model = Sequential([Dense(1, input_shape=(1,))])
     for callback, hook in ((callbacks.ReduceLROnPlateau(mode="min"), "on_epoch_end"),
-                           (callbacks.LearningRateScheduler(_epoch_only), "on_epoch_begin")):
+                           (callbacks.LearningRateScheduler(LR_FUNCTIONS["epoch_only"]), "on_epoch_begin")):
         callback.set_model(model)
         with pytest.raises(ValueError, match="compile"):
             getattr(callback, hook)(0, {"val_loss": 1.0})
@@ -148,18 +88,8 @@ def test_learning_rate_scheduler_matches_keras(name):
     case = GOLDEN["learning_rate_scheduler"][name]
     model = compiled_model(optimizers.SGD(learning_rate=case["learning_rate"]))
     callback = callbacks.LearningRateScheduler(LR_FUNCTIONS[case["function"]], verbose=case["verbose"])
-    callback.set_model(model)
-    rows = []
-    with captured() as record:
-        callback.on_train_begin({})
-        for epoch in range(len(case["epochs"])):
-            callback.on_epoch_begin(epoch, {})
-            during = float(model.optimizer.learning_rate)
-            logs = {"loss": 1.0}
-            callback.on_epoch_end(epoch, logs)
-            rows.append({"during": during, "logged": logs["learning_rate"]})
-        callback.on_train_end({})
-    assert rows == case["epochs"]
+    record = drive_lr_scheduler(callback, model, len(case["epochs"]))
+    assert record["epochs"] == case["epochs"]
     assert record["stdout"] == case["stdout"]
 
 
@@ -171,7 +101,7 @@ def test_learning_rate_scheduler_refuses_what_keras_refuses():
         callback.on_epoch_begin(0, {})
     assert str(info.value) == GOLDEN["learning_rate_scheduler"]["_none_output_error"]
     assert model.optimizer.learning_rate == 0.1
-    on_schedule = callbacks.LearningRateScheduler(_halve_after_two)
+    on_schedule = callbacks.LearningRateScheduler(LR_FUNCTIONS["halve_after_two"])
     on_schedule.set_model(compiled_model(optimizers.SGD(schedules.CosineDecay(0.1, 10))))
     with pytest.raises(TypeError) as info:
         on_schedule.on_epoch_begin(0, {})
@@ -245,20 +175,10 @@ FIT_NAMES = list(FIT_SPECS)
 
 def fit_like_keras(name: str, device: str):
     """The generator's fit ``name`` (its optimizer, learning rate and callbacks) with cgru."""
-    optimizer_name, optimizer_kwargs, callback_specs, epochs = FIT_SPECS[name]
-    kwargs = dict(optimizer_kwargs)
-    if isinstance(kwargs["learning_rate"], list):
-        schedule_name, schedule_kwargs = kwargs["learning_rate"]
-        kwargs["learning_rate"] = getattr(schedules, schedule_name)(**schedule_kwargs)
-    made = []
-    for callback_name, callback_kwargs in callback_specs:
-        callback_kwargs = dict(callback_kwargs)
-        if "schedule" in callback_kwargs:
-            callback_kwargs["schedule"] = LR_FUNCTIONS[callback_kwargs["schedule"]]
-        made.append(getattr(callbacks, callback_name)(**callback_kwargs))
+    optimizer, made, epochs = fit_setup(FIT_SPECS[name], optimizers, schedules, callbacks)
     model = Sequential([GRU(4, input_shape=(6, 3)), Dense(1)], device=device)
     model.set_weights([FIT[f"initial_{i}"] for i in range(5)])
-    model.compile(optimizer=getattr(optimizers, optimizer_name)(**kwargs), loss="mse")
+    model.compile(optimizer=optimizer, loss="mse")
     history = model.fit(
         FIT["x"], FIT["y"], batch_size=8, epochs=epochs, shuffle=False, callbacks=made, verbose=0
     )
@@ -300,7 +220,9 @@ def test_csv_logger_in_a_fit_writes_the_history(tmp_path, ops):
     path = tmp_path / "log.csv"
     history = model.fit(
         FIT["x"], FIT["y"], batch_size=8, epochs=3, shuffle=False, verbose=0, validation_split=0.25,
-        callbacks=[callbacks.LearningRateScheduler(_halve_after_two), callbacks.CSVLogger(path)],
+        callbacks=[
+            callbacks.LearningRateScheduler(LR_FUNCTIONS["halve_after_two"]), callbacks.CSVLogger(path)
+        ],
     )
     lines = path.read_bytes().decode().split("\r\n")
     assert lines[0] == "epoch,learning_rate,loss,mae,val_loss,val_mae" and lines[-1] == ""

@@ -2,23 +2,24 @@
 
 The expected behaviour comes from tests/data/keras_*.json and keras_early_stopping_fit.npz,
 recorded from Keras 3 itself by tests/make_keras_golden.py. The callbacks are driven by hand
-exactly as that script drove Keras's: the model's one weight holds the epoch number, so the
-weight left after training names the epoch whose weights were restored.
+by the function that drove Keras's (tests/keras_callback_cases.py's ``drive``): the model's one
+weight holds the epoch number, so the weight left after training names the epoch whose weights
+were restored.
 """
 
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from keras_callback_cases import drive
+from paths import DATA
 
 import cgru
 from cgru import GRU, Dense, Sequential, callbacks, metrics, optimizers
 
-DATA = Path(__file__).parent / "data"
 CALLBACKS = json.loads((DATA / "keras_callbacks.json").read_text())
 #: where cgru differs from Keras on purpose: a NaN first value is not taken as the best
 NAN_FIRST = "nan_first"
@@ -45,37 +46,6 @@ class EpochModel:
     save_weights = save
 
 
-def drive(callback, model, monitor, values, fits, capsys):
-    """What make_keras_golden.drive records, for cgru's callback."""
-    callback.set_model(model)
-    records = []
-    for _ in range(fits):
-        model.stop_training = False
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            callback.on_train_begin({})
-            run = 0
-            for epoch, value in enumerate(values):
-                model.set_weights([np.full((1, 1), float(epoch))])
-                callback.on_epoch_begin(epoch, {})
-                logs = {"other": 0.0} if value is None else {monitor: value, "other": 0.0}
-                callback.on_epoch_end(epoch, logs)
-                run += 1
-                if model.stop_training:
-                    break
-            callback.on_train_end({})
-        stdout = [line.strip() for line in capsys.readouterr().out.splitlines() if line.strip()]
-        records.append(
-            {
-                "epochs_run": run,
-                "final_weight_epoch": int(model.get_weights()[0][0, 0]),
-                "stdout": stdout,
-                "warnings": [str(w.message) for w in caught],
-            }
-        )
-    return records
-
-
 def same_value(a, b):
     if a is None or b is None:
         return a is b
@@ -84,10 +54,10 @@ def same_value(a, b):
 
 # --------------------------------------------------------------------------- EarlyStopping
 @pytest.mark.parametrize("name", [n for n in CALLBACKS["early_stopping"] if n != NAN_FIRST])
-def test_early_stopping_matches_keras(name, capsys):
+def test_early_stopping_matches_keras(name):
     case = CALLBACKS["early_stopping"][name]
     stop = callbacks.EarlyStopping(**case["kwargs"])
-    ours = drive(stop, EpochModel(), case["kwargs"]["monitor"], case["values"], len(case["fits"]), capsys)
+    ours = drive(stop, EpochModel(), case["kwargs"]["monitor"], case["values"], len(case["fits"]))
     for mine, keras in zip(ours, case["fits"]):
         assert mine["epochs_run"] == keras["epochs_run"]
         assert mine["final_weight_epoch"] == keras["final_weight_epoch"]
@@ -102,14 +72,14 @@ def test_early_stopping_matches_keras(name, capsys):
     assert same_value(stop.best, last["best"])
 
 
-def test_early_stopping_does_not_take_a_nan_first_value_as_the_best(capsys):
+def test_early_stopping_does_not_take_a_nan_first_value_as_the_best():
     case = CALLBACKS["early_stopping"][NAN_FIRST]
     keras = case["fits"][0]
     # Keras keeps the NaN as its best, so nothing beats it: it stops after `patience` epochs
     # and restores the NaN epoch's weights
     assert math.isnan(keras["best"]) and keras["final_weight_epoch"] == 0 and keras["epochs_run"] == 3
     stop = callbacks.EarlyStopping(**case["kwargs"])
-    (ours,) = drive(stop, EpochModel(), "val_loss", case["values"], 1, capsys)
+    (ours,) = drive(stop, EpochModel(), "val_loss", case["values"], 1)
     # values NaN, 3, 2, 1, 0.5: each finite value improves, so training runs to the end and
     # the last epoch's weights are the best
     assert ours["epochs_run"] == 5 and ours["final_weight_epoch"] == 4
@@ -179,14 +149,14 @@ def test_fit_stops_where_keras_stops_with_min_delta(backend):
 
 # ------------------------------------------------------------------------ ModelCheckpoint
 @pytest.mark.parametrize("name", list(CALLBACKS["model_checkpoint"]))
-def test_model_checkpoint_save_best_only_matches_keras(name, tmp_path, capsys):
+def test_model_checkpoint_save_best_only_matches_keras(name, tmp_path):
     case = CALLBACKS["model_checkpoint"][name]
     # with a NaN first value Keras saves that epoch and then never again; cgru never takes NaN
     # as the best, which is what Keras does when told that +inf is the value to beat
     reference = CALLBACKS["model_checkpoint"]["nan_first_threshold_inf" if name == NAN_FIRST else name]
     model = EpochModel()
     ckpt = callbacks.ModelCheckpoint(tmp_path / "m-{epoch:02d}.npz", save_best_only=True, **case["kwargs"])
-    ours = drive(ckpt, model, case["kwargs"]["monitor"], case["values"], len(case["fits"]), capsys)
+    ours = drive(ckpt, model, case["kwargs"]["monitor"], case["values"], len(case["fits"]))
     saved = [int(Path(p).stem.split("-")[1]) for p in model.saved]
     expected = [epoch for fit in reference["fits"] for epoch in fit["saved_epochs"]]
     assert saved == expected
