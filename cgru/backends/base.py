@@ -195,7 +195,8 @@ class PreparedGRU:
         if x.ndim != 3 or x.shape[2] != features:
             raise ValueError(f"x must have shape (batch, time, {features}), got {tuple(x.shape)}")
         xp = self.ops.xp
-        if not isinstance(h, xp.ndarray) or h.dtype != self.dtype or (xp is np and not h.flags.writeable):
+        writable = getattr(getattr(h, "flags", None), "writeable", True)  # CuPy's flags lack it
+        if not isinstance(h, xp.ndarray) or h.dtype != self.dtype or not writable:
             raise TypeError(f"h must be a writable {self.dtype} array on the backend's device "
                             f"(it is updated in place), got {type(h).__name__}")
         if tuple(h.shape) != (x.shape[0], self.recurrent_kernel.shape[0]):

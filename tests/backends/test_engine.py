@@ -11,6 +11,7 @@ from threads import run_concurrently
 
 import cgru
 from cgru.backends import compiled_available
+from cgru.validation import to_host
 
 requires_compiled = pytest.mark.skipif(not compiled_available(), reason="compiled engine not built")
 
@@ -33,7 +34,7 @@ def random_problem(rng, batch, time, features, units, *, reset_after=True, lengt
 def forward_backward(ops, args, kwargs, dy, dh):
     y, h, cache = ops.gru_forward(*args, training=True, **kwargs)
     grads = ops.gru_backward(dy, dh, cache)
-    return [np.asarray(y), np.asarray(h), *(np.asarray(g) for g in grads)]
+    return [to_host(y), to_host(h), *(to_host(g) for g in grads)]
 
 
 CONFIGS = list(itertools.product(
@@ -124,14 +125,14 @@ def test_finite_difference_gradients(ops, rng, reset_after, reverse, acts):
 
     def loss():
         y, h, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0, **kwargs)
-        return float(np.sum(np.asarray(y) * dy) + np.sum(np.asarray(h) * dh))
+        return float(np.sum(to_host(y) * dy) + np.sum(to_host(h) * dh))
 
     _, _, cache = ops.gru_forward(x, kernel, recurrent, bias, h0=h0, training=True, **kwargs)
     grads = ops.gru_backward(dy, dh, cache)
     checks = [("x", x, grads.dx), ("h0", h0, grads.dh0), ("kernel", kernel, grads.dkernel),
               ("recurrent_kernel", recurrent, grads.drecurrent_kernel), ("bias", bias, grads.dbias)]
     for name, array, analytic in checks:
-        np.testing.assert_allclose(np.asarray(analytic), numeric_gradient(loss, array), rtol=1e-5, atol=1e-7,
+        np.testing.assert_allclose(to_host(analytic), numeric_gradient(loss, array), rtol=1e-5, atol=1e-7,
                                    err_msg=name)
 
 
@@ -161,8 +162,8 @@ def test_reset_before_matches_independent_loop(ops, rng):
     args, kwargs = random_problem(rng, 3, 8, 4, 5, reset_after=False)
     y, h, _ = ops.gru_forward(*args, h0=kwargs["h0"], reset_after=False)
     y_ref, h_ref = cho_gru_loop(*args, kwargs["h0"])
-    np.testing.assert_allclose(np.asarray(y), y_ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(h), h_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(y), y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(h), h_ref, rtol=1e-12, atol=1e-12)
 
 
 def test_lengths_semantics(ops, rng):
@@ -173,13 +174,13 @@ def test_lengths_semantics(ops, rng):
     lengths = np.array([6, 3, 0, 1])
     for reverse in (False, True):
         y, h, _ = ops.gru_forward(x, kernel, recurrent, bias, h0=h0, lengths=lengths, reverse=reverse)
-        y, h = np.asarray(y), np.asarray(h)
+        y, h = to_host(y), to_host(h)
         for b, n in enumerate(lengths):
             y_alone, h_alone, _ = ops.gru_forward(x[b:b + 1, :n], kernel, recurrent, bias, h0=h0[b:b + 1],
                                                   reverse=reverse)
-            np.testing.assert_allclose(y[b, :n], np.asarray(y_alone)[0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(y[b, :n], to_host(y_alone)[0], rtol=1e-12, atol=1e-12)
             np.testing.assert_array_equal(y[b, n:], 0)
-            np.testing.assert_allclose(h[b], np.asarray(h_alone)[0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(h[b], to_host(h_alone)[0], rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(h[2], h0[2])
 
 
@@ -188,8 +189,8 @@ def test_reverse_without_lengths_is_flipped_forward(ops, rng):
     x = args[0]
     y_rev, h_rev, _ = ops.gru_forward(*args, h0=kwargs["h0"], reverse=True)
     y_fwd, h_fwd, _ = ops.gru_forward(np.ascontiguousarray(x[:, ::-1]), *args[1:], h0=kwargs["h0"])
-    np.testing.assert_allclose(np.asarray(y_rev), np.asarray(y_fwd)[:, ::-1], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(h_rev), np.asarray(h_fwd), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(y_rev), to_host(y_fwd)[:, ::-1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(h_rev), to_host(h_fwd), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("batch,time", [(0, 4), (3, 0), (0, 0)])
@@ -198,11 +199,11 @@ def test_empty_batch_or_time(ops, rng, batch, time):
     kernel, recurrent = rng.standard_normal((3, 6)), rng.standard_normal((2, 6))
     h0 = rng.standard_normal((batch, 2)).astype(np.float32)
     y, h, cache = ops.gru_forward(x, kernel, recurrent, None, h0=h0, training=True)
-    assert np.asarray(y).shape == (batch, time, 2)
-    np.testing.assert_array_equal(np.asarray(h), h0)
+    assert to_host(y).shape == (batch, time, 2)
+    np.testing.assert_array_equal(to_host(h), h0)
     grads = ops.gru_backward(np.ones((batch, time, 2)), np.ones((batch, 2)), cache)
-    np.testing.assert_array_equal(np.asarray(grads.dh0), np.ones((batch, 2)))
-    np.testing.assert_array_equal(np.asarray(grads.dkernel), 0)
+    np.testing.assert_array_equal(to_host(grads.dh0), np.ones((batch, 2)))
+    np.testing.assert_array_equal(to_host(grads.dkernel), 0)
     assert grads.dbias is None
 
 
@@ -211,7 +212,7 @@ def test_no_bias_equals_zero_bias(ops, rng):
     x, kernel, recurrent, _ = args
     y1, _, _ = ops.gru_forward(x, kernel, recurrent, None)
     y2, _, _ = ops.gru_forward(x, kernel, recurrent, np.zeros((2, 12)))
-    np.testing.assert_array_equal(np.asarray(y1), np.asarray(y2))
+    np.testing.assert_array_equal(to_host(y1), to_host(y2))
 
 
 def test_dtype_and_layout_conversion(ops, rng):
@@ -219,19 +220,19 @@ def test_dtype_and_layout_conversion(ops, rng):
     args, kwargs = random_problem(rng, 3, 5, 4, 6, dtype=np.float32)
     x, kernel, recurrent, bias = args
     y, h, _ = ops.gru_forward(x, kernel, recurrent, bias)
-    assert np.asarray(y).dtype == np.float32 and np.asarray(h).dtype == np.float32
+    assert to_host(y).dtype == np.float32 and to_host(h).dtype == np.float32
     wide = np.zeros((3, 10, 8), np.float32)
     wide[:, ::2, ::2] = x
     y_strided, _, _ = ops.gru_forward(wide[:, ::2, ::2], kernel, recurrent, bias)
-    np.testing.assert_array_equal(np.asarray(y_strided), np.asarray(y))
+    np.testing.assert_array_equal(to_host(y_strided), to_host(y))
     time_major = np.ascontiguousarray(x.transpose(1, 0, 2))
     y_view, _, _ = ops.gru_forward(time_major.transpose(1, 0, 2), kernel, recurrent, bias)
-    np.testing.assert_array_equal(np.asarray(y_view), np.asarray(y))
+    np.testing.assert_array_equal(to_host(y_view), to_host(y))
     y_int, _, _ = ops.gru_forward(np.ones((1, 2, 4), np.int64), kernel, recurrent, bias)
-    assert np.asarray(y_int).dtype == np.float32
+    assert to_host(y_int).dtype == np.float32
     y64, _, _ = ops.gru_forward(x.astype(np.float64), kernel, recurrent, bias)
-    assert np.asarray(y64).dtype == np.float64
-    np.testing.assert_allclose(np.asarray(y64), np.asarray(y), rtol=1e-5, atol=1e-5)
+    assert to_host(y64).dtype == np.float64
+    np.testing.assert_allclose(to_host(y64), to_host(y), rtol=1e-5, atol=1e-5)
 
 
 GOOD = {"x": np.zeros((2, 3, 4)), "kernel": np.zeros((4, 15)), "recurrent_kernel": np.zeros((5, 15)),
@@ -282,7 +283,7 @@ def test_float_lengths_with_integral_values_are_accepted(ops, rng):
     args, kwargs = random_problem(rng, 2, 3, 4, 5)
     y1, _, _ = ops.gru_forward(*args, lengths=np.array([3.0, 1.0]))
     y2, _, _ = ops.gru_forward(*args, lengths=[3, 1])
-    np.testing.assert_array_equal(np.asarray(y1), np.asarray(y2))
+    np.testing.assert_array_equal(to_host(y1), to_host(y2))
 
 
 @requires_compiled
@@ -369,15 +370,15 @@ def test_no_time_steps_give_the_initial_state_on_every_entry_point(rng):
 def test_concurrent_calls_on_shared_weights(rng):
     ops = cgru.get_ops("cpu")
     problems = [random_problem(rng, 3, 20, 8, 16, lengths=True, dtype=np.float32) for _ in range(8)]
-    serial = [np.asarray(ops.gru_forward(*a, **k)[0]) for a, k in problems]
+    serial = [to_host(ops.gru_forward(*a, **k)[0]) for a, k in problems]
     shared_weights = problems[0][0][1:]
-    serial_shared = [np.asarray(ops.gru_forward(a[0], *shared_weights, **k)[0]) for a, k in problems]
+    serial_shared = [to_host(ops.gru_forward(a[0], *shared_weights, **k)[0]) for a, k in problems]
     results = {}
 
     def work(i):
         for _ in range(20):
             a, k = problems[i]
-            results[i] = np.asarray(ops.gru_forward(a[0], *shared_weights, **k)[0])
+            results[i] = to_host(ops.gru_forward(a[0], *shared_weights, **k)[0])
 
     run_concurrently(work, len(problems))
     for i in range(len(problems)):
@@ -477,8 +478,8 @@ def test_prepared_gru_matches_forward(ops, rng, dtype, reset_after, reverse):
     prepared = ops.prepare_gru(kernel, recurrent, bias, reverse=reverse, reset_after=reset_after)
     h = h0.copy()
     y = prepared.forward(x, h, lengths)
-    np.testing.assert_allclose(np.asarray(y), np.asarray(expected_y), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(h, np.asarray(expected_h), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_host(y), to_host(expected_y), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(h, to_host(expected_h), rtol=1e-6, atol=1e-6)
 
 
 def test_prepared_gru_streams_one_step_at_a_time(ops, rng):
@@ -488,9 +489,9 @@ def test_prepared_gru_streams_one_step_at_a_time(ops, rng):
     full_y, full_h, _ = ops.gru_forward(*args)
     prepared = ops.prepare_gru(*args[1:])
     h = np.zeros((2, 6), np.float32)
-    steps = [np.asarray(prepared.forward(x[:, t:t + 1], h))[:, 0] for t in range(9)]
-    np.testing.assert_allclose(np.stack(steps, axis=1), np.asarray(full_y), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(h, np.asarray(full_h), rtol=1e-5, atol=1e-6)
+    steps = [to_host(prepared.forward(x[:, t:t + 1], h))[:, 0] for t in range(9)]
+    np.testing.assert_allclose(np.stack(steps, axis=1), to_host(full_y), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, to_host(full_h), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -503,7 +504,7 @@ def test_prepared_gru_step_state_returns_the_new_state(ops, rng, dtype):
     x = np.ascontiguousarray(args[0][:, :1])
     h0 = rng.standard_normal((1, 5)).astype(dtype)
     expected_h = h0.copy()
-    expected = np.asarray(prepared.forward(x, expected_h))[:, 0]
+    expected = to_host(prepared.forward(x, expected_h))[:, 0]
     declined = [
         (args[0], h0),  # three steps
         (np.concatenate([x, x]), np.concatenate([h0, h0])),  # two sequences
@@ -521,7 +522,7 @@ def test_prepared_gru_step_state_returns_the_new_state(ops, rng, dtype):
     if out is None:  # the backend has no lean path: forward serves
         np.testing.assert_array_equal(h, h0)
         return
-    out = np.asarray(out)
+    out = to_host(out)
     assert out.shape == (1, 5) and out.dtype == dtype and not np.shares_memory(out, h)
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(h, expected_h)
@@ -582,12 +583,12 @@ def test_prepared_gru_converts_what_the_streaming_path_declines(ops, rng):
     prepared = ops.prepare_gru(*args[1:])
     step = np.ascontiguousarray(args[0][:, :1])
     expected_h = np.zeros((1, 8), np.float32)
-    expected = np.asarray(prepared.forward(step, expected_h))
+    expected = to_host(prepared.forward(step, expected_h))
     wide = np.zeros((1, 1, 12), np.float32)
     wide[..., ::2] = step
     for x_in in (step.astype(np.float64), wide[..., ::2], step.tolist()):
         h = np.zeros((1, 8), np.float32)
-        np.testing.assert_array_equal(np.asarray(prepared.forward(x_in, h)), expected)
+        np.testing.assert_array_equal(to_host(prepared.forward(x_in, h)), expected)
         np.testing.assert_array_equal(h, expected_h)
 
 
@@ -600,7 +601,7 @@ def test_backward_without_input_gradient(ops, rng):
     partial = ops.gru_backward(dy, None, cache, input_grad=False)
     assert partial.dx is None and full.dx is not None
     for name in ("dh0", "dkernel", "drecurrent_kernel", "dbias"):
-        np.testing.assert_array_equal(np.asarray(getattr(partial, name)), np.asarray(getattr(full, name)))
+        np.testing.assert_array_equal(to_host(getattr(partial, name)), to_host(getattr(full, name)))
 
 
 @requires_compiled
@@ -641,7 +642,7 @@ def test_nan_input_through_predict_matches_the_reference(isa, reset_after):
     previous = _engine.get_isa()
     _engine.set_isa(isa)
     try:
-        outputs = [model.predict(x, verbose=0), np.asarray(model(x))]
+        outputs = [model.predict(x, verbose=0), to_host(model(x))]
     finally:
         _engine.set_isa(previous)
     assert np.isnan(expected[1, 4:]).all() and not np.isnan(np.delete(expected, 1, axis=0)).any()
