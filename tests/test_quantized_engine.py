@@ -561,4 +561,4 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="x must have shape"):
         prepared.forward(np.zeros((2, 3, 4), np.float32), np.zeros((2, 4), np.float32))
     with pytest.raises(NotImplementedError, match="no reduced-precision kernels"):
-        cgru.get_ops("numpy").prepare_gru_quantized(w, u, mode="int8")
+        cgru.backends.base.Ops().prepare_gru_quantized(w, u, mode="int8")  # e.g. a plugin backend
