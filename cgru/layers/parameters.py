@@ -19,7 +19,6 @@ import numpy as np
 from ..validation import as_numeric_array, to_host, xp_of
 from .weights import publish
 
-
 #: The dtypes of quantized weight matrices (cgru.layers.quantized), which take arrays of their
 #: own dtype only: what their integers mean depends on scales a conversion would not know.
 _QUANTIZED_DTYPES = {np.dtype(np.uint16): "bfloat16 bits (uint16)", np.dtype(np.int8): "int8"}
