@@ -355,6 +355,18 @@ class NumpyBlasThreads:
 # --------------------------------------------------------------------------------------------
 
 
+def cgru_child_env() -> dict:
+    """The environment for a child process that must import the same cgru as this one: the
+    installed copy, or the checkout's where none is installed."""
+    try:
+        import cgru
+
+        where = os.path.dirname(os.path.dirname(os.path.abspath(cgru.__file__)))
+    except ImportError:
+        where = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (where, os.environ.get("PYTHONPATH")) if p))
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

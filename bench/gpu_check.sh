@@ -5,7 +5,7 @@
 #   build                      python setup.py build_ext --inplace (see "Build" below)
 #   smoke                      bench/gpu_sanitize.py: a short forward + backward of each kernel
 #                              group (step, fused backward, persistent) against NumPy
-#   tests-cuda                 pytest tests/test_cuda.py
+#   tests-cuda                 pytest tests/backends/test_cuda.py
 #   tests-backends             every backend-parametrised test on "numpy" and "cuda"
 #                              (CGRU_TEST_BACKENDS=numpy,cuda pytest -m backends)
 #   tests-backends-persistent  the same with the persistent kernel on (CGRU_CUDA_PERSISTENT=auto)
@@ -161,7 +161,7 @@ pytest_stage() {  # pytest_stage ARGS...: pytest with the check's settings
     "$PYTHON" -m pytest -p no:cacheprovider -v -rfEs --tb=short "${select[@]}" "$@"
 }
 
-stage_tests_cuda() { pytest_stage tests/test_cuda.py; }
+stage_tests_cuda() { pytest_stage tests/backends/test_cuda.py; }
 
 backends_stage() {  # backends_stage PERSISTENT_MODE: the backend-parametrised tests on numpy and cuda
     local emulator=0

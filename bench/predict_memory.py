@@ -29,7 +29,10 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+try:
+    import cgru  # noqa: F401  (installed, or on the path already)
+except ImportError:  # running from a source checkout without installing
+    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MiB = 2**20
 VARIANTS = ("default", "one call", "batch_size=32")
 
@@ -105,8 +108,11 @@ def measure_memory(args: argparse.Namespace, variant: str) -> dict:
                "--time", str(args.time), "--features", str(args.features), "--units", str(args.units),
                "--device", args.device, *(["--chunk-mib", str(args.chunk_mib)] if args.chunk_mib else []),
                *(["--threads", str(args.threads)] if args.threads else [])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=True)
+    from _common import cgru_child_env
+
+    proc = subprocess.run(command, capture_output=True, text=True, env=cgru_child_env(), timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {variant!r} child failed (exit status {proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

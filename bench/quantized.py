@@ -14,7 +14,7 @@ Each row reports its time (median per call, compare.py's protocol: warm-up, samp
 blocks) and its error against float32: max |y - y64| over the outputs, y64 the NumPy reference
 run in float64 on the unquantized weights (the state after 16 steps for the streaming row). A
 row past SANITY_TOL (a wrong gate order or direction gives 1e-1 and more) prints FAIL and the
-run exits with status 1; tests/test_quantized_engine.py checks the kernels against the NumPy
+run exits with status 1; tests/backends/test_quantize.py checks the kernels against the NumPy
 reference of their mode. All cgru rows, float32 included, run through prepared directions
 (``prepare_gru`` / ``prepare_gru_quantized``), a Bidirectional layer's two directions on two
 threads as the layer does. OpenVINO is skipped with a note when it is not installed. Method and

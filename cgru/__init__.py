@@ -46,22 +46,26 @@ if TYPE_CHECKING:
     from .onnx import from_onnx, to_onnx
 
 # Loaded on first use: load_model's modules import zipfile, hashlib and json; the ONNX
-# functions' package imports the optional onnx only when they are called.
+# functions' package imports the optional onnx only when they are called; cgru.distributed
+# imports mpi4py, dask or cupy only when a strategy is made or a dask array predicted.
 _LAZY = {"load_model": "loading", "to_onnx": "onnx", "from_onnx": "onnx"}
+_LAZY_MODULES = ("distributed",)
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))
 
 
 __all__ = [
@@ -85,6 +89,7 @@ __all__ = [
     "available_backends",
     "backend_info",
     "callbacks",
+    "distributed",
     "epsilon",
     "floatx",
     "from_keras",

@@ -14,6 +14,7 @@ from typing import Any
 from .layers.base import deferred_weights, install_weights
 from .models import Sequential
 from .saving import FORMAT, ModelFile
+from .training import restore_optimizer_state
 
 #: What rebuilding or compiling from a corrupted or foreign config raises.
 _CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
@@ -39,7 +40,7 @@ def _build_without_init(model_file: ModelFile, device: str | None) -> Sequential
     return model
 
 
-def _compile_as_saved(model: Sequential, compile_config: Any, where: str) -> None:
+def compile_as_saved(model: Sequential, compile_config: Any, where: str) -> None:
     if not isinstance(compile_config, dict):
         raise ValueError(f"{where} is corrupted: its compile config is not an object")
     for key in ("optimizer", "loss"):
@@ -57,7 +58,9 @@ def _compile_as_saved(model: Sequential, compile_config: Any, where: str) -> Non
 
 
 def load_model(path: Any, compile: bool = True, device: str | None = None) -> Sequential:
-    """Rebuild a model saved by ``Sequential.save`` (compiled again when it was compiled).
+    """Rebuild a model saved by ``Sequential.save`` (compiled again when it was compiled, its
+    optimizer continuing from the saved state). ``path``: a path, or a seekable binary file
+    object holding the file's bytes (``io.BytesIO(data)``).
 
     ``device``: the backend for the loaded model (default: follow the current backend).
     Raises FileNotFoundError for a missing path, and ValueError for anything else that is not
@@ -69,11 +72,18 @@ def load_model(path: Any, compile: bool = True, device: str | None = None) -> Se
     with ModelFile(path, (FORMAT,)) as model_file:
         model = _build_without_init(model_file, device)
         compile_config = model_file.meta.get("compile")
-        if compile and compile_config:
-            _compile_as_saved(model, compile_config, model_file.where)
+        compiled = bool(compile and compile_config)
+        if compiled:
+            compile_as_saved(model, compile_config, model_file.where)
         arrays = model_file.read_weights()
-    install_weights(model.weights, arrays, f"model {model.name!r}", model._current_ops(), fresh=True)
+        optimizer_state = model_file.read_optimizer_state() if compiled else None
+        install_weights(model.weights, arrays, f"model {model.name!r}", model._current_ops(), fresh=True)
+        if optimizer_state is not None:
+            try:
+                restore_optimizer_state(model, optimizer_state)
+            except ValueError as exc:
+                raise ValueError(f"{model_file.where} is corrupted: {exc}") from None
     return model
 
 
-__all__ = ["load_model"]
+__all__ = ["compile_as_saved", "load_model"]

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import config as _config
-from .sample_weights import reduce_weighted_values, standardize_reduction
+from .sample_weights import loss_denominator, reduce_weighted_values, standardize_reduction
 from .validation import xp_of
 
 
@@ -153,6 +153,21 @@ class Loss:
         loss, coefficients = reduce_weighted_values(xp, values, sample_weight, mask, self.reduction)
         coefficients = coefficients.reshape(values.shape + (1,) * (grads.ndim - values.ndim))
         return loss, grads * coefficients
+
+    def denominator(self, values_shape: tuple, sample_weight: Any = None, mask: Any = None) -> float | None:
+        """What this loss's reduction divides the weighted sum of its values (of
+        ``values_shape``: the output's shape without its last axis) by, with ``sample_weight``
+        and ``mask`` as :meth:`value_and_grad` takes them: see
+        :func:`cgru.sample_weights.loss_denominator` (None for ``"sum"`` and ``"none"``).
+
+        A batch's loss is ``weighted sum / denominator``, so the loss of the union of batches
+        is ``sum_i(loss_i * denominator_i) / sum_i(denominator_i)`` (with ``"sum"``: the sum of
+        the losses), and so is its gradient: how data-parallel training combines the ranks'
+        batches (:mod:`cgru.distributed.combine`).
+        """
+        given = sample_weight if sample_weight is not None else mask
+        xp = np if given is None else xp_of(given)
+        return loss_denominator(xp, tuple(values_shape), sample_weight, mask, self.reduction)
 
     def _masked_inputs(self, xp: Any, y_true: Any, y_pred: Any, mask: Any) -> tuple[Any, Any]:
         """Benign values at masked (padded) entries, so that whatever the model output or the

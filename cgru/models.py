@@ -50,7 +50,14 @@ from .lean_call import LeanCall, bind, lean_input
 from .padding import zero_padding
 from .summary import print_summary
 from .training import adapters as _adapters
-from .validation import as_batch_array, as_numeric_array, check_int, check_lengths_for, check_shape
+from .validation import (
+    as_batch_array,
+    as_numeric_array,
+    check_int,
+    check_lengths_for,
+    check_shape,
+    is_dask_array,
+)
 
 
 def _take(a: Any, idx: Any) -> Any:
@@ -491,7 +498,15 @@ class Sequential:
         ``batch_size=None`` runs arrays in chunks sized to keep the working memory to a few tens
         of MB (one call for a stateful model, whose rows are streams); a ``batch_size`` runs
         batches of that size (for a stateful model, each continuing the previous one's states).
+
+        A ``dask.array.Array`` ``x`` (chunked along the batch axis; ``lengths`` a dask array
+        chunked the same way, or a NumPy array) gives a lazy dask array of the outputs, each
+        chunk predicted where Dask runs it: see :mod:`cgru.distributed.dask`.
         """
+        if is_dask_array(x) or is_dask_array(lengths):
+            from .distributed.dask import predict as predict_dask
+
+            return predict_dask(self, x, batch_size, lengths)
         verbose = _progress.resolve_verbose(verbose)
         steps = None if steps is None else check_int(steps, "steps", 1)
         _adapters.check_form(x, "predict")
@@ -614,6 +629,7 @@ class Sequential:
         *,
         lengths: Any = None,
         seed: int | None = None,
+        strategy: Any = None,
     ) -> _callbacks.History:
         """Train for ``epochs`` passes over the data (Keras's arguments, in Keras's order).
 
@@ -640,10 +656,14 @@ class Sequential:
         and optimizer state are published at once, so an interrupted fit (KeyboardInterrupt,
         re-raised after the callbacks' ``on_train_end``) leaves the model after its last whole
         step.
+
+        ``strategy``: how several processes train together, e.g.
+        :class:`cgru.distributed.MPIStrategy` (each passes its own shard of the data; see
+        docs/distributed.md); None trains in this process alone.
         """
         return _training.fit(
             self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-            shuffle, lengths, initial_epoch, seed, sample_weight=sample_weight,
+            shuffle, lengths, initial_epoch, seed, strategy, sample_weight=sample_weight,
             class_weight=class_weight, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, validation_batch_size=validation_batch_size,
             validation_freq=validation_freq,
@@ -657,15 +677,21 @@ class Sequential:
         verbose: Any = 0,
         sample_weight: Any = None,
         steps: int | None = None,
+        callbacks: Any = None,
         *,
         return_dict: bool = False,
         lengths: Any = None,
+        strategy: Any = None,
     ) -> Any:
         """Loss (and metrics) on the data: a float, ``[loss, *metrics]`` when there are metrics,
         or a dict with ``return_dict=True``. ``x`` takes the forms ``fit`` takes (``steps``:
-        at most that many batches of a source)."""
+        at most that many batches of a source). ``callbacks`` hear ``on_test_begin``, each
+        batch (``on_test_batch_begin``/``_end`` with the running logs) and ``on_test_end``, as
+        they do during ``fit``'s validation. ``strategy`` as for ``fit`` (then over the data of
+        every process)."""
         return _training.evaluate(
-            self, x, y, batch_size, verbose, lengths, return_dict, sample_weight=sample_weight, steps=steps
+            self, x, y, batch_size, verbose, lengths, return_dict, strategy, sample_weight=sample_weight,
+            steps=steps, callbacks=callbacks,
         )
 
     def train_on_batch(
@@ -677,16 +703,18 @@ class Sequential:
         return_dict: bool = False,
         *,
         lengths: Any = None,
+        strategy: Any = None,
     ) -> Any:
         """One optimizer step on one batch; returns the loss (and metrics, as ``evaluate``).
 
         ``x`` is an array or ``{"x": array, "lengths": ints}``. ``sample_weight``: ``(B,)``,
         or ``(B, T)`` for sequence outputs, weighing the loss and the ``weighted_metrics`` as
         Keras 3 does (see :mod:`cgru.sample_weights`); or ``class_weight`` (``{class id:
-        weight}``, turned into sample weights from ``y``, as ``fit`` does).
+        weight}``, turned into sample weights from ``y``, as ``fit`` does). ``strategy`` as for
+        ``fit`` (one step on the global batch: every process's batch).
         """
         return _training.train_on_batch(
-            self, x, y, lengths, sample_weight=sample_weight, class_weight=class_weight,
+            self, x, y, lengths, strategy, sample_weight=sample_weight, class_weight=class_weight,
             return_dict=return_dict,
         )
 
@@ -698,11 +726,12 @@ class Sequential:
         return_dict: bool = False,
         *,
         lengths: Any = None,
+        strategy: Any = None,
     ) -> Any:
         """The loss (and metrics, as ``evaluate``) on one batch, without training
-        (``x`` and ``sample_weight`` as :meth:`train_on_batch`)."""
+        (``x``, ``sample_weight`` and ``strategy`` as :meth:`train_on_batch`)."""
         return _training.test_on_batch(
-            self, x, y, lengths, sample_weight=sample_weight, return_dict=return_dict
+            self, x, y, lengths, strategy, sample_weight=sample_weight, return_dict=return_dict
         )
 
     def _loss_and_grads(
@@ -753,12 +782,19 @@ class Sequential:
         return model
 
     def save(self, path: Any) -> None:
-        """Write the model (config, weights, compile settings) to one ``.npz`` file at ``path``."""
+        """Write the model (config, weights, compile settings and the optimizer's state) to one
+        ``.npz`` file at ``path`` (or into a writable binary file object)."""
         from .saving import write_model  # zipfile and hashlib load on first use
 
         if not self.built:
             raise ValueError("cannot save a model that is not built: build it or call it on data first")
-        write_model(path, self.get_config(), _training.compile_config(self), self.get_weights())
+        write_model(
+            path,
+            self.get_config(),
+            _training.compile_config(self),
+            self.get_weights(),
+            _training.optimizer_state(self),
+        )
 
     def save_weights(self, path: Any) -> None:
         """Write only the weights to ``path`` (an ``.npz`` file ``load_weights`` reads)."""
@@ -774,6 +810,12 @@ class Sequential:
 
         self._require_built("load_weights()")
         self.set_weights(read_weights(path, self.weights, f"model {self.name!r}"))
+
+    def __reduce__(self) -> tuple:
+        """Pickling (and ``copy.deepcopy``) goes through the save format: see :mod:`cgru.pickling`."""
+        from .pickling import reduce_model
+
+        return reduce_model(self)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r} layers={len(self._layers)} built={self.built}>"

@@ -16,6 +16,11 @@ Losses (:func:`reduce_weighted_values`, Keras's ``reduce_weighted_values``):
   the sum of the weights as given (a ``(B,)`` weight on ``(B, T)`` values sums ``B`` weights);
 - ``"none"``: ``w * m * v``, no reduction.
 
+What a reduction divides by, :func:`loss_denominator`, is a sum over the values (of ``m``, or of
+``w * m``) just as the weighted sum it divides is: so the losses of several batches combine
+into the loss of their union (how data-parallel training combines its processes' batches,
+:mod:`cgru.distributed.combine`).
+
 A per-sample ``(B,)`` weight on a sequence output weighs every step of that sample (Keras 3 asks
 for ``(B, 1)`` there and fails on ``(B,)``).
 
@@ -26,6 +31,7 @@ time steps) times the mask, so padded steps always have weight 0. Metrics compil
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -121,6 +127,16 @@ def _check_broadcast(weight_shape: tuple, values_shape: tuple) -> None:
         )
 
 
+def _aligned_weight(xp: Any, values: Any, sample_weight: Any) -> tuple:
+    """``(values, w)``: the sample weight in ``values``' dtype, aligned to broadcast over them
+    (Keras's squeeze-or-expand rule, a ``(B,)`` weight over every step of ``(B, T)`` values)."""
+    w = xp.asarray(sample_weight, dtype=values.dtype)
+    values, w = squeeze_or_expand_to_same_rank(values, w)
+    w = _expand_per_sample(w, values.ndim)
+    _check_broadcast(w.shape, values.shape)
+    return values, w
+
+
 def reduce_weighted_values(
     xp: Any, values: Any, sample_weight: Any = None, mask: Any = None, reduction: str = "sum_over_batch_size"
 ) -> tuple:
@@ -134,10 +150,7 @@ def reduce_weighted_values(
     dtype = values.dtype
     w = None
     if sample_weight is not None:
-        w = xp.asarray(sample_weight, dtype=dtype)
-        values, w = squeeze_or_expand_to_same_rank(values, w)
-        w = _expand_per_sample(w, values.ndim)
-        _check_broadcast(w.shape, values.shape)
+        values, w = _aligned_weight(xp, values, sample_weight)
     if mask is not None:
         m = xp.asarray(mask, dtype=dtype)
         if reduction in ("sum_over_batch_size", "mean"):
@@ -151,6 +164,49 @@ def reduce_weighted_values(
         divisor = float(w.sum()) if reduction == "mean_with_sample_weight" and w is not None else values.size
         coefficients = coefficients * dtype.type(1.0 / divisor if divisor else 0.0)
     return float((values * coefficients).sum()), coefficients
+
+
+def loss_denominator(
+    xp: Any,
+    values_shape: tuple,
+    sample_weight: Any = None,
+    mask: Any = None,
+    reduction: str = "sum_over_batch_size",
+    dtype: Any = None,
+) -> float | None:
+    """What :func:`reduce_weighted_values` divides the weighted sum of values shaped
+    ``values_shape`` by (its arguments as there; ``dtype``: the values' float dtype, in which
+    the weights are summed; default the weight's or the mask's, else float64):
+
+    - ``"sum_over_batch_size"``/``"mean"``: the number of values, or with ``mask`` the number
+      of valid ones, ``sum(m)``: never the weights (Keras 3);
+    - ``"mean_with_sample_weight"``: ``sum(w * m)``, the weights as given (without a mask, a
+      ``(B,)`` weight counts once per sample); the number of values without weights or mask;
+    - None for ``"sum"`` and ``"none"``, which divide by nothing.
+
+    So ``reduced * denominator == sum(w * m * v)``, except where the denominator is 0: the
+    reduction then gives 0. That loses nothing when no value has a weight (no valid values, or
+    all weights 0), and is NaN otherwise (``"mean_with_sample_weight"`` with weights of both
+    signs that cancel): a NaN denominator says the weighted sum cannot be recovered from the
+    reduced loss.
+    """
+    if reduction in ("sum", "none"):
+        return None
+    if dtype is None:
+        given = sample_weight if sample_weight is not None else mask
+        dtype = getattr(given, "dtype", None)
+        dtype = dtype if dtype is not None and np.dtype(dtype).kind == "f" else np.float64
+    dtype = np.dtype(dtype)
+    m = None if mask is None else xp.asarray(mask, dtype=dtype)
+    if reduction != "mean_with_sample_weight" or sample_weight is None:
+        return float(np.prod(values_shape)) if m is None else float(m.sum())
+    _, w = _aligned_weight(xp, xp.zeros(tuple(values_shape), dtype=dtype), sample_weight)
+    if m is not None:
+        w = w * m
+    denominator = float(w.sum())
+    if denominator == 0 and bool((w != 0).any()):
+        return math.nan
+    return denominator
 
 
 def metric_weights(xp: Any, sample_weight: Any, mask: Any, values_shape: tuple, dtype: Any) -> Any:
@@ -169,6 +225,7 @@ def metric_weights(xp: Any, sample_weight: Any, mask: Any, values_shape: tuple, 
 __all__ = [
     "REDUCTIONS",
     "check_sample_weight",
+    "loss_denominator",
     "metric_weights",
     "reduce_weighted_values",
     "squeeze_or_expand_to_same_rank",

@@ -3,8 +3,21 @@
 The file holds the weights as plain arrays (``weight_0000``, ``weight_0001``... in
 ``get_weights`` order) and one entry ``__cgru_config__``: UTF-8 JSON (stored as a uint8 array)
 with the format name and version, the model config (layer classes and their configs, the input
-shape), the compile settings, and each weight's name, shape, dtype and SHA-256 digest. The zip
-members are stored uncompressed (as ``np.savez`` writes them).
+shape), the compile settings (optimizer with its learning rate or schedule, loss, metric
+objects), and each weight's name, shape, dtype and SHA-256 digest. The zip
+members are stored uncompressed (as ``np.savez`` writes them), each dated 1980-01-01 (zipfile's
+default), so one model always makes the same bytes.
+
+A compiled model's file also holds its optimizer's state, so that training goes on from it
+exactly as from the saved model: the config's ``"optimizer_state"`` gives the iteration count
+(the step a learning-rate schedule goes on from) and describes each slot array (the weight it
+belongs to, by index; its name, e.g. Adam's ``"m"`` and ``"v"``; shape, dtype and digest),
+stored as ``optimizer_0000``, ``optimizer_0001``... Each slot has its weight's shape and dtype.
+Files without it (weights files, files of models not compiled or not trained yet, and older
+files) start the optimizer afresh.
+
+Both ends also take an open binary file object instead of a path (``io.BytesIO``: the model
+as bytes, which is how models pickle and travel to other processes).
 
 :class:`ModelFile` reads a file at the cost of what it really holds: before any weight data is
 read it checks the archive's structure (a regular file; uncompressed, unencrypted members whose
@@ -46,6 +59,8 @@ FORMAT = "cgru.Sequential"
 WEIGHTS_FORMAT = "cgru.weights"
 FORMAT_VERSION = 1
 CONFIG_KEY = "__cgru_config__"
+#: The members holding optimizer slots: optimizer_0000, optimizer_0001...
+OPTIMIZER_KEY = "optimizer_"
 
 #: The largest config a file may hold (a thousand-layer model's config is about 1 MB).
 MAX_CONFIG_BYTES = 16 * 2**20
@@ -71,6 +86,7 @@ _READ_ERRORS = (
 # What numpy's .npy header reader raises besides: on a crafted dtype description (a tuple without
 # its shape) and on a header that does not parse (through its Python 2 header filter).
 _HEADER_ERRORS = (*_READ_ERRORS, IndexError, tokenize.TokenError)
+_SLOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 def _flat_bytes(arr: np.ndarray) -> np.ndarray:
@@ -82,12 +98,25 @@ def _digest(arr: np.ndarray) -> str:
     return hashlib.sha256(_flat_bytes(np.ascontiguousarray(arr))).hexdigest()
 
 
-def _write(path: Any, meta: dict, weights: list[np.ndarray]) -> None:
-    path = os.fspath(path)
+def _describe(arr: np.ndarray) -> dict:
+    return {"shape": list(arr.shape), "dtype": arr.dtype.str, "sha256": _digest(arr)}
+
+
+def _write(path: Any, meta: dict, weights: list[np.ndarray], optimizer_state: dict | None = None) -> None:
     meta = dict(meta)
-    meta["weights"] = [{"shape": list(w.shape), "dtype": w.dtype.str, "sha256": _digest(w)} for w in weights]
+    meta["weights"] = [_describe(w) for w in weights]
     arrays = {f"weight_{i:04d}": np.ascontiguousarray(w) for i, w in enumerate(weights)}
+    if optimizer_state is not None:
+        slots = []
+        for i, (weight, name, array) in enumerate(optimizer_state["slots"]):
+            slots.append({"weight": weight, "name": name, **_describe(array)})
+            arrays[f"{OPTIMIZER_KEY}{i:04d}"] = np.ascontiguousarray(array)
+        meta["optimizer_state"] = {"iterations": int(optimizer_state["iterations"]), "slots": slots}
     arrays[CONFIG_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    if _is_file_object(path):
+        np.savez(path, **arrays)
+        return
+    path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -99,9 +128,17 @@ def _write(path: Any, meta: dict, weights: list[np.ndarray]) -> None:
             os.remove(tmp)
 
 
-def write_model(path: Any, model_config: dict, compile_config: dict | None, weights: list) -> None:
-    """Write a model file: its config (``Sequential.get_config()``), its compile settings (or
-    None) and its weights (NumPy arrays in ``get_weights`` order)."""
+def write_model(
+    path: Any,
+    model_config: dict,
+    compile_config: dict | None,
+    weights: list,
+    optimizer_state: dict | None = None,
+) -> None:
+    """Write a model file (``path``: a path or a writable binary file object): its config
+    (``Sequential.get_config()``), its compile settings (or None), its weights (NumPy arrays in
+    ``get_weights`` order) and its optimizer's state (or None): ``{"iterations": int, "slots":
+    [(weight index, slot name, NumPy array), ...]}``."""
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -109,7 +146,7 @@ def write_model(path: Any, model_config: dict, compile_config: dict | None, weig
         "model": model_config,
         "compile": compile_config,
     }
-    _write(path, meta, weights)
+    _write(path, meta, weights, optimizer_state)
 
 
 def write_weights(path: Any, weights: list) -> None:
@@ -119,6 +156,25 @@ def write_weights(path: Any, weights: list) -> None:
 
 
 # ----------------------------------------------------------------------------------- reading
+def _is_file_object(target: Any) -> bool:
+    return hasattr(target, "read") or hasattr(target, "write")
+
+
+def _open_file_object(file: Any) -> int:
+    """The size of a seekable binary file object holding a model file (from its start)."""
+    try:
+        if not file.seekable():
+            raise ValueError("it is not seekable")
+        size = file.seek(0, os.SEEK_END)
+        file.seek(0)
+        head = file.read(0)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ValueError(f"cannot read a cgru model from {file!r}: {exc}") from None
+    if not isinstance(head, bytes):
+        raise TypeError(f"a cgru model is read from a binary file object, got the text file {file!r}")
+    return size
+
+
 def _open_regular(path: str) -> tuple[Any, int]:
     """``(binary file object, size)`` of the regular file at ``path``; never waits on a FIFO."""
     try:
@@ -213,15 +269,22 @@ class ModelFile:
     read; :meth:`read_weights` reads the data. Use as a context manager."""
 
     def __init__(self, path: Any, formats: tuple[str, ...]) -> None:
-        self.path = os.fspath(path)
-        self.where = repr(self.path)
-        self._file, self._size = _open_regular(self.path)
+        self._owns_file = not _is_file_object(path)
+        if self._owns_file:
+            self.path = os.fspath(path)
+            self.where = repr(self.path)
+            self._file, self._size = _open_regular(self.path)
+        else:
+            self.path = None
+            self.where = f"the model data in {type(path).__name__}"
+            self._file, self._size = path, _open_file_object(path)
         self._zip: zipfile.ZipFile | None = None
         try:
             self._zip = self._open_zip()
             self._members = self._check_members()
             self.meta = self._read_config(formats)
             self.weights = self._check_weight_headers()
+            self.optimizer_slots = self._check_optimizer_headers()
         except BaseException:
             self.close()
             raise
@@ -235,7 +298,8 @@ class ModelFile:
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
-        self._file.close()
+        if self._owns_file:
+            self._file.close()
 
     # ------------------------------------------------------------------------ structure
     def _not_cgru(self, why: str) -> ValueError:
@@ -401,37 +465,77 @@ class ModelFile:
             raise self._corrupted(
                 f"its config lists {len(specs)} weights, but it has {len(self._members)} members"
             )
-        entries = []
+        return [self._check_entry(spec, f"weight_{i:04d}", f"weight {i}") for i, spec in enumerate(specs)]
+
+    def _check_entry(self, spec: Any, key: str, what: str) -> _WeightEntry:
+        """The member ``key`` that ``spec`` (shape, dtype, sha256) describes, its header checked."""
+        info = self._member(key, f"{what} ({key}) is missing: truncated?")
+        shape = _spec_shape(spec.get("shape")) if isinstance(spec, dict) else None
+        dtype = _numeric_dtype(spec.get("dtype")) if shape is not None else None
+        digest = spec.get("sha256") if dtype is not None else None
+        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            raise self._corrupted(f"bad description of {what}: {str(spec)[:200]}")
+        where = f"{what} ({key})"
+        with self._open_member(info, where) as stream:
+            found_shape, found_dtype, header_size = self._npy_header(stream, where)
+        if found_shape != shape or found_dtype != dtype:
+            raise self._corrupted(f"{what} is {found_dtype}{found_shape}, the config says {dtype}{shape}")
+        entry = _WeightEntry(shape, dtype, digest, info, header_size)
+        if header_size + entry.nbytes != info.file_size:
+            raise self._corrupted(
+                f"{what} declares {dtype}{shape} ({entry.nbytes} bytes) but its member holds "
+                f"{info.file_size - header_size} bytes of data"
+            )
+        return entry
+
+    def _check_optimizer_headers(self) -> list[tuple[int, str, _WeightEntry]] | None:
+        """``(weight index, slot name, entry)`` of each optimizer slot the file holds (None when
+        it holds no optimizer state), each shaped and typed as its weight."""
+        state = self.meta.get("optimizer_state")
+        if state is None:
+            return None
+        iterations = state.get("iterations") if isinstance(state, dict) else None
+        specs = state.get("slots") if isinstance(state, dict) else None
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise self._corrupted(f"its optimizer state has a bad iteration count {iterations!r}")
+        if not isinstance(specs, list) or len(specs) > len(self._members):
+            raise self._corrupted("its optimizer state has no valid slot list")
+        slots, seen = [], set()
         for i, spec in enumerate(specs):
-            key = f"weight_{i:04d}"
-            info = self._member(key, f"weight {i} ({key}) is missing: truncated?")
-            shape = _spec_shape(spec.get("shape")) if isinstance(spec, dict) else None
-            dtype = _numeric_dtype(spec.get("dtype")) if shape is not None else None
-            digest = spec.get("sha256") if dtype is not None else None
-            if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
-                raise self._corrupted(f"bad description of weight {i}: {str(spec)[:200]}")
-            what = f"weight {i} ({key})"
-            with self._open_member(info, what) as stream:
-                found_shape, found_dtype, header_size = self._npy_header(stream, what)
-            if found_shape != shape or found_dtype != dtype:
+            what = f"optimizer slot {i}"
+            weight = spec.get("weight") if isinstance(spec, dict) else None
+            name = spec.get("name") if isinstance(spec, dict) else None
+            if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight < len(self.weights):
+                raise self._corrupted(f"{what} names no weight of the file: {str(spec)[:200]}")
+            if not isinstance(name, str) or not _SLOT_NAME.fullmatch(name) or (weight, name) in seen:
+                raise self._corrupted(f"{what} has a bad or repeated name: {str(spec)[:200]}")
+            seen.add((weight, name))
+            entry = self._check_entry(spec, f"{OPTIMIZER_KEY}{i:04d}", what)
+            owner = self.weights[weight]
+            if entry.shape != owner.shape or entry.dtype != owner.dtype:
                 raise self._corrupted(
-                    f"weight {i} is {found_dtype}{found_shape}, the config says {dtype}{shape}"
+                    f"{what} ({name!r} of weight {weight}) is {entry.dtype}{entry.shape}, "
+                    f"its weight {owner.dtype}{owner.shape}"
                 )
-            entry = _WeightEntry(shape, dtype, digest, info, header_size)
-            if header_size + entry.nbytes != info.file_size:
-                raise self._corrupted(
-                    f"weight {i} declares {dtype}{shape} ({entry.nbytes} bytes) but its member holds "
-                    f"{info.file_size - header_size} bytes of data"
-                )
-            entries.append(entry)
-        return entries
+            slots.append((weight, name, entry))
+        return slots
 
     # ----------------------------------------------------------------------------- data
     def read_weights(self) -> list[np.ndarray]:
         """Every weight's array, its zip CRC and SHA-256 digest checked."""
-        return [self._read_weight(i, entry) for i, entry in enumerate(self.weights)]
+        return [self._read_weight(f"weight {i}", entry) for i, entry in enumerate(self.weights)]
 
-    def _read_weight(self, i: int, entry: _WeightEntry) -> np.ndarray:
+    def read_optimizer_state(self) -> dict | None:
+        """The optimizer state (None when the file holds none): ``{"iterations": int,
+        "slots": {weight index: {slot name: array}}}``, every array's CRC and digest checked."""
+        if self.optimizer_slots is None:
+            return None
+        slots: dict[int, dict] = {}
+        for i, (weight, name, entry) in enumerate(self.optimizer_slots):
+            slots.setdefault(weight, {})[name] = self._read_weight(f"optimizer slot {i}", entry)
+        return {"iterations": self.meta["optimizer_state"]["iterations"], "slots": slots}
+
+    def _read_weight(self, what: str, entry: _WeightEntry) -> np.ndarray:
         arr = np.empty(entry.shape, dtype=entry.dtype)
         flat = _flat_bytes(arr)
         digest = hashlib.sha256()
@@ -448,9 +552,9 @@ class ModelFile:
                     done += len(chunk)
                 stream.read(1)  # at the member's end: zipfile checks its CRC here
         except _READ_ERRORS as exc:
-            raise self._corrupted(f"weight {i} cannot be read: {exc}") from None
+            raise self._corrupted(f"{what} cannot be read: {exc}") from None
         if digest.hexdigest() != entry.digest:
-            raise self._corrupted(f"weight {i} does not match its SHA-256 digest")
+            raise self._corrupted(f"{what} does not match its SHA-256 digest")
         return arr
 
     def check_params(self, params: list) -> None:
@@ -493,6 +597,7 @@ def read_weights(path: Any, params: list, owner: str) -> list[np.ndarray]:
 __all__ = [
     "CONFIG_KEY",
     "FORMAT",
+    "OPTIMIZER_KEY",
     "WEIGHTS_FORMAT",
     "ModelFile",
     "read_weights",

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
 from typing import Any
 
 import numpy as np
 
 
 # ------------------------------------------------------------------------------------ arrays
+def is_dask_array(a: Any) -> bool:
+    """Whether ``a`` is a ``dask.array.Array`` (never imports dask: one exists only if it was)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(a, getattr(module, "Array", ()))
+
+
 def xp_of(a: Any) -> Any:
     """The array module of ``a``: ``numpy`` for NumPy arrays and anything that is not a GPU
     array, else the module that defines the array's type (``cupy``)."""

@@ -1,5 +1,6 @@
-"""Children of a process that has used cgru's threads, run by test_fork.py in a fresh interpreter
-(so that a hang fails the test, which kills this process group, instead of stopping the run).
+"""Children of a process that has used cgru's threads, run by backends/test_fork.py in a fresh
+interpreter (so that a hang fails the test, which kills this process group, instead of stopping
+the run).
 
     python fork_scenarios.py START
 

@@ -13,13 +13,19 @@ import pytest
 import cgru
 
 
+def this_cgru_env(**extra: str) -> dict[str, str]:
+    """The environment for a child interpreter that must import this cgru (the source tree or
+    an installed wheel, whichever the tests imported), not another one on the path."""
+    package_root = str(Path(cgru.__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def run_isolated(script: str, *args: str, timeout_s: float, hang: str) -> str:
     """The standard output of ``python -c script args...`` (``script`` dedented); the test
     fails with ``hang`` when it runs past ``timeout_s``, and with its stderr when it fails."""
-    package_root = str(Path(cgru.__file__).resolve().parents[1])  # this cgru, not another
-    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *args],
-                               env=dict(os.environ, PYTHONPATH=path), text=True, stdout=subprocess.PIPE,
+                               env=this_cgru_env(), text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
     try:
         out, err = process.communicate(timeout=timeout_s)

@@ -1,5 +1,5 @@
 """The layer and model cases that tests/make_keras_golden_layers.py records from Keras 3 and
-tests/test_layers_keras_golden.py replays with cgru. Imports neither library: a case names
+tests/layers/test_layers_keras_golden.py replays with cgru. Imports neither library: a case names
 classes and keyword arguments that mean the same in both, and :func:`build` makes them with
 either library's classes.
 

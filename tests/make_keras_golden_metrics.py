@@ -1,5 +1,5 @@
 """Regenerate tests/data/keras_metrics.json: metrics, weighted losses and weighted training steps
-computed by Keras 3, for tests/test_metrics_keras.py and tests/test_sample_weights.py.
+computed by Keras 3, for tests/metrics/test_metrics_keras.py and tests/test_sample_weights.py.
 
 Run with an environment that has ``keras==3.15.1`` and ``tensorflow-cpu==2.21.0``::
 

@@ -1,5 +1,6 @@
 """Checks that padded steps (t >= length) of a right-padded batch are ignored: shared by the
-backend tests (numpy and cpu in test_padding.py, the emulated cuda backend in test_cuda.py).
+backend tests (numpy and cpu in test_padding.py, the emulated cuda backend in
+backends/test_cuda.py).
 
 The same batch is run twice, once with zeros in the padded steps and once with NaN, inf and
 -inf there (in the input and in the output gradient); every output and gradient must be

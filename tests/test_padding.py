@@ -1,6 +1,6 @@
 """Padded steps (t >= length) of right-padded batches are ignored on every backend under test:
 NaN or inf written there change no output, loss, gradient or weight (the emulated cuda backend
-runs the same checks in test_cuda.py)."""
+runs the same checks in backends/test_cuda.py)."""
 
 import numpy as np
 import pytest
@@ -115,3 +115,14 @@ def test_reverse_padded_writes_exact_zeros_at_the_padding():
     assert np.isfinite(out).all()
     assert not out[padded_steps(LENGTHS, 6)].any()
     np.testing.assert_array_equal(out[1, :3], y[1, 2::-1])
+
+
+def test_reverse_padded_is_an_involution(rng):
+    y = rng.standard_normal((3, 5, 2))
+    lengths = np.array([5, 2, 0])
+    r = reverse_padded(np, y, lengths)
+    np.testing.assert_array_equal(r[1, :2], y[1, 1::-1])
+    np.testing.assert_array_equal(r[1, 2:], 0)
+    np.testing.assert_array_equal(r[2], 0)
+    masked = y * (np.arange(5)[None, :, None] < lengths[:, None, None])
+    np.testing.assert_array_equal(reverse_padded(np, r, lengths), masked)

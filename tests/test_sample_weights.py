@@ -292,3 +292,71 @@ def test_weights_of_padded_steps_and_their_values_never_count(ops, rng):
     assert logs["mae"] == pytest.approx((m * ab).sum() / m.sum(), rel=1e-5)
     assert logs["weighted_mae"] == pytest.approx((wm * ab).sum() / wm.sum(), rel=1e-5)
     assert logs["RootMeanSquaredError"] == pytest.approx(np.sqrt((wm * sq).sum() / wm.sum()), rel=1e-5)
+
+
+# ------------------------------------------------------------- denominators of the reductions
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean", "mean_with_sample_weight", "sum"])
+@pytest.mark.parametrize("weights", list(WEIGHT_SHAPES))
+@pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "mask"])
+def test_loss_denominators_split_over_batches(rng, reduction, weights, masked):
+    """A batch's loss times its denominator is its weighted sum sum(w*m*v) (float64 loops), and
+    both add up over the parts of a batch: so the parts' losses combine into the whole's as
+    sum(D_r * L_r) / sum(D_r) (what data-parallel training relies on)."""
+    loss = losses.MeanSquaredError(reduction=reduction)
+    y, p = rng.standard_normal((4, 3, 5)), rng.standard_normal((4, 3, 5))
+    shape = WEIGHT_SHAPES[weights]
+    w = None if shape is None else rng.uniform(0.0, 2.0, shape)
+    mask = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0]], float) if masked else None
+
+    # each value's weight: a per-sample weight weighs every step of its sample
+    per_value = np.ones((4, 3)) if w is None else np.broadcast_to(w.reshape(4, -1), (4, 3))
+    per_sample = w is not None and w.size == 4
+
+    def reference(rows):
+        """(numerator, denominator) of the rows by the rules of cgru.sample_weights, in loops."""
+        numerator = denominator = 0.0
+        for b in rows:
+            for t in range(3):
+                m = 1.0 if mask is None else mask[b, t]
+                value = sum((p[b, t, k] - y[b, t, k]) ** 2 for k in range(5)) / 5
+                numerator += per_value[b, t] * m * value
+                if reduction != "mean_with_sample_weight" or w is None:
+                    denominator += m  # the valid values, never the weights
+                elif mask is None and per_sample:
+                    denominator += per_value[b, t] if t == 0 else 0.0  # the weights as given
+                else:
+                    denominator += per_value[b, t] * m
+        return numerator, denominator
+
+    def part(rows):
+        sw = None if w is None else w[rows]
+        mk = None if mask is None else mask[rows]
+        return loss(y[rows], p[rows], sample_weight=sw, mask=mk), loss.denominator((len(rows), 3), sw, mk)
+
+    whole, whole_d = part(np.arange(4))
+    numerator, denominator = reference(range(4))
+    if reduction == "sum":
+        assert whole_d is None
+        assert whole == pytest.approx(numerator, rel=1e-12)
+    else:
+        assert whole_d == pytest.approx(denominator, rel=1e-12)
+        assert whole * whole_d == pytest.approx(numerator, rel=1e-12)
+    parts = [part(rows) for rows in (np.arange(0, 1), np.arange(1, 1), np.arange(1, 4))]
+    if reduction == "sum":
+        assert sum(value for value, _ in parts) == pytest.approx(whole, rel=1e-12)
+    else:
+        assert sum(d for _, d in parts) == pytest.approx(whole_d, rel=1e-12)
+        combined = sum(value * d for value, d in parts) / sum(d for _, d in parts)
+        assert combined == pytest.approx(whole, rel=1e-12)
+
+
+def test_a_denominator_of_cancelling_weights_is_nan():
+    """Weights of both signs summing to 0: the loss is 0, its weighted sum is not; the
+    denominator says so with NaN. Zero weights or no valid values lose nothing: 0."""
+    loss = losses.MeanSquaredError(reduction="mean_with_sample_weight")
+    y, p = np.zeros((2, 1)), np.array([[1.0], [3.0]])
+    assert loss(y, p, sample_weight=np.array([1.0, -1.0])) == 0.0
+    assert np.isnan(loss.denominator((2,), np.array([1.0, -1.0])))
+    assert loss.denominator((2,), np.zeros(2)) == 0.0
+    assert loss.denominator((0,), np.zeros(0)) == 0.0
+    assert losses.MeanSquaredError().denominator((2,), np.array([1.0, -1.0])) == 2.0

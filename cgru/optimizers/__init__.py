@@ -231,6 +231,51 @@ class Optimizer:
         self._slots.clear()
         self._spare.clear()
 
+    # ----------------------------------------------------------------------------- state
+    def get_state(self, params: list) -> dict:
+        """What the next step depends on besides the weights, for ``params`` (Parameters, e.g. a
+        model's trainable weights, in order): ``{"iterations": int, "slots": [{name: array}
+        for each parameter]}``, each array shaped like its parameter (as held: on the
+        backend's device). A parameter not stepped yet has no slots (``{}``)."""
+        slots = []
+        for p in params:
+            state = self._state_of(p, self._slots)
+            slots.append({name: array for name, array in state.items() if name != "_param"})
+        return {"iterations": self.iterations, "slots": slots}
+
+    def set_state(self, params: list, state: dict) -> None:
+        """Continue from ``state`` (as :meth:`get_state` gives it) for ``params``: each array is
+        copied to its parameter's device and dtype. ValueError, changing nothing, when the
+        state does not fit the parameters."""
+        iterations = state.get("iterations") if isinstance(state, dict) else None
+        slots = state.get("slots") if isinstance(state, dict) else None
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(f"optimizer state: iterations must be an int >= 0, got {iterations!r}")
+        if not isinstance(slots, (list, tuple)) or len(slots) != len(params):
+            count = len(slots) if isinstance(slots, (list, tuple)) else slots
+            raise ValueError(f"optimizer state: expected slots for {len(params)} weights, got {count!r}")
+        table = {}
+        for p, named in zip(params, slots):
+            if not isinstance(named, dict):
+                raise ValueError(f"optimizer state for {p.name} must be a dict of arrays, got {named!r}")
+            value = p.value
+            xp = xp_of(value)
+            arrays = {}
+            for name, array in named.items():
+                if not isinstance(name, str) or name == "_param":
+                    raise ValueError(f"optimizer state for {p.name} has a bad slot name {name!r}")
+                if tuple(getattr(array, "shape", ())) != tuple(value.shape):
+                    raise ValueError(
+                        f"optimizer slot {name!r} of {p.name} must have shape {tuple(value.shape)}, "
+                        f"got {getattr(array, 'shape', type(array).__name__)}"
+                    )
+                arrays[name] = xp.array(array, dtype=value.dtype)
+            if arrays:
+                table[id(p)] = {"_param": p, **arrays}
+        self._slots = table
+        self._spare = {}
+        self.iterations = iterations
+
     # ---------------------------------------------------------------------------- config
     def get_config(self) -> dict:
         """The constructor arguments; a schedule's learning rate as

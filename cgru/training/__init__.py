@@ -10,12 +10,12 @@
   weights' checks and rules: :mod:`cgru.sample_weights`);
 - :mod:`.step`: one step on one batch (forward, loss, backward, gradients, optimizer);
 - :mod:`.logs`: the loss and metric values, accumulated in one place;
-- :mod:`.strategy`: where several processes would combine gradients and logs, and who prints;
+- :mod:`.strategy`: where several processes combine gradients and logs, and who prints;
 - :mod:`.loop`: the one batch loop that ``fit`` and ``evaluate`` share, and the four entry points;
 - :mod:`.surface`: the few model members all of this uses (the model's module is never imported).
 """
 
-from .compiled import compile_config, compile_model, metrics_names
+from .compiled import compile_config, compile_model, metrics_names, optimizer_state, restore_optimizer_state
 from .data import Batch
 from .loop import evaluate, fit, test_on_batch, train_on_batch
 from .step import loss_and_grads
@@ -28,6 +28,8 @@ __all__ = [
     "fit",
     "loss_and_grads",
     "metrics_names",
+    "optimizer_state",
+    "restore_optimizer_state",
     "test_on_batch",
     "train_on_batch",
 ]

@@ -18,7 +18,7 @@ classes, weights) before it reaches the model; a bad one raises an error naming 
 the model left after its last whole step.
 
 Epochs follow Keras 3's ``EpochIterator`` (checked against Keras in
-``tests/test_data_adapters.py``):
+``tests/training/test_adapters.py``):
 
 - without ``steps_per_epoch`` an epoch is one whole pass; with it, an epoch is that many
   batches and the next epoch continues the same pass; a pass that ends before an epoch's steps
@@ -49,7 +49,7 @@ import numpy as np
 from ..utils import PyDataset
 from ..validation import check_int, to_host
 from . import prefetch
-from .data import ArrayBatches, Batch, check_data, split_samples
+from .data import ArrayBatches, Batch, check_data, empty_like, split_samples
 from .surface import Trainee
 from .weights import class_weight_to_sample_weight, refuse_both
 
@@ -332,7 +332,10 @@ class Epochs:
 
     ``check(raw, step, epoch)`` turns a drawn batch into a checked :class:`Batch` (None: the
     passes give checked batches). ``evaluation``: every epoch starts a new pass after an
-    ``on_epoch_end`` (Keras resets an evaluation's iterator each time).
+    ``on_epoch_end`` (Keras resets an evaluation's iterator each time). ``empty``: a batch of no
+    samples with the data's shapes (:func:`~cgru.training.data.empty_like` of a checked batch),
+    which a process whose data ran out runs while others train on theirs
+    (:mod:`cgru.distributed`).
     """
 
     def __init__(
@@ -342,12 +345,14 @@ class Epochs:
         steps_per_epoch: int | None = None,
         evaluation: bool = False,
         name: str = "the data",
+        empty: Batch | None = None,
     ) -> None:
         self.passes = passes
         self.check = check
         self.steps_per_epoch = steps_per_epoch
         self.evaluation = evaluation
         self.name = name
+        self.empty = empty
         self._current: Iterator | None = None
         self._seen = 0
         self._counted: int | None = None  # batches of a pass of unknown length, once known
@@ -438,6 +443,10 @@ class CachedBatches:
     def steps(self) -> int | None:
         return self.source.steps if self.batches is None else len(self.batches)
 
+    @property
+    def empty(self) -> Batch | None:
+        return self.source.empty
+
     def epoch(self, index: int = 0) -> Iterator[Batch]:
         if self.batches is not None:
             yield from self.batches
@@ -513,7 +522,7 @@ def _stream_source(
         passes = _IterablePasses(data)
     check = _batch_checker(model, what, name, class_weight, targets)
     first = check(passes.peek(), 0, 0)
-    return Epochs(passes, check, steps, evaluation, name), first
+    return Epochs(passes, check, steps, evaluation, name, empty_like(first)), first
 
 
 # --------------------------------------------------------------------------------- plans
@@ -558,7 +567,7 @@ def _array_batches(
         batch_size = max(1, math.ceil(n / steps)) if steps else DEFAULT_BATCH_SIZE
     model._check_stateful_batches(n, batch_size, what)
     arrays = ArrayBatches(batch.x, batch.y, batch.lengths, batch_size, rng, batch.sample_weight)
-    return Epochs(_ArrayPasses(arrays), None, steps, evaluation, "the arrays")
+    return Epochs(_ArrayPasses(arrays), None, steps, evaluation, "the arrays", arrays.empty)
 
 
 def _output_shape(model: Trainee, batch: Batch) -> tuple:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
+from ..validation import to_host
 from .surface import Trainee
 
 #: Keras compile() arguments that change nothing here: accepted and ignored.
@@ -114,6 +115,37 @@ def _saved_metrics(metrics: list) -> list:
             warnings.warn(f"the saved compile settings leave out a metric: {exc}", stacklevel=4)
     return saved
 
+def optimizer_state(model: Trainee) -> dict | None:
+    """The optimizer's state as saved with the model: ``{"iterations": int, "slots": [(weight
+    index in ``model.weights``, slot name, NumPy array), ...]}``; None when the model is not
+    compiled or its optimizer has not stepped yet (nothing to save beyond a fresh optimizer)."""
+    if not model.compiled:
+        return None
+    trainable = model.trainable_weights
+    state = model.optimizer.get_state(trainable)
+    if state["iterations"] == 0 and not any(state["slots"]):
+        return None
+    index = {id(p): i for i, p in enumerate(model.weights)}
+    slots = [
+        (index[id(p)], name, to_host(array))
+        for p, named in zip(trainable, state["slots"])
+        for name, array in sorted(named.items())
+    ]
+    return {"iterations": state["iterations"], "slots": slots}
+
+
+def restore_optimizer_state(model: Trainee, saved: dict) -> None:
+    """Continue the compiled model's optimizer from ``saved`` (as a model file holds it:
+    ``{"iterations": int, "slots": {weight index: {slot name: array}}}``). ValueError when a
+    slot belongs to a weight that is not trainable or does not fit its weight."""
+    weights = model.weights
+    trainable = {id(p) for p in model.trainable_weights}
+    for i in saved["slots"]:
+        if id(weights[i]) not in trainable:
+            raise ValueError(f"optimizer slots for weight {i} ({weights[i].name}), which is not trainable")
+    slots = [saved["slots"].get(i, {}) for i, p in enumerate(weights) if id(p) in trainable]
+    model.optimizer.set_state(model.trainable_weights, {"iterations": saved["iterations"], "slots": slots})
+
 
 __all__ = [
     "IGNORED",
@@ -122,6 +154,8 @@ __all__ = [
     "compile_model",
     "metric_directions",
     "metrics_names",
+    "optimizer_state",
     "require_compiled",
+    "restore_optimizer_state",
     "resolve_metrics",
 ]

@@ -47,6 +47,13 @@ def _take(a: Any, idx: Any) -> Any:
     return None if a is None else a[idx]
 
 
+def empty_like(batch: Batch) -> Batch:
+    """``batch`` with no samples: every array of it cut to length 0 (its other axes kept).
+    What a process whose data ran out runs while others train on theirs
+    (:mod:`cgru.distributed`): its loss, gradients and metric states add nothing."""
+    return Batch(*(None if part is None else part[:0] for part in batch))
+
+
 class ArrayBatches:
     """Batches of ``batch_size`` samples of checked arrays (the last batch may be smaller).
 
@@ -68,6 +75,11 @@ class ArrayBatches:
         self.rng = rng
         self.samples = x.shape[0]
         self.steps = math.ceil(self.samples / batch_size)
+
+    @property
+    def empty(self) -> Batch:
+        """A batch of no samples with the arrays' shapes (:func:`empty_like`)."""
+        return empty_like(Batch(self.x, self.y, self.lengths, self.sample_weight))
 
     def epoch(self, index: int = 0) -> Iterator[Batch]:
         """The batches of one pass over the arrays."""
@@ -164,6 +176,7 @@ __all__ = [
     "check_arrays",
     "check_data",
     "check_targets",
+    "empty_like",
     "split_samples",
     "split_validation",
 ]

@@ -18,11 +18,15 @@ from ..metrics import MetricState, as_result, merge_states
 
 class BatchResult(NamedTuple):
     """What one step reports: ``loss`` of the batch, ``size`` (its samples) and ``stats``, one
-    :class:`~cgru.metrics.MetricState` per metric (this batch's contribution)."""
+    :class:`~cgru.metrics.MetricState` per metric (this batch's contribution); ``weight``: what
+    the loss's reduction divided the batch's weighted values by
+    (:meth:`cgru.losses.Loss.denominator`; None when it divides by nothing), so that results of
+    several batches combine into their union's (:mod:`cgru.distributed.combine`)."""
 
     loss: float
     size: int
     stats: list
+    weight: float | None = None
 
 
 class LogsAccumulator:

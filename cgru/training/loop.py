@@ -92,30 +92,49 @@ def _validation_freq(freq: Any) -> Callable[[int], bool]:
 
 
 # ------------------------------------------------------------------------------ evaluate
-class _ProgressHooks(LoopHooks):
-    """An evaluation's progress bar, showing the running loss."""
+class _EvaluateHooks(LoopHooks):
+    """An evaluation's callbacks (``on_test_batch_*``, when there are any) and progress bar
+    (the running loss)."""
 
-    def __init__(self, bar: Any) -> None:
+    def __init__(self, callbacks: Any = None, bar: Any = None) -> None:
+        self.callbacks = callbacks
         self.bar = bar
 
+    def batch_begin(self, step: int) -> None:
+        if self.callbacks is not None:
+            self.callbacks.on_test_batch_begin(step, {})
+
     def batch_end(self, step: int, result: BatchResult, logs: LogsAccumulator) -> None:
+        if self.callbacks is not None:
+            self.callbacks.on_test_batch_end(step, logs.result())
         if self.bar is not None:
             self.bar.update(step + 1, {"loss": logs.mean_loss()})
 
 
-def evaluate_source(model: Trainee, source: Any, metrics: list, strategy: Any, bar: Any = None) -> dict:
-    """Loss and metrics over one pass of ``source``, all on one set of weights."""
+def evaluate_source(
+    model: Trainee, source: Any, metrics: list, strategy: Any, bar: Any = None, callbacks: Any = None
+) -> dict:
+    """Loss and metrics over one pass of ``source``, all on one set of weights; ``callbacks``
+    (a CallbackList, or None) hear ``on_test_begin``, each batch and ``on_test_end``, as in
+    Keras (also for ``fit``'s validation passes)."""
     model._ensure_bound()
+    if callbacks is not None and not callbacks.callbacks:
+        callbacks = None
+    if callbacks is not None:
+        callbacks.on_test_begin({})
 
     def run(pinned: Any) -> dict:
         logs = LogsAccumulator(metrics)
         run_epoch(
             source, 0, lambda batch: evaluate_step(model, batch, metrics, pinned), logs, strategy,
-            _ProgressHooks(bar),
+            _EvaluateHooks(callbacks, bar),
         )
         return logs.result()
 
-    return model._run_pinned(run)
+    logs = model._run_pinned(run)
+    if callbacks is not None:
+        callbacks.on_test_end(logs)
+    return logs
 
 
 def evaluate(
@@ -130,6 +149,7 @@ def evaluate(
     *,
     sample_weight: Any = None,
     steps: Any = None,
+    callbacks: Any = None,
 ) -> Any:
     """``Sequential.evaluate`` (see there)."""
     require_compiled(model, "evaluate")
@@ -138,16 +158,21 @@ def evaluate(
         model, x, y, lengths, sample_weight, _batch_size(batch_size), _steps(steps, "steps")
     )
     strategy = _strategy.resolve(strategy)
+    cb_list = _callbacks.check_callbacks(callbacks)
     metrics = resolve_metrics(model, data.y_shape, data.out_shape)
     if not strategy.is_chief:
         verbose = 0
-    bar = _progress.Progbar(data.source.steps) if verbose == 1 else None
     try:
-        logs = evaluate_source(model, data.source, metrics, strategy, bar)
+        source = strategy.distribute(data.source)
+        bar = _progress.Progbar(source.steps) if verbose == 1 else None
+        cbs = _callbacks.CallbackList(
+            strategy.callbacks(cb_list), model=model, params={"steps": source.steps, "verbose": verbose}
+        )
+        logs = evaluate_source(model, source, metrics, strategy, bar, cbs)
     finally:
         data.source.close()
     if bar is not None:
-        bar.finish(logs, steps=data.source.steps)
+        bar.finish(logs, steps=source.steps)
     elif verbose == 2:
         _progress.write_line(_progress.format_logs(logs).lstrip(" -"))
     if return_dict:
@@ -214,6 +239,7 @@ def fit(
     validate_after = _validation_freq(validation_freq)
     seed = check_seed(seed)
     cb_list = _callbacks.check_callbacks(callbacks)
+    strategy = _strategy.resolve(strategy)
     rng = np.random.default_rng(seed if seed is not None else _config.next_seed())
     data = adapters.fit_data(
         model, x, y, lengths, sample_weight, check_class_weight(class_weight), batch_size,
@@ -221,15 +247,17 @@ def fit(
         validation_data, _steps(validation_steps, "validation_steps"),
         _batch_size(validation_batch_size, "validation_batch_size"),
     )
-    train, held_out = data.train, data.held_out
     try:
+        # every process runs the same number of steps per pass (a strategy that spans processes)
+        train = strategy.distribute(data.train)
+        held_out = None if data.held_out is None else strategy.distribute(data.held_out)
         return _fit_epochs(
             model, train, held_out, data, epochs, initial_epoch, verbose, cb_list, strategy, validate_after
         )
     finally:
-        train.close()
-        if held_out is not None:
-            held_out.close()
+        data.train.close()
+        if data.held_out is not None:
+            data.held_out.close()
 
 
 def _fit_epochs(
@@ -245,10 +273,10 @@ def _fit_epochs(
     validate_after: Callable[[int], bool],
 ) -> _callbacks.History:
     """fit's epochs over checked sources."""
-    strategy = _strategy.resolve(strategy)
     metrics = resolve_metrics(model, data.y_shape, data.out_shape)
     if not strategy.is_chief:
         verbose = 0
+    strategy.prepare(model)
     history = _callbacks.History()
     cbs = _callbacks.CallbackList(
         [*strategy.callbacks(cb_list), history],
@@ -272,14 +300,15 @@ def _fit_epochs(
             )
             epoch_logs = dict(hooks.logs)
             if held_out is not None and validate_after(epoch):
-                val_logs = evaluate_source(model, held_out, metrics, strategy)
+                val_logs = evaluate_source(model, held_out, metrics, strategy, callbacks=cbs)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             elapsed = _progress.time.perf_counter() - start
+            cbs.on_epoch_end(epoch, epoch_logs)
+            # after the callbacks, as Keras's progress logger: what they add (learning_rate) shows
             if verbose == 1:
                 hooks.bar.finish(epoch_logs, steps=done)
             elif verbose == 2:
                 _progress.write_line(_progress.epoch_line(epoch + 1, epochs, done, elapsed, epoch_logs))
-            cbs.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
                 break
             if epoch + 1 < epochs and getattr(train, "used_up", False):
@@ -335,6 +364,7 @@ def train_on_batch(
     check_trainable(model, "train_on_batch")
     batch, metrics = _single_batch(model, x, y, lengths, sample_weight, class_weight, "train_on_batch")
     strategy = _strategy.resolve(strategy)
+    strategy.prepare(model)
     result = strategy.reduce_batch(train_step(model, batch, metrics, strategy))
     return _batch_logs(result, metrics, return_dict)
 

@@ -6,7 +6,8 @@
 2. forward (``training=True``) and the loss and its gradient (:func:`score`), weighted by the
    batch's sample weights and the mask of padded steps (:mod:`cgru.sample_weights`);
 3. backward through the layers, which leaves each weight's gradient in its ``grad``;
-4. the strategy's ``reduce_gradients`` (where processes would combine their gradients);
+4. the strategy's ``reduce_step`` (where processes combine their gradients and the batch's
+   result; by default its ``reduce_gradients``);
 5. the optimizer computes the new weights and publishes them with its new state at once,
    unless another thread replaced the weights meanwhile (then the step is dropped).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ..losses import align_targets
+from ..metrics import MetricState
 from ..padding import step_mask, zero_padding
 from ..sample_weights import metric_weights
 from ..validation import xp_of
@@ -33,7 +35,8 @@ class Scored(NamedTuple):
     """A batch run forward and scored: the targets (host) and the output (backend), the layers'
     caches, the mask of valid steps of a sequence output and its lengths (or None), the sample
     weights on the backend (or None), the weighted loss and its gradient with respect to the
-    output."""
+    output, and what the loss's reduction divided the weighted values by
+    (:meth:`cgru.losses.Loss.denominator`)."""
 
     y: Any
     y_pred: Any
@@ -43,6 +46,7 @@ class Scored(NamedTuple):
     sample_weight: Any
     loss: float
     dy: Any
+    weight: float | None
 
 
 def score(model: Trainee, batch: Batch, pinned: Any, training: bool) -> Scored:
@@ -65,7 +69,8 @@ def score(model: Trainee, batch: Batch, pinned: Any, training: bool) -> Scored:
     loss, dy = loss_fn.value_and_grad(y_true, y_pred, mask, sample_weight=weights)
     if training and sequence:
         dy = zero_padding(xp, dy, out_lengths)
-    return Scored(y, y_pred, caches, mask, out_lengths if sequence else None, weights, loss, dy)
+    weight = loss_fn.denominator(y_pred.shape[:-1], weights, mask)
+    return Scored(y, y_pred, caches, mask, out_lengths if sequence else None, weights, loss, dy, weight)
 
 
 def metric_stats(metrics: Any, scored: Scored) -> list:
@@ -83,7 +88,19 @@ def metric_stats(metrics: Any, scored: Scored) -> list:
     values_shape = tuple(y_pred.shape[:-1])
     plain = metric_weights(xp, None, scored.mask, values_shape, y_pred.dtype)
     weighted = metric_weights(xp, scored.sample_weight, scored.mask, values_shape, y_pred.dtype)
+    if y_pred.shape[0] == 0:
+        return [nothing_added(b.metric, y_true, y_pred, weighted if b.weighted else plain) for b in metrics]
     return [b.metric.batch_state(y_true, y_pred, weighted if b.weighted else plain) for b in metrics]
+
+
+def nothing_added(metric: Any, y_true: Any, y_pred: Any, sample_weight: Any) -> MetricState:
+    """What a batch of no samples (a process whose data ran out, :mod:`cgru.distributed`) adds
+    to ``metric``: its reset state, in the layout of every other batch's state, which changes
+    nothing merged into states that started from it (every batch's does). Only a metric that
+    builds its state on its first update (and has not yet) is updated on the empty arrays."""
+    if not metric.variables:
+        return metric.batch_state(y_true, y_pred, sample_weight)
+    return MetricState(tuple(metric.stateless_reset_state()), tuple(v.aggregation for v in metric.variables))
 
 
 def loss_and_grads(model: Trainee, batch: Batch, metrics: Any = (), pinned: Any = None) -> tuple:
@@ -97,19 +114,35 @@ def loss_and_grads(model: Trainee, batch: Batch, metrics: Any = (), pinned: Any 
     return scored.loss, metric_stats(metrics, scored)
 
 
+def batch_result(scored: Scored, metrics: Any) -> BatchResult:
+    """What a step reports about its scored batch."""
+    return BatchResult(scored.loss, scored.y_pred.shape[0], metric_stats(metrics, scored), scored.weight)
+
+
 def train_step(model: Trainee, batch: Batch, metrics: Any, strategy: Any) -> BatchResult:
-    """One optimizer step on ``batch`` (see the module documentation)."""
+    """One optimizer step on ``batch`` (see the module documentation); returns the result the
+    strategy gives back (the global batch's, for a strategy that spans processes)."""
     pinned = model._pinned_now()
-    loss, stats = loss_and_grads(model, batch, metrics, pinned)
-    grads = strategy.reduce_gradients([(p.grad, p) for p in model.trainable_weights])
+    scored = score(model, batch, pinned, training=True)
+    model._backward(scored.dy, scored.caches)
+    grads_and_params = [(p.grad, p) for p in model.trainable_weights]
+    grads, result = strategy.reduce_step(grads_and_params, batch_result(scored, metrics))
     model.optimizer._step(grads, expected=zip(pinned.params, pinned.values))
-    return BatchResult(loss, batch.x.shape[0], stats)
+    return result
 
 
 def evaluate_step(model: Trainee, batch: Batch, metrics: Any, pinned: Any) -> BatchResult:
     """The loss and metrics of ``batch`` on ``pinned``'s weights, nothing trained."""
-    scored = score(model, batch, pinned, training=False)
-    return BatchResult(scored.loss, scored.y_pred.shape[0], metric_stats(metrics, scored))
+    return batch_result(score(model, batch, pinned, training=False), metrics)
 
 
-__all__ = ["Scored", "evaluate_step", "loss_and_grads", "metric_stats", "score", "train_step"]
+__all__ = [
+    "Scored",
+    "batch_result",
+    "evaluate_step",
+    "loss_and_grads",
+    "metric_stats",
+    "nothing_added",
+    "score",
+    "train_step",
+]
