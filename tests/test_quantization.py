@@ -132,7 +132,9 @@ def test_error_against_float32_over_a_long_sequence_stays_within_the_documented_
 def test_stateful_streaming_equals_the_full_sequence(device, mode, rng):
     layers = [GRU(16, stateful=True, return_sequences=True, input_shape=(None, 5), seed=1),
               GRU(8, stateful=True, seed=2), Dense(3, activation="relu", seed=3)]
-    full = Sequential([type(layer).from_config({**layer.get_config(), "stateful": False}) for layer in layers],
+    # the same stack without state (Dense takes no stateful argument, as in Keras)
+    full = Sequential([type(layer).from_config({**layer.get_config(), **({"stateful": False} if isinstance(layer, GRU)
+                                                                        else {})}) for layer in layers],
                       device=device)
     full.build((None, 10, 5))
     stream = Sequential(layers, device=device)
@@ -151,6 +153,12 @@ def test_stateful_streaming_equals_the_full_sequence(device, mode, rng):
     assert diff.mean() < KERNEL_MEAN and diff.max() < KERNEL_MAX
     if mode == "int8" or device == "numpy":  # integer sums (and the reference's) are exact
         np.testing.assert_array_equal(steps[-1], full.predict(x))
+
+
+def weight_bytes(path):
+    """The bytes of the weight arrays a saved model file holds."""
+    with np.load(path) as arrays:
+        return sum(arrays[name].nbytes for name in arrays.files if name.startswith("weight_"))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -172,8 +180,9 @@ def test_save_and_load_give_the_same_model_bit_for_bit(device, mode, rng, tmp_pa
         np.testing.assert_array_equal(a, b)
     assert loaded.layers[1].forward_layer.quantization_mode == mode
     assert loaded.layers[0].get_weights()[0].dtype == np.float32  # Embedding stays float32
-    # the file holds the quantized matrices: a half (bfloat16) or about a quarter (int8) of them
-    assert path.stat().st_size < 0.8 * float_path.stat().st_size
+    # the file holds the quantized matrices: a half (bfloat16) or a quarter (int8, plus its
+    # scales) of the float bytes (the weight data, not the zip headers of so small a model)
+    assert weight_bytes(path) < 0.7 * weight_bytes(float_path)
     other = "cpu" if device == "numpy" else "numpy"
     if other in BACKENDS:  # the same file on the other backend: the reference or the kernels
         moved = load_model(path, device=other).predict(x)
