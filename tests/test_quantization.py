@@ -3,7 +3,7 @@
 A quantized model on the NumPy backend must compute the NumPy reference of its mode
 (cgru.backends.quantize, driven here layer by layer, independently of the layers' code); on the
 compiled backend the same within the kernels' float32 summation order (the engine-level bounds
-are tests/test_quantized_engine.py's: here the mean difference must be float32-small, and the
+are tests/backends/test_quantize.py's: here the mean difference must be float32-small, and the
 rare element whose activation sits on a rounding boundary of the mode may differ by one
 quantum). Against float32 each mode stays within the bound docs/reduced-precision.md states.
 """

@@ -210,8 +210,7 @@ cdef class QuantizedGRUInference(GRUInference):
             raise ValueError(f"x must have shape (1, time, {self.input_size}), got {x.shape}")
         _check_dim("h", h.shape, (1, self.units))
         cdef Py_ssize_t T = x.shape[1]
-        if T * max(self.input_size, 4 * self.units) > _INT_MAX:
-            raise ValueError(f"problem too large for 32-bit indices: x {x.shape}, units {self.units}")
+        check_sizes(1, T, self.input_size, self.units)
         if lengths is not None:
             lengths = np.array(lengths, dtype=np.int64, copy=True)  # both parts read it
         cdef cgru_dims d = self.dims
