@@ -8,6 +8,8 @@ rare element whose activation sits on a rounding boundary of the mode may differ
 quantum). Against float32 each mode stays within the bound docs/reduced-precision.md states.
 """
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -46,8 +48,10 @@ def twins(layers, devices, rng):
         model = Sequential([type(layer).from_config(layer.get_config()) for layer in layers], device=device)
         model.build((None, 7, 6))
         models[device] = model
-    weights = [w + (0.1 * rng.standard_normal(w.shape).astype(w.dtype) if w.ndim < 2 or "bias" in p.name else 0)
-               for w, p in zip(models[devices[0]].get_weights(), models[devices[0]].weights)]
+    first = models[devices[0]]
+    weights = [w + (0.1 * rng.standard_normal(w.shape).astype(w.dtype)
+                    if w.ndim < 2 or "bias" in p.name else 0)
+               for w, p in zip(first.get_weights(), first.weights)]
     for model in models.values():
         model.set_weights(weights)
     return models
@@ -88,7 +92,8 @@ def reference_stack(layers, float_weights, mode, x, lengths=None):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind,options", [
-    ("gru", {}), ("gru", {"reset_after": False}), ("gru", {"activation": "relu", "recurrent_activation": "hard_sigmoid"}),
+    ("gru", {}), ("gru", {"reset_after": False}),
+    ("gru", {"activation": "relu", "recurrent_activation": "hard_sigmoid"}),
     ("gru", {"go_backwards": True}), ("bidirectional", {}),
 ])
 def test_predict_computes_the_reference_of_the_mode(kind, options, mode, rng):
@@ -133,8 +138,9 @@ def test_stateful_streaming_equals_the_full_sequence(device, mode, rng):
     layers = [GRU(16, stateful=True, return_sequences=True, input_shape=(None, 5), seed=1),
               GRU(8, stateful=True, seed=2), Dense(3, activation="relu", seed=3)]
     # the same stack without state (Dense takes no stateful argument, as in Keras)
-    full = Sequential([type(layer).from_config({**layer.get_config(), **({"stateful": False} if isinstance(layer, GRU)
-                                                                        else {})}) for layer in layers],
+    stateless = [{**layer.get_config(), "stateful": False} if isinstance(layer, GRU) else layer.get_config()
+                 for layer in layers]
+    full = Sequential([type(layer).from_config(config) for layer, config in zip(layers, stateless)],
                       device=device)
     full.build((None, 10, 5))
     stream = Sequential(layers, device=device)
@@ -243,8 +249,8 @@ def test_set_weights_takes_quantized_arrays_and_refuses_float_ones(mode, rng):
 
 def test_quantize_refuses_what_it_cannot_do(rng):
     model = Sequential([GRU(4, input_shape=(3, 2), seed=1)])
-    with pytest.raises(ValueError, match=r"Invalid quantization mode. Expected one of \('bfloat16', 'int8'\). "
-                                         r"Received: mode='float8'"):
+    with pytest.raises(ValueError, match=r"Invalid quantization mode. Expected one of "
+                                         r"\('bfloat16', 'int8'\). Received: mode='float8'"):
         model.quantize("float8")
     with pytest.raises(ValueError, match="isn't yet built"):
         Sequential([GRU(4)]).quantize("int8")
@@ -283,7 +289,8 @@ def test_other_layers_keep_their_float32_weights(rng):
     for a, b in zip(after[:kept], before[:kept]):
         assert a.dtype == np.float32
         np.testing.assert_array_equal(a, b)
-    assert [layer.quantization_mode for layer in model.layers] == [None, None, None, "bfloat16", None, "bfloat16"]
+    modes = [layer.quantization_mode for layer in model.layers]
+    assert modes == [None, None, None, "bfloat16", None, "bfloat16"]
     assert model.count_params() == sum(w.size for w in after)
 
 
@@ -308,7 +315,8 @@ def test_a_backend_without_reduced_precision_kernels_refuses_the_model(rng):
     model.quantize("int8")
     x = rng.integers(0, 5, (2, 3))
     y = model.predict(x)
-    with pytest.raises(ValueError, match=r"quantized to 'int8', and the 'plain' backend has no reduced-precision"):
+    with pytest.raises(ValueError, match=r"quantized to 'int8', and the 'plain' backend has no "
+                                         r"reduced-precision"):
         model.to("plain-test")
     assert model.device == "numpy" and model.layers[0]._ops is cgru.get_ops("numpy")  # nothing moved
     np.testing.assert_array_equal(model.predict(x), y)
@@ -320,7 +328,8 @@ def test_backend_info_names_the_kernels_of_each_mode():
     info = cgru.backend_info()
     kernels = cgru.get_ops().quantized_kernels()
     assert info["quantized_kernels"] == kernels
-    assert cgru.get_ops("numpy").quantized_kernels() == {"bfloat16": "NumPy reference", "int8": "NumPy reference"}
+    reference = {"bfloat16": "NumPy reference", "int8": "NumPy reference"}
+    assert cgru.get_ops("numpy").quantized_kernels() == reference
     if compiled_available():
         from cgru import _engine
 
@@ -328,14 +337,21 @@ def test_backend_info_names_the_kernels_of_each_mode():
         assert info["isa"] == _engine.get_isa()
 
 
-def test_exports_refuse_a_quantized_model():
+def test_exports_refuse_a_quantized_model(rng):
     model = Sequential([GRU(4, input_shape=(3, 2), seed=1)])
     model.quantize("bfloat16")
+    before = model.get_weights()
+    x = rng.standard_normal((2, 3, 2)).astype(np.float32)
+    y = model.predict(x)
     with pytest.raises(ValueError, match="quantized to 'bfloat16'"):
         cgru.to_torch_state_dict(model)
-    pytest.importorskip("onnx")
-    with pytest.raises(ValueError, match="to_onnx needs float weights"):
-        cgru.to_onnx(model)
+    if importlib.util.find_spec("onnx") is not None:
+        with pytest.raises(ValueError, match="to_onnx needs float weights"):
+            cgru.to_onnx(model)
+    for a, b in zip(model.get_weights(), before):  # the model is as it was
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.predict(x), y)
 
 
 @requires_compiled
@@ -360,3 +376,200 @@ def test_the_dense_product_of_a_quantized_model_runs_the_kernels(rng):
             assert np.all(np.abs(got - exact) <= bound_sum + 1e-30)
     with pytest.raises(TypeError, match="values must be int8"):
         _engine.QuantizedMatmul("int8", w, np.ones(7, np.float32))
+
+
+def quantized_stack(device, mode, rng):
+    """A GRU-GRU-Dense model on ``device`` with non-zero biases, quantized to ``mode``, and
+    inputs for it (8 sequences of 9 steps, 6 features)."""
+    model = twins(stack("gru"), [device], rng)[device]
+    model.quantize(mode)
+    return model, rng.standard_normal((8, 9, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("how", ["pickle", "deepcopy", "cloudpickle"])
+def test_a_quantized_model_pickles_through_its_save_format(how, mode, rng):
+    import copy
+    import pickle
+
+    model, x = quantized_stack("cpu" if compiled_available() else "numpy", mode, rng)
+    if how == "pickle":
+        copied = pickle.loads(pickle.dumps(model))
+    elif how == "cloudpickle":
+        cloudpickle = pytest.importorskip("cloudpickle")
+        copied = cloudpickle.loads(cloudpickle.dumps(model))
+    else:
+        copied = copy.deepcopy(model)
+    assert [layer.quantization_mode for layer in copied.layers] == [mode] * 3
+    for a, b in zip(copied.get_weights(), model.get_weights()):
+        assert a.dtype == b.dtype and a is not b
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(copied.predict(x), model.predict(x))
+    with pytest.raises(ValueError, match="already quantized"):
+        copied.quantize(mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("device", BACKENDS)
+def test_concurrent_predict_on_a_quantized_model_equals_serial(device, mode, rng):
+    from threads import run_concurrently
+
+    model, _ = quantized_stack(device, mode, rng)
+    inputs = [rng.standard_normal((n, 9, 6)).astype(np.float32) for n in (1, 3, 8, 1, 5, 2)]
+    serial = [model.predict(x) for x in inputs]
+    results = {}
+
+    def worker(i):
+        for _ in range(5):
+            results[i] = model.predict(inputs[i])
+            np.testing.assert_array_equal(results[i], serial[i])
+
+    run_concurrently(worker, len(inputs))
+    assert sorted(results) == list(range(len(inputs)))
+
+
+@requires_compiled
+@pytest.mark.parametrize("mode", MODES)
+def test_a_forked_child_predicts_what_its_parent_does(mode, rng):
+    """A forked child of a process that ran the quantized kernels (the helper thread started)
+    computes the same outputs (in a fresh interpreter: a hang fails the test)."""
+    from isolated import run_isolated
+
+    out = run_isolated(
+        """
+        import multiprocessing, sys
+        import numpy as np
+        import cgru
+        from cgru import GRU, Dense, Sequential
+
+        cgru.set_num_threads(2)
+        model = Sequential([GRU(96, return_sequences=True, input_shape=(None, 6), seed=1),
+                            GRU(32, seed=2), Dense(3, seed=3)])
+        model.quantize(sys.argv[1])
+        x = np.random.default_rng(0).standard_normal((4, 40, 6)).astype(np.float32)
+        one = x[:1]
+        parent = model.predict(x), model.predict(one)
+
+        def child(_):
+            return model.predict(x), model.predict(one)
+
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            for got in pool.map(child, range(2)):
+                for a, b in zip(got, parent):
+                    np.testing.assert_array_equal(a, b)
+        print("same")
+        """,
+        mode, timeout_s=120, hang="a forked child of a quantized model hung")
+    assert out.strip() == "same"
+
+
+def stream_model(device, mode, *, relu=True):
+    """A stateful GRU-GRU-Dense model streaming one step of 5 features per call."""
+    model = Sequential([GRU(16, stateful=True, return_sequences=True, input_shape=(None, 5), seed=1),
+                        Dropout(0.1), GRU(8, stateful=True, seed=2),
+                        Dense(3, activation="relu" if relu else "linear", seed=3)], device=device)
+    model.build((None, 1, 5))
+    weights = model.get_weights()
+    model.set_weights([w + 0.1 * (w.ndim == 1) for w in weights])  # non-zero biases
+    if mode != "float32":
+        model.quantize(mode)
+    return model
+
+
+def lean_only(monkeypatch):
+    """Models bound from here on run every call through the Python lean path (no compiled
+    streaming step)."""
+    import cgru.streaming
+
+    monkeypatch.setattr(cgru.streaming, "compiled_step", lambda *args: None)
+
+
+@requires_compiled
+@pytest.mark.parametrize("mode", ("float32",) + MODES)
+def test_the_compiled_streaming_step_equals_the_lean_path_bit_for_bit(mode, rng, monkeypatch):
+    model = stream_model("cpu", mode)
+    xs = [rng.standard_normal((1, 1, 5)).astype(np.float32) for _ in range(12)]
+    model(xs[0])  # the first (checked) call binds the step
+    model.reset_states()
+    assert model._fast.step is not None
+    stepped = [model(x) for x in xs]
+    assert all(type(y) is np.ndarray and y.shape == (1, 3) for y in stepped)
+    states = [layer._state.copy() for layer in model.layers if isinstance(layer, GRU)]
+    lean_only(monkeypatch)
+    twin = stream_model("cpu", mode)
+    twin(xs[0])
+    twin.reset_states()
+    assert twin._fast.step is None
+    for y, x in zip(stepped, xs):
+        np.testing.assert_array_equal(y, twin(x))
+    for state, layer in zip(states, [layer for layer in twin.layers if isinstance(layer, GRU)]):
+        np.testing.assert_array_equal(state, layer._state)
+
+
+@requires_compiled
+@pytest.mark.parametrize("mode", ("float32", "int8"))
+def test_the_compiled_streaming_step_follows_what_changes(mode, rng, monkeypatch):
+    """New weights, reset_states, a state set by the caller and a changed layer setting take
+    effect at the next call, as on the lean path."""
+    model = stream_model("cpu", mode)
+    x = rng.standard_normal((1, 1, 5)).astype(np.float32)
+    gru = model.layers[2]
+    calls = []
+
+    def run(m):
+        out = [m(x), m(x)]
+        m.reset_states()
+        out.append(m(x))
+        m.layers[2].reset_states(np.full((1, 8), 0.5, np.float32))
+        out.append(m(x))
+        m.set_weights([w if w.ndim != 1 else w + np.float32(0.25) for w in m.get_weights()])
+        out += [m(x), m(x)]
+        m.layers[3].activation = "linear"  # Dense: relu -> linear
+        out.append(m(x))
+        return out
+
+    calls = run(model)
+    assert model._fast.step is not None and gru._state is not None
+    lean_only(monkeypatch)
+    expected = run(stream_model("cpu", mode))
+    for got, want in zip(calls, expected):
+        np.testing.assert_array_equal(got, want)
+    assert np.any(calls[-1] < 0)  # linear now: the relu would have clipped it
+
+
+@requires_compiled
+def test_the_compiled_streaming_step_declines_other_inputs(rng):
+    model = stream_model("cpu", "bfloat16")
+    x = rng.standard_normal((1, 1, 5)).astype(np.float32)
+    model(x)
+    step = model._fast.step
+    assert step(x) is not None
+    for other in (x.astype(np.float64), np.ascontiguousarray(np.repeat(x, 2, axis=1)), x[:, :, :4],
+                  np.asfortranarray(np.repeat(x, 2, axis=0))[:1], x.tolist()):
+        assert step(other) is None
+    model.reset_states()
+    assert step(x) is None  # no kept state: the lean path starts it
+    with pytest.raises(ValueError):
+        model(rng.standard_normal((1, 1, 4)).astype(np.float32))  # the checked path says why
+
+
+@requires_compiled
+@pytest.mark.parametrize("mode", MODES)
+def test_streams_on_threads_each_equal_their_serial_run(mode, rng):
+    from threads import run_concurrently
+
+    models = [stream_model("cpu", mode) for _ in range(4)]
+    inputs = [[rng.standard_normal((1, 1, 5)).astype(np.float32) for _ in range(50)] for _ in models]
+    serial = []
+    for model, xs in zip(models, inputs):
+        serial.append([model(x) for x in xs])
+        model.reset_states()
+    got = {}
+
+    def worker(i):
+        got[i] = [models[i](x) for x in inputs[i]]
+
+    run_concurrently(worker, len(models))
+    for i in range(len(models)):
+        for a, b in zip(got[i], serial[i]):
+            np.testing.assert_array_equal(a, b)
