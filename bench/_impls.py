@@ -89,6 +89,22 @@ def cgru_model(cgru, problem: Problem, data: Data):
     return model
 
 
+def stateful_step_runner(model, data: Data, **runner: object) -> Runner:
+    """The streaming row of a stateful one-step cgru ``model``: ``model(x_t)`` per call, the
+    check running the row's steps from a zero state (``runner``: the Runner's other fields)."""
+    x1 = np.ascontiguousarray(data.steps[0])
+
+    def check():
+        model.reset_states()
+        out = None
+        for xt in data.steps:
+            out = model(np.ascontiguousarray(xt))
+        model.reset_states()
+        return {"h": np.asarray(out)}
+
+    return Runner(lambda: model(x1), check, **runner)
+
+
 class OpsChain(Impl):
     """Stacked GRU layers through an ops backend (cgru's compiled ops, or the NumPy reference)."""
 
@@ -162,20 +178,7 @@ class CgruImpl(OpsChain):
         cgru = self.cgru
         model = cgru_model(cgru, problem, data)
         if mode == STEP:
-            x1 = np.ascontiguousarray(data.steps[0])
-
-            def call():
-                return model(x1)
-
-            def check():
-                model.reset_states()
-                out = None
-                for xt in data.steps:
-                    out = model(np.ascontiguousarray(xt))
-                model.reset_states()
-                return {"h": np.asarray(out)}
-
-            return Runner(call, check, via="Sequential([GRU(stateful=True)]) model(x)")
+            return stateful_step_runner(model, data, via="Sequential([GRU(stateful=True)]) model(x)")
         x = data.x
         if mode == INFERENCE:
             return Runner(lambda: model(x), lambda: {"y": np.asarray(model(x))},
@@ -242,18 +245,8 @@ class CgruQuantizedImpl(Impl):
         model.quantize(self.mode)
         kernel = self.cgru.backend_info()["quantized_kernels"][self.mode]
         if mode == STEP:
-            x1 = np.ascontiguousarray(data.steps[0])
-
-            def check():
-                model.reset_states()
-                out = None
-                for xt in data.steps:
-                    out = model(np.ascontiguousarray(xt))
-                model.reset_states()
-                return {"h": np.asarray(out)}
-
-            return Runner(lambda: model(x1), check, tolerance=REDUCED_PRECISION_TOL,
-                          via=f"model.quantize({self.mode!r}), stateful model(x) ({kernel})")
+            return stateful_step_runner(model, data, tolerance=REDUCED_PRECISION_TOL,
+                                        via=f"model.quantize({self.mode!r}), stateful model(x) ({kernel})")
         x = data.x
         return Runner(lambda: model(x), lambda: {"y": np.asarray(model(x))}, tolerance=REDUCED_PRECISION_TOL,
                       via=f"model.quantize({self.mode!r}), model(x) ({kernel})")
