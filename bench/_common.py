@@ -403,7 +403,7 @@ def versions() -> dict:
     from importlib import metadata
 
     out = {"python": platform.python_version(), "numpy": np.__version__}
-    for name in ("cgru", "torch", "onnxruntime", "onnx"):
+    for name in ("cgru", "torch", "onnxruntime", "onnx", "openvino"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
