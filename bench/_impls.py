@@ -1,10 +1,14 @@
-"""The implementations compare.py times: cgru, cgru's model exported to ONNX Runtime
-(``cgru.to_onnx``), PyTorch, ONNX Runtime running a hand-built GRU graph, and the NumPy reference.
+"""The implementations compare.py times: cgru (float32, and its model quantized to bfloat16 or
+int8), cgru's model exported to ONNX Runtime (``cgru.to_onnx``), PyTorch, ONNX Runtime running a
+hand-built GRU graph, OpenVINO's GRUSequence (float32, and its default precision), and the NumPy
+reference.
 
 Each implementation builds a :class:`Runner` for one (problem, mode) at one thread count:
 ``call()`` is the timed unit of work, ``check()`` recomputes the result from the initial
 weights (outputs, weight gradients or the streaming state) for the agreement check, and
-``context()`` wraps a timed block (PyTorch's ``no_grad``).
+``context()`` wraps a timed block (PyTorch's ``no_grad``); ``tolerance`` is the error against
+the float64 reference the row may have (None: float32's, ``FLOAT32_TOL``; reduced-precision rows:
+``REDUCED_PRECISION_TOL``).
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import numpy as np
 from _common import (
     INFERENCE,
     LEARNING_RATE,
+    REDUCED_PRECISION_TOL,
     STEP,
     TRAINING,
     Data,
     Problem,
     copy_weights,
+    gate_rows,
     grad_key,
     keras_to_onnx,
     ops_backward,
@@ -42,6 +48,7 @@ class Runner:
     via: str = ""
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     notes: list = field(default_factory=list)
+    tolerance: float | None = None
 
 
 class Impl:
@@ -80,6 +87,22 @@ def cgru_model(cgru, problem: Problem, data: Data):
     model.build((None, problem.time, problem.input))
     model.set_weights([a for dirs in data.weights for arrays in dirs for a in arrays])
     return model
+
+
+def stateful_step_runner(model, data: Data, **runner: object) -> Runner:
+    """The streaming row of a stateful one-step cgru ``model``: ``model(x_t)`` per call, the
+    check running the row's steps from a zero state (``runner``: the Runner's other fields)."""
+    x1 = np.ascontiguousarray(data.steps[0])
+
+    def check():
+        model.reset_states()
+        out = None
+        for xt in data.steps:
+            out = model(np.ascontiguousarray(xt))
+        model.reset_states()
+        return {"h": np.asarray(out)}
+
+    return Runner(lambda: model(x1), check, **runner)
 
 
 class OpsChain(Impl):
@@ -155,20 +178,7 @@ class CgruImpl(OpsChain):
         cgru = self.cgru
         model = cgru_model(cgru, problem, data)
         if mode == STEP:
-            x1 = np.ascontiguousarray(data.steps[0])
-
-            def call():
-                return model(x1)
-
-            def check():
-                model.reset_states()
-                out = None
-                for xt in data.steps:
-                    out = model(np.ascontiguousarray(xt))
-                model.reset_states()
-                return {"h": np.asarray(out)}
-
-            return Runner(call, check, via="Sequential([GRU(stateful=True)]) model(x)")
+            return stateful_step_runner(model, data, via="Sequential([GRU(stateful=True)]) model(x)")
         x = data.x
         if mode == INFERENCE:
             return Runner(lambda: model(x), lambda: {"y": np.asarray(model(x))},
@@ -211,6 +221,35 @@ class CgruImpl(OpsChain):
 
         return Runner(lambda: model.train_on_batch(x, g), check,
                       via="Sequential.train_on_batch (SGD, loss sum(y*g))")
+
+
+class CgruQuantizedImpl(Impl):
+    """The row's cgru model quantized with ``model.quantize(mode)`` ("bfloat16" or "int8"),
+    through the public API: ``model(x)`` (inference), the stateful one-step ``model(x)``
+    (streaming). Inference only."""
+
+    def __init__(self, mode: str) -> None:
+        import cgru
+
+        if not cgru.backends.compiled_available():
+            raise RuntimeError("cgru's compiled engine is not built")
+        self.cgru, self.mode, self.name = cgru, mode, f"cgru-{mode}"
+
+    def set_threads(self, n: int) -> None:
+        self.cgru.set_num_threads(n)
+
+    def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        if mode == TRAINING:
+            raise Skip("a quantized model is inference-only")
+        model = cgru_model(self.cgru, problem, data)
+        model.quantize(self.mode)
+        kernel = self.cgru.backend_info()["quantized_kernels"][self.mode]
+        if mode == STEP:
+            return stateful_step_runner(model, data, tolerance=REDUCED_PRECISION_TOL,
+                                        via=f"model.quantize({self.mode!r}), stateful model(x) ({kernel})")
+        x = data.x
+        return Runner(lambda: model(x), lambda: {"y": np.asarray(model(x))}, tolerance=REDUCED_PRECISION_TOL,
+                      via=f"model.quantize({self.mode!r}), model(x) ({kernel})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,3 +493,96 @@ class CgruOnnxImpl(OrtImpl):
         feed = {"input": data.x}
         return Runner(lambda: sess.run(None, feed), lambda: {"y": sess.run(None, feed)[0]},
                       via="cgru.to_onnx(model) in a session (batch-major in and out)")
+
+
+# --------------------------------------------------------------------------------------------
+# OpenVINO
+# --------------------------------------------------------------------------------------------
+
+
+def openvino_weights(dirs):
+    """Keras-layout directions -> GRUSequence W (D, 3H, I), R (D, 3H, H) (ONNX's gate rows,
+    from cgru.interop) and B (D, 4H) with linear_before_reset: [W_bz + R_bz, W_br + R_br, W_bh,
+    R_bh]."""
+    w, r, b_in, b_rec = gate_rows(dirs)
+    h = r.shape[2]
+    b = np.concatenate([b_in[:, :2 * h] + b_rec[:, :2 * h], b_in[:, 2 * h:], b_rec[:, 2 * h:]], axis=1)
+    return [w, r, np.ascontiguousarray(b)]
+
+
+def openvino_runner(problem: Problem, data: Data, precision: str, threads: int):
+    """``(call, check, precision used)`` of OpenVINO's GRUSequence graph of the problem on the
+    CPU plugin (latency hint, one stream, ``threads`` threads): ``precision`` "f32" sets
+    INFERENCE_PRECISION_HINT=f32, "default" leaves the plugin's own (bfloat16 on CPUs with
+    AVX512-BF16 or AMX). Streaming: a one-step graph, the state fed back per call. Raises
+    Skip when openvino is not installed."""
+    try:
+        import openvino as ov
+        import openvino.opset13 as op
+    except ImportError as exc:
+        raise Skip(f"openvino not installed ({exc})") from None
+    b, t, i, h, nd = problem.batch, problem.time, problem.input, problem.hidden, problem.directions
+    direction = "bidirectional" if nd == 2 else "forward"
+    if problem.kind == "step":
+        x = op.parameter([b, 1, i], np.float32, name="x")
+        h0 = op.parameter([b, 1, h], np.float32, name="h0")
+        w, r, bias = openvino_weights(data.weights[0])
+        gru = op.gru_sequence(x, h0, op.constant(np.ones(b, np.int32)), op.constant(w), op.constant(r),
+                              op.constant(bias), h, "forward", linear_before_reset=True)
+        model = ov.Model([gru.output(1)], [x, h0])
+    else:
+        x = op.parameter([b, t, i], np.float32, name="x")
+        cur = x
+        lengths = op.constant(np.full(b, t, np.int32))
+        for dirs in data.weights:
+            w, r, bias = openvino_weights(dirs)
+            h0 = op.constant(np.zeros((b, nd, h), np.float32))
+            gru = op.gru_sequence(cur, h0, lengths, op.constant(w), op.constant(r), op.constant(bias), h,
+                                  direction, linear_before_reset=True)
+            # Y (B, D, T, H) -> (B, T, D*H)
+            cur = op.reshape(op.transpose(gru.output(0), op.constant(np.array([0, 2, 1, 3], np.int64))),
+                             op.constant(np.array([b, t, nd * h], np.int64)), special_zero=False)
+        model = ov.Model([cur], [x])
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    if precision == "f32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16"...
+    request = compiled.create_infer_request()
+    if problem.kind == "step":
+        state = [np.zeros((b, 1, h), np.float32)]
+        x1 = np.ascontiguousarray(data.steps[0])
+
+        def call():
+            state[0] = request.infer([x1, state[0]])[0]
+
+        def check():
+            hh = np.zeros((b, 1, h), np.float32)
+            for xt in data.steps:
+                hh = request.infer([np.ascontiguousarray(xt), hh])[0].copy()
+            return {"h": hh[:, 0]}
+
+        return call, check, used
+    feed = [data.x]
+    return (lambda: request.infer(feed)), (lambda: {"y": request.infer(feed)[0].copy()}), used
+
+
+class OpenvinoImpl(Impl):
+    """OpenVINO's GRUSequence built with the row's weights (:func:`openvino_runner`):
+    "openvino-f32" in float32, "openvino" in the CPU plugin's default precision."""
+
+    def __init__(self, precision: str) -> None:
+        import openvino  # noqa: F401  (ImportError: compare.py skips the rows with a note)
+
+        self.precision, self.threads = precision, 1
+        self.name = "openvino-f32" if precision == "f32" else "openvino"
+
+    def set_threads(self, n: int) -> None:
+        self.threads = n  # a compile option: graphs are compiled per thread count
+
+    def runner(self, problem: Problem, mode: str, data: Data) -> Runner:
+        if mode == TRAINING:
+            raise Skip("inference engine")
+        call, check, used = openvino_runner(problem, data, self.precision, self.threads)
+        return Runner(call, check, via=f"GRUSequence graph, CPU plugin in {used}",
+                      tolerance=None if used == "f32" else REDUCED_PRECISION_TOL)

@@ -1,8 +1,14 @@
 #!/usr/bin/env python
-"""Side-by-side CPU benchmark: cgru vs PyTorch nn.GRU vs ONNX Runtime vs the NumPy reference.
+"""Side-by-side CPU benchmark: cgru vs PyTorch nn.GRU vs ONNX Runtime vs OpenVINO vs the NumPy
+reference.
 
 The "cgru-onnx" rows run the cgru model itself exported with ``cgru.to_onnx`` in ONNX Runtime
-(the "onnxruntime" rows run a hand-built GRU graph), so the cost of the hand-off shows.
+(the "onnxruntime" rows run a hand-built GRU graph), so the cost of the hand-off shows. The
+"cgru-bfloat16" and "cgru-int8" rows run the row's model quantized (``model.quantize``), the
+"openvino-f32" and "openvino" rows OpenVINO's GRUSequence with the same weights in float32 and in
+the CPU plugin's default precision (bfloat16 where the CPU has bfloat16 instructions); these
+inference-only rows are checked against a looser tolerance (REDUCED_PRECISION_TOL) and report
+their error against float32 beside their time.
 
     python bench/compare.py                      # every shape, 1 and 2 threads (~5-10 min on 2 cores)
     python bench/compare.py --threads 2 --shapes batch-mid,streaming --repeats 9
@@ -13,7 +19,7 @@ The "cgru-onnx" rows run the cgru model itself exported with ``cgru.to_onnx`` in
 All implementations get identical float32 inputs and weights (made in cgru's Keras layout and
 converted); every row is checked against a float64 run of the NumPy reference before it is
 timed, and the run fails (exit status 1) when any disagrees beyond float32 tolerance.
-Competitors whose package is missing (torch, onnxruntime + onnx: the ``bench`` extra) are
+Competitors whose package is missing (torch, onnxruntime + onnx, openvino: the ``bench`` extra) are
 skipped with a note. Progress goes to stderr, the report to stdout. Method: bench/NOTES.md.
 """
 
@@ -52,6 +58,7 @@ from _common import (  # noqa: E402
     PROBLEMS,
     QUICK_MEMORY_PROBLEM,
     QUICK_PROBLEMS,
+    REDUCED_PRECISION_TOL,
     STEP,
     TRAINING,
     NumpyBlasThreads,
@@ -65,9 +72,19 @@ from _common import (  # noqa: E402
     source_revision,
     versions,
 )
-from _impls import CgruImpl, CgruOnnxImpl, NumpyImpl, OrtImpl, Skip, TorchImpl  # noqa: E402
+from _impls import (  # noqa: E402
+    CgruImpl,
+    CgruOnnxImpl,
+    CgruQuantizedImpl,
+    NumpyImpl,
+    OpenvinoImpl,
+    OrtImpl,
+    Skip,
+    TorchImpl,
+)
 
-IMPL_ORDER = ("cgru", "cgru-onnx", "onnxruntime", "torch", "numpy")
+IMPL_ORDER = ("cgru", "cgru-bfloat16", "cgru-int8", "cgru-onnx", "onnxruntime", "openvino-f32", "openvino",
+              "torch", "numpy")
 
 
 def log(msg: str) -> None:
@@ -232,7 +249,7 @@ def measure_memory(names: list[str], problem: Problem, quick: bool, threads: int
 
 
 # --------------------------------------------------------------------------------------------
-# Targets of issue 4
+# Performance targets
 # --------------------------------------------------------------------------------------------
 
 
@@ -275,14 +292,32 @@ def evaluate_targets(rows: list[dict], memory: dict | None, threads: int) -> lis
                         "value": round(memory["torch_over_cgru"], 2)})
     else:
         targets.append({"target": desc, "status": "n/a", "value": None})
-    r = row("streaming", STEP, "cgru")
-    desc = "streaming: cgru <= 3 us per one-step call"
-    if r is None:
-        targets.append({"target": desc, "status": "n/a", "value": None})
-    else:
-        us = r["median_s"] * 1e6
-        targets.append({"target": desc, "status": "met" if us <= 3 else "missed", "value": round(us, 2)})
+    for impl in ("cgru", "cgru-bfloat16", "cgru-int8"):
+        r = row("streaming", STEP, impl)
+        desc = f"streaming: {impl} <= 1 us per one-step call"
+        if r is None or r["median_s"] is None:
+            targets.append({"target": desc, "status": "n/a", "value": None})
+        else:
+            us = r["median_s"] * 1e6
+            targets.append({"target": desc, "status": "met" if us <= 1 else "missed", "value": round(us, 2)})
+    # reduced precision: time ratios of two rows of the same run (> need: the second is faster)
+    for shape in sorted({r["shape"] for r in rows if r["mode"] == INFERENCE}):
+        bf16 = row(shape, INFERENCE, "cgru-bfloat16")
+        targets.append(speedup_target(row(shape, INFERENCE, "openvino"), bf16, 1.3,
+                                      f"inference {shape}: openvino (default precision)/cgru-bfloat16"))
+    targets.append(speedup_target(row("stream-mid", INFERENCE, "cgru"),
+                                  row("stream-mid", INFERENCE, "cgru-bfloat16"), 1.6,
+                                  "inference stream-mid: cgru (float32)/cgru-bfloat16"))
     return targets
+
+
+def speedup_target(slower: dict | None, faster: dict | None, need: float, what: str) -> dict:
+    """The target ``slower`` time / ``faster`` time >= ``need`` (n/a when a row is missing)."""
+    desc = f"{what} >= {need}x"
+    if not slower or not faster or not slower["median_s"] or not faster["median_s"]:
+        return {"target": desc, "status": "n/a", "value": None}
+    value = slower["median_s"] / faster["median_s"]
+    return {"target": desc, "status": "met" if value >= need else "missed", "value": round(value, 2)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,8 +352,7 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
 
 def summary_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """One line per (shape, mode, threads): cgru's time and each competitor's ratio to it."""
-    header = ["shape", "mode", "thr", "cgru", "cgru GFLOP/s (%sgemm)", "cgru-onnx/cgru", "onnxruntime/cgru",
-              "torch/cgru", "numpy/cgru"]
+    header = ["shape", "mode", "thr", "cgru", "cgru GFLOP/s (%sgemm)", *(f"{n}/cgru" for n in IMPL_ORDER[1:])]
     groups: dict = {}
     for r in result["rows"]:
         groups.setdefault((r["shape"], r["dims"], r["mode"], r["threads"]), {})[r["impl"]] = r
@@ -330,7 +364,7 @@ def summary_rows(result: dict) -> tuple[list[str], list[list[str]]]:
         line = [f"{shape} ({dims})", mode, str(threads),
                 fmt_time(cg["median_s"]) + ("/call" * (mode == STEP)),
                 f"{cg['gflops']:.1f} ({cg['pct_sgemm']:.0f}%)"]
-        for name in ("cgru-onnx", "onnxruntime", "torch", "numpy"):
+        for name in IMPL_ORDER[1:]:
             r = by.get(name)
             line.append("-" if r is None or r["ratio"] is None else f"{r['ratio']:.2f}x")
         out.append(line)
@@ -379,10 +413,13 @@ def render(result: dict, markdown: bool) -> str:
         f"{bullet}%sgemm: GFLOP/s over NumPy float32 matmul 1024^3 measured just before and after the "
         "row at the same thread count; %gemm@shape: over the rate of the problem's biggest GEMM, "
         "(B*T, I) x (I, 3H), measured the same way",
-        f"{bullet}vs cgru: competitor time / cgru time at the same thread count (> 1: cgru faster)",
+        f"{bullet}vs cgru: competitor time / cgru time at the same thread count (> 1: cgru faster); "
+        "for cgru-bfloat16 and cgru-int8, their time / cgru float32's (< 1: the quantized model is faster)",
         f"{bullet}max|diff|: max |result - float64 reference| / max(1, max|reference|) over the "
         f"outputs (inference), every weight gradient (training) or the state after "
-        f"{meta['check_steps']} steps (streaming); tolerance {meta['tolerance']:g}",
+        f"{meta['check_steps']} steps (streaming), i.e. the error against float32; tolerance "
+        f"{meta['tolerance']:g}, {meta['reduced_precision_tolerance']:g} for the reduced-precision rows "
+        "(cgru-bfloat16, cgru-int8, openvino when it runs bfloat16)",
     ]
     lines.append("")
     title("sgemm reference (NumPy float32 matmul, measured around every row)")
@@ -425,7 +462,7 @@ def render(result: dict, markdown: bool) -> str:
         lines.append("")
     if result.get("targets"):
         nt = result["targets_threads"]
-        title(f"Targets of issue 4 ({nt} thread{'s' * (nt > 1)})")
+        title(f"Performance targets ({nt} thread{'s' * (nt > 1)})")
         for t in result["targets"]:
             val = "" if t["value"] is None else f" (measured {t['value']})"
             lines.append(f"{bullet}[{t['status']}] {t['target']}{val}")
@@ -492,8 +529,12 @@ def dispatch_cuda(args) -> int:
 def build_impls(wanted, blas_threads, notes):
     impls = {}
     makers = {"cgru": CgruImpl, "cgru-onnx": CgruOnnxImpl, "torch": TorchImpl, "onnxruntime": OrtImpl,
-              "numpy": lambda: NumpyImpl(blas_threads)}
-    packages = {"torch": "torch", "onnxruntime": "onnxruntime and onnx", "cgru-onnx": "onnxruntime and onnx"}
+              "numpy": lambda: NumpyImpl(blas_threads),
+              "cgru-bfloat16": lambda: CgruQuantizedImpl("bfloat16"),
+              "cgru-int8": lambda: CgruQuantizedImpl("int8"), "openvino-f32": lambda: OpenvinoImpl("f32"),
+              "openvino": lambda: OpenvinoImpl("default")}
+    packages = {"torch": "torch", "onnxruntime": "onnxruntime and onnx", "cgru-onnx": "onnxruntime and onnx",
+                "openvino": "openvino", "openvino-f32": "openvino"}
     for name in IMPL_ORDER:
         if name not in wanted:
             continue
@@ -510,7 +551,7 @@ def build_impls(wanted, blas_threads, notes):
 
 def bench_row(problem, mode, data, ref, impls, settings, nthreads, notes, rates) -> list[dict]:
     """Check every implementation against ``ref``, time them, and return their table rows."""
-    runners, diffs, vias, slow = {}, {}, {}, {}
+    runners, diffs, vias, tolerances, slow = {}, {}, {}, {}, {}
     for name, impl in impls.items():
         try:
             runner = impl.runner(problem, mode, data)
@@ -525,9 +566,10 @@ def bench_row(problem, mode, data, ref, impls, settings, nthreads, notes, rates)
             diffs[name] = compare(runner.check(), ref)
         check_s = time.perf_counter() - t0
         vias[name] = runner.via
-        if diffs[name] > FLOAT32_TOL[mode]:
+        tolerances[name] = FLOAT32_TOL[mode] if runner.tolerance is None else runner.tolerance
+        if diffs[name] > tolerances[name]:
             log(f"  AGREEMENT FAILURE: {name} {problem.name} {mode} {nthreads} threads: "
-                f"max diff {diffs[name]:.3e} > {FLOAT32_TOL[mode]:g}")
+                f"max diff {diffs[name]:.3e} > {tolerances[name]:g}")
         if name == "numpy" and check_s > settings.numpy_max_call_s:
             notes.append(f"numpy {problem.name} {mode} ({nthreads} threads): one call took {check_s:.1f} s;"
                          " checked but not timed (the reference is not a competitor)")
@@ -554,13 +596,13 @@ def bench_row(problem, mode, data, ref, impls, settings, nthreads, notes, rates)
             "pct_sgemm": 100 * gfl / sq if gfl else None,
             "pct_sgemm_shape": 100 * gfl / shape_rate if gfl else None,
             "sgemm_gflops": sq, "sgemm_shape_gflops": shape_rate,
-            "ratio": ratio, "max_diff": diffs[name], "tolerance": FLOAT32_TOL[mode],
-            "check_ok": diffs[name] <= FLOAT32_TOL[mode],
+            "ratio": ratio, "max_diff": diffs[name], "tolerance": tolerances[name],
+            "check_ok": diffs[name] <= tolerances[name],
         }
         rows.append(row)
         shown = fmt_time(med) if med else "not timed"
         shown_ratio = "" if ratio is None else f"{ratio:.2f}x"
-        log(f"    {name:<12} {shown:>12}  {shown_ratio:>7}  diff {diffs[name]:.1e}")
+        log(f"    {name:<13} {shown:>12}  {shown_ratio:>7}  diff {diffs[name]:.1e}")
     return rows
 
 
@@ -656,7 +698,8 @@ def main(argv=None) -> int:
             "cgru_revision": source_revision(os.path.dirname(cgru.__file__)),
             "numpy_blas": blas.config, "numpy_blas_threads_method": blas.method,
             "load_start": load_start, "load_end": load_average(),
-            "tolerance": max(FLOAT32_TOL.values()), "check_steps": CHECK_STEPS,
+            "tolerance": max(FLOAT32_TOL.values()), "reduced_precision_tolerance": REDUCED_PRECISION_TOL,
+            "check_steps": CHECK_STEPS,
             "flop_model": "forward = 2*B*T*3H*(I+H) per direction and layer; training = 3x forward",
         },
         "sgemm": sgemm, "rows": rows, "memory": memory, "notes": notes,

@@ -13,7 +13,7 @@ Every implementation gets the float32 data and weights of bench/compare.py (one 
 Each row reports its time (median per call, compare.py's protocol: warm-up, samples in rotating
 blocks) and its error against float32: max |y - y64| over the outputs, y64 the NumPy reference
 run in float64 on the unquantized weights (the state after 16 steps for the streaming row). A
-row past SANITY_TOL (a wrong gate order or direction gives 1e-1 and more) prints FAIL and the
+row past REDUCED_PRECISION_TOL (a wrong gate order or direction gives 1e-1 and more) prints FAIL and the
 run exits with status 1; tests/backends/test_quantize.py checks the kernels against the NumPy
 reference of their mode. All cgru rows, float32 included, run through prepared directions
 (``prepare_gru`` / ``prepare_gru_quantized``), a Bidirectional layer's two directions on two
@@ -38,25 +38,20 @@ from _common import (  # noqa: E402
     INFERENCE,
     PROBLEMS,
     QUICK_PROBLEMS,
+    REDUCED_PRECISION_TOL,
     STEP,
     Problem,
     compare,
     cpu_model,
-    gate_rows,
     load_average,
     make_data,
     reference,
 )
+from _impls import Skip, openvino_runner  # noqa: E402
 
 import cgru  # noqa: E402
 
 MODES = ("float32", "bfloat16", "int8")
-SANITY_TOL = 5e-2  # error against float32 of any row (reduced precision lands near 1e-3 to 1e-2)
-
-
-class Skip(Exception):
-    pass
-
 
 # --------------------------------------------------------------------------------------------
 # cgru
@@ -117,73 +112,6 @@ def cgru_runner(problem: Problem, data, mode: str):
 
 
 # --------------------------------------------------------------------------------------------
-# OpenVINO
-# --------------------------------------------------------------------------------------------
-
-
-def openvino_weights(dirs):
-    """Keras-layout directions -> GRUSequence W (D, 3H, I), R (D, 3H, H) (ONNX's gate rows,
-    from cgru.interop) and B (D, 4H) with linear_before_reset: [W_bz + R_bz, W_br + R_br, W_bh,
-    R_bh]."""
-    w, r, b_in, b_rec = gate_rows(dirs)
-    h = r.shape[2]
-    b = np.concatenate([b_in[:, :2 * h] + b_rec[:, :2 * h], b_in[:, 2 * h:], b_rec[:, 2 * h:]], axis=1)
-    return [w, r, np.ascontiguousarray(b)]
-
-
-def openvino_runner(problem: Problem, data, precision: str, threads: int):
-    try:
-        import openvino as ov
-        import openvino.opset13 as op
-    except ImportError as exc:
-        raise Skip(f"openvino not installed ({exc})") from None
-    b, t, i, h, nd = problem.batch, problem.time, problem.input, problem.hidden, problem.directions
-    direction = "bidirectional" if nd == 2 else "forward"
-    if problem.kind == "step":
-        x = op.parameter([b, 1, i], np.float32, name="x")
-        h0 = op.parameter([b, 1, h], np.float32, name="h0")
-        w, r, bias = openvino_weights(data.weights[0])
-        gru = op.gru_sequence(x, h0, op.constant(np.ones(b, np.int32)), op.constant(w), op.constant(r),
-                              op.constant(bias), h, "forward", linear_before_reset=True)
-        model = ov.Model([gru.output(1)], [x, h0])
-    else:
-        x = op.parameter([b, t, i], np.float32, name="x")
-        cur = x
-        lengths = op.constant(np.full(b, t, np.int32))
-        for dirs in data.weights:
-            w, r, bias = openvino_weights(dirs)
-            h0 = op.constant(np.zeros((b, nd, h), np.float32))
-            gru = op.gru_sequence(cur, h0, lengths, op.constant(w), op.constant(r), op.constant(bias), h,
-                                  direction, linear_before_reset=True)
-            # Y (B, D, T, H) -> (B, T, D*H)
-            cur = op.reshape(op.transpose(gru.output(0), op.constant(np.array([0, 2, 1, 3], np.int64))),
-                             op.constant(np.array([b, t, nd * h], np.int64)), special_zero=False)
-        model = ov.Model([cur], [x])
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-    if precision == "f32":
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-    compiled = ov.Core().compile_model(model, "CPU", config)
-    used = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-    request = compiled.create_infer_request()
-    if problem.kind == "step":
-        state = [np.zeros((b, 1, h), np.float32)]
-        x1 = np.ascontiguousarray(data.steps[0])
-
-        def call():
-            state[0] = request.infer([x1, state[0]])[0]
-
-        def check():
-            hh = np.zeros((b, 1, h), np.float32)
-            for xt in data.steps:
-                hh = request.infer([np.ascontiguousarray(xt), hh])[0].copy()
-            return {"h": hh[:, 0]}
-
-        return call, check, used
-    feed = [data.x]
-    return (lambda: request.infer(feed)), (lambda: {"y": request.infer(feed)[0].copy()}), used
-
-
-# --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
 
@@ -222,7 +150,7 @@ def bench_shape(problem: Problem, threads: int, settings, repeats_log) -> list[d
     times = bench.time_row(runners, settings, threads)
     for row in rows:
         row["seconds"], row["samples"], row["calls_per_sample"] = times[row["impl"]]
-        row["fail"] = not row["error"] <= SANITY_TOL
+        row["fail"] = not row["error"] <= REDUCED_PRECISION_TOL
     return rows
 
 

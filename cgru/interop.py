@@ -369,6 +369,9 @@ def to_torch_state_dict(model: Any) -> dict[str, np.ndarray]:
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no nn.GRU counterpart: "
                              "to_torch_state_dict converts models made only of GRU or "
                              "Bidirectional(GRU) layers")
+        if layer.quantization_mode is not None:
+            raise ValueError(f"layer {layer.name!r} is quantized to {layer.quantization_mode!r}: "
+                             "to_torch_state_dict converts float weights (convert the float32 model)")
         if not layer.built:
             raise ValueError(f"layer {layer.name!r} is not built yet, so it has no weights")
         is_bi = isinstance(layer, Bidirectional)

@@ -6,9 +6,14 @@ The series (examples/data/sunspots.csv, yearly mean sunspot numbers 1700-2008; s
 examples/data/README.md) is cut into windows of 24 years, each followed by the year to predict.
 Windows whose target year is before 1950 train the model (the last 10% of them validate it);
 the targets 1950-2008 are the test set. The baseline repeats the last observed year.
+
+The trained model is then quantized for inference (``model.quantize``) to bfloat16 and to int8
+weights, and each form's test error is printed beside the float32 model's: the accuracy the
+reduced-precision forms keep on a trained model (docs/reduced-precision.md).
 """
 
 import argparse
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +65,22 @@ def main():
     def mae(forecast):
         return float(np.mean(np.abs(forecast - actual)))
 
+    def mse(forecast):
+        return float(np.mean((forecast - actual) ** 2))
+
     print(f"test years {target_years[test][0]}-{target_years[test][-1]}: mean absolute error "
           f"GRU {mae(predicted):.1f}, naive last value {mae(naive):.1f}")
     for year, a, p, n in list(zip(target_years[test], actual, predicted, naive))[-5:]:
         print(f"  {year}: actual {a:6.1f}  GRU {p:6.1f}  naive {n:6.1f}")
+
+    print("the trained model quantized for inference (test set, sunspot numbers):")
+    print(f"  float32   MSE {mse(predicted):8.2f}  MAE {mae(predicted):6.2f}")
+    for mode in ("bfloat16", "int8"):
+        quantized = copy.deepcopy(model)  # quantize() turns a model inference-only, in place
+        quantized.quantize(mode)
+        forecast = quantized.predict(x[test])[:, 0] * scale
+        print(f"  {mode:<9} MSE {mse(forecast):8.2f}  MAE {mae(forecast):6.2f}  "
+              f"max |forecast - float32's| {np.abs(forecast - predicted).max():.3f}")
 
 
 if __name__ == "__main__":

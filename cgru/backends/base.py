@@ -144,8 +144,37 @@ class Ops:
     ) -> PreparedGRU:
         """Bind one direction's weights in a reduced-precision ``mode`` ("bfloat16" or "int8",
         see cgru.backends.quantize) for inference: a PreparedGRU whose forward is float32 in
-        and out. Backends without reduced-precision kernels raise NotImplementedError."""
+        and out (:meth:`prepare_quantized_gru` of the quantized weights). Backends without
+        reduced-precision kernels raise NotImplementedError."""
+        from .quantize import quantize_gru
+
+        return self.prepare_quantized_gru(quantize_gru(
+            kernel, recurrent_kernel, bias, mode=mode, reverse=reverse, reset_after=reset_after,
+            activation=activation, recurrent_activation=recurrent_activation))
+
+    def prepare_quantized_gru(self, weights: Any) -> PreparedGRU:
+        """Bind one direction's already quantized weights (a ``cgru.backends.quantize.QuantizedGRU``)
+        for inference: a PreparedGRU, float32 in and out. Backends without reduced-precision
+        kernels raise NotImplementedError."""
         raise NotImplementedError(f"the {self.name!r} backend has no reduced-precision kernels")
+
+    def prepare_quantized_matmul(self, matrix: Any) -> Any:
+        """A quantized weight matrix (a ``cgru.backends.quantize.QuantizedMatrix`` (K, N)) bound
+        for repeated products: an object ``m`` with ``a @ m`` (a (M, K) float32) computing the
+        product as its mode defines it. Backends without reduced-precision kernels raise
+        NotImplementedError."""
+        raise NotImplementedError(f"the {self.name!r} backend has no reduced-precision kernels")
+
+    def quantized_kernels(self) -> dict | None:
+        """What computes each reduced-precision mode's products on this backend ({mode:
+        description}), or None where the backend has none (``prepare_quantized_*`` raise)."""
+        return None
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        """``a @ b`` for a Dense layer: a (M, K) of this backend, b (K, N) or a prepared quantized
+        matrix. The compiled backend computes a single float32 row through the engine's kernel
+        (the one its streaming step uses)."""
+        return a @ b
 
     def run_pair(self, first: Callable[[], A], second: Callable[[], B], flops: float = 0.0) -> tuple[A, B]:
         """Run two independent computations, e.g. the two directions of a Bidirectional layer.
@@ -190,18 +219,8 @@ class PreparedGRU:
                         "recurrent_activation": recurrent_activation}
 
     def forward(self, x: Any, h: Any, lengths: Any = None) -> Any:
-        x = _as_float(x, "x", self.dtype, self.ops.xp)
-        features = self.kernel.shape[0]
-        if x.ndim != 3 or x.shape[2] != features:
-            raise ValueError(f"x must have shape (batch, time, {features}), got {tuple(x.shape)}")
-        xp = self.ops.xp
-        writable = getattr(getattr(h, "flags", None), "writeable", True)  # CuPy's flags lack it
-        if not isinstance(h, xp.ndarray) or h.dtype != self.dtype or not writable:
-            raise TypeError(f"h must be a writable {self.dtype} array on the backend's device "
-                            f"(it is updated in place), got {type(h).__name__}")
-        if tuple(h.shape) != (x.shape[0], self.recurrent_kernel.shape[0]):
-            raise ValueError(f"h must have shape {(x.shape[0], self.recurrent_kernel.shape[0])}, "
-                             f"got {tuple(h.shape)}")
+        x = check_prepared_call(x, h, self.dtype, self.kernel.shape[0], self.recurrent_kernel.shape[0],
+                                self.ops.xp)
         y, h_n, _ = self.ops.gru_forward(x, self.kernel, self.recurrent_kernel,
                                          self.bias, h0=h, lengths=lengths, **self.options)
         h[...] = h_n
@@ -215,6 +234,21 @@ class PreparedGRU:
         would have to convert, or where the backend has no such path: the caller then uses
         ``forward``."""
         return None
+
+
+def check_prepared_call(x: Any, h: Any, dtype: Any, features: int, units: int, xp: Any = np) -> Any:
+    """The checks of ``PreparedGRU.forward``: x (B, T, features) converted to ``dtype``
+    (returned), h a writable (B, units) array of ``dtype`` on the backend's device."""
+    x = _as_float(x, "x", dtype, xp)
+    if x.ndim != 3 or x.shape[2] != features:
+        raise ValueError(f"x must have shape (batch, time, {features}), got {tuple(x.shape)}")
+    writable = getattr(getattr(h, "flags", None), "writeable", True)  # CuPy's flags lack it
+    if not isinstance(h, xp.ndarray) or h.dtype != dtype or not writable:
+        raise TypeError(f"h must be a writable {dtype} array on the backend's device "
+                        f"(it is updated in place), got {type(h).__name__}")
+    if tuple(h.shape) != (x.shape[0], units):
+        raise ValueError(f"h must have shape {(x.shape[0], units)}, got {tuple(h.shape)}")
+    return x
 
 
 def check_activations(activation: str, recurrent_activation: str) -> None:

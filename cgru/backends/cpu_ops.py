@@ -21,7 +21,7 @@ from .base import (
 )
 from .buffers import ArrayPool
 from .parallel import counted, forward_plan, pieces, run_all, split_may_pay, split_pays, unit_split
-from .quantize import QuantizedGRU, quantize_gru
+from .quantize import QuantizedGRU
 
 # unit_split and run_all are called through this module's names, which tests replace to record
 # the paths calls take.
@@ -207,11 +207,21 @@ class CPUOps(Ops):
                               reset_after=reset_after, activation=activation,
                               recurrent_activation=recurrent_activation)
 
-    def prepare_gru_quantized(self, kernel, recurrent_kernel, bias=None, *, mode, reverse=False,
-                              reset_after=True, activation="tanh", recurrent_activation="sigmoid"):
-        return CPUQuantizedGRU(self.engine, quantize_gru(
-            kernel, recurrent_kernel, bias, mode=mode, reverse=reverse, reset_after=reset_after,
-            activation=activation, recurrent_activation=recurrent_activation))
+    def prepare_quantized_gru(self, weights):
+        return CPUQuantizedGRU(self.engine, weights)
+
+    def prepare_quantized_matmul(self, matrix):
+        return self.engine.QuantizedMatmul(matrix.mode, matrix.values, matrix.scale)
+
+    def quantized_kernels(self):
+        return self.engine.quantized_kernels()
+
+    def matmul(self, a, b):
+        if (type(b) is np.ndarray and b.dtype == np.float32 and type(a) is np.ndarray
+                and a.dtype == np.float32 and a.ndim == 2 and a.shape[0] == 1
+                and a.flags.c_contiguous and b.flags.c_contiguous):
+            return self.engine.matmul_row(a, b)  # what the streaming step computes, bit for bit
+        return a @ b
 
     def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
         return counted(self._gru_backward, dy, dh_n, cache, input_grad)

@@ -87,6 +87,17 @@ class NumpyOps(Ops):
         cache = NumpyGRUCache(args=args, lengths=lengths, **saved) if training else None
         return y, h, cache
 
+    def prepare_quantized_gru(self, weights):
+        from .quantize import ReferenceQuantizedGRU
+
+        return ReferenceQuantizedGRU(weights)
+
+    def prepare_quantized_matmul(self, matrix):
+        return matrix  # a @ matrix is the product as its mode defines it
+
+    def quantized_kernels(self):
+        return {"bfloat16": "NumPy reference", "int8": "NumPy reference"}
+
     def gru_backward(self, dy, dh_n, cache, *, input_grad=True):
         args = cache.args
         batch, time, units = args.batch, args.time, args.units

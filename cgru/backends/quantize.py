@@ -31,9 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from .base import GRUArgs, check_gru_weights, check_lengths
+from .base import GRUArgs, PreparedGRU, check_gru_weights, check_lengths, check_prepared_call
 
 MODES = ("bfloat16", "int8")
+#: int8: the most input features or units of a product (its int32 sums stay exact below it);
+#: the engine's INT8_MAX_SIZE.
+INT8_MAX_K = 65535
 
 
 def check_mode(mode: str) -> str:
@@ -102,6 +105,11 @@ class QuantizedMatrix:
         if check_mode(mode) == "bfloat16":
             return cls(mode, round_bfloat16(w))
         return cls(mode, *quantize_int8_columns(w))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the products (float32): what the matrix stands for."""
+        return np.dtype(np.float32)
 
     def dequantized(self) -> np.ndarray:
         """The float32 weights this matrix stands for (K, N)."""
@@ -187,3 +195,21 @@ def reference_forward(weights: QuantizedGRU, x: Any, h0: Any = None, lengths: An
         recurrent_activation=weights.recurrent_activation)
     y, h_n, _ = NumpyOps().run_gru_forward(args, training=False)
     return y, h_n
+
+
+class ReferenceQuantizedGRU(PreparedGRU):
+    """A PreparedGRU running :func:`reference_forward` in float32 (the NumPy backend's
+    reduced-precision inference): ``forward(x, h, lengths=None)`` as every PreparedGRU."""
+
+    def __init__(self, weights: QuantizedGRU) -> None:
+        self.weights = weights
+        self.mode = weights.mode
+        self.dtype = np.dtype(np.float32)
+        self.units = weights.units
+        self.kernels = "NumPy reference"
+
+    def forward(self, x: Any, h: Any, lengths: Any = None) -> np.ndarray:
+        x = check_prepared_call(x, h, self.dtype, self.weights.kernel.shape[0], self.units)
+        y, h_n = reference_forward(self.weights, x, h, lengths, dtype=np.float32)
+        h[...] = h_n
+        return y

@@ -181,6 +181,10 @@ class Layer:
     #: True when the output is already exactly zero at the padded steps (t >= length).
     zeroes_padded_steps = False
 
+    #: The reduced-precision mode of the layer's weights ("bfloat16", "int8"), None for float
+    #: weights (see :mod:`cgru.layers.quantized`).
+    quantization_mode: str | None = None
+
     def __init__(
         self,
         *,
@@ -239,6 +243,12 @@ class Layer:
 
     def _sublayers(self) -> list[Layer]:
         """Layers owned by this one (their weights follow this layer's own)."""
+        return []
+
+    def _quantizable_layers(self) -> list[Layer]:
+        """The layers (this one or its sublayers) whose weights ``Sequential.quantize`` turns
+        into a reduced-precision form (they implement ``_check_quantizable``,
+        ``_quantized_weights`` and ``_install_quantized``); the others stay as they are."""
         return []
 
     def _bind(self, ops) -> None:

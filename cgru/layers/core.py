@@ -13,6 +13,7 @@ import numpy as np
 
 from ..validation import as_numeric_array, check_positive_int, check_rate, to_host
 from . import activations as _act
+from . import quantized as _quantized
 from .base import Layer, _register_builtin
 from .recurrent import _init_spec
 from .weights import read_values
@@ -33,6 +34,9 @@ class Dense(Layer):
         use_bias: whether to add a bias.
         kernel_initializer, bias_initializer: names or objects ("glorot_uniform", "zeros").
         input_dim: shorthand for ``input_shape=(input_dim,)``.
+        quantization_mode: None (float weights), or "bfloat16"/"int8": the kernel in that
+            reduced-precision form, inference only (``Sequential.quantize`` sets it; see
+            :mod:`cgru.layers.quantized`).
     Weights: ``[kernel (features, units), bias (units,)]``.
     """
 
@@ -46,6 +50,7 @@ class Dense(Layer):
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
         input_dim: int | None = None,
+        quantization_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         if input_dim is not None:
@@ -56,8 +61,10 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _init_spec(kernel_initializer)
         self.bias_initializer = _init_spec(bias_initializer)
+        self.quantization_mode = _quantized.check_layer_mode(quantization_mode)
         self.input_dim: int | None = None
         self.kernel = self.bias = None
+        self._prepared: tuple | None = None  # (ops, kernel values, scale, the bound product)
 
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -73,6 +80,53 @@ class Dense(Layer):
         self.kernel = self.add_weight("kernel", (self.input_dim, self.units), self.kernel_initializer)
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+        self._prepared = None
+        if self.quantization_mode is not None:
+            mode = self.quantization_mode
+            self._install_quantized(mode, self._quantized_weights(mode, [p.value for p in self._params]))
+
+    # ------------------------------------------------------------------------ quantization
+    def _quantizable_layers(self) -> list[Layer]:
+        return [] if self._own_forward(Dense) else [self]
+
+    def _check_quantizable(self, mode: str) -> None:
+        _quantized.check_quantizable(self, mode, {"input features": self.input_dim})
+
+    def _quantized_weights(self, mode: str, values: list) -> list:
+        """``values`` (float weights in ``weights`` order) in ``mode`` (see cgru.layers.quantized)."""
+        return _quantized.quantized_arrays(mode, values, (0,), f"layer {self.name!r}")
+
+    def _install_quantized(self, mode: str, arrays: list) -> None:
+        """Make ``arrays`` (from :meth:`_quantized_weights`) the layer's weights."""
+        names = ["kernel"] + (["bias"] if self.use_bias else [])
+        trainable = {"bias"} if self.bias is None or self.bias.trainable else set()
+        params = _quantized.quantized_params(self, mode, names, arrays, trainable)
+        self.kernel = params[0]
+        self.bias = params[1] if self.use_bias else None
+        self._params = params
+        self.quantization_mode = mode
+        self._prepared = None
+
+    def _operands(self, values: tuple) -> tuple:
+        """``(kernel, bias or None)`` to compute with, from ``values`` (the weight arrays in
+        ``weights`` order): a quantized kernel bound on the backend (``a @ kernel`` works)."""
+        kernel, bias = values[0], values[1] if self.use_bias else None
+        mode = _quantized.mode_of(kernel)
+        if mode is None:
+            return kernel, bias
+        scale = values[-1] if mode == "int8" else None
+        ops, kept = self.ops, self._prepared
+        if kept is None or kept[0] is not ops or kept[1] is not kernel or kept[2] is not scale:
+            from ..backends.quantize import QuantizedMatrix
+
+            kept = self._prepared = (ops, kernel, scale,
+                                     ops.prepare_quantized_matmul(QuantizedMatrix(mode, kernel, scale)))
+        return kept[3], bias
+
+    def _bind(self, ops) -> None:
+        _quantized.check_backend(self, ops)
+        super()._bind(ops)
+        self._prepared = None
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (*tuple(input_shape)[:-1], self.units)
@@ -89,10 +143,11 @@ class Dense(Layer):
 
     def _pre_activation(self, x: Any, kernel: Any, bias: Any) -> Any:
         """``x @ kernel + bias`` (bias may be None) over the last axis of a checked ``x``."""
+        matmul = self.ops.matmul
         if x.ndim == 2:
-            z = x @ kernel
+            z = matmul(x, kernel)
         else:
-            z = (x.reshape(-1, self.input_dim) @ kernel).reshape(*x.shape[:-1], self.units)
+            z = matmul(x.reshape(-1, self.input_dim), kernel).reshape(*x.shape[:-1], self.units)
         if bias is not None:
             z += bias
         return z
@@ -105,10 +160,13 @@ class Dense(Layer):
         return self._run(x, training, read_values(self._params)[1])
 
     def _run(self, x: Any, training: bool, values: tuple) -> tuple[Any, Any]:
-        """:meth:`forward` with ``values`` (kernel and, with a bias, bias)."""
-        kernel = values[0]
+        """:meth:`forward` with ``values`` (the weight arrays in ``weights`` order)."""
+        mode = _quantized.mode_of(values[0])
+        if training and mode is not None:
+            raise _quantized.inference_only(self, mode)
+        kernel, bias = self._operands(values)
         x = self._check_input(x)
-        z = self._pre_activation(x, kernel, values[1] if len(values) > 1 else None)
+        z = self._pre_activation(x, kernel, bias)
         y = _act.apply(self.activation, self.xp, z)
         if not training:
             return y, None
@@ -123,7 +181,7 @@ class Dense(Layer):
     def _pinned_infer(self, values: tuple) -> Any:
         if self._own_forward(Dense):
             return super()._pinned_infer(values)
-        affine, kernel, bias = self._affine, values[0], values[1] if len(values) > 1 else None
+        affine, (kernel, bias) = self._affine, self._operands(values)
         return lambda x, lengths=None: affine(x, kernel, bias)
 
     def backward(self, dy: Any, cache: Any) -> Any:
@@ -144,6 +202,8 @@ class Dense(Layer):
             kernel_initializer=self.kernel_initializer,
             bias_initializer=self.bias_initializer,
         )
+        if self.quantization_mode is not None:
+            config["quantization_mode"] = self.quantization_mode
         return config
 
 

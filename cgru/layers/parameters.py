@@ -19,6 +19,10 @@ import numpy as np
 from ..validation import as_numeric_array, to_host, xp_of
 from .weights import publish
 
+#: The dtypes of quantized weight matrices (cgru.layers.quantized), which take arrays of their
+#: own dtype only: what their integers mean depends on scales a conversion would not know.
+_QUANTIZED_DTYPES = {np.dtype(np.uint16): "bfloat16 bits (uint16)", np.dtype(np.int8): "int8"}
+
 
 class Parameter:
     """One weight of a layer.
@@ -78,6 +82,9 @@ class Parameter:
         arr = as_numeric_array(value, what, xp)
         if tuple(arr.shape) != tuple(current.shape):
             raise ValueError(f"{what} must have shape {tuple(current.shape)}, got {tuple(arr.shape)}")
+        quantized = _QUANTIZED_DTYPES.get(np.dtype(current.dtype))
+        if quantized is not None:
+            _check_quantized(arr, current.dtype, quantized, what)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
             if copy:
                 out = xp.array(arr, dtype=current.dtype, order="C", copy=True)
@@ -96,6 +103,18 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"<Parameter {self.name} shape={self.shape} dtype={self.dtype}>"
+
+
+def _check_quantized(arr: Any, dtype: Any, kind: str, what: str) -> None:
+    """A new value of a quantized weight matrix: its own dtype, and int8 in -127..127."""
+    if arr.dtype != dtype:
+        raise TypeError(
+            f"{what} is a quantized weight ({kind}, from Sequential.quantize), so it takes {dtype} "
+            f"values as get_weights() returns them, got {arr.dtype}: to use float weights, set them "
+            "on the float model and quantize it again"
+        )
+    if arr.dtype == np.int8 and arr.size and int(arr.min()) < -127:
+        raise ValueError(f"{what} holds int8 weights in -127..127 (symmetric), got {int(arr.min())}")
 
 
 # ------------------------------------------------------------------ building without initialising

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import initializers as _initializers
 from ..backends.base import ACTIVATIONS, RECURRENT_ACTIVATIONS, forward_flops
 from ..padding import reverse_padded
 from ..validation import as_numeric_array, check_positive_int, check_rate
+from . import quantized as _quantized
 from .base import Layer, _register_builtin, deserialize_layer, serialize_layer
 from .weights import read_values
 
@@ -51,6 +54,9 @@ class GRU(Layer):
             ``reset_states()`` forgets it (also needed to change the batch size).
         reset_after: True (default; PyTorch/cuDNN/Keras) or False (Cho et al.) candidate gate.
         seed: seeds the weight initialization and the dropout masks.
+        quantization_mode: None (float weights), or "bfloat16"/"int8": the layer's weights in
+            that reduced-precision form, inference only (``Sequential.quantize`` sets it; see
+            :mod:`cgru.layers.quantized`).
         unroll, implementation, use_cudnn: Keras performance hints, accepted and ignored.
         name, dtype, input_shape, trainable: see :class:`~cgru.layers.Layer` (Keras's
             regularizer and constraint arguments are accepted only as None).
@@ -80,6 +86,7 @@ class GRU(Layer):
         unroll: bool = False,
         implementation: int = 2,
         use_cudnn: Any = "auto",
+        quantization_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         # unroll, implementation and use_cudnn are Keras performance hints: accepted, no effect.
@@ -105,6 +112,7 @@ class GRU(Layer):
         self.go_backwards = bool(go_backwards)
         self.stateful = bool(stateful)
         self.reset_after = bool(reset_after)
+        self.quantization_mode = _quantized.check_layer_mode(quantization_mode)
         self.input_dim: int | None = None
         self.kernel = self.recurrent_kernel = self.bias = None
         self._state = None
@@ -135,6 +143,48 @@ class GRU(Layer):
         if self.use_bias:
             shape = (2, h3) if self.reset_after else (h3,)
             self.bias = self.add_weight("bias", shape, self.bias_initializer)
+        if self.quantization_mode is not None:
+            mode = self.quantization_mode
+            self._install_quantized(mode, self._quantized_weights(mode, [p.value for p in self._params]))
+
+    # ------------------------------------------------------------------------ quantization
+    def _quantizable_layers(self) -> list[Layer]:
+        return [] if self._own_forward(GRU) else [self]
+
+    def _check_quantizable(self, mode: str) -> None:
+        _quantized.check_quantizable(self, mode, {"input features": self.input_dim, "units": self.units})
+
+    def _quantized_weights(self, mode: str, values: list) -> list:
+        """``values`` (float weights in ``weights`` order) in ``mode`` (see cgru.layers.quantized)."""
+        return _quantized.quantized_arrays(mode, values, (0, 1), f"layer {self.name!r}")
+
+    def _install_quantized(self, mode: str, arrays: list) -> None:
+        """Make ``arrays`` (from :meth:`_quantized_weights`) the layer's weights."""
+        names = ["kernel", "recurrent_kernel"] + (["bias"] if self.use_bias else [])
+        trainable = {"bias"} if self.bias is None or self.bias.trainable else set()
+        params = _quantized.quantized_params(self, mode, names, arrays, trainable)
+        self.kernel, self.recurrent_kernel = params[0], params[1]
+        self.bias = params[2] if self.use_bias else None
+        self._params = params
+        self.quantization_mode = mode
+        self._prepared = None
+
+    def _quantized_direction(self, mode: str, weights: tuple) -> Any:
+        """The QuantizedGRU of :meth:`_arrays`'s quantized ``weights``."""
+        from ..backends.quantize import QuantizedGRU, QuantizedMatrix
+
+        kernel, recurrent_kernel, bias, kernel_scale, recurrent_scale = weights
+        zeros = np.zeros(3 * self.units, np.float32)
+        if bias is None:
+            input_bias, recurrent_bias = zeros, zeros
+        elif self.reset_after:
+            input_bias, recurrent_bias = np.ascontiguousarray(bias[0]), np.ascontiguousarray(bias[1])
+        else:
+            input_bias, recurrent_bias = bias, zeros
+        return QuantizedGRU(mode, QuantizedMatrix(mode, kernel, kernel_scale),
+                            QuantizedMatrix(mode, recurrent_kernel, recurrent_scale), input_bias,
+                            recurrent_bias, self.go_backwards, self.reset_after, self.activation,
+                            self.recurrent_activation)
 
     def compute_output_shape(self, input_shape: tuple) -> Any:
         batch, time = input_shape[0], input_shape[1] if len(input_shape) > 1 else None
@@ -197,10 +247,15 @@ class GRU(Layer):
 
     def _arrays(self, values: tuple | None = None) -> tuple:
         """``(kernel, recurrent_kernel, bias or None)`` from ``values`` (the weight arrays in
-        ``weights`` order), by default read from the Parameters now."""
+        ``weights`` order), by default read from the Parameters now; quantized weights add
+        ``(kernel_scale, recurrent_scale)`` (None for bfloat16)."""
         if values is None:
             values = read_values(self._params)[1]
-        return values[0], values[1], values[2] if len(values) > 2 else None
+        bias = values[2] if self.use_bias else None
+        if _quantized.mode_of(values[0]) is None:
+            return values[0], values[1], bias
+        scales = values[-2:] if _quantized.mode_of(values[0]) == "int8" else (None, None)
+        return (values[0], values[1], bias, *scales)
 
     def _sequence(
         self, x: Any, training: bool, lengths: Any, initial_state: Any = None, weights: tuple | None = None
@@ -215,6 +270,9 @@ class GRU(Layer):
             h0 = self._stateful_h0(batch)
             if h0 is not None and training:
                 h0 = h0.copy()  # the lean path updates the kept state in place; a cache must not see that
+        mode = _quantized.mode_of(weights[0])
+        if mode is not None:
+            return self._quantized_sequence(mode, x, training, lengths, h0, weights)
         in_mask = rec_mask = None
         if training and self.dropout > 0:
             in_mask = self._mask((batch, self.input_dim), self.dropout)
@@ -240,6 +298,27 @@ class GRU(Layer):
             self._state = h_n
             h_n = h_n.copy()  # the caller may modify what it gets; the kept state stays intact
         return y, h_n, (cache, in_mask)
+
+    def _quantized_sequence(self, mode: str, x: Any, training: bool, lengths: Any, h0: Any,
+                            weights: tuple) -> tuple:
+        """:meth:`_sequence` over quantized weights, through the backend's prepared direction."""
+        if training:
+            raise _quantized.inference_only(self, mode)
+        batch = x.shape[0]
+        if h0 is None:
+            h = np.zeros((batch, self.units), np.float32)
+        else:
+            h = np.array(h0, dtype=np.float32, copy=True)
+            if h.shape != (batch, self.units):
+                raise ValueError(
+                    f"h0 must have shape (batch, units) = ({batch}, {self.units}), got {tuple(h.shape)}"
+                )
+        y = self._prepared_for(weights).forward(x, h, lengths)
+        h_n = h
+        if self.stateful:
+            self._state = h
+            h_n = h.copy()  # the caller may modify what it gets; the kept state stays intact
+        return y, h_n, (None, None)
 
     def _sequence_backward(self, dseq: Any, dh_n: Any, core: tuple, input_grad: bool) -> Any:
         """Gradients from the time-aligned output gradient and the final-state gradient (the
@@ -295,6 +374,11 @@ class GRU(Layer):
         kept = self._prepared
         if kept is not None and kept[0] is ops and all(a is b for a, b in zip(kept[1], weights)):
             return kept[2]
+        mode = _quantized.mode_of(weights[0])
+        if mode is not None:
+            prepared = ops.prepare_quantized_gru(self._quantized_direction(mode, weights))
+            self._prepared = (ops, weights, prepared)
+            return prepared
         prepared = ops.prepare_gru(
             *weights,
             reverse=self.go_backwards,
@@ -306,6 +390,7 @@ class GRU(Layer):
         return prepared
 
     def _bind(self, ops) -> None:
+        _quantized.check_backend(self, ops)
         super()._bind(ops)
         self._prepared = None
 
@@ -393,6 +478,8 @@ class GRU(Layer):
             stateful=self.stateful,
             reset_after=self.reset_after,
         )
+        if self.quantization_mode is not None:
+            config["quantization_mode"] = self.quantization_mode
         return config
 
 
@@ -479,6 +566,16 @@ class Bidirectional(Layer):
 
     def _sublayers(self) -> list[Layer]:
         return [self.forward_layer, self.backward_layer]
+
+    @property
+    def quantization_mode(self) -> str | None:
+        """The reduced-precision mode of the wrapped GRUs' weights (None: float)."""
+        return self.forward_layer.quantization_mode
+
+    def _quantizable_layers(self) -> list[Layer]:
+        if self._own_forward(Bidirectional):
+            return []
+        return [*self.forward_layer._quantizable_layers(), *self.backward_layer._quantizable_layers()]
 
     @property
     def multiple_outputs(self) -> bool:

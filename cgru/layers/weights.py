@@ -313,6 +313,10 @@ class Pinned:
         """Whether no publication has changed these weights since they were read, on ``ops``."""
         return self.count == self.changes.count and self.ops is ops
 
+    def per_layer(self) -> list[tuple]:
+        """``(layer, its weight arrays)`` for each layer, as read here."""
+        return list(zip(self.layers, self._slices))
+
     def infers(self) -> tuple:
         """The layers' lean inference functions ``f(x) -> y``, bound to the arrays read here."""
         infers = self._infers

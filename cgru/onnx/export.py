@@ -104,6 +104,9 @@ def to_onnx(model: Sequential, path: Any = None, *, opset: int | None = None, st
         raise ValueError("the model is not built yet, so it has no weights to export: build it with "
                          "model.build((None, time, features)), give its first layer input_shape=, or "
                          "call it once")
+    from ..quantization import check_exportable
+
+    check_exportable(model, "to_onnx")
     opset = resolve_opset(onnx, opset)
     streaming, sequence_lens = bool(streaming), bool(sequence_lens)
     if streaming and sequence_lens:

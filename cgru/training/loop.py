@@ -24,6 +24,7 @@ import numpy as np
 from .. import callbacks as _callbacks
 from .. import config as _config
 from .. import progress as _progress
+from ..quantization import check_trainable
 from ..validation import check_int, check_rate, check_seed
 from . import adapters
 from . import strategy as _strategy
@@ -229,6 +230,7 @@ def fit(
 ) -> _callbacks.History:
     """``Sequential.fit`` (see there)."""
     require_compiled(model, "fit")
+    check_trainable(model, "fit")
     verbose = _progress.resolve_verbose(verbose)
     batch_size = _batch_size(batch_size)
     epochs = check_int(epochs, "epochs", 0)
@@ -359,6 +361,7 @@ def train_on_batch(
     return_dict: bool = False,
 ) -> Any:
     """``Sequential.train_on_batch`` (see there)."""
+    check_trainable(model, "train_on_batch")
     batch, metrics = _single_batch(model, x, y, lengths, sample_weight, class_weight, "train_on_batch")
     strategy = _strategy.resolve(strategy)
     strategy.prepare(model)

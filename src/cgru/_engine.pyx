@@ -520,3 +520,4 @@ cdef void _bind_pointers(GRUInference g, const floating[:, ::1] W, const floatin
 
 include "_unit_split.pxi"
 include "_quantized.pxi"
+include "_stream.pxi"

@@ -29,6 +29,8 @@ cdef extern from "quant.h" nogil:
                             void *scratch)
 
 cdef extern from "gru_kernels.h" nogil:
+    void *cgru_workspace(size_t bytes)
+    void *cgru_align64(void *p)
     int cgru_forward_quantized_f32(const cgru_dims *d, const cgru_qweights *q, const float *x,
                                    const float *bx, const float *bh, const float *h0, float *y,
                                    float *h_n)
@@ -166,6 +168,7 @@ cdef class QuantizedGRUInference(GRUInference):
         self.single = True
         self.typenum = cnp.NPY_FLOAT32
         self.input_size, self.units = I, H
+        self.max_rows = _INT_MAX // max(I, 4 * H)
         self.bx = <const void *><size_t>input_bias.ctypes.data
         self.bh = <const void *><size_t>recurrent_bias.ctypes.data
         kernel_matrix = _pack_columns(kind, kernel, 0, 3 * H, kernel_scale)
@@ -207,8 +210,7 @@ cdef class QuantizedGRUInference(GRUInference):
             raise ValueError(f"x must have shape (1, time, {self.input_size}), got {x.shape}")
         _check_dim("h", h.shape, (1, self.units))
         cdef Py_ssize_t T = x.shape[1]
-        if T * max(self.input_size, 4 * self.units) > _INT_MAX:
-            raise ValueError(f"problem too large for 32-bit indices: x {x.shape}, units {self.units}")
+        check_sizes(1, T, self.input_size, self.units)
         if lengths is not None:
             lengths = np.array(lengths, dtype=np.int64, copy=True)  # both parts read it
         cdef cgru_dims d = self.dims
@@ -279,6 +281,77 @@ def quantized_matmul(str mode, a, b, col_scale=None):
     with nogil:
         cgru_quant_gemm(&m.matrix, <int>M, ap, <int>K, 0, cp, <int>N, sp)
     return out
+
+
+cdef class QuantizedMatmul:
+    """A quantized weight matrix (K, N) packed once for repeated products, float32 in and out:
+    ``a @ matrix`` (or ``matmul(a)``) with a (M, K) float32 gives (M, N) float32 through the
+    kernel in use, as ``quantized_matmul`` computes it. mode "bfloat16": values are bfloat16
+    bits (uint16); "int8": int8 values in -127..127 with col_scale (N,) float32 (K at most
+    INT8_MAX_SIZE). Dense layers of a quantized model multiply through it."""
+
+    __array_ufunc__ = None  # a NumPy array @ this defers to __rmatmul__
+
+    cdef readonly str mode
+    cdef readonly object values, col_scale
+    cdef readonly Py_ssize_t rows, columns
+    cdef _PackedMatrix packed
+    cdef size_t scratch_bytes
+
+    def __init__(self, str mode, values, col_scale=None):
+        if mode not in QUANTIZED_MODES:
+            raise ValueError(f"mode must be one of {tuple(QUANTIZED_MODES)}, got {mode!r}")
+        if type(values) is not np.ndarray or values.ndim != 2:
+            raise TypeError("values must be a 2-D numpy array")
+        cdef Py_ssize_t K = values.shape[0], N = values.shape[1]
+        _check_quantized("values", values, QUANTIZED_MODES[mode], (K, N))
+        if mode == "int8":
+            _check_quantized("col_scale", col_scale, np.float32, (N,))
+            if K > INT8_MAX_SIZE:
+                raise ValueError(f"int8 products take K at most {INT8_MAX_SIZE}, got {K}")
+        elif col_scale is not None:
+            raise ValueError("col_scale is for mode 'int8' only")
+        if K < 1 or N < 1 or K > _INT_MAX // 4 or N > _INT_MAX // 4:
+            raise ValueError(f"values must have between 1 and {_INT_MAX // 4} rows and columns, got {(K, N)}")
+        self.mode, self.values, self.col_scale = mode, values, col_scale
+        self.rows, self.columns = K, N
+        self.packed = _pack_columns(_QUANT_KINDS[mode], values, 0, N, col_scale)
+        self.scratch_bytes = cgru_quant_scratch_bytes(<int>K)
+
+    @property
+    def shape(self) -> tuple:
+        return (self.rows, self.columns)
+
+    def matmul(self, a):
+        """a (M, K) float32, C-contiguous, times this matrix: a new (M, N) float32 array."""
+        if (not cnp.PyArray_CheckExact(a) or cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32
+                or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
+            raise TypeError("a must be a C-contiguous float32 numpy array")
+        if cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_DIMS(a)[1] != self.rows:
+            raise ValueError(f"a must have shape (rows, {self.rows}), got {a.shape}")
+        cdef Py_ssize_t M = cnp.PyArray_DIMS(a)[0]
+        if M > _INT_MAX // max(self.rows, self.columns):
+            raise ValueError(f"a has too many rows for 32-bit indices: {M}")
+        cdef cnp.npy_intp shape[2]
+        shape[0], shape[1] = M, self.columns
+        out = cnp.PyArray_EMPTY(2, shape, cnp.NPY_FLOAT32, 0)
+        if M == 0:
+            return out
+        cdef const float *ap = <const float *>cnp.PyArray_DATA(a)
+        cdef float *cp = <float *>cnp.PyArray_DATA(out)
+        cdef const cgru_qmatrix *m = &self.packed.matrix
+        cdef void *scratch
+        with nogil:
+            scratch = cgru_workspace(self.scratch_bytes + 64)  # this thread's, free between calls
+            if scratch != NULL:
+                cgru_quant_gemm(m, <int>M, ap, <int>self.rows, 0, cp, <int>self.columns,
+                                cgru_align64(scratch))
+        if scratch == NULL:
+            raise MemoryError("cgru: out of memory in QuantizedMatmul.matmul")
+        return out
+
+    def __rmatmul__(self, a):
+        return self.matmul(np.ascontiguousarray(a, dtype=np.float32))
 
 
 def quantized_activations(str mode, a):

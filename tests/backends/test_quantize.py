@@ -479,6 +479,21 @@ def test_unit_split_is_taken_when_it_pays_and_declined_when_busy():
     assert small.inference.split == 0  # a 32-unit split never pays: its halves are not packed
 
 
+@requires_compiled
+def test_unit_split_refuses_sizes_past_32_bit_indices_as_the_engine_does():
+    """run_pair checks its sizes with the engine's one size check (check_sizes): a time-major
+    array of T rows of 4 * units values must stay within 2^31 - 1 values."""
+    rng = np.random.default_rng(16)
+    (w, u, b, options), _, h0, _ = quantized_problem(rng, 1, 2, 1, 64, False, True, False)
+    prepared = cgru.get_ops("cpu").prepare_gru_quantized(w, u, b, mode="int8", **options)
+    if not prepared.inference.split:
+        pytest.skip("no helper thread in this build")
+    steps = (2**31 - 1) // (4 * 64) + 1
+    x = np.zeros((1, steps, 1), np.float32)  # 34 MB, never written: calloc's pages stay shared
+    with pytest.raises(ValueError, match="too large for the engine's 32-bit indices"):
+        prepared.inference.run_pair(x, h0.copy())
+
+
 # Error against float32 of a model at the initialisers' scale (Keras: glorot uniform kernel,
 # orthogonal recurrent kernel, zero biases), inputs N(0, 1), over 100 steps; measured on the
 # benchmark shapes in bench/NOTES.md: bfloat16 2e-3 to 4e-3, int8 7e-3 to 1.3e-2.
@@ -561,4 +576,4 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="x must have shape"):
         prepared.forward(np.zeros((2, 3, 4), np.float32), np.zeros((2, 4), np.float32))
     with pytest.raises(NotImplementedError, match="no reduced-precision kernels"):
-        cgru.get_ops("numpy").prepare_gru_quantized(w, u, mode="int8")
+        cgru.backends.base.Ops().prepare_gru_quantized(w, u, mode="int8")  # e.g. a plugin backend

@@ -69,6 +69,35 @@ def test_quick_run_competitors_are_run_or_noted(quick_run):
         assert ("streaming", "step", 1) in shapes and ("bidir-tiny", "inference", 2) in shapes
 
 
+def test_quick_run_has_the_reduced_precision_rows(quick_run):
+    """cgru's model quantized to bfloat16 and int8 and OpenVINO (float32 and its default
+    precision) on every inference and streaming row, never on a training row; each with its
+    error against float32 beside its time, within the looser tolerance of reduced precision
+    (and float32's for OpenVINO when it runs float32)."""
+    result, stdout = quick_run
+    rows = result["rows"]
+    expected = {(r["shape"], r["mode"], r["threads"]) for r in rows
+                if r["impl"] == "cgru" and r["mode"] != "training"}
+    reduced_tol = result["meta"]["reduced_precision_tolerance"]
+    impls = ["cgru-bfloat16", "cgru-int8"]
+    if any(n.startswith("openvino skipped") for n in result["notes"]):
+        assert not any(r["impl"].startswith("openvino") for r in rows)
+    else:
+        impls += ["openvino-f32", "openvino"]
+    for impl in impls:
+        mine = [r for r in rows if r["impl"] == impl]
+        assert {(r["shape"], r["mode"], r["threads"]) for r in mine} == expected, impl
+        for r in mine:
+            assert r["median_s"] > 0 and r["check_ok"]
+            if impl.startswith("cgru-"):  # quantized: an error above float32's, within the bound
+                assert r["tolerance"] == reduced_tol and 1e-5 < r["max_diff"] <= reduced_tol
+        assert f"{impl} training not run" in " ".join(result["notes"])
+    for r in rows:
+        if r["impl"] == "openvino-f32":  # OpenVINO told to run float32 is held to float32's tolerance
+            assert r["tolerance"] == 1e-4 and r["max_diff"] <= 1e-4
+    assert "cgru-bfloat16/cgru" in stdout and "openvino/cgru" in stdout
+
+
 def test_quick_run_measures_memory(quick_run):
     result, _ = quick_run
     mem = result["memory"]

@@ -21,7 +21,7 @@ CASES = {
     "quickstart.py": (["--quick"], ["'compiled': True", "test MSE", "predicted"]),
     "keras_stacked_gru.py": ([], ["Total params: 4,461", "Epoch 5/5"]),
     "tabular_regression.py": (["--quick", "--out", "curves.png"], ["test R^2: GRU"]),
-    "forecast_timeseries.py": (["--quick"], ["mean absolute error GRU"]),
+    "forecast_timeseries.py": (["--quick"], ["mean absolute error GRU", "quantized for inference"]),
     "bidirectional_classifier.py": (["--quick"], ["test accuracy"]),
     "plugin_layer.py": (["--quick"], ["gradient check", "predictions identical: True"]),
     "torch_to_cgru.py": (["--quick"], ["torch imported: False", "served without torch"]),
@@ -79,6 +79,10 @@ def test_example_runs(script, tmp_path):
         assert number_after("test MSE", out) < number_after(r"repeating the last value:", out)
     elif script == "forecast_timeseries.py":
         assert number_after("error GRU", out) < number_after("naive last value", out)
+        float_mse = number_after("float32   MSE", out)
+        for mode in ("bfloat16", "int8"):  # the quantized forms keep the trained model's accuracy
+            assert abs(number_after(f"{mode:<9} MSE", out) - float_mse) < 0.05 * float_mse
+            assert 0 < number_after(f"{mode}.*?float32's\\|", out) < 5
     elif script == "bidirectional_classifier.py":
         assert number_after("test accuracy:", out) > 0.8
     elif script == "tabular_regression.py":
