@@ -185,7 +185,7 @@ class Sequential:
                     self._make_fast()
                 else:
                     self.built = False
-                    self._pinned = self._lean_input = self._fast = None
+                    self._make_fast([])
         return layer
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
@@ -203,18 +203,17 @@ class Sequential:
     def _ensure_bound(self):
         ops = self._current_ops()
         if ops is not self._ops or any(layer._ops is not ops for layer in self._layers):
-            _quantization.check_backend(self, ops)
-            with self._lock:
-                for layer in self._layers:
-                    layer._bind(ops)
-                self._ops = ops
-                if self.built:
-                    self._make_fast()
+            self._bind_all(ops, self._device)
         return ops
 
     def to(self, device: str) -> Sequential:
         """Run on ``device`` (a backend name) from now on, moving the weights; returns self."""
-        ops = self._resolve_device(device)
+        self._bind_all(self._resolve_device(device), device)
+        return self
+
+    def _bind_all(self, ops: Any, device: str | None) -> None:
+        """Bind every layer to ``ops`` (the model then runs on ``device``: a name, or None to
+        follow the current backend)."""
         _quantization.check_backend(self, ops)
         with self._lock:
             for layer in self._layers:
@@ -223,7 +222,6 @@ class Sequential:
             self._device = device
             if self.built:
                 self._make_fast()
-        return self
 
     def build(self, input_shape: Any = None) -> None:
         """Create every layer's weights for inputs of ``input_shape`` (batch first, e.g.
@@ -557,8 +555,7 @@ class Sequential:
             with contextlib.closing(source.epoch(0)) as batches:
                 for index, batch in enumerate(batches):
                     y, _, _ = self._forward(self._prepare_input(batch.x), False, batch.lengths, pinned)
-                    ops = pinned.ops
-                    outputs.append([ops.to_numpy(a) for a in y] if isinstance(y, list) else ops.to_numpy(y))
+                    outputs.append(_prediction.to_host_outputs(pinned.ops, y))
                     if bar is not None:
                         bar.update(index + 1)
             return outputs
@@ -831,7 +828,8 @@ def _compiled_call() -> Any:
     return model_call
 
 
-if _compiled_call() is not None:
-    Sequential.__call__ = _compiled_call()  # type: ignore[method-assign]
+_model_call = _compiled_call()
+if _model_call is not None:
+    Sequential.__call__ = _model_call  # type: ignore[method-assign]
 
 __all__ = ["Sequential"]

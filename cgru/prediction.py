@@ -76,7 +76,8 @@ def chunk_rows(layers: list, x_shape: tuple, dtype: Any, stateful: bool) -> int:
     return min(n, rows)
 
 
-def _host(ops: Any, y: Any) -> Any:
+def to_host_outputs(ops: Any, y: Any) -> Any:
+    """``y`` (a backend array, or a list of them) as host arrays."""
     return [ops.to_numpy(a) for a in y] if isinstance(y, list) else ops.to_numpy(y)
 
 
@@ -85,14 +86,14 @@ def run_chunks(run: Any, ops: Any, x: Any, lengths: Any, size: int, bar: Any = N
     (host arrays, or lists of them) written into one output allocated after the first chunk."""
     n = x.shape[0]
     if size >= n:
-        y = _host(ops, run(x, lengths))
+        y = to_host_outputs(ops, run(x, lengths))
         if bar is not None:
             bar.update(1)
         return y
     out: Any = None
     for step, start in enumerate(range(0, n, size)):
         rows = slice(start, start + size)
-        y = _host(ops, run(x[rows], None if lengths is None else lengths[rows]))
+        y = to_host_outputs(ops, run(x[rows], None if lengths is None else lengths[rows]))
         parts = y if isinstance(y, list) else [y]
         if out is None:
             out = [np.empty((n, *p.shape[1:]), dtype=p.dtype) for p in parts]

@@ -56,7 +56,7 @@ def quantize_model(model: Any, mode: Any) -> None:
         layer._check_quantizable(mode)
     with model._lock:
         for layer in layers:
-            _quantized.check_backend(_Pending(layer, mode), ops)
+            _quantized.check_backend(layer, ops, mode)
         params = [p for layer in layers for p in layer.weights]
         _, values = read_values(params)
         plans, start = [], 0
@@ -68,13 +68,6 @@ def quantize_model(model: Any, mode: Any) -> None:
         for layer, arrays in plans:
             layer._install_quantized(mode, arrays)
         model._make_fast()
-
-
-class _Pending:
-    """A layer as it will be once quantized to ``mode`` (for the backend check)."""
-
-    def __init__(self, layer: Any, mode: str) -> None:
-        self.name, self.quantization_mode = layer.name, mode
 
 
 def check_backend(model: Any, ops: Any) -> None:

@@ -364,8 +364,6 @@ def check_gru_weights(
             f"kernel must have shape (input features, 3*units) = {expected}, got {tuple(kernel.shape)}"
         )
     bias_shape = None
-    input_bias = xp.zeros(3 * units, dtype=dtype)
-    recurrent_bias = xp.zeros(3 * units, dtype=dtype)
     if bias is not None:
         bias = _as_float(bias, "bias", dtype, xp)
         expected = (2, 3 * units) if reset_after else (3 * units,)
@@ -375,11 +373,19 @@ def check_gru_weights(
                 f"got {tuple(bias.shape)}"
             )
         bias_shape = expected
-        if reset_after:
-            input_bias, recurrent_bias = xp.ascontiguousarray(bias[0]), xp.ascontiguousarray(bias[1])
-        else:
-            input_bias = bias
+    input_bias, recurrent_bias = split_gru_bias(bias, units, reset_after, xp, dtype)
     return kernel, recurrent_kernel, input_bias, recurrent_bias, bias_shape
+
+
+def split_gru_bias(bias: Any, units: int, reset_after: bool, xp: Any = np, dtype: Any = np.float32) -> tuple:
+    """(input bias, recurrent bias), each (3 * units,), from a GRU layer's ``bias``: (2, 3 * units)
+    with ``reset_after`` (its two rows), else (3 * units,) (all on the input side); zeros where
+    there is none."""
+    if bias is None:
+        return xp.zeros(3 * units, dtype=dtype), xp.zeros(3 * units, dtype=dtype)
+    if reset_after:
+        return xp.ascontiguousarray(bias[0]), xp.ascontiguousarray(bias[1])
+    return bias, xp.zeros(3 * units, dtype=dtype)
 
 
 def check_gru_args(

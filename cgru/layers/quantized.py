@@ -100,9 +100,10 @@ def inference_only(layer: Any, mode: str) -> ValueError:
     )
 
 
-def check_backend(layer: Any, ops: Any) -> None:
-    """Raise ValueError when quantized ``layer`` cannot run on ``ops``."""
-    mode = layer.quantization_mode
+def check_backend(layer: Any, ops: Any, mode: str | None = None) -> None:
+    """Raise ValueError when ``layer``, quantized (to its mode, or to ``mode`` it is about to
+    take), cannot run on ``ops``."""
+    mode = layer.quantization_mode if mode is None else mode
     if mode is not None and ops.quantized_kernels() is None:
         raise ValueError(
             f"layer {layer.name!r} is quantized to {mode!r}, and the {ops.name!r} backend has no "

@@ -171,16 +171,11 @@ class GRU(Layer):
 
     def _quantized_direction(self, mode: str, weights: tuple) -> Any:
         """The QuantizedGRU of :meth:`_arrays`'s quantized ``weights``."""
+        from ..backends.base import split_gru_bias
         from ..backends.quantize import QuantizedGRU, QuantizedMatrix
 
         kernel, recurrent_kernel, bias, kernel_scale, recurrent_scale = weights
-        zeros = np.zeros(3 * self.units, np.float32)
-        if bias is None:
-            input_bias, recurrent_bias = zeros, zeros
-        elif self.reset_after:
-            input_bias, recurrent_bias = np.ascontiguousarray(bias[0]), np.ascontiguousarray(bias[1])
-        else:
-            input_bias, recurrent_bias = bias, zeros
+        input_bias, recurrent_bias = split_gru_bias(bias, self.units, self.reset_after)
         return QuantizedGRU(mode, QuantizedMatrix(mode, kernel, kernel_scale),
                             QuantizedMatrix(mode, recurrent_kernel, recurrent_scale), input_bias,
                             recurrent_bias, self.go_backwards, self.reset_after, self.activation,
@@ -252,9 +247,10 @@ class GRU(Layer):
         if values is None:
             values = read_values(self._params)[1]
         bias = values[2] if self.use_bias else None
-        if _quantized.mode_of(values[0]) is None:
+        mode = _quantized.mode_of(values[0])
+        if mode is None:
             return values[0], values[1], bias
-        scales = values[-2:] if _quantized.mode_of(values[0]) == "int8" else (None, None)
+        scales = values[-2:] if mode == "int8" else (None, None)
         return (values[0], values[1], bias, *scales)
 
     def _sequence(
@@ -456,7 +452,7 @@ class GRU(Layer):
             dh = d_state
         else:
             dseq = None
-            dh = dy if d_state is None else (d_state if dy is None else dy + d_state)
+            dh = _add(dy, d_state)
         return self._sequence_backward(dseq, dh, core, input_grad)
 
     # ----------------------------------------------------------------------------- config
@@ -629,10 +625,11 @@ class Bidirectional(Layer):
         split = len(fwd.weights)
         wf, wb = fwd._arrays(values[:split]), bwd._arrays(values[split:])
         x = fwd._check_input(x)
+        flops = self._direction_flops(x)
         (yf, hf, cf), (yb, hb, cb) = self.ops.run_pair(
             lambda: fwd._sequence(x, training, lengths, None, wf),
             lambda: bwd._sequence(x, training, lengths, None, wb),
-            self._direction_flops(x),
+            flops,
         )
         if self.return_sequences:
             # Keras: the forward half as its layer returns it, the backward half re-reversed.
@@ -643,7 +640,7 @@ class Bidirectional(Layer):
         out = self._merge(of, ob)
         if self.return_state:
             out = (out if isinstance(out, list) else [out]) + [hf, hb]
-        cache = (cf, cb, of, ob, lengths, self._direction_flops(x)) if training else None
+        cache = (cf, cb, of, ob, lengths, flops) if training else None
         return out, cache
 
     def _direction_flops(self, x: Any) -> float:
