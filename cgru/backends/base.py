@@ -16,7 +16,6 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 # The backends import these two from here; their one home is in the modules named.
-from ..padding import valid_steps as valid_steps
 from ..validation import check_lengths
 from .activations import ACTIVATIONS, RECURRENT_ACTIVATIONS
 

@@ -77,7 +77,7 @@ class CPUPreparedGRU(PreparedGRU):
         return done[0]
 
     def _bind(self, engine, inference):
-        """Take the engine's prepared direction: its entries and its dtype (no unit split)."""
+        """Take the engine's prepared direction: its entries and its dtype."""
         self.engine = engine
         self.inference = inference
         self.dtype = inference.dtype
@@ -85,7 +85,6 @@ class CPUPreparedGRU(PreparedGRU):
         self.step = inference.step
         self.step_state = inference.step_state
         self.units = inference.units
-        self.split_args = None
 
     def forward(self, x, h, lengths=None):
         if lengths is None:

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad, valid_steps
+from ..padding import valid_steps
+from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad
 from .cuda_device import DeviceQuery, check_device, import_cupy
 from .cuda_kernels import CudaKernels, activation_codes
 from .cuda_plan import (

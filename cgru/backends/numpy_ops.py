@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..padding import valid_steps
 from .activations import activate, activation_grad
-from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad, valid_steps
+from .base import GRUArgs, GRUGrads, Ops, check_grad, pack_bias_grad
 
 
 def time_indices(step: int, time: int, lengths: np.ndarray, reverse: bool) -> tuple[np.ndarray, np.ndarray]:

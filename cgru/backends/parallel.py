@@ -268,5 +268,4 @@ def forward_plan(batch: int, flops: float, split: Callable[[], Any] | None) -> t
         done = split()
         if done is not None:
             return done, []
-    parts = pieces(batch, flops)
-    return None, [(0, batch)] if parts == 1 else row_bounds(batch, parts)
+    return None, row_bounds(batch, pieces(batch, flops))

@@ -31,7 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from .base import GRUArgs, PreparedGRU, check_gru_weights, check_lengths, check_prepared_call
+from .base import (
+    GRUArgs,
+    PreparedGRU,
+    check_activations,
+    check_gru_weights,
+    check_lengths,
+    check_prepared_call,
+)
 
 MODES = ("bfloat16", "int8")
 #: int8: the most input features or units of a product (its int32 sums stay exact below it);
@@ -162,8 +169,6 @@ def quantize_gru(kernel: Any, recurrent_kernel: Any, bias: Any = None, *, mode: 
                  recurrent_activation: str = "sigmoid") -> QuantizedGRU:
     """Quantize one direction's weights (the shapes ``gru_forward`` takes), as float32, to
     ``mode``; the biases stay float32."""
-    from .base import check_activations
-
     check_mode(mode)
     check_activations(activation, recurrent_activation)
     kernel, recurrent_kernel, input_bias, recurrent_bias, _ = check_gru_weights(

@@ -251,36 +251,9 @@ cdef class QuantizedGRUInference(GRUInference):
 def quantized_matmul(str mode, a, b, col_scale=None):
     """a (M, K) float32 times the quantized b (K, N) (uint16 bfloat16 bits, or int8 with
     col_scale (N,) float32) through the kernel in use, as the forward computes its products:
-    a (M, N) float32 array. For tests and benchmarks."""
-    if mode not in QUANTIZED_MODES:
-        raise ValueError(f"mode must be one of {tuple(QUANTIZED_MODES)}, got {mode!r}")
-    if type(b) is not np.ndarray or b.ndim != 2:
-        raise TypeError("b must be a 2-D numpy array")
-    cdef Py_ssize_t K = b.shape[0], N = b.shape[1]
-    _check_quantized("b", b, QUANTIZED_MODES[mode], (K, N))
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    if a.ndim != 2 or a.shape[1] != K:
-        raise ValueError(f"a must have shape (rows, {K}), got {a.shape}")
-    if mode == "int8":
-        _check_quantized("col_scale", col_scale, np.float32, (N,))
-        if K > INT8_MAX_SIZE:
-            raise ValueError(f"int8 products take K at most {INT8_MAX_SIZE}, got {K}")
-    matrix = _pack_columns(_QUANT_KINDS[mode], b, 0, N, col_scale)
-    cdef Py_ssize_t M = a.shape[0]
-    out = np.empty((M, N), np.float32)
-    if M == 0 or N == 0:
-        return out
-    if K == 0:
-        out[...] = 0
-        return out
-    scratch = _aligned_bytes(cgru_quant_scratch_bytes(<int>K))
-    cdef const float *ap = <const float *><size_t>a.ctypes.data
-    cdef float *cp = <float *><size_t>out.ctypes.data
-    cdef void *sp = <void *><size_t>scratch.ctypes.data
-    cdef _PackedMatrix m = matrix
-    with nogil:
-        cgru_quant_gemm(&m.matrix, <int>M, ap, <int>K, 0, cp, <int>N, sp)
-    return out
+    a (M, N) float32 array (b packed for this one product; QuantizedMatmul keeps it packed). For
+    tests and benchmarks."""
+    return QuantizedMatmul(mode, b, col_scale).matmul(np.ascontiguousarray(a, dtype=np.float32))
 
 
 cdef class QuantizedMatmul:
