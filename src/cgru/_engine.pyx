@@ -397,18 +397,24 @@ cdef class GRUInference:
         H = recurrent_kernel.shape[0] if recurrent_kernel.ndim == 2 else 0
         I = kernel.shape[0] if kernel.ndim == 2 else 0
         _check_weights(kernel.shape, recurrent_kernel.shape, input_bias.shape, recurrent_bias.shape, I, H)
-        self.dims = _dims((1, 1, I), H, None, reverse, reset_after, activation, recurrent_activation)
+        self._set_sizes(I, H, kernel.dtype, reverse, reset_after, activation, recurrent_activation)
         self.kernel, self.recurrent_kernel = kernel, recurrent_kernel
         self.input_bias, self.recurrent_bias = input_bias, recurrent_bias
-        self.dtype = kernel.dtype
-        self.single = kernel.dtype == np.float32
-        self.typenum = cnp.NPY_FLOAT32 if self.single else cnp.NPY_FLOAT64
-        self.input_size, self.units = I, H
-        self.max_rows = _INT_MAX // max(I, 4 * H)
         if self.single:
             _bind_pointers[float](self, kernel, recurrent_kernel, input_bias, recurrent_bias)
         else:
             _bind_pointers[double](self, kernel, recurrent_kernel, input_bias, recurrent_bias)
+
+    cdef _set_sizes(self, Py_ssize_t I, Py_ssize_t H, dtype, bint reverse, bint reset_after,
+                    str activation, str recurrent_activation):
+        """The direction's sizes, options and dtype, and the most rows a call takes before
+        check_sizes must look at it."""
+        self.dims = _dims((1, 1, I), H, None, reverse, reset_after, activation, recurrent_activation)
+        self.dtype = np.dtype(dtype)
+        self.single = self.dtype == np.float32
+        self.typenum = cnp.NPY_FLOAT32 if self.single else cnp.NPY_FLOAT64
+        self.input_size, self.units = I, H
+        self.max_rows = _INT_MAX // max(I, 4 * H)
 
     def forward(self, x, h, lengths=None, out=None):
         """Run over x (B, T, I) from state h (B, H), which is overwritten with the final state.

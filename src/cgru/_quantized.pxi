@@ -159,16 +159,11 @@ cdef class QuantizedGRUInference(GRUInference):
                                  f"got {I} and {H}")
         elif kernel_scale is not None or recurrent_scale is not None:
             raise ValueError("kernel_scale and recurrent_scale are for mode 'int8' only")
-        self.dims = _dims((1, 1, I), H, None, reverse, reset_after, activation, recurrent_activation)
+        self._set_sizes(I, H, np.float32, reverse, reset_after, activation, recurrent_activation)
         self.mode = mode
         self.kernel, self.recurrent_kernel = kernel, recurrent_kernel
         self.kernel_scale, self.recurrent_scale = kernel_scale, recurrent_scale
         self.input_bias, self.recurrent_bias = input_bias, recurrent_bias
-        self.dtype = np.dtype(np.float32)
-        self.single = True
-        self.typenum = cnp.NPY_FLOAT32
-        self.input_size, self.units = I, H
-        self.max_rows = _INT_MAX // max(I, 4 * H)
         self.bx = <const void *><size_t>input_bias.ctypes.data
         self.bh = <const void *><size_t>recurrent_bias.ctypes.data
         kernel_matrix = _pack_columns(kind, kernel, 0, 3 * H, kernel_scale)
