@@ -351,10 +351,12 @@ def to_torch_state_dict(model: Any) -> dict[str, np.ndarray]:
     Raises ValueError naming the layer and the setting that has no PyTorch counterpart.
     """
     from .layers import GRU, Bidirectional
+    from .quantization import check_exportable
 
     layers = list(model.layers) if hasattr(model, "layers") else list(model)
     if not layers:
         raise ValueError("the model has no layers")
+    check_exportable(model if hasattr(model, "layers") else layers, "to_torch_state_dict")
     out: dict[str, np.ndarray] = {}
     first_bi = first_units = first_bias = None
     for k, layer in enumerate(layers):
@@ -369,9 +371,6 @@ def to_torch_state_dict(model: Any) -> dict[str, np.ndarray]:
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no nn.GRU counterpart: "
                              "to_torch_state_dict converts models made only of GRU or "
                              "Bidirectional(GRU) layers")
-        if layer.quantization_mode is not None:
-            raise ValueError(f"layer {layer.name!r} is quantized to {layer.quantization_mode!r}: "
-                             "to_torch_state_dict converts float weights (convert the float32 model)")
         if not layer.built:
             raise ValueError(f"layer {layer.name!r} is not built yet, so it has no weights")
         is_bi = isinstance(layer, Bidirectional)

@@ -22,8 +22,8 @@ from .layers.weights import read_values
 
 
 def model_mode(model: Any) -> str | None:
-    """The mode ``model`` is quantized to, or None (a float model)."""
-    for layer in model.layers:
+    """The mode ``model`` (a Sequential, or a list of layers) is quantized to, or None (float)."""
+    for layer in model.layers if hasattr(model, "layers") else model:
         for sub in layer._quantizable_layers():
             if sub.quantization_mode is not None:
                 return sub.quantization_mode
@@ -90,12 +90,13 @@ def check_trainable(model: Any, what: str) -> None:
 
 
 def check_exportable(model: Any, what: str) -> None:
-    """Raise ValueError when ``model`` is quantized: ``what`` writes float weights."""
+    """Raise ValueError when ``model`` (a Sequential, or a list of layers) is quantized:
+    ``what`` writes float weights."""
     mode = model_mode(model)
     if mode is not None:
+        whose = f"model {model.name!r}" if hasattr(model, "layers") else "the layers"
         raise ValueError(
-            f"{what} needs float weights, but model {model.name!r} is quantized to {mode!r}: "
-            "convert the float32 model"
+            f"{what} needs float weights, but {whose} is quantized to {mode!r}: convert the float32 model"
         )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..validation import to_host, xp_of
+
 
 class FusedLayout:
     """``shapes`` (one per array) followed by ``scalars`` values, in one buffer of ``dtype``.
@@ -60,7 +62,7 @@ class FusedLayout:
             if values.shape != (self.scalars,):
                 raise ValueError(f"expected {self.scalars} scalars, got {values.shape}")
             tail = buffer[self.array_size:]
-            tail[...] = values if isinstance(buffer, np.ndarray) else on_device_of(buffer, values)
+            tail[...] = xp_of(buffer).asarray(values)
         return buffer
 
     def views(self, buffer: Any) -> list:
@@ -72,18 +74,7 @@ class FusedLayout:
 
     def scalar_values(self, buffer: Any) -> np.ndarray:
         """The scalars, as a float64 NumPy array (copied from the device)."""
-        tail = buffer[self.array_size:]
-        if not isinstance(tail, np.ndarray):
-            tail = tail.get() if hasattr(tail, "get") else np.asarray(tail)
-        return np.asarray(tail, dtype=np.float64)
-
-
-def on_device_of(buffer: Any, values: np.ndarray) -> Any:
-    """Host ``values`` as an array of ``buffer``'s module (CuPy: copied to the GPU)."""
-    import importlib
-
-    xp = importlib.import_module(type(buffer).__module__.split(".")[0])
-    return xp.asarray(values)
+        return np.asarray(to_host(buffer[self.array_size:]), dtype=np.float64)
 
 
 def pack_bytes(arrays: list, xp: Any = np) -> Any:
@@ -112,4 +103,4 @@ def packed_size(specs: list[tuple[tuple, Any]]) -> int:
     return sum(math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in specs)
 
 
-__all__ = ["FusedLayout", "on_device_of", "pack_bytes", "packed_size", "unpack_bytes"]
+__all__ = ["FusedLayout", "pack_bytes", "packed_size", "unpack_bytes"]

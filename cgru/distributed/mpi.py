@@ -41,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..validation import to_host
-from .fused import on_device_of
+from ..validation import to_host, xp_of
 from .strategy import DataParallelStrategy
 
 INSTALL_HINT = (
@@ -73,18 +72,11 @@ class MPICollectives:
         self.host = self
 
     def allreduce_sum(self, buffer: Any) -> Any:
-        host = buffer if isinstance(buffer, np.ndarray) else to_host(buffer)
-        self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
-        if host is not buffer:
-            buffer[...] = on_device_of(buffer, host)
-        return buffer
+        mpi = self.MPI
+        return _through_host(buffer, lambda host: self.comm.Allreduce(mpi.IN_PLACE, host, op=mpi.SUM))
 
     def broadcast(self, buffer: Any, root: int = 0) -> Any:
-        host = buffer if isinstance(buffer, np.ndarray) else to_host(buffer)
-        self.comm.Bcast(host, root=root)
-        if host is not buffer:
-            buffer[...] = on_device_of(buffer, host)
-        return buffer
+        return _through_host(buffer, lambda host: self.comm.Bcast(host, root=root))
 
     def allgather(self, obj: Any) -> list:
         return self.comm.allgather(obj)
@@ -138,6 +130,15 @@ class MPIStrategy(DataParallelStrategy):
 
     def __repr__(self) -> str:
         return f"<MPIStrategy rank={self.rank} size={self.size}>"
+
+
+def _through_host(buffer: Any, collective: Any) -> Any:
+    """``collective(host)`` on ``buffer`` in place: a GPU buffer through a host copy and back."""
+    host = to_host(buffer)
+    collective(host)
+    if host is not buffer:
+        buffer[...] = xp_of(buffer).asarray(host)
+    return buffer
 
 
 __all__ = ["INSTALL_HINT", "MPICollectives", "MPIStrategy", "import_mpi"]
