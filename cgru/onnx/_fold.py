@@ -290,12 +290,22 @@ def _expand(data: Any, shape: Any, budget: Budget) -> Any:
 
 
 def _range(start: Any, limit: Any, delta: Any, budget: Budget) -> Any:
-    s, lim, d = (items(v, "Range") for v in (start, limit, delta))
-    if any(isinstance(v, Dim) for v in s + d) or isinstance(lim[0], Dim):
-        raise Unfoldable("Range over a symbolic size")
-    count = max(0, int(np.ceil((lim[0] - s[0]) / d[0]))) if d[0] else 0
+    s, lim, d = (_scalar_value(v) for v in (start, limit, delta))
+    count = max(0, int(np.ceil((lim - s) / d))) if d else 0
     budget.take((count,), "Range")
-    return Const(np.arange(s[0], lim[0], d[0], dtype=np.asarray(start.array).dtype))
+    dtype = np.asarray(start.array).dtype if isinstance(start, Const) else np.int64  # a Sym is int64
+    return Const(np.arange(s, lim, d, dtype=dtype))
+
+
+def _scalar_value(value: Any) -> Any:
+    """A Range operand's value: a constant's as it is (a float stays a float), a shape-side
+    int's; Unfoldable for a symbolic size."""
+    if isinstance(value, Const):
+        return np.asarray(value.array).reshape(-1)[0]
+    first = items(value, "Range")[0]
+    if isinstance(first, Dim):
+        raise Unfoldable("Range over a symbolic size")
+    return first
 
 
 _ELEMENTWISE: dict[str, Callable] = {
@@ -323,11 +333,8 @@ def fold(op: str, args: list, attrs: dict, opset: int, budget: Budget) -> list |
             dims = list(data.dims)
         else:
             dims = [len(data.items)] if not data.scalar else []
-        rank = len(dims)
-        start = norm_axis(attrs.get("start", 0), rank, "Shape") if rank and attrs.get("start", 0) else 0
-        end = attrs.get("end")
-        end = rank if end is None or end >= rank else end % rank if end < 0 else end
-        return [sym_or_const(dims[start:end], False)]
+        # ONNX clamps start and end to the rank, as a Python slice does
+        return [sym_or_const(dims[attrs.get("start", 0):attrs.get("end")], False)]
     if op in ("Add", "Sub", "Mul", "Div"):
         return [_arith(op, args[0], args[1], budget)]
     if op == "Gather":

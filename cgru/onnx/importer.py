@@ -111,9 +111,7 @@ class _Interpreter:
             return self._build()
         except ReadingMismatch as exc:
             raise _Failure(str(exc), self.progress, True) from None
-        except _fold.Unfoldable as exc:
-            raise _Failure(str(exc), self.progress, False) from None
-        except ValueError as exc:
+        except ValueError as exc:  # _fold.Unfoldable included
             raise _Failure(str(exc), self.progress, False) from None
 
     def _read_inputs(self) -> None:

@@ -189,3 +189,21 @@ def test_a_missing_path_raises_file_not_found_as_load_model_does(tmp_path):
         cgru.load_model(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="not a regular file"):
         cgru.from_onnx(tmp_path)
+
+
+def test_shape_side_range_keeps_float_operands():
+    """A constant float Range folds to ONNX's values (operands are not truncated to ints)."""
+    def const(v):
+        return _fold.Const(np.asarray([v], np.float32))
+
+    (out,) = _fold.fold("Range", [const(0.5), const(2.5), const(0.5)], {}, 17, _fold.Budget())
+    np.testing.assert_array_equal(out.array, np.arange(0.5, 2.5, 0.5, dtype=np.float32))
+
+
+@pytest.mark.parametrize("start,end", [(-10, None), (0, -10), (1, 10), (5, None), (-2, -1)])
+def test_shape_side_shape_clamps_start_and_end_as_onnx_does(start, end):
+    data = _fold.Const(np.zeros((2, 3, 4), np.float32))
+    attrs = {"start": start} if end is None else {"start": start, "end": end}
+    (out,) = _fold.fold("Shape", [data], attrs, 17, _fold.Budget())
+    np.testing.assert_array_equal(np.asarray(out.concrete() if hasattr(out, "concrete") else out.array),
+                                  np.asarray([2, 3, 4])[start:end])
