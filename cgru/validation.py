@@ -73,9 +73,7 @@ def check_lengths(lengths: Any, batch: int, time: int) -> np.ndarray | None:
     NumPy array, or None when there are none or every sequence fills the time axis."""
     if lengths is None:
         return None
-    if hasattr(lengths, "get") and not isinstance(lengths, (dict, np.ndarray)):
-        lengths = lengths.get()  # a CuPy array
-    arr = np.asarray(lengths)
+    arr = to_host(lengths)
     if arr.dtype.kind not in "iu":
         integral = arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr) & (arr == np.round(arr))))
         if not integral:

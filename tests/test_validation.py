@@ -65,3 +65,20 @@ def test_checks_return_normalised_values():
 def test_xp_of():
     assert validation.xp_of(np.zeros(2)) is np
     assert validation.xp_of([1.0, 2.0]) is np
+
+
+def test_lengths_from_an_array_like_with_a_get_method():
+    """Only a GPU array is copied through .get(): a host array-like that happens to have a get
+    method (a pandas Series, a mapping-like array) is read as an array."""
+
+    class Lengths:
+        def __init__(self, values):
+            self.values = np.asarray(values)
+
+        def __array__(self, dtype=None, copy=None):
+            return self.values
+
+        def get(self, key, default=None):
+            return default
+
+    np.testing.assert_array_equal(validation.check_lengths(Lengths([1, 2]), 2, 3), [1, 2])

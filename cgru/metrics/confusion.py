@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import config as _config
 from ..sample_weights import broadcast_weight, squeeze_or_expand_to_same_rank
-from ..validation import to_host
+from ..validation import check_int, to_host
 from .base import Metric, array_module
 
 #: The threshold below every prediction, for ``top_k`` (Keras's ``NEG_INF``).
@@ -204,8 +204,8 @@ class _ThresholdCounts(Metric):
     ) -> None:
         super().__init__(name=name, dtype=dtype)
         self.init_thresholds = thresholds
-        self.top_k = None if top_k is None else _check_index(top_k, "top_k", 1)
-        self.class_id = None if class_id is None else _check_index(class_id, "class_id", 0)
+        self.top_k = None if top_k is None else check_int(top_k, "top_k", 1)
+        self.class_id = None if class_id is None else check_int(class_id, "class_id", 0)
         self.thresholds = parse_thresholds(thresholds, 0.5 if top_k is None else NEG_INF)
         self._evenly = evenly_distributed(self.thresholds)
         for kind in self.kinds:
@@ -241,12 +241,6 @@ class _ThresholdCounts(Metric):
             "top_k": self.top_k,
             "class_id": self.class_id,
         }
-
-
-def _check_index(value: Any, name: str, minimum: int) -> int:
-    from ..validation import check_int
-
-    return check_int(value, name, minimum)
 
 
 class _Count(_ThresholdCounts):
@@ -344,8 +338,6 @@ class AUC(Metric):
             self.num_thresholds = len(inner) + 2
             self._evenly = evenly_distributed(np.array([0.0, *inner, 1.0]))
         else:
-            from ..validation import check_int
-
             self.num_thresholds = check_int(num_thresholds, "num_thresholds", 2)
             inner = [(i + 1) * 1.0 / (self.num_thresholds - 1) for i in range(self.num_thresholds - 2)]
             self._evenly = True
@@ -354,7 +346,7 @@ class AUC(Metric):
         self.curve = curve_key
         self.summation_method = method
         self.multi_label = bool(multi_label)
-        self.num_labels = num_labels
+        self.num_labels = None if num_labels is None else check_int(num_labels, "num_labels", 1)
         self.label_weights = (
             None if label_weights is None else np.asarray(to_host(label_weights), dtype=np.float64)
         )

@@ -247,3 +247,9 @@ def test_loading_an_unknown_metric_class_says_how_to_fix_it(tmp_path):
     assert cgru.load_model(tmp_path / "m.npz", compile=False).count_params() == 3
     with pytest.raises(ValueError, match="belongs to"):
         metrics.register_metric(Positives, name="AUC")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "3"])
+def test_auc_refuses_a_bad_number_of_labels(bad):
+    with pytest.raises((TypeError, ValueError), match="num_labels"):
+        metrics.AUC(multi_label=True, num_labels=bad)
