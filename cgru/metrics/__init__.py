@@ -149,11 +149,6 @@ def standardize(identifier: Any) -> Any:
     )
 
 
-def check(identifier: Any) -> None:
-    """Raise for an unknown metric (before any data is seen)."""
-    standardize(identifier)
-
-
 def accuracy_kind(y_shape: tuple, out_shape: tuple) -> str:
     """The accuracy that ``"accuracy"`` means for targets of ``y_shape`` and outputs of
     ``out_shape`` (both with the batch axis): Keras 3's ``is_binary_or_sparse_categorical``."""
@@ -253,7 +248,6 @@ __all__ = [
     "as_result",
     "binary_accuracy",
     "categorical_accuracy",
-    "check",
     "deserialize",
     "direction_of",
     "get",

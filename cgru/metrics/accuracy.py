@@ -18,29 +18,25 @@ from typing import Any
 
 import numpy as np
 
+from ..config import floatx
 from ..sample_weights import squeeze_or_expand_to_same_rank
+from ..validation import check_int
 from .base import target_and_output
 from .reduction import FixedFunctionMean
-
-
-def _floatx() -> str:
-    from ..config import floatx
-
-    return floatx()
 
 
 def accuracy(y_true: Any, y_pred: Any) -> Any:
     """1.0 where ``y_true`` equals ``y_pred``, element by element."""
     xp, y_true, y_pred = target_and_output(y_true, y_pred)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true.astype(y_pred.dtype, copy=False), y_pred)
-    return (y_true == y_pred).astype(_floatx())
+    return (y_true == y_pred).astype(floatx())
 
 
 def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> Any:
     """1.0 where ``y_pred > threshold`` equals the 0/1 target, element by element."""
     xp, y_true, y_pred = target_and_output(y_true, y_pred)
     y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
-    return ((y_pred > threshold).astype(y_true.dtype) == y_true).astype(_floatx())
+    return ((y_pred > threshold).astype(y_true.dtype) == y_true).astype(floatx())
 
 
 def _drop_unit_axis(y_true: Any, y_pred_ndim: int) -> tuple[Any, bool]:
@@ -56,7 +52,7 @@ def categorical_accuracy(y_true: Any, y_pred: Any) -> Any:
     true_ids = xp.argmax(y_true, axis=-1)
     if true_ids.ndim == y_pred.ndim:
         true_ids = true_ids.reshape(true_ids.shape[:-1])
-    return (true_ids == xp.argmax(y_pred, axis=-1)).astype(_floatx())
+    return (true_ids == xp.argmax(y_pred, axis=-1)).astype(floatx())
 
 
 def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> Any:
@@ -64,7 +60,7 @@ def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> Any:
     xp, y_true, y_pred = target_and_output(y_true, y_pred, sparse=True)
     y_true, _ = _drop_unit_axis(y_true, y_pred.ndim)
     matches = (y_true.astype(y_pred.dtype) == xp.argmax(y_pred, axis=-1).astype(y_pred.dtype)).astype(
-        _floatx()
+        floatx()
     )
     if matches.ndim > 1 and matches.shape[-1] == 1:
         matches = matches.reshape(matches.shape[:-1])
@@ -86,7 +82,7 @@ def in_top_k(xp: Any, targets: Any, predictions: Any, k: int) -> Any:
 def _top_k_matches(xp: Any, true_ids: Any, y_pred: Any, k: int) -> Any:
     shape = true_ids.shape
     flat_pred = y_pred.reshape(-1, y_pred.shape[-1])
-    return in_top_k(xp, true_ids.reshape(-1), flat_pred, k).astype(_floatx()).reshape(shape)
+    return in_top_k(xp, true_ids.reshape(-1), flat_pred, k).astype(floatx()).reshape(shape)
 
 
 def top_k_categorical_accuracy(y_true: Any, y_pred: Any, k: int = 5) -> Any:
@@ -105,7 +101,7 @@ def sparse_top_k_categorical_accuracy(
         shape = y_true.shape
         ids = y_pred.reshape(-1, y_pred.shape[-1])[:, :k]
         hits = (ids == y_true.reshape(-1, 1).astype(ids.dtype)).any(axis=1)
-        return hits.astype(_floatx()).reshape(shape)
+        return hits.astype(floatx()).reshape(shape)
     y_true, _ = _drop_unit_axis(y_true, y_pred.ndim)
     return _top_k_matches(xp, y_true, y_pred, k)
 
@@ -148,17 +144,11 @@ class SparseCategoricalAccuracy(_Accuracies):
         super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
 
 
-def _check_k(k: Any) -> int:
-    from ..validation import check_int
-
-    return check_int(k, "k", 1)
-
-
 class TopKCategoricalAccuracy(_Accuracies):
     """How often the one-hot target is among the ``k`` (default 5) highest scores."""
 
     def __init__(self, k: int = 5, name: str = "top_k_categorical_accuracy", dtype: Any = None) -> None:
-        self.k = _check_k(k)
+        self.k = check_int(k, "k", 1)
         super().__init__(top_k_categorical_accuracy, name=name, dtype=dtype, k=self.k)
 
     def get_config(self) -> dict:
@@ -175,7 +165,7 @@ class SparseTopKCategoricalAccuracy(_Accuracies):
         dtype: Any = None,
         from_sorted_ids: bool = False,
     ) -> None:
-        self.k = _check_k(k)
+        self.k = check_int(k, "k", 1)
         self.from_sorted_ids = bool(from_sorted_ids)
         super().__init__(
             sparse_top_k_categorical_accuracy,

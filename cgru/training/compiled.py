@@ -64,12 +64,6 @@ def metrics_names(model: Trainee) -> list[str]:
     return ["loss", *_metrics.log_names(*_compiled(model))]
 
 
-def metric_directions(model: Trainee) -> dict:
-    """``{log key: "up" | "down" | None}`` for the compiled metrics."""
-    plain, weighted = _compiled(model)
-    return dict(zip(_metrics.log_names(plain, weighted), map(_metrics.direction_of, [*plain, *weighted])))
-
-
 class BoundMetric(NamedTuple):
     """A compiled metric for one ``fit``/``evaluate`` call: its own ``metric`` object (named
     ``name``, its log key) and whether it sees the sample weights (``weighted``)."""
@@ -152,7 +146,6 @@ __all__ = [
     "BoundMetric",
     "compile_config",
     "compile_model",
-    "metric_directions",
     "metrics_names",
     "optimizer_state",
     "require_compiled",

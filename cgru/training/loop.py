@@ -28,7 +28,6 @@ from ..quantization import check_trainable
 from ..validation import check_int, check_rate, check_seed
 from . import adapters
 from . import strategy as _strategy
-from .adapters import DEFAULT_BATCH_SIZE
 from .compiled import require_compiled, resolve_metrics
 from .data import Batch, check_data
 from .logs import BatchResult, LogsAccumulator, metric_result
@@ -72,13 +71,10 @@ def run_epoch(
     return done
 
 
-def _batch_size(batch_size: Any, name: str = "batch_size") -> int | None:
-    """A checked batch size, or None (the data's default: 32 for arrays)."""
-    return None if batch_size is None else check_int(batch_size, name, 1)
-
-
-def _steps(steps: Any, name: str) -> int | None:
-    return None if steps is None else check_int(steps, name, 1)
+def _count(value: Any, name: str) -> int | None:
+    """A checked positive count (a batch size, a number of steps), or None (the data's default:
+    batches of 32 for arrays, every batch of a source)."""
+    return None if value is None else check_int(value, name, 1)
 
 
 def _validation_freq(freq: Any) -> Callable[[int], bool]:
@@ -155,7 +151,7 @@ def evaluate(
     require_compiled(model, "evaluate")
     verbose = _progress.resolve_verbose(verbose)
     data = adapters.evaluate_data(
-        model, x, y, lengths, sample_weight, _batch_size(batch_size), _steps(steps, "steps")
+        model, x, y, lengths, sample_weight, _count(batch_size, "batch_size"), _count(steps, "steps")
     )
     strategy = _strategy.resolve(strategy)
     cb_list = _callbacks.check_callbacks(callbacks)
@@ -232,7 +228,7 @@ def fit(
     require_compiled(model, "fit")
     check_trainable(model, "fit")
     verbose = _progress.resolve_verbose(verbose)
-    batch_size = _batch_size(batch_size)
+    batch_size = _count(batch_size, "batch_size")
     epochs = check_int(epochs, "epochs", 0)
     initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
     validation_split = check_rate(validation_split, "validation_split")
@@ -243,9 +239,9 @@ def fit(
     rng = np.random.default_rng(seed if seed is not None else _config.next_seed())
     data = adapters.fit_data(
         model, x, y, lengths, sample_weight, check_class_weight(class_weight), batch_size,
-        _steps(steps_per_epoch, "steps_per_epoch"), rng if shuffle else None, validation_split,
-        validation_data, _steps(validation_steps, "validation_steps"),
-        _batch_size(validation_batch_size, "validation_batch_size"),
+        _count(steps_per_epoch, "steps_per_epoch"), rng if shuffle else None, validation_split,
+        validation_data, _count(validation_steps, "validation_steps"),
+        _count(validation_batch_size, "validation_batch_size"),
     )
     try:
         # every process runs the same number of steps per pass (a strategy that spans processes)
@@ -388,7 +384,6 @@ def test_on_batch(
 
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
     "LoopHooks",
     "evaluate",
     "evaluate_source",

@@ -83,8 +83,8 @@ def metric_stats(metrics: Any, scored: Scored) -> list:
     y_pred = scored.y_pred
     xp = xp_of(y_pred)
     y_true = xp.asarray(scored.y)
-    if scored.lengths is not None:
-        y_true, y_pred = zero_padding(xp, y_true, scored.lengths), zero_padding(xp, y_pred, scored.lengths)
+    if scored.lengths is not None:  # the model's output is zero there already (Sequential._forward)
+        y_true = zero_padding(xp, y_true, scored.lengths)
     values_shape = tuple(y_pred.shape[:-1])
     plain = metric_weights(xp, None, scored.mask, values_shape, y_pred.dtype)
     weighted = metric_weights(xp, scored.sample_weight, scored.mask, values_shape, y_pred.dtype)
