@@ -358,6 +358,18 @@ class NumpyBlasThreads:
 # --------------------------------------------------------------------------------------------
 
 
+def status_kib(field: str) -> int | None:
+    """A ``/proc/self/status`` size in KiB (``VmRSS``, ``VmHWM``), or None where there is none."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def cgru_child_env() -> dict:
     """The environment for a child process that must import the same cgru as this one: the
     installed copy, or the checkout's where none is installed."""

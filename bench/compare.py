@@ -63,6 +63,7 @@ from _common import (  # noqa: E402
     TRAINING,
     NumpyBlasThreads,
     Problem,
+    cgru_child_env,
     compare,
     cores,
     cpu_model,
@@ -70,6 +71,7 @@ from _common import (  # noqa: E402
     make_data,
     reference,
     source_revision,
+    status_kib,
     versions,
 )
 from _impls import (  # noqa: E402
@@ -186,17 +188,6 @@ def sgemm_rate(m: int, k: int, n: int, settings: Settings, warm: bool = False) -
 # --------------------------------------------------------------------------------------------
 
 
-def _status_kib(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def memory_child(impl_name: str, problem_name: str, quick: bool, threads: int) -> dict:
     """Run in a fresh process: warm the implementation up on a tiny problem of the same layer
     sizes (code paged in, thread pools and allocators started), then measure the resident-set
@@ -218,11 +209,11 @@ def memory_child(impl_name: str, problem_name: str, quick: bool, threads: int) -
             fh.write("5")  # reset the peak resident set (VmHWM) to the current one
     except OSError:
         method = "ru_maxrss"
-    base = _status_kib("VmRSS")
+    base = status_kib("VmRSS")
     max_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runner.call()
     if method.startswith("VmHWM") and base is not None:
-        peak = _status_kib("VmHWM")
+        peak = status_kib("VmHWM")
     else:  # only a rise of the lifetime peak can be seen
         base = base if base is not None else max_before
         peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, base)
@@ -517,13 +508,8 @@ def dispatch_cuda(args) -> int:
     if ignored:
         log(f"note: {', '.join(ignored)} apply to the CPU benchmark only; bench/gpu_compare.py has its "
             "own options (see its --help)")
-    import cgru  # the child imports the same cgru as this script (installed or the checkout)
-
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(cgru.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     log(f"running {os.path.relpath(gpu)} {' '.join(rest)}")
-    return subprocess.call([sys.executable, gpu, *rest], env=env)
+    return subprocess.call([sys.executable, gpu, *rest], env=cgru_child_env())  # the same cgru
 
 
 def build_impls(wanted, blas_threads, notes):

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from _common import cgru_child_env, status_kib
+
 try:
     import cgru  # noqa: F401  (installed, or on the path already)
 except ImportError:  # running from a source checkout without installing
@@ -62,31 +64,20 @@ def batch_size_of(variant: str, batch: int):
     return {"default": None, "one call": batch, "batch_size=32": 32}[variant]
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def reset_peak() -> int:
     """Start the peak over from the current resident size where the OS allows it; the bytes
     resident now (or the peak so far elsewhere)."""
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
-        return _status_kib("VmRSS") * 1024
+        return status_kib("VmRSS") * 1024
     except (OSError, TypeError):
         return peak_rss()
 
 
 def peak_rss() -> int:
     """The process's peak resident size in bytes (since :func:`reset_peak` on Linux)."""
-    hwm = _status_kib("VmHWM")
+    hwm = status_kib("VmHWM")
     if hwm is not None:
         return hwm * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -108,8 +99,6 @@ def measure_memory(args: argparse.Namespace, variant: str) -> dict:
                "--time", str(args.time), "--features", str(args.features), "--units", str(args.units),
                "--device", args.device, *(["--chunk-mib", str(args.chunk_mib)] if args.chunk_mib else []),
                *(["--threads", str(args.threads)] if args.threads else [])]
-    from _common import cgru_child_env
-
     proc = subprocess.run(command, capture_output=True, text=True, env=cgru_child_env(), timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"the {variant!r} child failed (exit status {proc.returncode}):\n{proc.stderr}")

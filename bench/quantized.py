@@ -47,7 +47,7 @@ from _common import (  # noqa: E402
     make_data,
     reference,
 )
-from _impls import Skip, openvino_runner  # noqa: E402
+from _impls import Runner, Skip, openvino_runner  # noqa: E402
 
 import cgru  # noqa: E402
 
@@ -114,17 +114,6 @@ def cgru_runner(problem: Problem, data, mode: str):
 # --------------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------------
-
-
-class Runner:
-    def __init__(self, call, check):
-        self.call, self.check = call, check
-
-    @staticmethod
-    def context():
-        import contextlib
-
-        return contextlib.nullcontext()
 
 
 def bench_shape(problem: Problem, threads: int, settings, repeats_log) -> list[dict]:
