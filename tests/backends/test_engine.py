@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 import pytest
 from finite_differences import numeric_gradient
+from isas import supported_isas
 from threads import run_concurrently
 
 import cgru
@@ -384,14 +385,6 @@ def test_concurrent_calls_on_shared_weights(rng):
     for i in range(len(problems)):
         np.testing.assert_array_equal(results[i], serial_shared[i])
     assert len(serial) == len(problems)
-
-
-def supported_isas():
-    if not compiled_available():
-        return []
-    from cgru import _engine
-
-    return [isa for isa in _engine.ISAS if _engine.isa_supported(isa)]
 
 
 def as_float64(args, kwargs):

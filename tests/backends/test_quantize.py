@@ -17,6 +17,7 @@ and those elements may add one quantum times their weights.
 
 import numpy as np
 import pytest
+from isas import supported_isas
 
 import cgru
 from cgru.backends import compiled_available
@@ -34,14 +35,6 @@ requires_compiled = pytest.mark.skipif(not compiled_available(), reason="compile
 MODES = ("bfloat16", "int8")
 U32 = 2.0 ** -24  # float32 unit roundoff
 GATE_MATH = 4e-6  # float32 gate math (the engine's exp/sigmoid/tanh: a few ulps) on |h| <= 1
-
-
-def supported_isas():
-    if not compiled_available():
-        return []
-    from cgru import _engine
-
-    return [isa for isa in _engine.ISAS if _engine.isa_supported(isa)]
 
 
 @pytest.fixture

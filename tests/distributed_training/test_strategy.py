@@ -75,19 +75,25 @@ class ThreadCollectives:
         return self._exchange(obj)[root]
 
 
-def run_ranks(size: int, work, group: ThreadGroup | None = None) -> list:
+def run_ranks(size: int, work, group: ThreadGroup | None = None, strategy_of=None, other_groups=()) -> list:
     """``work(rank, strategy)`` on ``size`` threads; their results in rank order (the first
-    exception re-raised)."""
+    exception re-raised, after the barriers of ``group`` and ``other_groups`` are broken so that
+    no rank waits for it). ``strategy_of(rank)``: each rank's strategy (default: data-parallel
+    over ``group``)."""
     group = group or ThreadGroup(size)
+    if strategy_of is None:
+        def strategy_of(rank):
+            return DataParallelStrategy(ThreadCollectives(group, rank))
     results: list = [None] * size
     errors: list = [None] * size
 
     def run(rank):
         try:
-            results[rank] = work(rank, DataParallelStrategy(ThreadCollectives(group, rank)))
+            results[rank] = work(rank, strategy_of(rank))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             errors[rank] = exc
-            group.barrier.abort()
+            for broken in (group, *other_groups):
+                broken.barrier.abort()
 
     threads = [threading.Thread(target=run, args=(rank,)) for rank in range(size)]
     for thread in threads:
@@ -934,17 +940,7 @@ def nccl_ranks(size, work):
         collectives = NCCLCollectives(ThreadCollectives(host_group, rank), cupy, nccl)
         return DataParallelStrategy(collectives)
 
-    results: list = [None] * size
-
-    def run(rank):
-        results[rank] = work(rank, strategy_of(rank))
-
-    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(size)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results, nccl.calls
+    return run_ranks(size, work, group, strategy_of, (host_group,)), nccl.calls
 
 
 def test_nccl_collectives_train_like_one_process_on_the_emulated_gpu(emulator, rng):
