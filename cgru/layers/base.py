@@ -487,6 +487,25 @@ LAYERS = Registry("layer", Layer, "cgru.register_layer", "cgru.Layer")
 _REGISTRY = LAYERS.classes  # name -> class
 
 
+def check_channels_last(owner: str, data_format: Any) -> None:
+    """Raise ValueError unless ``data_format`` is None or "channels_last" (the one layout of
+    cgru's sequences); ``owner`` names the layer class in the message."""
+    if data_format not in (None, "channels_last"):
+        raise ValueError(
+            f"{owner}: data_format must be 'channels_last' (cgru sequences are (batch, time, "
+            f"features)), got {data_format!r}"
+        )
+
+
+def check_sequence_shape(layer: Layer, shape: tuple) -> None:
+    """Raise ValueError unless ``shape`` is (batch, time, features)."""
+    if len(shape) != 3:
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r} expects sequences (batch, time, features), "
+            f"got input shape {tuple(shape)}"
+        )
+
+
 def register_layer(cls: type | None = None, *, name: str | None = None, override: bool = False):
     """Register a :class:`Layer` subclass so ``save``/``load_model`` can rebuild it by name.
 
@@ -530,6 +549,8 @@ def deserialize_layer(spec: Any) -> Layer:
 
 
 __all__ = [
+    "check_channels_last",
+    "check_sequence_shape",
     "Layer",
     "Parameter",
     "WeightPlaceholder",

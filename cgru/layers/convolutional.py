@@ -34,7 +34,7 @@ import numpy as np
 from ..padding import zero_padding
 from ..validation import check_positive_int
 from . import activations as _act
-from .base import Layer, _register_builtin
+from .base import Layer, _register_builtin, check_channels_last
 from .recurrent import _init_spec
 from .weights import read_values
 
@@ -107,11 +107,7 @@ class Conv1D(Layer):
         if not isinstance(padding, str) or padding.lower() not in self.PADDINGS:
             raise ValueError(f"padding must be one of {self.PADDINGS}, got {padding!r}")
         self.padding = padding.lower()
-        if data_format not in (None, "channels_last"):
-            raise ValueError(
-                "Conv1D: data_format must be 'channels_last' (cgru sequences are (batch, time, "
-                f"channels)), got {data_format!r}"
-            )
+        check_channels_last("Conv1D", data_format)
         if groups != 1:
             raise ValueError(f"Conv1D: groups={groups!r} is not supported (only 1)")
         if self.strides > 1 and self.dilation_rate > 1:

@@ -17,15 +17,7 @@ import numpy as np
 
 from ..padding import valid_steps, zero_padding
 from ..validation import to_host
-from .base import Layer, _register_builtin
-
-
-def _check_steps_shape(layer: Layer, shape: tuple) -> None:
-    if len(shape) != 3:
-        raise ValueError(
-            f"{type(layer).__name__} {layer.name!r} expects sequences (batch, time, features), "
-            f"got input shape {tuple(shape)}"
-        )
+from .base import Layer, _register_builtin, check_sequence_shape
 
 
 @_register_builtin
@@ -52,10 +44,10 @@ class Masking(Layer):
         self.mask_value = float(mask_value)
 
     def build(self, input_shape: tuple) -> None:
-        _check_steps_shape(self, input_shape)
+        check_sequence_shape(self, input_shape)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
-        _check_steps_shape(self, input_shape)
+        check_sequence_shape(self, input_shape)
         return tuple(input_shape)
 
     def check_inputs(self, x: Any, lengths: Any) -> None:
@@ -65,7 +57,7 @@ class Masking(Layer):
     def compute_lengths(self, x: Any, lengths: Any) -> Any:
         """The lengths the mask gives (the smaller of those and ``lengths``), or None when no
         step is padding; ValueError for a masked step before an unmasked one."""
-        _check_steps_shape(self, tuple(x.shape))
+        check_sequence_shape(self, tuple(x.shape))
         value = x.dtype.type(self.mask_value) if x.dtype.kind == "f" else self.mask_value
         unmasked = to_host((x != value).any(axis=-1))  # (B, T)
         batch, time = unmasked.shape

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..padding import valid_steps
-from .base import Layer, _register_builtin
+from .base import Layer, _register_builtin, check_channels_last, check_sequence_shape
 
 
 def _lengths_column(xp: Any, lengths: np.ndarray, dtype: Any) -> Any:
@@ -30,25 +30,14 @@ class _GlobalPooling1D(Layer):
 
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(
-                f"{type(self).__name__}: data_format must be 'channels_last' (cgru sequences are "
-                f"(batch, time, features)), got {data_format!r}"
-            )
+        check_channels_last(type(self).__name__, data_format)
         self.keepdims = bool(keepdims)
 
-    def _check_shape(self, shape: tuple) -> None:
-        if len(shape) != 3:
-            raise ValueError(
-                f"{type(self).__name__} {self.name!r} expects sequences (batch, time, features), "
-                f"got input shape {tuple(shape)}"
-            )
-
     def build(self, input_shape: tuple) -> None:
-        self._check_shape(input_shape)
+        check_sequence_shape(self, input_shape)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
-        self._check_shape(input_shape)
+        check_sequence_shape(self, input_shape)
         batch, _, features = input_shape
         return (batch, 1, features) if self.keepdims else (batch, features)
 
@@ -76,7 +65,7 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
     valid steps (a sequence of length 0 gives zeros)."""
 
     def forward(self, x: Any, training: bool = False, lengths: Any = None) -> tuple[Any, Any]:
-        self._check_shape(x.shape)
+        check_sequence_shape(self, x.shape)
         xp = self.xp
         if lengths is None:
             count = xp.asarray(np.full((x.shape[0], 1), max(x.shape[1], 1), dtype=x.dtype))
@@ -105,7 +94,7 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
     maximal steps, shared equally between ties (as TensorFlow's ``reduce_max``)."""
 
     def forward(self, x: Any, training: bool = False, lengths: Any = None) -> tuple[Any, Any]:
-        self._check_shape(x.shape)
+        check_sequence_shape(self, x.shape)
         xp = self.xp
         batch, time, features = x.shape
         if lengths is None:
